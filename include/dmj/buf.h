@@ -1,0 +1,35 @@
+/** A growable byte buffer with a hard maximum (curl's dynbuf, in dmj's names). */
+#ifndef DMJ_BUF_H
+#define DMJ_BUF_H
+
+#include <stddef.h>
+
+#include "dmj/error.h"
+
+/** Caller-owned storage; `data` is heap memory owned by the buffer, NUL-terminated when len > 0. */
+struct dmj_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+    size_t max; /**< appends that would pass this fail with DMJ_ETOOBIG */
+};
+
+/** Sets up an empty buffer that may grow to `max` bytes. Allocates nothing. */
+void dmj_buf_init(struct dmj_buf *b, size_t max);
+/** Frees the memory; the buffer is empty and reusable afterwards. */
+void dmj_buf_dispose(struct dmj_buf *b);
+/** Empties the buffer, keeping its memory for reuse. */
+void dmj_buf_reset(struct dmj_buf *b);
+/** Makes room for `n` more bytes; -ENOMEM or DMJ_ETOOBIG. */
+DMJ_MUST_CHECK int dmj_buf_reserve(struct dmj_buf *b, size_t n);
+/** Appends bytes; -ENOMEM or DMJ_ETOOBIG (the buffer is then unchanged). */
+DMJ_MUST_CHECK int dmj_buf_add(struct dmj_buf *b, const void *p, size_t n);
+/** Appends a NUL-terminated string. */
+DMJ_MUST_CHECK int dmj_buf_adds(struct dmj_buf *b, const char *s);
+/** Appends one byte. */
+DMJ_MUST_CHECK int dmj_buf_addc(struct dmj_buf *b, char c);
+/** Appends printf-formatted text (not for hot paths). */
+DMJ_MUST_CHECK int dmj_buf_printf(struct dmj_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,56 @@
+/** Django REST Framework's CursorPagination cursor: decoding, encoding, and the page walk.
+ *
+ * Exactly DRF's strings (spec/API.md section 4): tokens o, r, p form-urlencoded, then
+ * standard base64; decoding is CPython's lenient b64decode, then parse_qs. */
+#ifndef DMJ_CURSOR_H
+#define DMJ_CURSOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dmj/buf.h"
+#include "dmj/error.h"
+#include "dmj/store.h"
+
+#define DMJ_CURSOR_OFFSET_CUTOFF 1000
+#define DMJ_CURSOR_POSITION_MAX 64 /**< longer positions are never valid timestamps */
+
+struct dmj_cursor {
+    uint64_t offset; /**< decoded cursors: clamped to the cutoff; links: not clamped */
+    bool reverse;
+    bool has_position;
+    int64_t position_us;                          /**< the position parsed */
+    char position[DMJ_CURSOR_POSITION_MAX + 1];   /**< its text, as sent or as str(datetime) */
+    size_t position_len;
+};
+
+/** Decodes the `cursor` query value (already percent-decoded). DMJ_EBADCURSOR for every case
+ * DRF answers 404 "Invalid cursor"; `out` is written only on success. */
+DMJ_MUST_CHECK int dmj_cursor_decode(const char *value, size_t len, struct dmj_cursor *out);
+/** Appends the base64 cursor string (not percent-quoted; it is pure base64). */
+DMJ_MUST_CHECK int dmj_cursor_encode(const struct dmj_cursor *c, struct dmj_buf *out);
+
+/** One list request: which jobs, how many, from where. */
+struct dmj_page_params {
+    int32_t team_id;
+    bool has_saved_query_id;
+    uint8_t saved_query_id[16];
+    unsigned limit;                 /**< page size after the limit rules, >= 1 */
+    const struct dmj_cursor *cursor; /**< NULL for the first page */
+};
+
+/** What DRF's paginator decides besides the rows. */
+struct dmj_page_links {
+    bool has_next;
+    struct dmj_cursor next;
+    bool has_previous;
+    struct dmj_cursor previous;
+};
+
+/** Runs DRF's paginate_queryset and get_next_link/get_previous_link over the store: appends
+ * the page's jobs as a JSON array ("[...]") to `results` and fills `links`. */
+DMJ_MUST_CHECK int dmj_cursor_page(struct dmj_read *r, const struct dmj_page_params *p,
+                                   struct dmj_buf *results, struct dmj_page_links *links);
+
+#endif

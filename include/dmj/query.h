@@ -1,0 +1,52 @@
+/** Query strings and URLs as Django and Python's urllib.parse see them. */
+#ifndef DMJ_QUERY_H
+#define DMJ_QUERY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "dmj/buf.h"
+#include "dmj/error.h"
+
+#define DMJ_QUERY_MAX_PARAMS 256 /**< more fields than this: DMJ_ETOOBIG (400) */
+
+/** One decoded field; key and value point into the query's storage, NUL-terminated. */
+struct dmj_query_param {
+    const char *key;
+    size_t key_len;
+    const char *value;
+    size_t value_len;
+};
+
+/** A parsed query string: parse_qsl(keep_blank_values=True) semantics ('&' separates, a
+ * bare `a` is `a=""`, '+' is space, %XX decoded, invalid UTF-8 replaced by U+FFFD). */
+struct dmj_query {
+    unsigned n;
+    struct dmj_query_param params[DMJ_QUERY_MAX_PARAMS];
+    struct dmj_buf storage;
+};
+
+/** Sets up an empty query whose storage may grow to `max_bytes`. */
+void dmj_query_init(struct dmj_query *q, size_t max_bytes);
+void dmj_query_dispose(struct dmj_query *q);
+/** Parses `raw` (the part after '?', undecoded), replacing any earlier content. */
+DMJ_MUST_CHECK int dmj_query_parse(struct dmj_query *q, const char *raw, size_t len);
+/** The last value of `key`, or NULL when absent. */
+const struct dmj_query_param *dmj_query_last(const struct dmj_query *q, const char *key);
+
+/** Percent-decodes a path as Django does before routing (invalid UTF-8 replaced by U+FFFD). */
+DMJ_MUST_CHECK int dmj_query_decode_path(const char *raw, size_t len, struct dmj_buf *out);
+
+/** Appends DRF's link: `scheme://host` + escape_uri_path(path) + '?' + the query with
+ * `cursor` set to `cursor_value`, as urlencode(sorted(parse_qs(...).items()), doseq=True).
+ * `path` is the decoded path; `query` is the request's parsed query. */
+DMJ_MUST_CHECK int dmj_query_build_link(struct dmj_buf *out, bool https, const char *host,
+                                        size_t host_len, const char *path, size_t path_len,
+                                        const struct dmj_query *query, const char *cursor_value,
+                                        size_t cursor_len);
+
+/** Python's int() restricted to ASCII (spec/API.md section 0). Values beyond int64 clamp to
+ * INT64_MIN/INT64_MAX and set *overflow (callers decide what that means). DMJ_EINVAL else. */
+DMJ_MUST_CHECK int dmj_parse_int(const char *s, size_t len, long long *out, bool *overflow);
+
+#endif

@@ -1,0 +1,136 @@
+/** The LMDB store: jobs with their indexes, and the identity tables (../DESIGN.md).
+ *
+ * One environment per process (dmj_store_open); any number of readers and one writer at a
+ * time, across processes. A reader holds a `struct dmj_read` per thread and begins/ends it
+ * around each request; everything it hands out (jobs, identities, their strings) lives until
+ * dmj_read_end. Jobs whose engine is "duckgres" are stored but every walk skips them. */
+#ifndef DMJ_STORE_H
+#define DMJ_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dmj/error.h"
+#include "dmj/identity.h"
+#include "dmj/job.h"
+
+struct dmj_store;
+struct dmj_read;
+struct dmj_write;
+
+#define DMJ_STORE_RDONLY 1u /**< open for serving: no writes through this handle */
+
+/** Opens (creating if writable and absent) the store in directory `dir`. `map_size` 0 takes
+ * $DMJ_MAP_SIZE or the default (64 GiB, sparse). Errors: -errno, DMJ_EVERSION, DMJ_ESTORE. */
+DMJ_MUST_CHECK int dmj_store_open(const char *dir, unsigned flags, size_t map_size,
+                                  struct dmj_store **out);
+/** Closes the store. Every read and write must be ended first. */
+void dmj_store_close(struct dmj_store *s);
+/** Bytes used by the data file, and the map size, for stats and metrics. */
+void dmj_store_sizes(struct dmj_store *s, uint64_t *used, uint64_t *map_size);
+
+/* ---- reading ---------------------------------------------------------------------- */
+
+/** A reusable read handle (one per thread). Starts ended. */
+DMJ_MUST_CHECK int dmj_read_new(struct dmj_store *s, struct dmj_read **out);
+void dmj_read_free(struct dmj_read *r);
+/** Starts a read transaction on the latest committed state (renews the handle's txn). */
+DMJ_MUST_CHECK int dmj_read_begin(struct dmj_read *r);
+/** Ends it (mdb_txn_reset); all pointers handed out since begin become invalid. */
+void dmj_read_end(struct dmj_read *r);
+/** The committed transaction id the read sees (for ETags and caches). */
+uint64_t dmj_read_txnid(struct dmj_read *r);
+
+/** A job by id, in any team. DMJ_ENOTFOUND when absent or hidden (duckgres). */
+DMJ_MUST_CHECK int dmj_read_job(struct dmj_read *r, const uint8_t id[16], struct dmj_job *out);
+
+DMJ_MUST_CHECK int dmj_read_team(struct dmj_read *r, int32_t id, struct dmj_team *out);
+DMJ_MUST_CHECK int dmj_read_user(struct dmj_read *r, int64_t id, struct dmj_user *out);
+/** The key whose stored hash equals `secure_value` ("sha256$<hex>"). */
+DMJ_MUST_CHECK int dmj_read_key(struct dmj_read *r, const char *secure_value, struct dmj_key *out);
+/** 0 when the user is a member of the organization, DMJ_ENOTFOUND when not. */
+DMJ_MUST_CHECK int dmj_read_membership(struct dmj_read *r, int64_t user_id, const uint8_t org[16]);
+/** The user's organization with the lowest UUID (byte order), DMJ_ENOTFOUND if none. */
+DMJ_MUST_CHECK int dmj_read_first_org_of_user(struct dmj_read *r, int64_t user_id,
+                                              uint8_t org_out[16]);
+/** The lowest-id team of an organization, DMJ_ENOTFOUND if none. */
+DMJ_MUST_CHECK int dmj_read_first_team_of_org(struct dmj_read *r, const uint8_t org[16],
+                                              int32_t *team_out);
+
+/** Which index a walk follows; rows come in (created_at, id) order within the team. */
+enum dmj_walk_index {
+    DMJ_WALK_TEAM,        /**< all of the team's jobs */
+    DMJ_WALK_SAVED_QUERY, /**< the team's jobs of one saved_query_id */
+    DMJ_WALK_STATUS,      /**< the team's jobs with one status */
+};
+
+struct dmj_walk_spec {
+    int32_t team_id;
+    enum dmj_walk_index index;
+    uint8_t saved_query_id[16]; /**< for DMJ_WALK_SAVED_QUERY */
+    enum dmj_status status;     /**< for DMJ_WALK_STATUS */
+    bool descending;            /**< newest first (created_at desc, id desc) */
+    bool has_bound;             /**< start strictly past `bound_us`: */
+    int64_t bound_us;           /**< descending: created_at < bound; ascending: > bound */
+};
+
+/** A walk in progress; caller's storage, private fields. Valid until dmj_read_end. */
+struct dmj_walk {
+    struct dmj_read *read;
+    struct dmj_walk_spec spec;
+    void *cursor; /* MDB_cursor owned by the read handle */
+    int state;
+};
+
+/** Positions a walk; the first dmj_walk_next gives the first row. */
+DMJ_MUST_CHECK int dmj_walk_start(struct dmj_read *r, const struct dmj_walk_spec *spec,
+                                  struct dmj_walk *w);
+/** The next visible job, or DMJ_EEND. A record that fails to decode gives DMJ_EBADRECORD
+ * (the walk can go on past it). */
+DMJ_MUST_CHECK int dmj_walk_next(struct dmj_walk *w, struct dmj_job *out);
+
+/** For `recent`: the team's saved_query_ids in ascending byte order, one call per id.
+ * Starts after `after` (or at the first when `after` is NULL); DMJ_EEND past the last. */
+DMJ_MUST_CHECK int dmj_read_next_saved_query(struct dmj_read *r, int32_t team_id,
+                                             const uint8_t *after, uint8_t out[16]);
+
+/* ---- writing ---------------------------------------------------------------------- */
+
+struct dmj_write_stats {
+    uint64_t inserted;
+    uint64_t replaced;
+};
+
+/** Starts the single write transaction (blocks while another writer holds it). */
+DMJ_MUST_CHECK int dmj_write_begin(struct dmj_store *s, struct dmj_write **out);
+/** Upserts a job by id; every index follows (old entries of a replaced job are removed).
+ * The job is copied: the caller's strings may go away after the call. Writes may be
+ * buffered and sorted until commit; a job put twice in one transaction keeps the last. */
+DMJ_MUST_CHECK int dmj_write_job(struct dmj_write *w, const struct dmj_job *job);
+DMJ_MUST_CHECK int dmj_write_team(struct dmj_write *w, const struct dmj_team *t);
+DMJ_MUST_CHECK int dmj_write_org(struct dmj_write *w, const struct dmj_org *o);
+DMJ_MUST_CHECK int dmj_write_user(struct dmj_write *w, const struct dmj_user *u);
+DMJ_MUST_CHECK int dmj_write_membership(struct dmj_write *w, const struct dmj_membership *m);
+DMJ_MUST_CHECK int dmj_write_key(struct dmj_write *w, const struct dmj_key *k);
+/** Deletes a job and its index entries; DMJ_ENOTFOUND if absent. */
+DMJ_MUST_CHECK int dmj_write_delete_job(struct dmj_write *w, const uint8_t id[16]);
+/** Commits everything; on any error nothing of the transaction is stored. Frees `w`.
+ * `stats` (may be NULL) receives the counts of this transaction. */
+DMJ_MUST_CHECK int dmj_write_commit(struct dmj_write *w, struct dmj_write_stats *stats);
+/** Discards everything and frees `w`. */
+void dmj_write_abort(struct dmj_write *w);
+
+/* ---- whole-store operations (dmj stats / verify / export / backup / prune) -------- */
+
+/** Calls `fn` for every stored job (hidden ones included) in key order within one read;
+ * stops and returns fn's value when it returns non-zero. team_id < 0: all teams. */
+DMJ_MUST_CHECK int dmj_store_each_job(struct dmj_store *s, int32_t team_id,
+                                      int (*fn)(void *ctx, const struct dmj_job *job), void *ctx);
+/** Checks every index against the records; writes one line per problem to `report`
+ * (a FILE *); returns 0 when consistent, DMJ_EBADRECORD otherwise. */
+DMJ_MUST_CHECK int dmj_store_verify(struct dmj_store *s, void *report);
+/** Compacted, consistent copy into directory `dest` (mdb_env_copy2 with MDB_CP_COMPACT). */
+DMJ_MUST_CHECK int dmj_store_backup(struct dmj_store *s, const char *dest);
+
+#endif

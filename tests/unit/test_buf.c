@@ -1,0 +1,20 @@
+/* Tests of the bounded growable buffer. */
+#include "check.h"
+#include "dmj/buf.h"
+
+int main(void)
+{
+    struct dmj_buf b;
+    dmj_buf_init(&b, 8);
+    CHECK_EQ_INT(dmj_buf_adds(&b, "abcd"), 0);
+    CHECK_EQ_INT(dmj_buf_printf(&b, "%d", 123), 0);
+    CHECK_EQ_STR(b.data, "abcd123");
+    CHECK_EQ_INT(dmj_buf_add(&b, "xy", 2), DMJ_ETOOBIG);
+    CHECK_EQ_STR(b.data, "abcd123"); /* unchanged after a refused append */
+    CHECK_EQ_INT(dmj_buf_addc(&b, 'z'), 0);
+    CHECK_EQ_INT(b.len, 8);
+    dmj_buf_reset(&b);
+    CHECK_EQ_INT(b.len, 0);
+    dmj_buf_dispose(&b);
+    return check_done();
+}

@@ -1,0 +1,23 @@
+#!/bin/sh
+# deps.sh [--test] - installs, with apt-get, what dmj needs on Debian 12 (run as root).
+# --test adds what the test suite drives: real clients, PostgreSQL, the reference peer,
+# clang for the fuzzers.
+set -eu
+PKGS="build-essential cmake pkg-config liblmdb-dev libh2o-evloop-dev libmsgpack-dev
+libyajl-dev libssl-dev zlib1g-dev curl python3"
+if [ "${1:-}" = "--test" ]; then
+    PKGS="$PKGS lmdb-utils nghttp2-client h2o wrk postgresql clang libclang-rt-14-dev
+python3-django python3-djangorestframework python3-django-filters gunicorn"
+fi
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    echo "installing:$missing"
+    $SUDO apt-get update -qq
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+fi

@@ -1,0 +1,23 @@
+#!/bin/sh
+# test.sh - installs what is needed, builds dmj twice (release with -Werror, then with
+# AddressSanitizer and UBSan) and runs the whole test suite on each.
+set -eu
+cd "$(dirname "$0")/.."
+sh tools/deps.sh --test
+JOBS=$(nproc)
+for variant in release asan; do
+    dir=build-test-$variant
+    case $variant in
+        release) flags="-DCMAKE_BUILD_TYPE=Release" ;;
+        asan) flags="-DCMAKE_BUILD_TYPE=Debug -DDMJ_SANITIZE=address;undefined" ;;
+    esac
+    echo "== $variant build"
+    cmake -S . -B "$dir" -DDMJ_WERROR=ON $flags >/dev/null
+    cmake --build "$dir" -j "$JOBS"
+    echo "== $variant tests"
+    (cd "$dir" && ctest --output-on-failure -j "$JOBS")
+done
+if [ -x fuzz/run.sh ]; then
+    echo "== fuzzers"
+    fuzz/run.sh "${DMJ_FUZZ_SECONDS:-20}"
+fi
