@@ -17,6 +17,11 @@
 /** Immutable after start-up; shared by every worker. */
 struct dmj_api_config {
     unsigned max_limit; /**< largest page size; 0 = no maximum; default 1000 */
+    /** Optional rate limiter (spec/API.md section 3, step 8), called once the key has passed
+     * every permission check, with the key's stored hash. Returns 0 to let the request go
+     * on, or the seconds to wait (the API answers 429 with Retry-After). Thread-safe. */
+    unsigned (*rate_limit)(void *ctx, const char *secure_value);
+    void *rate_limit_ctx;
 };
 
 /** A request as the HTTP layer sees it; every pointer is borrowed for the call. A header
