@@ -1,0 +1,373 @@
+/* JSON output byte-for-byte as DRF renders it: escaped strings, job objects, error bodies. */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dmj/json.h"
+#include "dmj/time.h"
+#include "dmj/uuid.h"
+
+/* Whether byte c can start something DRF escapes. 0xE2 only starts U+2028/U+2029 when the
+ * two bytes after it are 80 A8 or 80 A9, which the callers check. */
+static inline bool needs_escape(unsigned char c)
+{
+    return c < 0x20 || c == '"' || c == '\\' || c == 0xE2;
+}
+
+static inline bool is_line_sep(const unsigned char *s, size_t n, size_t i)
+{
+    return n - i >= 3 && s[i + 1] == 0x80 && (s[i + 2] == 0xA8 || s[i + 2] == 0xA9);
+}
+
+/* The escaped form of the byte at s[i] (and, for U+2028/9, the two after it) into e;
+ * returns its length and sets *consumed, or 0 when the byte is written as it is. */
+static size_t escape_at(const unsigned char *s, size_t n, size_t i, char e[6],
+                        size_t *consumed)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char c = s[i];
+    *consumed = 1;
+    switch (c) {
+    case '"':
+    case '\\':
+        e[0] = '\\';
+        e[1] = (char)c;
+        return 2;
+    case '\b':
+        e[0] = '\\';
+        e[1] = 'b';
+        return 2;
+    case '\t':
+        e[0] = '\\';
+        e[1] = 't';
+        return 2;
+    case '\n':
+        e[0] = '\\';
+        e[1] = 'n';
+        return 2;
+    case '\f':
+        e[0] = '\\';
+        e[1] = 'f';
+        return 2;
+    case '\r':
+        e[0] = '\\';
+        e[1] = 'r';
+        return 2;
+    case 0xE2:
+        if (!is_line_sep(s, n, i))
+            return 0;
+        memcpy(e, s[i + 2] == 0xA8 ? "\\u2028" : "\\u2029", 6);
+        *consumed = 3;
+        return 6;
+    default:
+        if (c >= 0x20)
+            return 0;
+        memcpy(e, "\\u00", 4);
+        e[4] = hex[c >> 4];
+        e[5] = hex[c & 0xf];
+        return 6;
+    }
+}
+
+/* Length of the escaped text of s, without the quotes. */
+static size_t escaped_len(const unsigned char *s, size_t n)
+{
+    size_t out = n;
+    for (size_t i = 0; i < n; i++) {
+        if (!needs_escape(s[i]))
+            continue;
+        char e[6];
+        size_t used;
+        size_t elen = escape_at(s, n, i, e, &used);
+        if (elen) {
+            out += elen - used;
+            i += used - 1;
+        }
+    }
+    return out;
+}
+
+int dmj_json_add_string(struct dmj_buf *out, struct dmj_str str)
+{
+    if (!str.ptr)
+        return dmj_buf_add(out, "null", 4);
+    const unsigned char *s = (const unsigned char *)str.ptr;
+    size_t n = str.len;
+    size_t total = escaped_len(s, n);
+    /* total >= n, so only the "+ 2" can wrap, and only for absurd sizes. */
+    if (total > SIZE_MAX - 2)
+        return DMJ_ETOOBIG;
+    int rc = dmj_buf_reserve(out, total + 2);
+    if (rc)
+        return rc;
+    char *p = out->data + out->len;
+    *p++ = '"';
+    size_t run = 0; /* start of the current run of bytes copied as they are */
+    for (size_t i = 0; i < n; i++) {
+        if (!needs_escape(s[i]))
+            continue;
+        char e[6];
+        size_t used;
+        size_t elen = escape_at(s, n, i, e, &used);
+        if (!elen)
+            continue;
+        memcpy(p, s + run, i - run);
+        p += i - run;
+        memcpy(p, e, elen);
+        p += elen;
+        i += used - 1;
+        run = i + 1;
+    }
+    memcpy(p, s + run, n - run);
+    p += n - run;
+    *p++ = '"';
+    out->len = (size_t)(p - out->data);
+    out->data[out->len] = '\0';
+    return 0;
+}
+
+/* Decimal text of v at p (at most 20 bytes); returns the end. */
+static char *put_int(char *p, int64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    /* Work in unsigned so that INT64_MIN has a magnitude. */
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *p++ = '-';
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
+static char *put_lit(char *p, const char *lit)
+{
+    size_t n = strlen(lit);
+    memcpy(p, lit, n);
+    return p + n;
+}
+
+static char *put_uuid(char *p, const uint8_t id[16])
+{
+    char text[DMJ_UUID_TEXT_LEN + 1];
+    dmj_uuid_format(id, text);
+    *p++ = '"';
+    memcpy(p, text, DMJ_UUID_TEXT_LEN);
+    p += DMJ_UUID_TEXT_LEN;
+    *p++ = '"';
+    return p;
+}
+
+static char *put_time(char *p, int64_t us)
+{
+    *p++ = '"';
+    p += dmj_time_format_drf(us, p);
+    *p++ = '"';
+    return p;
+}
+
+/* Python repr() of a finite double: the shortest digits that read back to the same value,
+ * in fixed notation for exponents -4..15 (with ".0" when whole), else d.ddde+XX. */
+static char *put_double(char *p, double v)
+{
+    char tmp[40];
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(tmp, sizeof tmp, "%.*e", prec - 1, v);
+        if (strtod(tmp, NULL) == v)
+            break;
+    }
+    /* tmp is [-]d[.ddd]e(+|-)XX: take the sign, the digits and the exponent apart. */
+    const char *q = tmp;
+    char digits[20];
+    size_t nd = 0;
+    if (*q == '-')
+        *p++ = *q++;
+    for (; *q && *q != 'e'; q++) {
+        if (*q >= '0' && *q <= '9' && nd < sizeof digits)
+            digits[nd++] = *q;
+    }
+    int exp = *q == 'e' ? atoi(q + 1) : 0;
+    while (nd > 1 && digits[nd - 1] == '0')
+        nd--;
+    if (exp < -4 || exp >= 16) {
+        *p++ = digits[0];
+        if (nd > 1) {
+            *p++ = '.';
+            memcpy(p, digits + 1, nd - 1);
+            p += nd - 1;
+        }
+        *p++ = 'e';
+        *p++ = exp < 0 ? '-' : '+';
+        int ax = exp < 0 ? -exp : exp;
+        if (ax >= 100)
+            *p++ = (char)('0' + ax / 100);
+        *p++ = (char)('0' + ax / 10 % 10);
+        *p++ = (char)('0' + ax % 10);
+    } else if (exp < 0) {
+        *p++ = '0';
+        *p++ = '.';
+        for (int k = -1; k > exp; k--)
+            *p++ = '0';
+        memcpy(p, digits, nd);
+        p += nd;
+    } else {
+        size_t whole = (size_t)exp + 1;
+        for (size_t k = 0; k < whole; k++)
+            *p++ = k < nd ? digits[k] : '0';
+        *p++ = '.';
+        if (nd > whole) {
+            memcpy(p, digits + whole, nd - whole);
+            p += nd - whole;
+        } else {
+            *p++ = '0';
+        }
+    }
+    return p;
+}
+
+/* Each fixed stretch between two strings fits in this with room to spare. */
+#define SEG_MAX 512
+
+static int flush(struct dmj_buf *out, const char *seg, const char *end)
+{
+    return dmj_buf_add(out, seg, (size_t)(end - seg));
+}
+
+/* The ten served fields, without the closing brace. */
+static int add_job_fields(struct dmj_buf *out, const struct dmj_job *job)
+{
+    char seg[SEG_MAX], *p = seg;
+    int rc;
+
+    p = put_lit(p, "{\"id\":");
+    p = put_uuid(p, job->id);
+    p = put_lit(p, ",\"saved_query_id\":");
+    p = job->has_saved_query_id ? put_uuid(p, job->saved_query_id) : put_lit(p, "null");
+    p = put_lit(p, ",\"status\":\"");
+    p = put_lit(p, dmj_status_name(job->status));
+    p = put_lit(p, "\",\"rows_materialized\":");
+    p = put_int(p, job->rows_materialized);
+    p = put_lit(p, ",\"error\":");
+    rc = flush(out, seg, p);
+    if (!rc)
+        rc = dmj_json_add_string(out, job->error);
+    if (rc)
+        return rc;
+
+    p = put_lit(seg, ",\"created_at\":");
+    p = put_time(p, job->created_at);
+    p = put_lit(p, ",\"last_run_at\":");
+    p = job->has_last_run_at ? put_time(p, job->last_run_at) : put_lit(p, "null");
+    p = put_lit(p, ",\"workflow_id\":");
+    rc = flush(out, seg, p);
+    if (!rc)
+        rc = dmj_json_add_string(out, job->workflow_id);
+    if (!rc)
+        rc = dmj_buf_add(out, ",\"workflow_run_id\":", 19);
+    if (!rc)
+        rc = dmj_json_add_string(out, job->workflow_run_id);
+    if (rc)
+        return rc;
+
+    p = put_lit(seg, ",\"rows_expected\":");
+    p = job->has_rows_expected ? put_int(p, job->rows_expected) : put_lit(p, "null");
+    return flush(out, seg, p);
+}
+
+/* Undoes a partial append so that a failed call leaves the buffer as it found it. */
+static int rollback(struct dmj_buf *out, size_t len, int rc)
+{
+    if (rc && out->data) {
+        out->len = len;
+        out->data[len] = '\0';
+    }
+    return rc;
+}
+
+int dmj_json_add_job(struct dmj_buf *out, const struct dmj_job *job)
+{
+    size_t start = out->len;
+    int rc = add_job_fields(out, job);
+    if (!rc)
+        rc = dmj_buf_add(out, "}", 1);
+    return rollback(out, start, rc);
+}
+
+static int add_job_rest(struct dmj_buf *out, const struct dmj_job *job)
+{
+    static const struct dmj_str clickhouse = {"clickhouse", 10};
+    char seg[SEG_MAX], *p = seg;
+    int rc;
+
+    p = put_lit(p, ",\"team_id\":");
+    p = put_int(p, job->team_id);
+    p = put_lit(p, ",\"engine\":");
+    rc = flush(out, seg, p);
+    if (!rc)
+        rc = dmj_json_add_string(out, job->engine.ptr ? job->engine : clickhouse);
+    if (!rc)
+        rc = dmj_buf_add(out, ",\"run_mode\":", 12);
+    if (!rc)
+        rc = dmj_json_add_string(out, job->run_mode);
+    if (!rc)
+        rc = dmj_buf_add(out, ",\"parent_workflow_id\":", 22);
+    if (!rc)
+        rc = dmj_json_add_string(out, job->parent_workflow_id);
+    if (rc)
+        return rc;
+
+    p = put_lit(seg, ",\"storage_delta_mib\":");
+    p = job->has_storage_delta_mib ? put_double(p, job->storage_delta_mib) : put_lit(p, "null");
+    p = put_lit(p, ",\"created_by_id\":");
+    p = job->has_created_by_id ? put_int(p, job->created_by_id) : put_lit(p, "null");
+    p = put_lit(p, ",\"updated_at\":");
+    p = job->has_updated_at ? put_time(p, job->updated_at) : put_lit(p, "null");
+    *p++ = '}';
+    return flush(out, seg, p);
+}
+
+int dmj_json_add_job_full(struct dmj_buf *out, const struct dmj_job *job)
+{
+    size_t start = out->len;
+    int rc = add_job_fields(out, job);
+    if (!rc)
+        rc = add_job_rest(out, job);
+    return rollback(out, start, rc);
+}
+
+static struct dmj_str cstr(const char *s)
+{
+    struct dmj_str r = {s, s ? strlen(s) : 0};
+    return r;
+}
+
+int dmj_json_add_error(struct dmj_buf *out, const char *type, const char *code,
+                       const char *detail, const char *attr)
+{
+    size_t start = out->len;
+    int rc = dmj_buf_add(out, "{\"type\":", 8);
+    if (!rc)
+        rc = dmj_json_add_string(out, cstr(type));
+    if (!rc)
+        rc = dmj_buf_add(out, ",\"code\":", 8);
+    if (!rc)
+        rc = dmj_json_add_string(out, cstr(code));
+    if (!rc)
+        rc = dmj_buf_add(out, ",\"detail\":", 10);
+    if (!rc)
+        rc = dmj_json_add_string(out, cstr(detail));
+    if (!rc)
+        rc = dmj_buf_add(out, ",\"attr\":", 8);
+    if (!rc)
+        rc = dmj_json_add_string(out, cstr(attr));
+    if (!rc)
+        rc = dmj_buf_add(out, "}", 1);
+    return rollback(out, start, rc);
+}

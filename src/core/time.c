@@ -1,0 +1,302 @@
+/* Timestamps: int64 microseconds since the epoch (UTC), parsed from the import and cursor
+ * grammars and printed as DRF and Python print them, with integer calendar arithmetic. */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dmj/time.h"
+
+#define US_PER_SEC INT64_C(1000000)
+#define US_PER_DAY (INT64_C(86400) * US_PER_SEC)
+/* 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z, Python's datetime.min and max. */
+#define MIN_US (INT64_C(-62135596800) * US_PER_SEC)
+#define MAX_US (INT64_C(253402300800) * US_PER_SEC - 1)
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil):
+ * years are counted from March so that the leap day is the last day of the year. */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+/* The inverse of days_from_civil. */
+static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    *d = doy - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = (int64_t)yoe + era * 400 + (*m <= 2);
+}
+
+static bool is_leap(unsigned y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+static unsigned days_in_month(unsigned y, unsigned m)
+{
+    static const unsigned char dim[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    return m == 2 && is_leap(y) ? 29 : dim[m - 1];
+}
+
+/* Broken-down fields of a parsed text; offset_min is east of UTC. */
+struct fields {
+    unsigned year, month, day, hour, minute, second, usec;
+    int offset_min;
+};
+
+/* Validates the calendar fields and converts to UTC microseconds within years 1..9999. */
+static int fields_to_us(const struct fields *f, int64_t *out_us)
+{
+    if (f->year < 1 || f->year > 9999 || f->month < 1 || f->month > 12 || f->day < 1 ||
+        f->day > days_in_month(f->year, f->month) || f->hour > 23 || f->minute > 59 ||
+        f->second > 59 || f->usec > 999999 || f->offset_min <= -1440 || f->offset_min >= 1440)
+        return DMJ_EINVAL;
+    int64_t secs = days_from_civil(f->year, f->month, f->day) * 86400 + f->hour * 3600 +
+                   f->minute * 60 + f->second - (int64_t)f->offset_min * 60;
+    int64_t us = secs * US_PER_SEC + f->usec;
+    if (us < MIN_US || us > MAX_US)
+        return DMJ_EINVAL;
+    *out_us = us;
+    return 0;
+}
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* Reads exactly n digits at s[*i]; false when there are fewer. */
+static bool digits_exact(const char *s, size_t len, size_t *i, unsigned n, unsigned *out)
+{
+    unsigned v = 0;
+    if (len - *i < n)
+        return false;
+    for (unsigned k = 0; k < n; k++) {
+        if (!is_digit(s[*i + k]))
+            return false;
+        v = v * 10 + (unsigned)(s[*i + k] - '0');
+    }
+    *i += n;
+    *out = v;
+    return true;
+}
+
+/* Reads min..max digits greedily (the regex [0-9]{min,max}); false when fewer than min. */
+static bool digits_range(const char *s, size_t len, size_t *i, unsigned min, unsigned max,
+                         unsigned *out, unsigned *count)
+{
+    unsigned v = 0, n = 0;
+    while (n < max && *i + n < len && is_digit(s[*i + n])) {
+        v = v * 10 + (unsigned)(s[*i + n] - '0');
+        n++;
+    }
+    if (n < min)
+        return false;
+    *i += n;
+    *out = v;
+    if (count)
+        *count = n;
+    return true;
+}
+
+static bool at(const char *s, size_t len, size_t i, char c)
+{
+    return i < len && s[i] == c;
+}
+
+/* Fraction digits [i, i+n) read as microseconds, left-justified to six places. */
+static unsigned fraction_us(unsigned value, unsigned ndigits)
+{
+    while (ndigits < 6) {
+        value *= 10;
+        ndigits++;
+    }
+    return value;
+}
+
+int dmj_time_parse(const char *s, size_t len, int64_t *out_us)
+{
+    struct fields f = {0};
+    size_t i = 0;
+
+    if (!digits_exact(s, len, &i, 4, &f.year) || !at(s, len, i++, '-') ||
+        !digits_exact(s, len, &i, 2, &f.month) || !at(s, len, i++, '-') ||
+        !digits_exact(s, len, &i, 2, &f.day))
+        return DMJ_EINVAL;
+    if (!at(s, len, i, 'T') && !at(s, len, i, ' '))
+        return DMJ_EINVAL;
+    i++;
+    if (!digits_exact(s, len, &i, 2, &f.hour) || !at(s, len, i++, ':') ||
+        !digits_exact(s, len, &i, 2, &f.minute) || !at(s, len, i++, ':') ||
+        !digits_exact(s, len, &i, 2, &f.second))
+        return DMJ_EINVAL;
+    if (at(s, len, i, '.')) {
+        unsigned v, n;
+        i++;
+        if (!digits_range(s, len, &i, 1, 6, &v, &n))
+            return DMJ_EINVAL;
+        f.usec = fraction_us(v, n);
+    }
+    if (at(s, len, i, 'Z') || at(s, len, i, 'z')) {
+        i++;
+    } else if (at(s, len, i, '+') || at(s, len, i, '-')) {
+        int sign = s[i] == '-' ? -1 : 1;
+        unsigned hh, mm = 0;
+        i++;
+        if (!digits_exact(s, len, &i, 2, &hh))
+            return DMJ_EINVAL;
+        if (at(s, len, i, ':')) {
+            i++;
+            if (!digits_exact(s, len, &i, 2, &mm))
+                return DMJ_EINVAL;
+        } else if (i < len && !digits_exact(s, len, &i, 2, &mm)) {
+            return DMJ_EINVAL;
+        }
+        if (hh > 23 || mm > 59)
+            return DMJ_EINVAL;
+        f.offset_min = sign * (int)(hh * 60 + mm);
+    }
+    if (i != len)
+        return DMJ_EINVAL;
+    return fields_to_us(&f, out_us);
+}
+
+/* Python's re "$": the end of the text, or just before one final "\n". */
+static bool at_dollar(const char *s, size_t len, size_t i)
+{
+    return i == len || (i + 1 == len && s[i] == '\n');
+}
+
+int dmj_time_parse_django(const char *s, size_t len, int64_t *out_us)
+{
+    struct fields f = {0};
+    size_t i = 0;
+
+    if (!digits_exact(s, len, &i, 4, &f.year) || !at(s, len, i++, '-') ||
+        !digits_range(s, len, &i, 1, 2, &f.month, NULL) || !at(s, len, i++, '-') ||
+        !digits_range(s, len, &i, 1, 2, &f.day, NULL))
+        return DMJ_EINVAL;
+    /* parse_date's grammar: the date alone means midnight (naive, so UTC). */
+    if (at_dollar(s, len, i))
+        return fields_to_us(&f, out_us);
+    if (!at(s, len, i, 'T') && !at(s, len, i, ' '))
+        return DMJ_EINVAL;
+    i++;
+    /* Every repetition below is greedy and what follows it can never start with a digit,
+     * so the regex engine's backtracking could not find another match: one pass decides. */
+    if (!digits_range(s, len, &i, 1, 2, &f.hour, NULL) || !at(s, len, i++, ':') ||
+        !digits_range(s, len, &i, 1, 2, &f.minute, NULL))
+        return DMJ_EINVAL;
+    if (at(s, len, i, ':')) {
+        i++;
+        if (!digits_range(s, len, &i, 1, 2, &f.second, NULL))
+            return DMJ_EINVAL;
+        if (at(s, len, i, '.') || at(s, len, i, ',')) {
+            unsigned v, n, ignored, m = 0;
+            i++;
+            if (!digits_range(s, len, &i, 1, 6, &v, &n))
+                return DMJ_EINVAL;
+            if (n == 6 && !digits_range(s, len, &i, 0, 6, &ignored, &m))
+                return DMJ_EINVAL;
+            f.usec = fraction_us(v, n);
+        }
+    }
+    if (at(s, len, i, 'Z')) {
+        i++;
+    } else if (at(s, len, i, '+') || at(s, len, i, '-')) {
+        int sign = s[i] == '-' ? -1 : 1;
+        unsigned hh, mm = 0;
+        i++;
+        if (!digits_exact(s, len, &i, 2, &hh))
+            return DMJ_EINVAL;
+        /* (:?[0-9]{2})? — Django then takes int(tz[-2:]) as minutes, unchecked, so
+         * "+05:99" is 5 h 99 min; only the total must stay under a day. */
+        size_t j = i;
+        if (at(s, len, j, ':'))
+            j++;
+        if (digits_exact(s, len, &j, 2, &mm))
+            i = j;
+        else
+            mm = 0;
+        f.offset_min = sign * (int)(hh * 60 + mm);
+    }
+    if (!at_dollar(s, len, i))
+        return DMJ_EINVAL;
+    return fields_to_us(&f, out_us);
+}
+
+/* Writes v zero-padded to `width` digits at p; returns the end. v < 10^width. */
+static char *put_uint(char *p, unsigned v, unsigned width)
+{
+    for (unsigned k = width; k > 0; k--) {
+        p[k - 1] = (char)('0' + v % 10);
+        v /= 10;
+    }
+    return p + width;
+}
+
+/* "YYYY-MM-DD" sep "HH:MM:SS[.ffffff]" into out; returns the end. */
+static char *put_datetime(char *p, int64_t us, char sep)
+{
+    int64_t days = us / US_PER_DAY, rem = us % US_PER_DAY;
+    if (rem < 0) {
+        rem += US_PER_DAY;
+        days--;
+    }
+    int64_t y;
+    unsigned m, d;
+    civil_from_days(days, &y, &m, &d);
+    /* Only years 1..9999 are ever stored; anything else still prints without overflow. */
+    if (y < 0) {
+        *p++ = '-';
+        y = -y;
+    }
+    unsigned ydigits = 4;
+    for (int64_t t = y / 10000; t > 0; t /= 10)
+        ydigits++;
+    p = put_uint(p, (unsigned)y, ydigits);
+    *p++ = '-';
+    p = put_uint(p, m, 2);
+    *p++ = '-';
+    p = put_uint(p, d, 2);
+    *p++ = sep;
+    unsigned secs = (unsigned)(rem / US_PER_SEC), frac = (unsigned)(rem % US_PER_SEC);
+    p = put_uint(p, secs / 3600, 2);
+    *p++ = ':';
+    p = put_uint(p, secs / 60 % 60, 2);
+    *p++ = ':';
+    p = put_uint(p, secs % 60, 2);
+    if (frac) {
+        *p++ = '.';
+        p = put_uint(p, frac, 6);
+    }
+    return p;
+}
+
+size_t dmj_time_format_drf(int64_t us, char out[DMJ_TIME_TEXT_MAX])
+{
+    char *p = put_datetime(out, us, 'T');
+    *p++ = 'Z';
+    *p = '\0';
+    return (size_t)(p - out);
+}
+
+size_t dmj_time_format_py(int64_t us, char out[DMJ_TIME_TEXT_MAX])
+{
+    char *p = put_datetime(out, us, ' ');
+    for (const char *z = "+00:00"; *z; z++)
+        *p++ = *z;
+    *p = '\0';
+    return (size_t)(p - out);
+}
