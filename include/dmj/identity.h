@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "dmj/error.h"
 #include "dmj/job.h"
 
 #define DMJ_KEY_MAX_SCOPES 128
