@@ -1,0 +1,344 @@
+/* The API's entry point: the worker, routing of the decoded path, and the order in which the
+ * checks run (route, authentication, method, team and permissions, endpoint). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dmj/api.h"
+#include "dmj/query.h"
+#include "dmj/store.h"
+
+#include "api_internal.h"
+
+int dmj_api_worker_new(struct dmj_store *store, const struct dmj_api_config *cfg,
+                       struct dmj_api_worker **out)
+{
+    struct dmj_api_worker *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        return -ENOMEM;
+    if (cfg != NULL)
+        w->cfg = *cfg;
+    else
+        w->cfg.max_limit = DMJ__API_DEFAULT_MAX_LIMIT;
+    int rc = dmj_read_new(store, &w->read);
+    if (rc != 0) {
+        free(w);
+        return rc;
+    }
+    dmj_query_init(&w->query, DMJ__API_QUERY_MAX);
+    dmj_buf_init(&w->path, DMJ__API_PATH_MAX);
+    dmj_buf_init(&w->body, DMJ__API_BODY_MAX);
+    dmj_buf_init(&w->results, DMJ__API_BODY_MAX);
+    dmj_buf_init(&w->scratch, DMJ__API_SCRATCH_MAX);
+    dmj_buf_init(&w->cursor, DMJ__API_SCRATCH_MAX);
+    *out = w;
+    return 0;
+}
+
+void dmj_api_worker_free(struct dmj_api_worker *w)
+{
+    if (w == NULL)
+        return;
+    dmj_buf_dispose(&w->cursor);
+    dmj_buf_dispose(&w->scratch);
+    dmj_buf_dispose(&w->results);
+    dmj_buf_dispose(&w->body);
+    dmj_buf_dispose(&w->path);
+    dmj_query_dispose(&w->query);
+    dmj_read_free(w->read);
+    free(w);
+}
+
+static bool has_prefix(const char *s, size_t n, const char *lit, size_t *rest)
+{
+    size_t k = strlen(lit);
+    if (n < k || memcmp(s, lit, k) != 0)
+        return false;
+    *rest = k;
+    return true;
+}
+
+static bool lit_eq(const char *s, size_t n, const char *lit)
+{
+    return n == strlen(lit) && memcmp(s, lit, n) == 0;
+}
+
+/* One `[^/.]+` segment starting at s[0]; its length, 0 when there is none. */
+static size_t segment(const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n && s[i] != '/' && s[i] != '.')
+        i++;
+    return i;
+}
+
+/* DRF's routes for both prefixes, with "/?" as the trailing slash; `recent` and `running`
+ * come before `<job_id>` as the router registers list-level actions first. */
+static void route(struct dmj__api_ctx *c)
+{
+    const char *p = c->w->path.data ? c->w->path.data : "";
+    size_t n = c->w->path.len, at;
+
+    c->endpoint = DMJ__API_NONE;
+    c->api_path = lit_eq(p, n, "/api") || (n >= 5 && memcmp(p, "/api/", 5) == 0);
+    if (lit_eq(p, n, "/_health")) {
+        c->endpoint = DMJ__API_HEALTH;
+        return;
+    }
+    if (!has_prefix(p, n, "/api/environments/", &at) && !has_prefix(p, n, "/api/projects/", &at))
+        return;
+    p += at;
+    n -= at;
+    size_t team = segment(p, n);
+    if (team == 0 || team == n || p[team] != '/')
+        return;
+    c->team_seg = p;
+    c->team_len = team;
+    p += team + 1;
+    n -= team + 1;
+    if (!has_prefix(p, n, "data_modeling_jobs", &at))
+        return;
+    p += at;
+    n -= at;
+    if (n == 0 || lit_eq(p, n, "/")) {
+        c->endpoint = DMJ__API_LIST;
+        return;
+    }
+    if (p[0] != '/')
+        return;
+    p++;
+    n--;
+    size_t job = segment(p, n);
+    if (job == 0 || !(job == n || (job + 1 == n && p[job] == '/')))
+        return;
+    if (lit_eq(p, job, "recent")) {
+        c->endpoint = DMJ__API_RECENT;
+    } else if (lit_eq(p, job, "running")) {
+        c->endpoint = DMJ__API_RUNNING;
+    } else {
+        c->endpoint = DMJ__API_RETRIEVE;
+        c->job_seg = p;
+        c->job_len = job;
+    }
+}
+
+/* Django upper-cases the method before dispatching, so "get" is GET. */
+static bool method_is(const struct dmj_str *m, const char *lit)
+{
+    size_t n = strlen(lit);
+    if (m->ptr == NULL || m->len != n)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = m->ptr[i];
+        if (ch >= 'a' && ch <= 'z')
+            ch = (char)(ch - 'a' + 'A');
+        if (ch != lit[i])
+            return false;
+    }
+    return true;
+}
+
+static enum dmj__api_method classify_method(const struct dmj_str *m)
+{
+    if (method_is(m, "GET"))
+        return DMJ__API_GET;
+    if (method_is(m, "HEAD"))
+        return DMJ__API_HEAD;
+    if (method_is(m, "OPTIONS"))
+        return DMJ__API_OPTIONS;
+    return DMJ__API_OTHER;
+}
+
+static const char *endpoint_name(enum dmj__api_endpoint e)
+{
+    switch (e) {
+    case DMJ__API_LIST:
+        return "list";
+    case DMJ__API_RETRIEVE:
+        return "retrieve";
+    case DMJ__API_RECENT:
+        return "recent";
+    case DMJ__API_RUNNING:
+        return "running";
+    case DMJ__API_HEALTH:
+        return "health";
+    case DMJ__API_NONE:
+        break;
+    }
+    return "unmatched";
+}
+
+/* 64-bit FNV-1a, with the length first so that adjacent fields cannot run together. */
+static uint64_t fnv_field(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    uint64_t len = n;
+    for (int i = 0; i < 8; i++) {
+        h ^= (unsigned char)(len >> (8 * i));
+        h *= 0x100000001b3ULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        h ^= s[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/* A strong validator for this answer: the same committed store state (txnid) and the same
+ * request (scheme, host, path, query, key) give the same bytes, whatever the method. */
+static void make_etag(struct dmj__api_ctx *c, bool https, char out[48])
+{
+    const struct dmj_api_request *q = c->req;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    unsigned char scheme = https ? 1 : 0;
+
+    h = fnv_field(h, &scheme, 1);
+    h = fnv_field(h, q->host.ptr ? q->host.ptr : "", q->host.ptr ? q->host.len : 0);
+    h = fnv_field(h, c->w->path.data ? c->w->path.data : "", c->w->path.len);
+    h = fnv_field(h, q->query.ptr ? "?" : "", q->query.ptr ? 1 : 0);
+    h = fnv_field(h, q->query.ptr ? q->query.ptr : "", q->query.ptr ? q->query.len : 0);
+    h = fnv_field(h, c->w->key.secure_value, strlen(c->w->key.secure_value));
+    snprintf(out, 48, "\"%016llx-%016llx\"", (unsigned long long)dmj_read_txnid(c->w->read),
+             (unsigned long long)h);
+}
+
+/* If-None-Match: "*" or a comma-separated list of entity tags, compared weakly (RFC 9110
+ * 13.1.2: a W/ prefix is ignored). */
+static bool etag_listed(const struct dmj_str *inm, const char *etag)
+{
+    if (inm->ptr == NULL)
+        return false;
+    const char *p = inm->ptr, *end = inm->ptr + inm->len;
+    size_t elen = strlen(etag);
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+            p++;
+        if (p == end)
+            break;
+        if (*p == '*')
+            return true;
+        if (end - p >= 2 && p[0] == 'W' && p[1] == '/')
+            p += 2;
+        if (p < end && *p == '"') {
+            const char *q = memchr(p + 1, '"', (size_t)(end - p - 1));
+            if (q == NULL)
+                return false;
+            if ((size_t)(q + 1 - p) == elen && memcmp(p, etag, elen) == 0)
+                return true;
+            p = q + 1;
+        }
+        while (p < end && *p != ',')
+            p++;
+    }
+    return false;
+}
+
+bool dmj__api_https(const struct dmj_api_request *req)
+{
+    const struct dmj_str *fp = &req->forwarded_proto;
+    return req->tls || (fp->ptr != NULL && fp->len == 5 && memcmp(fp->ptr, "https", 5) == 0);
+}
+
+static void reset_response(struct dmj_api_response *res)
+{
+    res->status = 500;
+    res->json = true;
+    res->allow = false;
+    res->www_authenticate = false;
+    res->retry_after = 0;
+    res->etag[0] = '\0';
+    res->head = false;
+    res->body = "";
+    res->body_len = 0;
+    res->endpoint = "unmatched";
+}
+
+/* Everything after the route is known and the read transaction has begun. */
+static void answer(struct dmj__api_ctx *c)
+{
+    const struct dmj_api_request *req = c->req;
+    struct dmj_api_response *res = c->res;
+
+    if (dmj__api_authenticate(c) != 0)
+        return;
+    if (c->method == DMJ__API_OTHER) {
+        dmj__api_method_not_allowed(c);
+        return;
+    }
+    if (dmj__api_authorize(c) != 0)
+        return;
+    if (c->method == DMJ__API_OPTIONS) {
+        dmj__api_options(c);
+        return;
+    }
+    char etag[48];
+    make_etag(c, dmj__api_https(req), etag);
+    if (etag_listed(&req->if_none_match, etag)) {
+        res->status = 304;
+        res->json = false;
+        res->body = "";
+        res->body_len = 0;
+        memcpy(res->etag, etag, sizeof etag);
+        return;
+    }
+    dmj__api_serve(c);
+    if (res->status == 200)
+        memcpy(res->etag, etag, sizeof etag);
+}
+
+void dmj_api_handle(struct dmj_api_worker *w, const struct dmj_api_request *req,
+                    struct dmj_api_response *res)
+{
+    struct dmj__api_ctx c;
+    int rc;
+
+    memset(&c, 0, sizeof c);
+    c.w = w;
+    c.req = req;
+    c.res = res;
+    reset_response(res);
+    c.method = classify_method(&req->method);
+    res->head = c.method == DMJ__API_HEAD;
+
+    rc = dmj_query_decode_path(req->path.ptr ? req->path.ptr : "", req->path.ptr ? req->path.len : 0,
+                               &w->path);
+    if (rc != 0) {
+        dmj__api_fail(&c, DMJ__API_ERR_BAD_REQUEST, DMJ__MSG_BAD_REQUEST);
+        return;
+    }
+    route(&c);
+    res->endpoint = endpoint_name(c.endpoint);
+    if (c.endpoint == DMJ__API_HEALTH) {
+        dmj__api_health(&c);
+        return;
+    }
+    /* Django checks the Host (CommonMiddleware) before it resolves the URL. */
+    if (req->host.ptr != NULL && !dmj__api_host_valid(req->host.ptr, req->host.len)) {
+        dmj__api_fail(&c, DMJ__API_ERR_BAD_REQUEST, DMJ__MSG_BAD_REQUEST);
+        return;
+    }
+    if (c.endpoint == DMJ__API_NONE) {
+        dmj__api_fail(&c, DMJ__API_ERR_NOT_FOUND,
+                      c.api_path ? DMJ__MSG_ENDPOINT_NOT_FOUND : DMJ__MSG_NOT_FOUND);
+        return;
+    }
+    res->allow = true;
+    rc = dmj_query_parse(&w->query, req->query.ptr ? req->query.ptr : "",
+                         req->query.ptr ? req->query.len : 0);
+    if (rc != 0) {
+        if (rc == DMJ_ETOOBIG)
+            dmj__api_fail(&c, DMJ__API_ERR_BAD_REQUEST, DMJ__MSG_BAD_REQUEST);
+        else
+            dmj__api_internal(&c, rc);
+        return;
+    }
+    rc = dmj_read_begin(w->read);
+    if (rc != 0) {
+        dmj__api_internal(&c, rc);
+        return;
+    }
+    answer(&c);
+    /* The body lives in the worker's buffers: nothing points into LMDB past this point. */
+    dmj_read_end(w->read);
+}

@@ -1,0 +1,373 @@
+/* The four endpoints (list, retrieve, running, recent), OPTIONS metadata and /_health: each
+ * runs its own checks and renders its 200 body into the worker's buffer. */
+#include <limits.h>
+#include <string.h>
+
+#include "dmj/cursor.h"
+#include "dmj/json.h"
+#include "dmj/query.h"
+#include "dmj/store.h"
+#include "dmj/uuid.h"
+
+#include "api_internal.h"
+
+/* Python's int() refuses strings of more than 4300 digits (sys.int_info.str_digits_check_
+ * threshold); the peer then takes the default page size. */
+#define PY_INT_MAX_DIGITS 4300
+
+/* TEMPORARY until src/core/cursor.c lands in the tree: weak references keep dmjd linking;
+ * the list answers 500 while they are missing. */
+#pragma weak dmj_cursor_decode
+#pragma weak dmj_cursor_encode
+#pragma weak dmj_cursor_page
+
+static void ok(struct dmj__api_ctx *c)
+{
+    c->res->status = 200;
+    c->res->json = true;
+    c->res->body = c->w->body.data ? c->w->body.data : "";
+    c->res->body_len = c->w->body.len;
+}
+
+/* `saved_query_id`: empty is no filter; a NUL is 400; not a UUID is 400. Returns 0, or 1
+ * when `res` holds the error. */
+static int saved_query_filter(struct dmj__api_ctx *c, bool *has, uint8_t id[16])
+{
+    const struct dmj_query_param *p = dmj_query_last(&c->w->query, "saved_query_id");
+    *has = false;
+    if (p == NULL || p->value_len == 0)
+        return 0;
+    if (memchr(p->value, '\0', p->value_len) != NULL) {
+        dmj__api_fail(c, DMJ__API_ERR_NULL_CHARS, DMJ__MSG_NULL_CHARS);
+        return 1;
+    }
+    if (dmj_uuid_parse(p->value, p->value_len, id) != 0) {
+        dmj__api_fail(c, DMJ__API_ERR_INVALID_CHOICE, DMJ__MSG_INVALID_CHOICE);
+        return 1;
+    }
+    *has = true;
+    return 0;
+}
+
+/* DRF's get_page_size with dmj's maximum: not a positive integer -> 100, else clamped. */
+static unsigned page_limit(const struct dmj__api_ctx *c)
+{
+    const struct dmj_query_param *p = dmj_query_last(&c->w->query, "limit");
+    unsigned max = c->w->cfg.max_limit;
+    long long v;
+    bool overflow = false;
+
+    if (p == NULL || dmj_parse_int(p->value, p->value_len, &v, &overflow) != 0)
+        return DMJ__API_DEFAULT_LIMIT;
+    if (overflow) {
+        size_t digits = 0;
+        for (size_t i = 0; i < p->value_len; i++)
+            digits += p->value[i] >= '0' && p->value[i] <= '9';
+        if (digits > PY_INT_MAX_DIGITS)
+            return DMJ__API_DEFAULT_LIMIT;
+    }
+    if (v <= 0)
+        return DMJ__API_DEFAULT_LIMIT;
+    if (max != 0 && (unsigned long long)v > max)
+        return max;
+    /* No maximum: a page can never hold more than UINT_MAX - 1 rows (limit + 1 is read). */
+    if ((unsigned long long)v >= UINT_MAX)
+        return UINT_MAX - 1;
+    return (unsigned)v;
+}
+
+/* Appends the JSON string of DRF's link for cursor `cur`. */
+static int add_link(struct dmj__api_ctx *c, const struct dmj_cursor *cur)
+{
+    struct dmj_api_worker *w = c->w;
+    const struct dmj_str *host = &c->req->host;
+    int rc;
+
+    dmj_buf_reset(&w->cursor);
+    dmj_buf_reset(&w->scratch);
+    rc = dmj_cursor_encode(cur, &w->cursor);
+    if (rc == 0)
+        rc = dmj_query_build_link(&w->scratch, dmj__api_https(c->req),
+                                  host->ptr ? host->ptr : "", host->ptr ? host->len : 0,
+                                  w->path.data ? w->path.data : "", w->path.len, &w->query,
+                                  w->cursor.data ? w->cursor.data : "", w->cursor.len);
+    if (rc == 0) {
+        struct dmj_str s = {w->scratch.data ? w->scratch.data : "", w->scratch.len};
+        rc = dmj_json_add_string(&w->body, s);
+    }
+    return rc;
+}
+
+static void serve_list(struct dmj__api_ctx *c)
+{
+    struct dmj_api_worker *w = c->w;
+    struct dmj_page_params params;
+    struct dmj_page_links links;
+    struct dmj_cursor cursor;
+    int rc;
+
+    if (dmj_cursor_page == NULL || dmj_cursor_decode == NULL || dmj_cursor_encode == NULL) {
+        dmj__api_internal(c, DMJ_EINVAL);
+        return;
+    }
+    memset(&params, 0, sizeof params);
+    memset(&links, 0, sizeof links);
+    params.team_id = c->team.id;
+    if (saved_query_filter(c, &params.has_saved_query_id, params.saved_query_id) != 0)
+        return;
+    params.limit = page_limit(c);
+    const struct dmj_query_param *cp = dmj_query_last(&w->query, "cursor");
+    if (cp != NULL && cp->value_len > 0) {
+        if (dmj_cursor_decode(cp->value, cp->value_len, &cursor) != 0) {
+            dmj__api_fail(c, DMJ__API_ERR_NOT_FOUND, DMJ__MSG_INVALID_CURSOR);
+            return;
+        }
+        params.cursor = &cursor;
+    }
+    dmj_buf_reset(&w->results);
+    rc = dmj_cursor_page(w->read, &params, &w->results, &links);
+    dmj_buf_reset(&w->body);
+    if (rc == 0)
+        rc = dmj_buf_adds(&w->body, "{\"next\":");
+    if (rc == 0)
+        rc = links.has_next ? add_link(c, &links.next) : dmj_buf_adds(&w->body, "null");
+    if (rc == 0)
+        rc = dmj_buf_adds(&w->body, ",\"previous\":");
+    if (rc == 0)
+        rc = links.has_previous ? add_link(c, &links.previous)
+                                : dmj_buf_adds(&w->body, "null");
+    if (rc == 0)
+        rc = dmj_buf_adds(&w->body, ",\"results\":");
+    if (rc == 0)
+        rc = dmj_buf_add(&w->body, w->results.data ? w->results.data : "[]",
+                         w->results.data ? w->results.len : 2);
+    if (rc == 0)
+        rc = dmj_buf_addc(&w->body, '}');
+    if (rc != 0) {
+        dmj__api_internal(c, rc);
+        return;
+    }
+    ok(c);
+}
+
+static void serve_retrieve(struct dmj__api_ctx *c)
+{
+    struct dmj_api_worker *w = c->w;
+    bool filter;
+    uint8_t sq[16], id[16];
+    struct dmj_job job;
+    int rc;
+
+    if (saved_query_filter(c, &filter, sq) != 0)
+        return;
+    if (dmj_uuid_parse(c->job_seg, c->job_len, id) != 0) {
+        dmj__api_fail(c, DMJ__API_ERR_NOT_FOUND, DMJ__MSG_NOT_FOUND);
+        return;
+    }
+    rc = dmj_read_job(w->read, id, &job);
+    if (rc == 0 && job.team_id != c->team.id)
+        rc = DMJ_ENOTFOUND; /* another team's job does not exist for this one */
+    if (rc == 0 && filter &&
+        (!job.has_saved_query_id || memcmp(job.saved_query_id, sq, 16) != 0))
+        rc = DMJ_ENOTFOUND;
+    if (rc == DMJ_ENOTFOUND) {
+        dmj__api_fail(c, DMJ__API_ERR_NOT_FOUND, DMJ__MSG_NOT_FOUND);
+        return;
+    }
+    dmj_buf_reset(&w->body);
+    if (rc == 0)
+        rc = dmj_json_add_job(&w->body, &job);
+    if (rc != 0) {
+        dmj__api_internal(c, rc);
+        return;
+    }
+    ok(c);
+}
+
+/* Appends `job` to an array being written into the body. */
+static int add_array_item(struct dmj_buf *b, const struct dmj_job *job, bool *first)
+{
+    if (!*first) {
+        int rc = dmj_buf_addc(b, ',');
+        if (rc != 0)
+            return rc;
+    }
+    *first = false;
+    return dmj_json_add_job(b, job);
+}
+
+static void serve_running(struct dmj__api_ctx *c)
+{
+    struct dmj_api_worker *w = c->w;
+    struct dmj_walk_spec spec;
+    struct dmj_walk walk;
+    struct dmj_job job;
+    bool first = true;
+    int rc;
+
+    memset(&spec, 0, sizeof spec);
+    spec.team_id = c->team.id;
+    spec.index = DMJ_WALK_STATUS;
+    spec.status = DMJ_STATUS_RUNNING;
+    spec.descending = true;
+    dmj_buf_reset(&w->body);
+    rc = dmj_buf_addc(&w->body, '[');
+    if (rc == 0)
+        rc = dmj_walk_start(w->read, &spec, &walk);
+    while (rc == 0) {
+        rc = dmj_walk_next(&walk, &job);
+        if (rc == 0 && job.status == DMJ_STATUS_RUNNING && dmj_job_materializes(&job))
+            rc = add_array_item(&w->body, &job, &first);
+    }
+    if (rc == DMJ_EEND)
+        rc = dmj_buf_addc(&w->body, ']');
+    if (rc != 0) {
+        dmj__api_internal(c, rc);
+        return;
+    }
+    ok(c);
+}
+
+/* The newest job of one saved query that is not Running and materializes; DMJ_EEND when the
+ * saved query has none. */
+static int newest_finished(struct dmj__api_ctx *c, const uint8_t sq[16], struct dmj_job *out)
+{
+    struct dmj_walk_spec spec;
+    struct dmj_walk walk;
+    int rc;
+
+    memset(&spec, 0, sizeof spec);
+    spec.team_id = c->team.id;
+    spec.index = DMJ_WALK_SAVED_QUERY;
+    memcpy(spec.saved_query_id, sq, 16);
+    spec.descending = true;
+    rc = dmj_walk_start(c->w->read, &spec, &walk);
+    while (rc == 0) {
+        rc = dmj_walk_next(&walk, out);
+        if (rc == 0 && out->status != DMJ_STATUS_RUNNING && dmj_job_materializes(out))
+            return 0;
+    }
+    return rc;
+}
+
+static void serve_recent(struct dmj__api_ctx *c)
+{
+    struct dmj_api_worker *w = c->w;
+    uint8_t sq[16], prev[16];
+    const uint8_t *after = NULL;
+    struct dmj_job job;
+    bool first = true;
+    int rc;
+
+    dmj_buf_reset(&w->body);
+    rc = dmj_buf_addc(&w->body, '[');
+    while (rc == 0) {
+        rc = dmj_read_next_saved_query(w->read, c->team.id, after, sq);
+        if (rc != 0)
+            break;
+        memcpy(prev, sq, 16);
+        after = prev;
+        rc = newest_finished(c, sq, &job);
+        if (rc == 0)
+            rc = add_array_item(&w->body, &job, &first);
+        else if (rc == DMJ_EEND)
+            rc = 0;
+    }
+    if (rc == DMJ_EEND)
+        rc = dmj_buf_addc(&w->body, ']');
+    if (rc != 0) {
+        dmj__api_internal(c, rc);
+        return;
+    }
+    ok(c);
+}
+
+void dmj__api_serve(struct dmj__api_ctx *c)
+{
+    switch (c->endpoint) {
+    case DMJ__API_LIST:
+        serve_list(c);
+        return;
+    case DMJ__API_RETRIEVE:
+        serve_retrieve(c);
+        return;
+    case DMJ__API_RUNNING:
+        serve_running(c);
+        return;
+    case DMJ__API_RECENT:
+        serve_recent(c);
+        return;
+    case DMJ__API_HEALTH:
+    case DMJ__API_NONE:
+        break;
+    }
+    dmj__api_internal(c, DMJ_EINVAL);
+}
+
+/* DRF's SimpleMetadata for a read-only view: name, description (the view's or the action's
+ * docstring), renderers and parsers; no "actions" since nothing accepts PUT or POST. */
+#define META_TAIL                                                                           \
+    "\"renders\":[\"application/json\"],\"parses\":[\"application/json\","                \
+    "\"application/x-www-form-urlencoded\",\"multipart/form-data\"]}"
+#define META_VIEW_DESCRIPTION                                                               \
+    "\"description\":\"List data modeling jobs which are \\\"runs\\\" for our saved queries.\","
+
+static const char meta_list[] = "{\"name\":\"Data Modeling Job List\"," META_VIEW_DESCRIPTION
+    META_TAIL;
+static const char meta_detail[] = "{\"name\":\"Data Modeling Job Instance\","
+    META_VIEW_DESCRIPTION META_TAIL;
+static const char meta_running[] = "{\"name\":\"Running\",\"description\":\"Get all currently "
+                                   "running jobs from the v2 backend.\"," META_TAIL;
+static const char meta_recent[] = "{\"name\":\"Recent\",\"description\":\"Get the most recent "
+                                  "non-running job for each saved query from the v2 backend.\","
+    META_TAIL;
+
+void dmj__api_options(struct dmj__api_ctx *c)
+{
+    const char *body = meta_list;
+    size_t len = sizeof meta_list - 1;
+
+    switch (c->endpoint) {
+    case DMJ__API_RETRIEVE:
+        body = meta_detail;
+        len = sizeof meta_detail - 1;
+        break;
+    case DMJ__API_RUNNING:
+        body = meta_running;
+        len = sizeof meta_running - 1;
+        break;
+    case DMJ__API_RECENT:
+        body = meta_recent;
+        len = sizeof meta_recent - 1;
+        break;
+    default:
+        break;
+    }
+    c->res->status = 200;
+    c->res->json = true;
+    c->res->body = body;
+    c->res->body_len = len;
+}
+
+void dmj__api_health(struct dmj__api_ctx *c)
+{
+    static const char up[] = "{\"status\":\"ok\"}";
+    static const char down[] = "{\"status\":\"unavailable\"}";
+    struct dmj_api_response *res = c->res;
+
+    if (c->method != DMJ__API_GET && c->method != DMJ__API_HEAD) {
+        dmj__api_method_not_allowed(c);
+        return;
+    }
+    res->json = true;
+    if (dmj_read_begin(c->w->read) != 0) {
+        res->status = 503;
+        res->body = down;
+        res->body_len = sizeof down - 1;
+        return;
+    }
+    dmj_read_end(c->w->read);
+    res->status = 200;
+    res->body = up;
+    res->body_len = sizeof up - 1;
+}

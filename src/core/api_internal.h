@@ -1,0 +1,136 @@
+/** Internals of the API module (api*.c): the worker, the per-request context, and the calls
+ * the routing, authentication, endpoint and error files make to each other. */
+#ifndef DMJ_API_INTERNAL_H
+#define DMJ_API_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dmj/api.h"
+#include "dmj/buf.h"
+#include "dmj/identity.h"
+#include "dmj/query.h"
+#include "dmj/store.h"
+
+#define DMJ__API_BODY_MAX ((size_t)64 << 20)    /* largest response body (bytes) */
+#define DMJ__API_PATH_MAX ((size_t)64 << 10)    /* largest decoded path */
+#define DMJ__API_QUERY_MAX ((size_t)1 << 20)    /* largest decoded query storage */
+#define DMJ__API_SCRATCH_MAX ((size_t)256 << 10) /* tokens, links, cursors, messages */
+#define DMJ__API_DEFAULT_LIMIT 100
+#define DMJ__API_DEFAULT_MAX_LIMIT 1000
+
+/** Per-thread state; everything is reused from one request to the next. */
+struct dmj_api_worker {
+    struct dmj_api_config cfg; /* a copy: immutable for the worker's life */
+    struct dmj_read *read;
+    struct dmj_query query;
+    struct dmj_buf path;    /* the percent-decoded path */
+    struct dmj_buf body;    /* the response body handed back to the server */
+    struct dmj_buf results; /* a list page's "[...]" before it is wrapped */
+    struct dmj_buf scratch; /* bearer token, 405 message, link text */
+    struct dmj_buf cursor;  /* an encoded cursor */
+    struct dmj_key key;     /* the authenticated key (large: kept out of the stack) */
+};
+
+enum dmj__api_endpoint {
+    DMJ__API_NONE = 0, /* no route */
+    DMJ__API_LIST,
+    DMJ__API_RETRIEVE,
+    DMJ__API_RECENT,
+    DMJ__API_RUNNING,
+    DMJ__API_HEALTH,
+};
+
+enum dmj__api_method {
+    DMJ__API_GET,
+    DMJ__API_HEAD,
+    DMJ__API_OPTIONS,
+    DMJ__API_OTHER,
+};
+
+/** Everything about a request that outlives one step of the checks. */
+struct dmj__api_ctx {
+    struct dmj_api_worker *w;
+    const struct dmj_api_request *req;
+    struct dmj_api_response *res;
+    enum dmj__api_endpoint endpoint;
+    enum dmj__api_method method;
+    bool api_path;          /* "/api" or under "/api/": unmatched gives "Endpoint not found." */
+    const char *team_seg;   /* into w->path */
+    size_t team_len;
+    const char *job_seg;    /* retrieve only */
+    size_t job_len;
+    struct dmj_user user;   /* the key's owner, once authenticated */
+    struct dmj_team team;   /* the resolved team */
+};
+
+/** The error answers of spec/API.md section 6; each knows its status, type and code. */
+enum dmj__api_error {
+    DMJ__API_ERR_NOT_AUTHENTICATED, /* 401 not_authenticated */
+    DMJ__API_ERR_AUTH_FAILED,       /* 401 authentication_failed */
+    DMJ__API_ERR_PERMISSION,        /* 403 permission_denied */
+    DMJ__API_ERR_NOT_FOUND,         /* 404 not_found */
+    DMJ__API_ERR_METHOD,            /* 405 method_not_allowed */
+    DMJ__API_ERR_NULL_CHARS,        /* 400 null_characters_not_allowed, attr saved_query_id */
+    DMJ__API_ERR_INVALID_CHOICE,    /* 400 invalid_choice, attr saved_query_id */
+    DMJ__API_ERR_THROTTLED,         /* 429 throttled */
+    DMJ__API_ERR_BAD_REQUEST,       /* 400 a request the HTTP layer would refuse (bad Host) */
+    DMJ__API_ERR_SERVER,            /* 500 error */
+};
+
+/* Fixed texts (the peer's jobs/messages.py). */
+#define DMJ__MSG_NOT_AUTHENTICATED "Authentication credentials were not provided."
+#define DMJ__MSG_INVALID_KEY_HEADER                                                         \
+    "Personal API key found in request Authorization header is invalid."
+#define DMJ__MSG_INVALID_KEY_QUERY "Personal API key found in request query string is invalid."
+#define DMJ__MSG_INVALID_OAUTH "Invalid access token."
+#define DMJ__MSG_PROJECT_NOT_FOUND "Project not found."
+#define DMJ__MSG_MISSING_SCOPE "API key missing required scope 'warehouse_view:read'"
+#define DMJ__MSG_NO_PROJECT_ACCESS "You don't have access to the project."
+#define DMJ__MSG_ENDPOINT_NOT_FOUND "Endpoint not found."
+#define DMJ__MSG_NOT_FOUND "Not found."
+#define DMJ__MSG_INVALID_CURSOR "Invalid cursor"
+#define DMJ__MSG_SERVER_ERROR "A server error occurred."
+#define DMJ__MSG_NULL_CHARS "Null characters are not allowed."
+#define DMJ__MSG_INVALID_CHOICE                                                             \
+    "Select a valid choice. That choice is not one of the available choices."
+#define DMJ__MSG_BAD_REQUEST "Bad Request (400)"
+
+/* api_errors.c */
+
+/** Makes `res` the error answer `kind` with `detail` (copied into the worker's body). */
+void dmj__api_fail(struct dmj__api_ctx *c, enum dmj__api_error kind, const char *detail);
+/** 429 with Retry-After for a rate limiter's `seconds`. */
+void dmj__api_throttled(struct dmj__api_ctx *c, unsigned seconds);
+/** 405 naming the method as Django reports it (upper-cased). */
+void dmj__api_method_not_allowed(struct dmj__api_ctx *c);
+/** 500 for an unexpected internal code (store failure, undecodable record, full buffer). */
+void dmj__api_internal(struct dmj__api_ctx *c, int err);
+
+/* api.c */
+
+/** Whether links say https: a TLS listener, or X-Forwarded-Proto exactly "https". */
+bool dmj__api_https(const struct dmj_api_request *req);
+
+/* api_auth.c */
+
+/** Steps 1-2 of spec section 3: finds the key and its active owner (fills w->key, c->user).
+ * Returns 0, or 1 when `res` already holds the error answer. */
+int dmj__api_authenticate(struct dmj__api_ctx *c);
+/** Steps 3-8: team resolution, key restrictions, scope, membership, rate limit. Returns 0, or
+ * 1 when `res` holds the answer. */
+int dmj__api_authorize(struct dmj__api_ctx *c);
+/** Whether `host` passes Django's host validation (ALLOWED_HOSTS = "*"). */
+bool dmj__api_host_valid(const char *host, size_t len);
+
+/* api_endpoints.c */
+
+/** The endpoint's own checks and its 200 answer (GET and HEAD). */
+void dmj__api_serve(struct dmj__api_ctx *c);
+/** DRF's OPTIONS metadata for the route. */
+void dmj__api_options(struct dmj__api_ctx *c);
+/** GET /_health. */
+void dmj__api_health(struct dmj__api_ctx *c);
+
+#endif
