@@ -1,0 +1,153 @@
+/** Access-log lines in the combined log format, with API keys cut out of request targets. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "dmjd.h"
+
+#define KEY_PARAM "personal_api_key"
+#define KEY_KEPT 8 /* characters of a key the log keeps, enough to tell keys apart */
+
+/* Log text comes from the client: anything that could break the line or the quoting is
+ * written as \xHH so that one request is always one parseable line. */
+static int add_escaped(struct dmj_buf *out, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        int rc;
+        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
+            char esc[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
+            rc = dmj_buf_add(out, esc, sizeof(esc));
+        } else {
+            rc = dmj_buf_addc(out, (char)c);
+        }
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Whether a raw query name decodes (percent escapes, '+' as space) to personal_api_key,
+ * so that `personal%5Fapi%5Fkey=...` is redacted too: the API decodes names the same way. */
+static bool is_key_name(const char *s, size_t len)
+{
+    const char *want = KEY_PARAM;
+    size_t wlen = sizeof(KEY_PARAM) - 1;
+    size_t j = 0;
+    for (size_t i = 0; i < len; i++, j++) {
+        char c = s[i];
+        if (c == '%' && i + 2 < len && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+            c = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+            i += 2;
+        } else if (c == '+') {
+            c = ' ';
+        }
+        if (j >= wlen || c != want[j])
+            return false;
+    }
+    return j == wlen;
+}
+
+int dmjd_accesslog_redact_target(struct dmj_buf *out, const char *target, size_t len)
+{
+    const char *q = memchr(target, '?', len);
+    if (q == NULL)
+        return add_escaped(out, target, len);
+    size_t path_len = (size_t)(q - target) + 1;
+    int rc = add_escaped(out, target, path_len);
+    const char *p = q + 1, *end = target + len;
+    while (rc == 0 && p <= end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *stop = amp != NULL ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(stop - p));
+        if (eq != NULL && is_key_name(p, (size_t)(eq - p))) {
+            size_t vlen = (size_t)(stop - eq - 1), keep = 0;
+            /* Keep at most KEY_KEPT characters, and never part of an escape. */
+            while (keep < vlen && keep < KEY_KEPT && eq[1 + keep] != '%')
+                keep++;
+            rc = add_escaped(out, p, (size_t)(eq - p) + 1 + keep);
+            if (rc == 0 && vlen > keep)
+                rc = dmj_buf_adds(out, "...");
+        } else {
+            rc = add_escaped(out, p, (size_t)(stop - p));
+        }
+        if (amp == NULL)
+            break;
+        if (rc == 0)
+            rc = dmj_buf_addc(out, '&');
+        p = amp + 1;
+    }
+    return rc;
+}
+
+static int add_peer(struct dmj_buf *out, h2o_req_t *req)
+{
+    struct sockaddr_storage ss;
+    char text[INET6_ADDRSTRLEN] = "-";
+    socklen_t n = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+    if (n > 0 && ss.ss_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, text, sizeof(text));
+    else if (n > 0 && ss.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, text, sizeof(text));
+    return dmj_buf_adds(out, text);
+}
+
+static int add_header(struct dmj_buf *out, h2o_req_t *req, const h2o_token_t *token)
+{
+    ssize_t i = h2o_find_header(&req->headers, token, -1);
+    if (i < 0)
+        return dmj_buf_addc(out, '-');
+    /* A Referer may be another API URL with a key in it. */
+    return dmjd_accesslog_redact_target(out, req->headers.entries[i].value.base,
+                                        req->headers.entries[i].value.len);
+}
+
+int dmjd_accesslog_format(struct dmj_buf *out, h2o_req_t *req, int status, size_t body_len)
+{
+    char when[64];
+    struct tm tm;
+    time_t secs = req->processed_at.at.tv_sec;
+    if (localtime_r(&secs, &tm) == NULL || strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S %z",
+                                                    &tm) == 0)
+        strcpy(when, "-");
+    const char *proto = req->version >= 0x200 ? "HTTP/2" : req->version == 0x100 ? "HTTP/1.0"
+                                                                                  : "HTTP/1.1";
+    int rc = add_peer(out, req);
+    if (rc == 0)
+        rc = dmj_buf_printf(out, " - - [%s] \"", when);
+    if (rc == 0)
+        rc = add_escaped(out, req->input.method.base, req->input.method.len);
+    if (rc == 0)
+        rc = dmj_buf_addc(out, ' ');
+    if (rc == 0)
+        rc = dmjd_accesslog_redact_target(out, req->input.path.base, req->input.path.len);
+    if (rc == 0) {
+        if (body_len > 0)
+            rc = dmj_buf_printf(out, " %s\" %d %zu \"", proto, status, body_len);
+        else
+            rc = dmj_buf_printf(out, " %s\" %d - \"", proto, status);
+    }
+    if (rc == 0)
+        rc = add_header(out, req, H2O_TOKEN_REFERER);
+    if (rc == 0)
+        rc = dmj_buf_adds(out, "\" \"");
+    if (rc == 0)
+        rc = add_header(out, req, H2O_TOKEN_USER_AGENT);
+    if (rc == 0)
+        rc = dmj_buf_adds(out, "\"\n");
+    return rc;
+}

@@ -1,0 +1,191 @@
+/** The one h2o handler: copies an h2o request into a dmj_api_request, answers it, logs it. */
+#include <string.h>
+#include <unistd.h>
+
+#include "dmjd.h"
+
+static const char *reason_of(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Unknown";
+    }
+}
+
+static struct dmj_str header_value(h2o_req_t *req, const h2o_token_t *token)
+{
+    ssize_t i = h2o_find_header(&req->headers, token, -1);
+    if (i < 0)
+        return (struct dmj_str){NULL, 0};
+    return (struct dmj_str){req->headers.entries[i].value.base, req->headers.entries[i].value.len};
+}
+
+static bool is_tls(h2o_req_t *req)
+{
+    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+    return sock != NULL && sock->ssl != NULL;
+}
+
+static bool method_is(h2o_req_t *req, const char *m)
+{
+    return h2o_memis(req->method.base, req->method.len, m, strlen(m));
+}
+
+/* Writes one access-log line with a single write(2): lines from different threads may
+ * interleave with each other but never mix within a line. */
+static void write_access_log(struct dmjd_worker *w, h2o_req_t *req, int status, size_t body_len)
+{
+    if (w->server->access_log_fd < 0)
+        return;
+    dmj_buf_reset(&w->scratch);
+    if (dmjd_accesslog_format(&w->scratch, req, status, body_len) != 0)
+        return;
+    ssize_t n = write(w->server->access_log_fd, w->scratch.data, w->scratch.len);
+    (void)n; /* a full disk must not take the server down; the line is lost */
+}
+
+/* Sends `body` (copied into the request pool, since the worker's buffers are reused by the
+ * next request while h2o may still be writing this one). A HEAD answer keeps the
+ * Content-Length the GET would have. */
+static size_t send_body(struct dmjd_worker *w, h2o_req_t *req, const char *body, size_t len,
+                        bool head)
+{
+    if (req->res.status != 304 && req->res.status != 204)
+        req->res.content_length = len;
+    h2o_start_response(req, &w->generator);
+    if (head || len == 0) {
+        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+        return 0;
+    }
+    h2o_iovec_t buf = h2o_iovec_init(h2o_mem_alloc_pool(&req->pool, len), len);
+    memcpy(buf.base, body, len);
+    h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
+    return len;
+}
+
+static void serve_metrics(struct dmjd_worker *w, h2o_req_t *req, uint64_t started)
+{
+    static const char text_type[] = "text/plain; version=0.0.4; charset=utf-8";
+    bool get = method_is(req, "GET"), head = method_is(req, "HEAD");
+    size_t sent;
+    int status;
+    if (!get && !head) {
+        status = 405;
+        req->res.status = status;
+        req->res.reason = reason_of(status);
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL,
+                       H2O_STRLIT("GET, HEAD"));
+        sent = send_body(w, req, "", 0, false);
+    } else {
+        /* Count this scrape first so that it sees itself, like the other counters would. */
+        dmjd_metrics_count(&w->metrics, "metrics", 200, dmjd_now_us() - started);
+        dmj_buf_reset(&w->scratch);
+        status = dmjd_metrics_render(w->server, &w->scratch) == 0 ? 200 : 500;
+        req->res.status = status;
+        req->res.reason = reason_of(status);
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, text_type,
+                       sizeof(text_type) - 1);
+        if (status == 200)
+            sent = send_body(w, req, w->scratch.data, w->scratch.len, head);
+        else
+            sent = send_body(w, req, "", 0, false);
+        write_access_log(w, req, status, sent);
+        return;
+    }
+    dmjd_metrics_count(&w->metrics, "metrics", status, dmjd_now_us() - started);
+    write_access_log(w, req, status, sent);
+}
+
+static void add_response_headers(h2o_req_t *req, const struct dmj_api_response *res)
+{
+    h2o_mem_pool_t *pool = &req->pool;
+    h2o_headers_t *hs = &req->res.headers;
+    if (res->json)
+        h2o_add_header(pool, hs, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    if (res->allow)
+        h2o_add_header(pool, hs, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET, HEAD, OPTIONS"));
+    if (res->www_authenticate)
+        h2o_add_header(pool, hs, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("Bearer"));
+    if (res->retry_after > 0) {
+        char *v = h2o_mem_alloc_pool(pool, 16);
+        int n = snprintf(v, 16, "%u", res->retry_after);
+        h2o_add_header(pool, hs, H2O_TOKEN_RETRY_AFTER, NULL, v, (size_t)n);
+    }
+    size_t etag_len = strnlen(res->etag, sizeof(res->etag));
+    if (etag_len > 0) {
+        h2o_iovec_t v = h2o_strdup(pool, res->etag, etag_len);
+        h2o_add_header(pool, hs, H2O_TOKEN_ETAG, NULL, v.base, v.len);
+    }
+}
+
+static int on_request(h2o_handler_t *self, h2o_req_t *req)
+{
+    struct dmjd_worker *w = H2O_STRUCT_FROM_MEMBER(struct dmjd_worker, ctx, req->conn->ctx);
+    uint64_t started = dmjd_now_us();
+    size_t path_len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+
+    if (h2o_memis(req->path.base, path_len, H2O_STRLIT("/metrics"))) {
+        serve_metrics(w, req, started);
+        return 0;
+    }
+
+    struct dmj_api_request in = {
+        .method = {req->method.base, req->method.len},
+        .path = {req->path.base, path_len},
+        .query = {NULL, 0},
+        .authorization = header_value(req, H2O_TOKEN_AUTHORIZATION),
+        .host = {req->authority.base, req->authority.len},
+        .forwarded_proto = {NULL, 0},
+        .if_none_match = header_value(req, H2O_TOKEN_IF_NONE_MATCH),
+        .tls = is_tls(req),
+    };
+    if (req->query_at != SIZE_MAX)
+        in.query = (struct dmj_str){req->path.base + req->query_at + 1,
+                                    req->path.len - req->query_at - 1};
+    ssize_t xfp = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-forwarded-proto"), -1);
+    if (xfp >= 0)
+        in.forwarded_proto = (struct dmj_str){req->headers.entries[xfp].value.base,
+                                              req->headers.entries[xfp].value.len};
+
+    struct dmj_api_response res;
+    memset(&res, 0, sizeof(res));
+    dmj_api_handle(w->api, &in, &res);
+
+    req->res.status = res.status;
+    req->res.reason = reason_of(res.status);
+    add_response_headers(req, &res);
+    bool head = res.head || method_is(req, "HEAD");
+    size_t sent = send_body(w, req, res.body != NULL ? res.body : "", res.body_len, head);
+    dmjd_metrics_count(&w->metrics, res.endpoint, res.status, dmjd_now_us() - started);
+    write_access_log(w, req, res.status, sent);
+    return 0;
+}
+
+void dmjd_handler_register(struct dmjd_server *srv)
+{
+    h2o_hostconf_t *host = h2o_config_register_host(&srv->h2o, h2o_iovec_init(H2O_STRLIT("default")),
+                                                    65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    h2o_handler_t *handler = h2o_create_handler(path, sizeof(*handler));
+    handler->on_req = on_request;
+}

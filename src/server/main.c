@@ -1,0 +1,439 @@
+/** dmjd's entry point: options, the store, listeners, TLS, worker threads and signals. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "dmjd.h"
+
+#define DEFAULT_LISTEN "127.0.0.1:8000"
+#define DEFAULT_MAX_LIMIT 1000
+#define RATE_TABLE_KEYS 16384 /* keys the rate limiter remembers at once */
+/* The body is never read: keep what h2o buffers of one small. */
+#define MAX_REQUEST_BODY (1u << 20)
+
+struct options {
+    const char *db;
+    const char *listen[DMJD_MAX_LISTENERS];
+    unsigned n_listen;
+    unsigned threads;
+    const char *tls_cert;
+    const char *tls_key;
+    unsigned max_limit;
+    const char *rate_limit;
+    const char *access_log;
+    size_t map_size;
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: dmjd [--db DIR] [--listen [http://|https://]HOST:PORT]... [--threads N]\n"
+            "            [--tls-cert FILE --tls-key FILE] [--max-limit N]\n"
+            "            [--rate-limit 480/minute,4800/hour] [--access-log FILE|-]\n"
+            "            [--map-size BYTES]\n"
+            "\n"
+            "Serves PostHog's data-modeling-jobs API from a dmj store (read-only).\n"
+            "\n"
+            "  --db DIR           the store (default: $DMJ_DB, then ./dmj-data)\n"
+            "  --listen HOST:PORT address to serve on, repeatable (default " DEFAULT_LISTEN ");\n"
+            "                     port 0 picks a free port; https:// needs --tls-cert, and\n"
+            "                     with --tls-cert a bare HOST:PORT is TLS too\n"
+            "  --threads N        worker threads (default: the number of online cores)\n"
+            "  --tls-cert FILE    PEM certificate chain; TLS with ALPN h2 and http/1.1\n"
+            "  --tls-key FILE     PEM private key\n"
+            "  --max-limit N      largest page size (default %d; 0 = no maximum)\n"
+            "  --rate-limit R     per-key limits, e.g. 480/minute,4800/hour (default: none)\n"
+            "  --access-log F     combined-format access log to F, or - for stdout\n"
+            "  --map-size BYTES   LMDB map size (default: $DMJ_MAP_SIZE or the store's)\n"
+            "  --help             this text\n"
+            "\n"
+            "Prints `listening on URL` once per listener when ready. SIGTERM or SIGINT:\n"
+            "stop accepting, finish the responses in flight, exit 0.\n",
+            DEFAULT_MAX_LIMIT);
+}
+
+static int parse_unsigned(const char *s, unsigned long long max, unsigned long long *out)
+{
+    char *end;
+    errno = 0;
+    if (s[0] < '0' || s[0] > '9')
+        return DMJ_EINVAL;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v > max)
+        return DMJ_EINVAL;
+    *out = v;
+    return 0;
+}
+
+static int parse_options(int argc, char **argv, struct options *o)
+{
+    enum { O_DB = 256, O_LISTEN, O_THREADS, O_CERT, O_KEY, O_MAXLIMIT, O_RATE, O_LOG, O_MAP };
+    static const struct option longopts[] = {
+        {"db", required_argument, NULL, O_DB},
+        {"listen", required_argument, NULL, O_LISTEN},
+        {"threads", required_argument, NULL, O_THREADS},
+        {"tls-cert", required_argument, NULL, O_CERT},
+        {"tls-key", required_argument, NULL, O_KEY},
+        {"max-limit", required_argument, NULL, O_MAXLIMIT},
+        {"rate-limit", required_argument, NULL, O_RATE},
+        {"access-log", required_argument, NULL, O_LOG},
+        {"map-size", required_argument, NULL, O_MAP},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    memset(o, 0, sizeof(*o));
+    o->db = getenv("DMJ_DB") != NULL && getenv("DMJ_DB")[0] != '\0' ? getenv("DMJ_DB")
+                                                                    : "./dmj-data";
+    o->threads = cores > 0 ? (unsigned)(cores < DMJD_MAX_THREADS ? cores : DMJD_MAX_THREADS) : 1;
+    o->max_limit = DEFAULT_MAX_LIMIT;
+    int c;
+    unsigned long long v;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (c) {
+        case O_DB:
+            o->db = optarg;
+            break;
+        case O_LISTEN:
+            if (o->n_listen == DMJD_MAX_LISTENERS) {
+                fprintf(stderr, "dmjd: at most %d --listen\n", DMJD_MAX_LISTENERS);
+                return 2;
+            }
+            o->listen[o->n_listen++] = optarg;
+            break;
+        case O_THREADS:
+            if (parse_unsigned(optarg, DMJD_MAX_THREADS, &v) != 0 || v == 0) {
+                fprintf(stderr, "dmjd: --threads takes 1 to %d\n", DMJD_MAX_THREADS);
+                return 2;
+            }
+            o->threads = (unsigned)v;
+            break;
+        case O_CERT:
+            o->tls_cert = optarg;
+            break;
+        case O_KEY:
+            o->tls_key = optarg;
+            break;
+        case O_MAXLIMIT:
+            if (parse_unsigned(optarg, 0xffffffffu, &v) != 0) {
+                fprintf(stderr, "dmjd: --max-limit takes a number (0 = no maximum)\n");
+                return 2;
+            }
+            o->max_limit = (unsigned)v;
+            break;
+        case O_RATE:
+            o->rate_limit = optarg;
+            break;
+        case O_LOG:
+            o->access_log = optarg;
+            break;
+        case O_MAP:
+            if (parse_unsigned(optarg, SIZE_MAX, &v) != 0) {
+                fprintf(stderr, "dmjd: --map-size takes a number of bytes\n");
+                return 2;
+            }
+            o->map_size = (size_t)v;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "dmjd: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    if ((o->tls_cert == NULL) != (o->tls_key == NULL)) {
+        fprintf(stderr, "dmjd: --tls-cert and --tls-key go together\n");
+        return 2;
+    }
+    if (o->n_listen == 0)
+        o->listen[o->n_listen++] = DEFAULT_LISTEN;
+    return 0;
+}
+
+/* Splits "[http://|https://]HOST:PORT" ("[::1]:80" for IPv6) into its parts. */
+static int split_listen(const char *spec, bool tls_default, char *host, size_t host_size,
+                        char *port, size_t port_size, bool *tls)
+{
+    *tls = tls_default;
+    if (strncmp(spec, "http://", 7) == 0) {
+        *tls = false;
+        spec += 7;
+    } else if (strncmp(spec, "https://", 8) == 0) {
+        *tls = true;
+        spec += 8;
+    }
+    const char *colon = strrchr(spec, ':');
+    if (colon == NULL || colon[1] == '\0')
+        return DMJ_EINVAL;
+    const char *h = spec;
+    size_t hlen = (size_t)(colon - spec);
+    if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
+        h++;
+        hlen -= 2;
+    }
+    if (hlen == 0 || hlen >= host_size || strlen(colon + 1) >= port_size)
+        return DMJ_EINVAL;
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    strcpy(port, colon + 1);
+    return 0;
+}
+
+static int open_listener(const char *spec, bool tls_default, struct dmjd_listener *out)
+{
+    char host[256], port[16];
+    bool tls;
+    if (split_listen(spec, tls_default, host, sizeof(host), port, sizeof(port), &tls) != 0) {
+        fprintf(stderr, "dmjd: --listen %s: expected HOST:PORT\n", spec);
+        return -1;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res;
+    int gai = getaddrinfo(strcmp(host, "*") == 0 ? NULL : host, port, &hints, &res);
+    if (gai != 0) {
+        fprintf(stderr, "dmjd: --listen %s: %s\n", spec, gai_strerror(gai));
+        return -1;
+    }
+    int fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0 ||
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0 ||
+        fcntl(fd, F_SETFL, O_NONBLOCK) != 0) {
+        fprintf(stderr, "dmjd: --listen %s: %s\n", spec, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(res);
+        return -1;
+    }
+    freeaddrinfo(res);
+
+    struct sockaddr_storage ss;
+    socklen_t sslen = sizeof(ss);
+    char addr[INET6_ADDRSTRLEN] = "?";
+    unsigned bound_port = 0;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sslen) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &sin->sin_addr, addr, sizeof(addr));
+            bound_port = ntohs(sin->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+            char a6[INET6_ADDRSTRLEN];
+            inet_ntop(AF_INET6, &sin6->sin6_addr, a6, sizeof(a6));
+            snprintf(addr, sizeof(addr), "[%.*s]", (int)sizeof(addr) - 3, a6);
+            bound_port = ntohs(sin6->sin6_port);
+        }
+    }
+    out->fd = fd;
+    out->tls = tls;
+    snprintf(out->url, sizeof(out->url), "%s://%s:%u", tls ? "https" : "http", addr, bound_port);
+    return 0;
+}
+
+static SSL_CTX *make_ssl_ctx(const char *cert, const char *key)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL)
+        goto Error;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        fprintf(stderr, "dmjd: --tls-cert %s: cannot load the certificate\n", cert);
+        goto Error;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+        fprintf(stderr, "dmjd: --tls-key %s: cannot load the key or it does not match\n", key);
+        goto Error;
+    }
+    h2o_ssl_register_alpn_protocols(ctx, h2o_http2_alpn_protocols);
+    return ctx;
+Error:
+    ERR_print_errors_fp(stderr);
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+static int open_store(const struct options *o, struct dmj_store **out)
+{
+    struct stat st;
+    if (stat(o->db, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        fprintf(stderr,
+                "dmjd: no store at %s (create one with `dmj import --db %s FILE`, "
+                "or pass --db / set DMJ_DB)\n",
+                o->db, o->db);
+        return -1;
+    }
+    int rc = dmj_store_open(o->db, DMJ_STORE_RDONLY, o->map_size, out);
+    if (rc != 0) {
+        fprintf(stderr, "dmjd: cannot open the store at %s: %s\n", o->db, dmj_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+static int open_access_log(const char *path)
+{
+    if (path == NULL)
+        return -1;
+    if (strcmp(path, "-") == 0)
+        return STDOUT_FILENO;
+    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+}
+
+/* Runs the workers until SIGTERM or SIGINT; returns the exit status. */
+static int serve(struct dmjd_server *srv, unsigned threads)
+{
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    /* Blocked before the threads start, so they inherit the mask and only sigwait sees them. */
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+
+    srv->workers = calloc(threads, sizeof(srv->workers[0]));
+    if (srv->workers == NULL)
+        return 1;
+    for (unsigned i = 0; i < threads; i++) {
+        int rc = dmjd_worker_new(srv, i, &srv->workers[i]);
+        if (rc != 0) {
+            fprintf(stderr, "dmjd: worker %u: %s\n", i, dmj_strerror(rc));
+            for (unsigned j = 0; j < i; j++)
+                dmjd_worker_free(srv->workers[j]);
+            free(srv->workers);
+            return 1;
+        }
+    }
+    /* Every worker exists before any starts: /metrics walks all of them. */
+    srv->n_workers = threads;
+    unsigned started = 0;
+    for (; started < threads; started++) {
+        int rc = dmjd_worker_start(srv->workers[started]);
+        if (rc != 0) {
+            fprintf(stderr, "dmjd: cannot start worker %u: %s\n", started, dmj_strerror(rc));
+            break;
+        }
+    }
+    int status = 1;
+    if (started == threads) {
+        for (unsigned i = 0; i < srv->n_listeners; i++)
+            printf("listening on %s\n", srv->listeners[i].url);
+        fflush(stdout);
+        int sig = 0;
+        sigwait(&stop, &sig);
+        status = 0;
+    }
+    for (unsigned i = 0; i < started; i++)
+        dmjd_worker_stop(srv->workers[i]);
+    bool clean = true;
+    for (unsigned i = 0; i < started; i++)
+        clean = dmjd_worker_wait(srv->workers[i]) && clean;
+    if (!clean) {
+        /* A client kept a response open past the deadline: h2o cannot free a context with
+         * live connections, and the process is ending anyway. */
+        fprintf(stderr, "dmjd: closing connections still open after %d ms\n", DMJD_DRAIN_MS);
+        fflush(NULL);
+        _exit(status);
+    }
+    for (unsigned i = 0; i < threads; i++)
+        dmjd_worker_free(srv->workers[i]);
+    free(srv->workers);
+    srv->workers = NULL;
+    srv->n_workers = 0;
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    struct options o;
+    int rc = parse_options(argc, argv, &o);
+    if (rc != 0)
+        return rc;
+    signal(SIGPIPE, SIG_IGN);
+
+    struct dmjd_server srv;
+    memset(&srv, 0, sizeof(srv));
+    srv.access_log_fd = -1;
+    int status = 1;
+
+    struct dmjd_rate_rule rules[DMJD_RATE_MAX_RULES];
+    unsigned n_rules = 0;
+    if (o.rate_limit != NULL &&
+        (dmjd_ratelimit_parse(o.rate_limit, rules, &n_rules) != 0 ||
+         dmjd_ratelimit_new(rules, n_rules, RATE_TABLE_KEYS, &srv.ratelimit) != 0)) {
+        fprintf(stderr, "dmjd: --rate-limit %s: expected N/second|minute|hour|day[,...]\n",
+                o.rate_limit);
+        return 2;
+    }
+    srv.api.max_limit = o.max_limit;
+    if (srv.ratelimit != NULL) {
+        srv.api.rate_limit = dmjd_ratelimit_check;
+        srv.api.rate_limit_ctx = srv.ratelimit;
+    }
+
+    if (open_store(&o, &srv.store) != 0)
+        goto Exit;
+    if (o.access_log != NULL) {
+        srv.access_log_fd = open_access_log(o.access_log);
+        if (srv.access_log_fd < 0) {
+            fprintf(stderr, "dmjd: --access-log %s: %s\n", o.access_log, strerror(errno));
+            goto Exit;
+        }
+    }
+    if (o.tls_cert != NULL) {
+        srv.ssl_ctx = make_ssl_ctx(o.tls_cert, o.tls_key);
+        if (srv.ssl_ctx == NULL)
+            goto Exit;
+    }
+    for (unsigned i = 0; i < o.n_listen; i++) {
+        if (open_listener(o.listen[i], o.tls_cert != NULL, &srv.listeners[i]) != 0)
+            goto Exit;
+        srv.n_listeners++;
+        if (srv.listeners[i].tls && srv.ssl_ctx == NULL) {
+            fprintf(stderr, "dmjd: --listen %s: https needs --tls-cert and --tls-key\n",
+                    o.listen[i]);
+            goto Exit;
+        }
+    }
+
+    h2o_config_init(&srv.h2o);
+    srv.h2o.server_name = h2o_iovec_init(H2O_STRLIT("dmjd"));
+    srv.h2o.max_request_entity_size = MAX_REQUEST_BODY;
+    dmjd_handler_register(&srv);
+    status = serve(&srv, o.threads);
+    h2o_config_dispose(&srv.h2o);
+
+Exit:
+    for (unsigned i = 0; i < srv.n_listeners; i++)
+        close(srv.listeners[i].fd);
+    if (srv.ssl_ctx != NULL)
+        SSL_CTX_free(srv.ssl_ctx);
+    if (srv.access_log_fd > STDOUT_FILENO)
+        close(srv.access_log_fd);
+    if (srv.store != NULL)
+        dmj_store_close(srv.store);
+    dmjd_ratelimit_free(srv.ratelimit);
+    return status;
+}

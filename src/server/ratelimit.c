@@ -1,0 +1,216 @@
+/** The optional per-key rate limit (--rate-limit): a bounded table shared by all workers.
+ *
+ * Each rule ("480/minute") is a token bucket kept as one number, the GCRA's theoretical
+ * arrival time: a key may spend `count` requests at once, and earns one back every
+ * period/count. That is PostHog's sustained rate with bounded memory per key (DRF keeps a
+ * timestamp per request instead). The table never grows: a key that has to be forgotten
+ * is one whose buckets are full again (forgetting it changes nothing), else the one closest
+ * to full. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dmjd.h"
+
+#define KEY_MAX 96 /* "sha256$" + 64 hex digits fits with room to spare */
+#define PROBES 16  /* slots looked at per key: bounds the work under the lock */
+
+struct slot {
+    bool used;
+    char key[KEY_MAX];
+    uint64_t tat[DMJD_RATE_MAX_RULES]; /* theoretical arrival time, µs, per rule */
+};
+
+struct dmjd_ratelimit {
+    pthread_mutex_t lock;
+    struct dmjd_rate_rule rules[DMJD_RATE_MAX_RULES];
+    unsigned n_rules;
+    size_t mask;
+    struct slot *slots;
+};
+
+static int parse_rule(const char *s, size_t len, struct dmjd_rate_rule *out)
+{
+    size_t i = 0;
+    uint64_t count = 0;
+    while (i < len && s[i] >= '0' && s[i] <= '9') {
+        count = count * 10 + (uint64_t)(s[i] - '0');
+        if (count > 1000000000u)
+            return DMJ_EINVAL;
+        i++;
+    }
+    if (i == 0 || count == 0 || i >= len || s[i] != '/' || i + 1 >= len)
+        return DMJ_EINVAL;
+    uint64_t period_s;
+    /* DRF reads only the unit's first letter ("m", "min", "minute" are all minutes). */
+    switch (s[i + 1]) {
+    case 's':
+        period_s = 1;
+        break;
+    case 'm':
+        period_s = 60;
+        break;
+    case 'h':
+        period_s = 3600;
+        break;
+    case 'd':
+        period_s = 86400;
+        break;
+    default:
+        return DMJ_EINVAL;
+    }
+    for (size_t j = i + 1; j < len; j++) {
+        if (s[j] < 'a' || s[j] > 'z')
+            return DMJ_EINVAL;
+    }
+    out->count = (unsigned)count;
+    out->period_us = period_s * 1000000u;
+    return 0;
+}
+
+int dmjd_ratelimit_parse(const char *spec, struct dmjd_rate_rule *rules, unsigned *n_out)
+{
+    struct dmjd_rate_rule tmp[DMJD_RATE_MAX_RULES];
+    unsigned n = 0;
+    const char *p = spec;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+        if (n == DMJD_RATE_MAX_RULES)
+            return DMJ_EINVAL;
+        int rc = parse_rule(p, len, &tmp[n]);
+        if (rc != 0)
+            return rc;
+        n++;
+        if (comma == NULL)
+            break;
+        p = comma + 1;
+    }
+    memcpy(rules, tmp, n * sizeof(tmp[0]));
+    *n_out = n;
+    return 0;
+}
+
+int dmjd_ratelimit_new(const struct dmjd_rate_rule *rules, unsigned n, size_t capacity,
+                       struct dmjd_ratelimit **out)
+{
+    if (n == 0 || n > DMJD_RATE_MAX_RULES || capacity == 0 || capacity > ((size_t)1 << 24))
+        return DMJ_EINVAL;
+    size_t cap = PROBES;
+    while (cap < capacity)
+        cap <<= 1;
+    struct dmjd_ratelimit *rl = calloc(1, sizeof(*rl));
+    if (rl == NULL)
+        return -ENOMEM;
+    rl->slots = calloc(cap, sizeof(rl->slots[0]));
+    if (rl->slots == NULL) {
+        free(rl);
+        return -ENOMEM;
+    }
+    int rc = pthread_mutex_init(&rl->lock, NULL);
+    if (rc != 0) {
+        free(rl->slots);
+        free(rl);
+        return -rc;
+    }
+    memcpy(rl->rules, rules, n * sizeof(rules[0]));
+    rl->n_rules = n;
+    rl->mask = cap - 1;
+    *out = rl;
+    return 0;
+}
+
+void dmjd_ratelimit_free(struct dmjd_ratelimit *rl)
+{
+    if (rl == NULL)
+        return;
+    pthread_mutex_destroy(&rl->lock);
+    free(rl->slots);
+    free(rl);
+}
+
+static uint64_t hash_key(const char *s)
+{
+    uint64_t h = 14695981039346656037u; /* FNV-1a */
+    for (; *s != '\0'; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211u;
+    }
+    return h;
+}
+
+static uint64_t slot_latest(const struct dmjd_ratelimit *rl, const struct slot *s)
+{
+    uint64_t latest = 0;
+    for (unsigned r = 0; r < rl->n_rules; r++) {
+        if (s->tat[r] > latest)
+            latest = s->tat[r];
+    }
+    return latest;
+}
+
+/* The key's slot, or a slot given over to it with full buckets. Called under the lock. */
+static struct slot *find_slot(struct dmjd_ratelimit *rl, const char *key, uint64_t now_us)
+{
+    uint64_t h = hash_key(key);
+    struct slot *victim = NULL;
+    uint64_t victim_latest = UINT64_MAX;
+    for (size_t i = 0; i < PROBES; i++) {
+        struct slot *s = &rl->slots[(h + i) & rl->mask];
+        if (!s->used) {
+            /* Slots are never emptied, so the key cannot sit past an empty one. */
+            victim = s;
+            break;
+        }
+        if (strncmp(s->key, key, KEY_MAX - 1) == 0)
+            return s;
+        uint64_t latest = slot_latest(rl, s);
+        if (victim == NULL || latest < victim_latest) {
+            victim = s;
+            victim_latest = latest;
+        }
+    }
+    victim->used = true;
+    size_t n = strnlen(key, KEY_MAX - 1);
+    memcpy(victim->key, key, n);
+    victim->key[n] = '\0';
+    for (unsigned r = 0; r < rl->n_rules; r++)
+        victim->tat[r] = now_us;
+    return victim;
+}
+
+unsigned dmjd_ratelimit_check_at(struct dmjd_ratelimit *rl, const char *secure_value,
+                                 uint64_t now_us)
+{
+    uint64_t wait_us = 0;
+    pthread_mutex_lock(&rl->lock);
+    struct slot *s = find_slot(rl, secure_value, now_us);
+    for (unsigned r = 0; r < rl->n_rules; r++) {
+        uint64_t interval = rl->rules[r].period_us / rl->rules[r].count;
+        uint64_t tolerance = rl->rules[r].period_us - interval;
+        uint64_t tat = s->tat[r] > now_us ? s->tat[r] : now_us;
+        if (tat - now_us > tolerance) {
+            uint64_t w = tat - tolerance - now_us;
+            if (w > wait_us)
+                wait_us = w;
+        }
+    }
+    /* A refused request spends nothing, as with DRF. */
+    if (wait_us == 0) {
+        for (unsigned r = 0; r < rl->n_rules; r++) {
+            uint64_t interval = rl->rules[r].period_us / rl->rules[r].count;
+            uint64_t tat = s->tat[r] > now_us ? s->tat[r] : now_us;
+            s->tat[r] = tat + interval;
+        }
+    }
+    pthread_mutex_unlock(&rl->lock);
+    if (wait_us == 0)
+        return 0;
+    uint64_t secs = (wait_us + 999999u) / 1000000u;
+    return secs > 0xffffffffu ? 0xffffffffu : (unsigned)secs;
+}
+
+unsigned dmjd_ratelimit_check(void *rl, const char *secure_value)
+{
+    return dmjd_ratelimit_check_at(rl, secure_value, dmjd_now_us());
+}

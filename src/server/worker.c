@@ -1,0 +1,207 @@
+/** Worker threads: each runs its own h2o context and event loop on dup()s of the listeners.
+ *
+ * All workers accept from the same listening sockets (one kernel accept queue per port):
+ * whichever loop is idle takes the next connection, so a few long keep-alive clients cannot
+ * pile up on one busy thread as they can with SO_REUSEPORT's hash, and binding port 0 needs
+ * no second step. */
+#include <errno.h>
+#include <semaphore.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dmjd.h"
+
+#define ACCEPTS_PER_WAKE 32 /* then let the loop serve what it has, other threads can accept */
+#define SCRATCH_MAX (1u << 20)
+
+static void on_conn_close(void *data)
+{
+    struct dmjd_worker *w = data;
+    atomic_fetch_sub_explicit(&w->metrics.open_connections, 1, memory_order_relaxed);
+}
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    if (err != NULL)
+        return;
+    h2o_accept_ctx_t *actx = listener->data;
+    struct dmjd_worker *w = H2O_STRUCT_FROM_MEMBER(struct dmjd_worker, ctx, actx->ctx);
+    for (int i = 0; i < ACCEPTS_PER_WAKE; i++) {
+        /* NULL also when another worker took the connection first. */
+        h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
+        if (sock == NULL)
+            return;
+        atomic_fetch_add_explicit(&w->metrics.open_connections, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&w->metrics.accepted_connections, 1, memory_order_relaxed);
+        sock->on_close.cb = on_conn_close;
+        sock->on_close.data = w;
+        h2o_accept(actx, sock);
+    }
+}
+
+/* Stops taking connections and asks h2o to wind down the open ones. */
+static void begin_drain(struct dmjd_worker *w)
+{
+    if (w->draining)
+        return;
+    w->draining = true;
+    for (unsigned i = 0; i < w->server->n_listeners; i++) {
+        if (w->listen_socks[i] != NULL) {
+            h2o_socket_read_stop(w->listen_socks[i]);
+            h2o_socket_close(w->listen_socks[i]);
+            w->listen_socks[i] = NULL;
+        }
+    }
+    /* HTTP/2 connections get GOAWAY. Idle HTTP/1 keep-alive connections only close when
+     * their request timeout fires: make that timeout zero so that they go at the next turn
+     * of the loop, while a connection in the middle of a response is left to finish. */
+    h2o_context_request_shutdown(&w->ctx);
+    w->ctx.http1.req_timeout.timeout = 0;
+    w->ctx.http2.idle_timeout.timeout = 0;
+}
+
+static void on_notify(h2o_socket_t *sock, const char *err)
+{
+    struct dmjd_worker *w = sock->data;
+    /* Whatever was written (or an error): the only message is "stop". */
+    h2o_buffer_consume(&sock->input, sock->input->size);
+    begin_drain(w);
+}
+
+static int setup_loop(struct dmjd_worker *w)
+{
+    struct dmjd_server *srv = w->server;
+    h2o_context_init(&w->ctx, h2o_evloop_create(), &srv->h2o);
+    for (unsigned i = 0; i < srv->n_listeners; i++) {
+        h2o_accept_ctx_t *actx = &w->accept_ctx[i];
+        memset(actx, 0, sizeof(*actx));
+        actx->ctx = &w->ctx;
+        actx->hosts = srv->h2o.hosts;
+        actx->ssl_ctx = srv->listeners[i].tls ? srv->ssl_ctx : NULL;
+        /* The h2o socket owns (and closes) its fd, so each worker gets its own dup(). */
+        int fd = fcntl(srv->listeners[i].fd, F_DUPFD_CLOEXEC, 0);
+        if (fd < 0)
+            return -errno;
+        w->listen_socks[i] = h2o_evloop_socket_create(w->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+        w->listen_socks[i]->data = actx;
+        h2o_socket_read_start(w->listen_socks[i], on_accept);
+    }
+    w->notify_sock = h2o_evloop_socket_create(w->ctx.loop, w->notify_fds[0], 0);
+    w->notify_fds[0] = -1; /* owned by the socket now */
+    w->notify_sock->data = w;
+    h2o_socket_read_start(w->notify_sock, on_notify);
+    return 0;
+}
+
+/* Lets the loop run the sockets' deferred frees, then tears the context down. */
+static void dispose_loop(struct dmjd_worker *w)
+{
+    if (w->notify_sock != NULL) {
+        h2o_socket_read_stop(w->notify_sock);
+        h2o_socket_close(w->notify_sock);
+        w->notify_sock = NULL;
+    }
+    h2o_evloop_run(w->ctx.loop, 0);
+    /* The HTTP/2 shutdown re-sends GOAWAY a second later; with no connection left there is
+     * no one to send it to, and h2o will not dispose of a timeout with an entry in it. */
+    if (h2o_timeout_is_linked(&w->ctx.http2._graceful_shutdown_timeout))
+        h2o_timeout_unlink(&w->ctx.http2._graceful_shutdown_timeout);
+    h2o_loop_t *loop = w->ctx.loop;
+    h2o_context_dispose(&w->ctx);
+    /* h2o 2.2.5's evloop flavour closes the context's message queue but never frees it. */
+    free(w->ctx.queue);
+    w->ctx.queue = NULL;
+    h2o_evloop_destroy(loop);
+}
+
+static void *run(void *arg)
+{
+    struct dmjd_worker *w = arg;
+    if (setup_loop(w) != 0) {
+        fprintf(stderr, "dmjd: worker %u: cannot set up its listeners\n", w->index);
+        begin_drain(w);
+    }
+    while (!w->draining)
+        h2o_evloop_run(w->ctx.loop, INT32_MAX);
+
+    /* Drain: run until every connection of this worker has closed, or the deadline. */
+    uint64_t deadline = dmjd_now_us() + (uint64_t)DMJD_DRAIN_MS * 1000u;
+    while (atomic_load_explicit(&w->metrics.open_connections, memory_order_relaxed) > 0 &&
+           dmjd_now_us() < deadline)
+        h2o_evloop_run(w->ctx.loop, 50);
+    /* h2o's buffers are recycled per thread: tear down here, on the thread that made them. */
+    if (atomic_load_explicit(&w->metrics.open_connections, memory_order_relaxed) == 0) {
+        dispose_loop(w);
+        w->disposed = true;
+    }
+    sem_post(&w->done);
+    /* Park instead of exiting: h2o caches memory in thread-local free lists that it has no
+     * call to empty, and a thread that stays reachable until the process exits keeps
+     * the leak checker (and valgrind) from reporting them. The process exit ends it. */
+    for (;;)
+        pause();
+    return NULL;
+}
+
+int dmjd_worker_new(struct dmjd_server *srv, unsigned index, struct dmjd_worker **out)
+{
+    struct dmjd_worker *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return -ENOMEM;
+    w->server = srv;
+    w->index = index;
+    dmj_buf_init(&w->scratch, SCRATCH_MAX);
+    int rc = dmj_api_worker_new(srv->store, &srv->api, &w->api);
+    if (rc != 0) {
+        free(w);
+        return rc;
+    }
+    if (pipe2(w->notify_fds, O_CLOEXEC | O_NONBLOCK) != 0) {
+        rc = -errno;
+        dmj_api_worker_free(w->api);
+        free(w);
+        return rc;
+    }
+    sem_init(&w->done, 0, 0);
+    *out = w;
+    return 0;
+}
+
+int dmjd_worker_start(struct dmjd_worker *w)
+{
+    int rc = pthread_create(&w->thread, NULL, run, w);
+    if (rc != 0)
+        return -rc;
+    pthread_detach(w->thread);
+    return 0;
+}
+
+void dmjd_worker_stop(struct dmjd_worker *w)
+{
+    char c = 's';
+    ssize_t n = write(w->notify_fds[1], &c, 1);
+    (void)n; /* a full pipe already holds a stop request */
+}
+
+bool dmjd_worker_wait(struct dmjd_worker *w)
+{
+    while (sem_wait(&w->done) != 0)
+        continue; /* EINTR */
+    return w->disposed;
+}
+
+void dmjd_worker_free(struct dmjd_worker *w)
+{
+    if (w == NULL)
+        return;
+    if (w->notify_fds[0] >= 0)
+        close(w->notify_fds[0]);
+    close(w->notify_fds[1]);
+    sem_destroy(&w->done);
+    dmj_api_worker_free(w->api);
+    dmj_buf_dispose(&w->scratch);
+    free(w);
+}
