@@ -1,0 +1,598 @@
+#!/usr/bin/env python3
+"""test_differential.py - dmjd answers every request exactly as the reference peer does.
+
+Generates jobs (gen_jobs.py, duplicate timestamps, plus the edge cases of
+diff_cases.extra_jobs), loads them into the Django reference peer (drf_ref, DRF_REF_DMJ=1)
+and into a dmj store, starts both, sends both the same requests and requires the same
+status, the same parsed JSON (links compared with scheme://127.0.0.1:PORT normalised) and
+the same Content-Type/Allow headers; cursor walks follow the peer's links forward to the
+end and back. Every mismatch is printed with the request and a diff; any mismatch fails.
+Where the peer and spec/API.md disagree, the spec wins: KNOWN_SPEC_DIFFERENCES below.
+Needs $DMJ_SHARED_DIR/peers/drf_ref (exit 77 = skipped without it).
+"""
+
+import concurrent.futures
+import difflib
+import json
+import os
+import sys
+import threading
+import time
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import diff_cases as dc  # noqa: E402
+
+LABELS = ["read", "write", "star", "wrong_scope", "empty_scopes", "null_scopes", "team1_only",
+          "org1_only", "bob_read", "carol_read", "dave_read", "erin_read"]
+PREFIXES = ("environments", "projects")
+MAX_PRINTED = 40
+
+
+def _www_authenticate(case, peer, dmj):
+    """spec/API.md section 3: "Every 401 carries WWW-Authenticate: Bearer". The peer's error
+    handler (jobs/errors.py, drf-exceptions-hog style) adds no such header."""
+    if dmj.status == 401 and dmj.headers.get("www-authenticate") != "Bearer":
+        return "401 without 'WWW-Authenticate: Bearer' (spec/API.md section 3)"
+    return None
+
+
+def _allow_on_unmatched(case, peer, dmj):
+    """spec/API.md section 1: API responses carry 'Allow: GET, HEAD, OPTIONS'. On paths that
+    match no route the peer's NotFoundView answers 'Allow: OPTIONS' (its own methods): the
+    spec does not say what an unmatched path carries, so dmjd may send either or none."""
+    return None
+
+
+# Where the peer and spec/API.md disagree (the spec wins). Each entry: a name, when it
+# applies (to a case and the two responses), and the check dmjd's answer must pass instead
+# of being compared with the peer's on that point.
+KNOWN_SPEC_DIFFERENCES = [
+    {"name": "www-authenticate-on-401", "part": "header:www-authenticate",
+     "applies": lambda case, peer, dmj: peer.status == 401, "check": _www_authenticate},
+    {"name": "allow-on-unmatched-paths", "part": "header:allow",
+     "applies": lambda case, peer, dmj: peer.headers.get("allow") != "GET, HEAD, OPTIONS",
+     "check": _allow_on_unmatched},
+]
+
+
+class Case(object):
+    def __init__(self, name, target, headers=None, method="GET"):
+        self.name = name
+        self.method = method
+        self.target = target
+        self.headers = dict(headers or {})
+
+    def describe(self):
+        hdrs = "".join("\n      %s: %s" % kv for kv in self.headers.items())
+        return "%s %s%s" % (self.method, self.target, hdrs)
+
+
+class Mismatch(Exception):
+    pass
+
+
+class Runner(object):
+    def __init__(self, peer_port, dmj_port):
+        self.peer_port = peer_port
+        self.dmj_port = dmj_port
+        self.local = threading.local()
+        self.lock = threading.Lock()
+        self.mismatches = []
+        self.compared = 0
+        self.spec_checked = {}
+        self.statuses = {}
+        # DMJ_DIFF_DUMP=FILE: every case with the peer's answer, to review what is covered.
+        dump = os.environ.get("DMJ_DIFF_DUMP")
+        self.dump = open(dump, "w", encoding="utf-8") if dump else None
+
+    def clients(self):
+        if not hasattr(self.local, "peer"):
+            self.local.peer = dc.Client(self.peer_port)
+            self.local.dmj = dc.Client(self.dmj_port)
+        return self.local.peer, self.local.dmj
+
+    def fail(self, case, peer, dmj, what):
+        with self.lock:
+            self.mismatches.append((case, peer, dmj, what))
+
+    def compare(self, case):
+        """Sends the case to both; records any mismatch; returns (peer, dmj) responses."""
+        peer_c, dmj_c = self.clients()
+        peer = peer_c.request(case.method, case.target, case.headers)
+        try:
+            dmj = dmj_c.request(case.method, case.target, case.headers)
+        except Exception as e:  # a dmjd crash or hang is a mismatch, not a test error
+            dmj = dc.Response(0, {}, ("no answer: %r" % e).encode())
+        with self.lock:
+            self.compared += 1
+            self.statuses[peer.status] = self.statuses.get(peer.status, 0) + 1
+            if self.dump:
+                self.dump.write("%s\n  %s\n  -> %d %s\n" % (case.name, case.describe(), peer.status,
+                                                          peer.body[:200].decode("utf-8", "replace")))
+        problems = []
+        if peer.status != dmj.status:
+            problems.append("status %d (peer) != %d (dmjd)" % (peer.status, dmj.status))
+        if case.method == "HEAD":
+            if dmj.body:
+                problems.append("HEAD answered with a body of %d bytes" % len(dmj.body))
+        else:
+            pj, dj = peer.json(), dmj.json()
+            if pj is None or dj is None:
+                if pj is not None or dj is not None or peer.body != dmj.body:
+                    problems.append("bodies differ (not both JSON):\n  peer: %r\n  dmjd: %r"
+                                    % (peer.body[:300], dmj.body[:300]))
+            elif dc.normalise_links(pj) != dc.normalise_links(dj):
+                problems.append("JSON differs:\n" + json_diff(dc.normalise_links(pj),
+                                                              dc.normalise_links(dj)))
+        problems += self.compare_headers(case, peer, dmj)
+        if problems:
+            self.fail(case, peer, dmj, "\n".join(problems))
+        return peer, dmj
+
+    def compare_headers(self, case, peer, dmj):
+        out = []
+        special = {}
+        for known in KNOWN_SPEC_DIFFERENCES:
+            if known["applies"](case, peer, dmj):
+                special[known["part"]] = known
+        for name in ("content-type", "allow", "www-authenticate"):
+            known = special.get("header:" + name)
+            if known is not None:
+                err = known["check"](case, peer, dmj)
+                with self.lock:
+                    self.spec_checked[known["name"]] = self.spec_checked.get(known["name"], 0) + 1
+                if err:
+                    out.append("%s: %s" % (known["name"], err))
+                continue
+            p = peer.headers.get(name)
+            d = dmj.headers.get(name)
+            if name == "content-type":
+                p = p.split(";")[0].strip() if p else p
+                d = d.split(";")[0].strip() if d else d
+            if p != d:
+                out.append("header %s: %r (peer) != %r (dmjd)" % (name, p, d))
+        return out
+
+    def walk(self, name, start_target, headers, limit_pages, expected_ids=None):
+        """Follows `next` from start_target to the end, then `previous` back to the start,
+        comparing every page; checks the forward walk against expected_ids when given."""
+        seen = []
+        target = start_target
+        last = None
+        for step in range(limit_pages):
+            case = Case("%s fwd %d" % (name, step), target, headers)
+            peer, dmj = self.compare(case)
+            pj = peer.json()
+            if peer.status != 200 or not isinstance(pj, dict):
+                self.fail(case, peer, dmj, "walk stopped: the peer answered %d" % peer.status)
+                return
+            seen += [r["id"] for r in pj["results"]]
+            last = target
+            if pj["next"] is None:
+                break
+            target = dc.link_path(pj["next"])
+        else:
+            last = None
+        if expected_ids is not None and seen != expected_ids:
+            extra = len(seen) - len(set(seen))
+            self.fail(Case(name + " coverage", start_target, headers), dc.Response(200, {}, b""),
+                      dc.Response(200, {}, b""),
+                      "forward walk saw %d rows (%d repeated), expected %d in list order"
+                      % (len(seen), extra, len(expected_ids)))
+        target = last
+        for step in range(limit_pages):
+            if target is None:
+                break
+            case = Case("%s back %d" % (name, step), target, headers)
+            peer, dmj = self.compare(case)
+            pj = peer.json()
+            if peer.status != 200 or not isinstance(pj, dict) or pj["previous"] is None:
+                break
+            target = dc.link_path(pj["previous"])
+
+
+def json_diff(a, b):
+    la = json.dumps(a, indent=1, ensure_ascii=False).splitlines()
+    lb = json.dumps(b, indent=1, ensure_ascii=False).splitlines()
+    lines = list(difflib.unified_diff(la, lb, "peer", "dmjd", n=2, lineterm=""))
+    if len(lines) > 60:
+        lines = lines[:60] + ["... (%d more diff lines)" % (len(lines) - 60)]
+    return "\n".join("    " + line for line in lines)
+
+
+def q(value):
+    return urllib.parse.quote(value, safe="")
+
+
+def cursor_of(pairs):
+    """A DRF cursor: form-urlencoded tokens, then standard base64."""
+    return dc.b64(urllib.parse.urlencode(pairs))
+
+
+def py_pos(us):
+    """Python's str() of an aware UTC datetime, from microseconds (the cursor position)."""
+    import datetime
+    dt = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc) + \
+        datetime.timedelta(microseconds=us)
+    return str(dt)
+
+
+# --------------------------------------------------------------------------- cases
+
+def build_cases(world):
+    cases = []
+    keys = {label: world.keys[label]["key"] for label in LABELS}
+    auth = {"Authorization": "Bearer " + keys["read"]}
+
+    def add(name, target, headers=auth, method="GET"):
+        cases.append(Case(name, target, headers, method))
+
+    def base(team="1", prefix="environments"):
+        return "/api/%s/%s/data_modeling_jobs" % (prefix, team)
+
+    t1 = world.expected_list(1)
+    t2 = world.expected_list(2)
+    job1 = t1[0]["id"]
+    job2 = t2[0]["id"]
+    hidden = [j["id"] for j in world.jobs if dc.is_hidden(j)]
+    sq_t1 = [s["id"] for s in world.fx["saved_queries"] if s["team_id"] == 1]
+    sq_t2 = [s["id"] for s in world.fx["saved_queries"] if s["team_id"] == 2]
+    sq = t1[0]["saved_query_id"] or sq_t1[0]
+    job_sq = next(j for j in t1 if j["saved_query_id"])
+
+    # Every endpoint under both prefixes, team id and @current, with and without the slash,
+    # and GET / HEAD / OPTIONS on each.
+    for prefix in PREFIXES:
+        for team in ("1", "@current"):
+            for slash in ("/", ""):
+                b = base(team, prefix)
+                for ep, path in (("list", b + slash), ("retrieve", "%s/%s%s" % (b, job1, slash)),
+                                 ("recent", b + "/recent" + slash),
+                                 ("running", b + "/running" + slash)):
+                    for method in ("GET", "HEAD", "OPTIONS"):
+                        add("%s %s %s" % (ep, prefix, team), path + ("?limit=3" if ep == "list"
+                                                                      and method != "OPTIONS"
+                                                                      else ""), method=method)
+
+    # Authentication forms.
+    lst = base() + "/?limit=1"
+    add("auth none", lst, {})
+    add("auth unknown bearer", lst, {"Authorization": "Bearer phx_unknownunknownunknown"})
+    add("auth oauth token", lst, {"Authorization": "Bearer pha_abcdefghijklmnop"})
+    add("auth oauth token query fallback", lst + "&personal_api_key=" + keys["read"],
+        {"Authorization": "Bearer pha_abcdefghijklmnop"})
+    add("auth basic", lst, {"Authorization": "Basic dXNlcjpwYXNz"})
+    add("auth lowercase bearer", lst, {"Authorization": "bearer " + keys["read"]})
+    add("auth bearer only", lst, {"Authorization": "Bearer"})
+    add("auth bearer one char", lst, {"Authorization": "Bearer x"})
+    add("auth bearer spaces", lst, {"Authorization": "Bearer   " + keys["read"] + "   "})
+    add("auth bearer tab", lst, {"Authorization": "Bearer\t" + keys["read"]})
+    add("auth bearer two words", lst, {"Authorization": "Bearer " + keys["read"] + " extra"})
+    add("auth query key", lst + "&personal_api_key=" + keys["read"], {})
+    add("auth query key empty", lst + "&personal_api_key=", {})
+    add("auth query key unknown", lst + "&personal_api_key=phx_nope", {})
+    add("auth query key last wins", lst + "&personal_api_key=bad&personal_api_key=" + keys["read"],
+        {})
+    add("auth query key last bad", lst + "&personal_api_key=" + keys["read"] + "&personal_api_key=x",
+        {})
+    add("auth header beats query", lst + "&personal_api_key=" + keys["read"],
+        {"Authorization": "Bearer phx_wrong"})
+    add("auth basic then query", lst + "&personal_api_key=" + keys["read"],
+        {"Authorization": "Basic dXNlcjpwYXNz"})
+    add("auth query key inactive", lst + "&personal_api_key=" + keys["dave_read"], {})
+    add("auth query key wrong scope", lst + "&personal_api_key=" + keys["wrong_scope"], {})
+
+    # Every fixture key x teams (list), and x a few teams for the other endpoints.
+    teams = ["1", "2", "3", "4", "@current", "5", "abc", "99999999999", "2147483648",
+             "2147483647", "-1", "0", "%201", "01", "+1", "1_0", "%EF%BC%91"]
+    for label in LABELS:
+        h = {"Authorization": "Bearer " + keys[label]}
+        for team in teams:
+            add("key %s team %s list" % (label, team), base(team) + "/?limit=2", h)
+        for team in ("1", "2", "@current"):
+            for ep in ("recent", "running", job1, job2):
+                add("key %s team %s %s" % (label, team, ep), "%s/%s/" % (base(team), ep), h)
+        add("key %s projects @current" % label, base("@current", "projects") + "/?limit=2", h)
+        add("key %s query team 2" % label, base("2") + "/?limit=2&personal_api_key=" + keys[label],
+            {})
+
+    # Empty and other teams' data.
+    for team in ("2", "3", "4"):
+        for ep in ("/?limit=5", "/recent/", "/running/"):
+            add("team %s %s" % (team, ep), base(team) + ep,
+                {"Authorization": "Bearer " + keys["star"]})
+
+    # limit
+    for value in ("0", "-1", "abc", "", "2.5", "1_0", "%205%20", "+3", "1__0", "_1", "1_",
+                  "99999999999999999999999", "1000", "1001", "%D9%A3", "3%00", "%0A4%0A",
+                  "0x10", "-0", "%2B%2B1", "3%0B"):
+        add("limit %r" % value, base() + "/?limit=" + value)
+    add("limit absent", base() + "/")
+    add("limit repeated", base() + "/?limit=1&limit=3")
+    add("limit repeated empty last", base() + "/?limit=3&limit=")
+
+    # saved_query_id on list and retrieve
+    sq_values = [sq, sq.upper(), "{%s}" % sq, "%7B" + sq + "%7D", "urn:uuid:" + sq,
+                 "uuid:" + sq, sq.replace("-", ""), "urn:" + sq, sq_t2[0], "zzz", "%00",
+                 sq + "%00", "", "%20", sq[:-1], sq + "0", "{" + sq, "{{" + sq + "}}",
+                 "00000000-0000-0000-0000-000000000000", "%20" + sq, "urn:uuid:urn:uuid:" + sq,
+                 sq.replace("-", "--"), "-" + sq + "-", "%EF%BC%91" * 32]
+    for v in sq_values:
+        add("list sq %r" % v, base() + "/?limit=3&saved_query_id=" + v)
+        add("retrieve sq %r" % v, "%s/%s/?saved_query_id=%s" % (base(), job_sq["id"], v))
+    add("list sq repeated", base() + "/?limit=3&saved_query_id=zzz&saved_query_id=" + sq)
+    add("list sq repeated bad last", base() + "/?limit=3&saved_query_id=" + sq + "&saved_query_id=x")
+
+    # retrieve
+    for jid in (job1, job1.upper(), "{%s}" % job1, "urn:uuid:" + job1, job1.replace("-", ""),
+                job2, "xyz", "00000000-0000-0000-0000-000000000000", job1 + "0", job1[:-1],
+                job1.replace("-", "%2D"), "%7B" + job1 + "%7D") + tuple(hidden):
+        add("retrieve %s" % jid, "%s/%s/" % (base(), jid))
+        add("retrieve %s no slash" % jid, "%s/%s" % (base("@current", "projects"), jid))
+    add("retrieve other team via team 2", "%s/%s/" % (base("2"), job1),
+        {"Authorization": "Bearer " + keys["star"]})
+
+    # Cursors: valid ones built from real positions, and every kind of malformed one.
+    pos_us = dc.utc_us(t1[9]["created_at"])
+    pos = py_pos(pos_us)
+    whole = py_pos(dc.utc_us("2024-01-10T08:00:00Z"))
+    good = cursor_of([("p", pos)])
+    # A cursor whose base64 holds '+' (from '~' in an ignored token), to send raw: '+' in
+    # a query reads as a space, which base64 decoding then skips.
+    plus = next(c for c in (cursor_of([("x" * n, "~~~"), ("p", pos)]) for n in range(1, 4))
+                if "+" in c)
+    cursors = {
+        "position": good,
+        "offset+position": cursor_of([("o", "2"), ("p", pos)]),
+        "reverse": cursor_of([("r", "1"), ("p", pos)]),
+        "offset+reverse": cursor_of([("o", "3"), ("r", "1"), ("p", pos)]),
+        "whole-second position": cursor_of([("o", "1"), ("p", whole)]),
+        "whole-second reverse": cursor_of([("o", "1"), ("r", "1"), ("p", whole)]),
+        "offset only": cursor_of([("o", "4")]),
+        "reverse only": cursor_of([("r", "1")]),
+        "empty tokens": dc.b64(""),
+        "not base64 !!!": "!!!",
+        "bad padding abc": "abc",
+        "bad padding cA=": "cA=",
+        "padding first": "=cD0x",
+        "only padding": "====",
+        "data after padding": dc.b64("o=12") + dc.b64("r=1"),
+        "with plus": plus,
+        "urlsafe chars": plus.replace("+", "-").replace("/", "_"),
+        "spaces inside": good[:4] + " " + good[4:],
+        "newline inside": good[:4] + "\n" + good[4:],
+        "non-ascii decoded": dc.b64("p=\xe9"),
+        "o=-1": cursor_of([("o", "-1")]),
+        "o=abc": cursor_of([("o", "abc")]),
+        "o=": cursor_of([("o", "")]),
+        "o huge": cursor_of([("o", "99999999999999999999")]),
+        "o=1001": cursor_of([("o", "1001"), ("p", pos)]),
+        "o=1000": cursor_of([("o", "1000")]),
+        "o=+3": cursor_of([("o", "+3"), ("p", pos)]),
+        "o=1_0": cursor_of([("o", "1_0"), ("p", pos)]),
+        "o spaces": cursor_of([("o", " 3 "), ("p", pos)]),
+        "o float": cursor_of([("o", "1.5")]),
+        "o twice": dc.b64("o=1&o=2"),
+        "r=x": cursor_of([("r", "x")]),
+        "r=": cursor_of([("r", "")]),
+        "r=0": cursor_of([("r", "0"), ("p", pos)]),
+        "r=-1": cursor_of([("r", "-1"), ("p", pos)]),
+        "r=2": cursor_of([("r", "2"), ("p", pos)]),
+        "p garbage": cursor_of([("p", "garbage")]),
+        "p empty": cursor_of([("p", "")]),
+        "p date only": cursor_of([("p", "2024-01-15")]),
+        "p date single digits": cursor_of([("p", "2024-1-5")]),
+        "p T and Z": cursor_of([("p", "2024-01-15T10:00:00Z")]),
+        "p +05:30": cursor_of([("p", "2024-01-15T10:00:00+05:30")]),
+        "p -08:00 fraction": cursor_of([("p", "2024-01-15 10:00:00.123456-08:00")]),
+        "p +0530": cursor_of([("p", "2024-01-15 10:00:00+0530")]),
+        "p +05": cursor_of([("p", "2024-01-15 10:00:00+05")]),
+        "p +05:99": cursor_of([("p", "2024-01-15 10:00:00+05:99")]),
+        "p +24:00": cursor_of([("p", "2024-01-15 10:00:00+24:00")]),
+        "p +23:59": cursor_of([("p", "2024-01-15 10:00:00+23:59")]),
+        "p no seconds": cursor_of([("p", "2024-01-15 10:00")]),
+        "p comma fraction": cursor_of([("p", "2024-01-15 10:00:00,5")]),
+        "p 9 fraction digits": cursor_of([("p", "2024-01-15 10:00:00.123456789")]),
+        "p 13 fraction digits": cursor_of([("p", "2024-01-15 10:00:00.1234567890123")]),
+        "p trailing newline": cursor_of([("p", pos + "\n")]),
+        "p two newlines": cursor_of([("p", pos + "\n\n")]),
+        "p leading space": cursor_of([("p", " " + pos)]),
+        "p month 13": cursor_of([("p", "2024-13-01 00:00:00")]),
+        "p feb 30": cursor_of([("p", "2024-02-30")]),
+        "p leap day": cursor_of([("p", "2024-02-29 12:00:00")]),
+        "p hour 24": cursor_of([("p", "2024-01-15 24:00:00")]),
+        "p year 1 east": cursor_of([("p", "0001-01-01 00:00:00+01:00")]),
+        "p year 1 west": cursor_of([("p", "0001-01-01 00:00:00-01:00")]),
+        "p year 9999 west": cursor_of([("p", "9999-12-31 23:30:00-01:00")]),
+        "p year 9999": cursor_of([("p", "9999-12-31 23:59:59.999999")]),
+        "p year 0": cursor_of([("p", "0000-01-01")]),
+        "p unicode digit": cursor_of([("p", "2024-\u0661\u0660-01")]),
+        "p twice first bad": cursor_of([("p", "bad"), ("p", pos)]),
+        "p twice first good": cursor_of([("p", pos), ("p", "bad")]),
+        "unknown token": cursor_of([("x", "1"), ("p", pos)]),
+        "no equals": dc.b64("p"),
+        "semicolon": dc.b64("o=1;p=" + pos),
+    }
+    for name, value in cursors.items():
+        add("cursor %s" % name, base() + "/?limit=5&cursor=" + q(value))
+    add("cursor raw plus", base() + "/?limit=5&cursor=" + plus)
+    add("cursor non-ascii char", base() + "/?limit=5&cursor=%C3%A9" + q(good))
+    add("cursor NUL", base() + "/?limit=5&cursor=%00" + q(good))
+    add("cursor empty", base() + "/?limit=5&cursor=")
+    add("cursor with sq", base() + "/?limit=2&saved_query_id=%s&cursor=%s" % (sq, q(good)))
+    add("cursor bad with bad sq", base() + "/?limit=2&saved_query_id=zz&cursor=abc")
+    add("cursor bad with missing team", base("5") + "/?cursor=abc")
+    add("cursor on retrieve ignored", "%s/%s/?cursor=abc" % (base(), job1))
+    add("cursor on running ignored", base() + "/running/?cursor=abc&saved_query_id=zz")
+    add("cursor on recent ignored", base() + "/recent/?cursor=abc&saved_query_id=zz&limit=1")
+
+    # Methods.
+    routes = [base() + "/", base() + "/%s/" % job1, base() + "/recent/", base() + "/running/",
+              base("5") + "/", base("abc") + "/running"]
+    for path in routes:
+        for method in ("POST", "PUT", "PATCH", "DELETE", "FOO"):
+            add("%s %s" % (method, path), path, auth, method)
+            add("%s %s no key" % (method, path), path, {}, method)
+        add("OPTIONS %s wrong scope" % path, path,
+            {"Authorization": "Bearer " + keys["wrong_scope"]}, "OPTIONS")
+        add("OPTIONS %s no key" % path, path, {}, "OPTIONS")
+        add("HEAD %s no key" % path, path, {}, "HEAD")
+    add("DELETE bad key", routes[1], {"Authorization": "Bearer phx_nope"}, "DELETE")
+
+    # Paths that match no route (with and without a key), and paths that do after decoding.
+    for path in ("/api/foo", "/foo", "/", "/api", "/api/", "/apifoo", "/api/environments",
+                 "/api/environments/", "/api/environments/1", "/api/environments/1/",
+                 "/api/environments//data_modeling_jobs/", "/api/environments/1/data_modeling_jobs/x/y",
+                 "/api/environments/1/data_modeling_jobs.json", "/api/environments/1.5/data_modeling_jobs/",
+                 "/api/environments/1/data_modeling_jobs/recent.json",
+                 "/api/environments/1/data_modeling_jobs/a.b/", "/API/environments/1/data_modeling_jobs/",
+                 "/api/environments/1/data_modeling_jobs//", "//api/environments/1/data_modeling_jobs/",
+                 "/api/environments/1/data_modeling_jobs/recent/extra",
+                 "/api/organizations/1/data_modeling_jobs/", "/api/environments/1/data_modeling_job/",
+                 "/api/environments/1/data%5Fmodeling%5Fjobs/", "/api/environments/%31/data_modeling_jobs/",
+                 "/api/environments/%40current/data_modeling_jobs/", "/api%2Fenvironments/1/data_modeling_jobs/",
+                 "/api/environments/1/data_modeling_jobs%2F", "/api/environments/1/data_modeling_jobs/%72ecent/",
+                 "/api/environments/1/data_modeling_jobs/%2e%2e/", "/api/environments/%2E/data_modeling_jobs/",
+                 "/api/environments/1%2F2/data_modeling_jobs/", "/api/environments/%C3%A9/data_modeling_jobs/",
+                 "/api/environments/1/data_modeling_jobs/%00/", "/api/environments/1/data_modeling_jobs?",
+                 "/api/projects/1/data_modeling_jobs/running/?limit=1", "/api/foo?personal_api_key=x",
+                 "/api/environments/1/data_modeling_jobs/%FF/", "/api/environments/1/data_modeling_jobs/%zz/"):
+        add("path %s" % path, path)
+        add("path %s no key" % path, path, {})
+        add("path %s POST" % path, path, {}, "POST")
+        add("path %s OPTIONS" % path, path, {}, "OPTIONS")
+
+    # Links: parameter order, repeats, quoting, host and scheme.
+    for query in ("limit=2&zeta=1&alpha=2&alpha=1&b=&c", "limit=2&q=a+b&r=%2B&u=%C3%A9&s=%20x",
+                  "limit=2&limit=3", "cursor=&limit=2", "limit=2&a=%23&b=%26&c=%3D",
+                  "limit=2;a=1", "limit=2&%C3%A9=1", "limit=2&x=%FF", "limit=2&x=%",
+                  "limit=2&personal_api_key=" + keys["read"], "limit=2&&&a=1&=b",
+                  "limit=2&Z=1&a=1&_=1&~=1&A=1", "limit=2&x=a%2Fb%3Fc", "limit=2&x=%E2%80%A8",
+                  "saved_query_id=&limit=2", "limit=2&cursor=%s&cursor=%s" % (q("abc"), q(good)),
+                  "limit=2&cursor=%s&x=1" % q(cursors["offset+reverse"]),
+                  "limit=2&format=api", "limit=2&token=phc_x&api_key=y"):
+        add("link %s" % query, base() + "/?" + query)
+    add("link percent-decoded path", "/api/environments/%31/data_modeling_jobs/?limit=2")
+    add("link quoted path @current", "/api/environments/%40current/data_modeling_jobs/?limit=2")
+    add("link projects no slash", base("1", "projects") + "?limit=2")
+    add("link custom host", base() + "/?limit=2", dict(auth, Host="example.com:8443"))
+    add("link host no port", base() + "/?limit=2", dict(auth, Host="example.com"))
+    add("link https", base() + "/?limit=2", dict(auth, **{"X-Forwarded-Proto": "https"}))
+    add("link HTTPS upper", base() + "/?limit=2", dict(auth, **{"X-Forwarded-Proto": "HTTPS"}))
+    add("link forwarded https,http", base() + "/?limit=2",
+        dict(auth, **{"X-Forwarded-Proto": "https, http"}))
+    add("accept ignored", base() + "/?limit=2", dict(auth, Accept="text/html"))
+    add("accept indent ignored", base() + "/?limit=2",
+        dict(auth, Accept="application/json; indent=4"))
+    return cases
+
+
+def build_walks(world):
+    """(name, start target, headers, page cap, expected ids or None) for the cursor walks."""
+    keys = {label: world.keys[label]["key"] for label in LABELS}
+    auth = {"Authorization": "Bearer " + keys["read"]}
+    walks = []
+
+    def expected(team, sq=None):
+        rows = world.expected_list(team, sq)
+        runs = {}
+        for r in rows:
+            runs[r["created_at"]] = runs.get(r["created_at"], 0) + 1
+        # Past 1000 equal created_at DRF repeats rows (spec/API.md section 4).
+        if runs and max(runs.values()) > 1000:
+            return None, len(rows)
+        return [r["id"] for r in rows], len(rows)
+
+    def sq_with_most(team):
+        counts = {}
+        for j in world.expected_list(team):
+            if j.get("saved_query_id"):
+                counts[j["saved_query_id"]] = counts.get(j["saved_query_id"], 0) + 1
+        return max(sorted(counts), key=lambda s: counts[s])
+
+    plan = [("1", 7, None, "environments", ""), ("2", 3, None, "projects", ""),
+            ("1", 1, sq_with_most(1), "environments", ""), ("1", 2, sq_with_most(1), "projects", ""),
+            ("2", 2, sq_with_most(2), "environments", "&zeta=1&alpha=b&alpha=a"),
+            ("3", 1, sq_with_most(3), "environments", ""),
+            ("1", 100, None, "environments", ""), ("2", 100, None, "projects", ""),
+            ("3", 100, None, "environments", ""), ("3", 7, None, "projects", ""),
+            ("3", 1000, None, "environments", ""), ("@current", 100, None, "projects", "&x=1"),
+            ("4", 3, None, "environments", "")]
+    for team, limit, sq, prefix, extra in plan:
+        team_id = 1 if team == "@current" else int(team)
+        ids, n = expected(team_id, sq)
+        target = "/api/%s/%s/data_modeling_jobs/?limit=%d%s" % (prefix, team, limit, extra)
+        if sq:
+            target += "&saved_query_id=" + sq
+        name = "walk team %s limit %d%s" % (team, limit, " sq" if sq else "")
+        walks.append((name, target, auth, n // limit + 30, ids))
+    return walks
+
+
+# --------------------------------------------------------------------------- main
+
+def main():
+    bin_dir, _source, shared = dc.env_dirs()
+    if shared is None or not os.path.isdir(os.path.join(shared, "peers", "drf_ref")):
+        dc.skip("DMJ_SHARED_DIR has no peers/drf_ref (the reference peer this test compares with)")
+    if not os.access(dc.DJANGO_PYTHON, os.X_OK):
+        dc.skip("%s (Debian's python3 with python3-django) is missing" % dc.DJANGO_PYTHON)
+    peer_vs_peer = os.environ.get("DMJ_DIFF_PEER_VS_PEER") == "1"
+    if not peer_vs_peer:
+        dc.require_binaries(bin_dir)
+
+    started = time.time()
+    work = dc.make_workdir("dmj_differential_")
+    peer_proc = dmj_proc = None
+    try:
+        jobs_path, fx_path = dc.generate(work, shared, bin_dir, jobs=3000, teams=4, seed=5)
+        world = dc.World(dc.load_fixtures(fx_path), dc.load_jobs(jobs_path))
+        dc.load_peer(shared, os.path.join(work, "ref.sqlite3"), jobs_path, fx_path, work)
+        store = os.path.join(work, "store")
+        if not peer_vs_peer:
+            dc.dmj_import(bin_dir, store, [fx_path, jobs_path], work)
+        peer_proc, peer_port = dc.start_peer(shared, os.path.join(work, "ref.sqlite3"), work)
+        if os.environ.get("DMJ_DIFF_PEER_VS_PEER") == "1":
+            # Checks this harness itself: a second peer stands in for dmjd, so every
+            # comparison must agree (the known spec differences are not checked then).
+            KNOWN_SPEC_DIFFERENCES[:] = []
+            dmj_proc, dmj_port = dc.start_peer(shared, os.path.join(work, "ref.sqlite3"), work)
+        else:
+            dmj_proc, dmj_port = dc.start_dmjd(bin_dir, store, work)
+        print("data ready, peer on %d, dmjd on %d (%.1fs)" % (peer_port, dmj_port,
+                                                            time.time() - started), flush=True)
+
+        runner = Runner(peer_port, dmj_port)
+        cases = build_cases(world)
+        walks = build_walks(world)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+            futures = [pool.submit(runner.walk, *w) for w in walks]
+            futures += [pool.submit(runner.compare, c) for c in cases]
+            for f in futures:
+                f.result()
+        if dmj_proc.poll() is not None:
+            runner.mismatches.append((Case("dmjd process", "-"), dc.Response(0, {}, b""),
+                                      dc.Response(0, {}, b""),
+                                      "dmjd exited with status %s" % dmj_proc.returncode))
+    finally:
+        dc.stop(dmj_proc)
+        dc.stop(peer_proc)
+        dc.remove_workdir(work)
+
+    for case, peer, dmj, what in runner.mismatches[:MAX_PRINTED]:
+        print("MISMATCH %s\n  request: %s\n  status: peer %d, dmjd %d\n  %s\n"
+              % (case.name, case.describe(), peer.status, dmj.status, what.replace("\n", "\n  ")))
+    if len(runner.mismatches) > MAX_PRINTED:
+        print("... and %d more mismatches" % (len(runner.mismatches) - MAX_PRINTED))
+    for known in KNOWN_SPEC_DIFFERENCES:
+        print("known spec difference %s: dmjd checked against the spec %d times"
+              % (known["name"], runner.spec_checked.get(known["name"], 0)))
+    print("peer statuses: %s" % ", ".join("%d x%d" % kv for kv in sorted(runner.statuses.items())))
+    print("%d requests compared (%d cases, %d walks), %d mismatches, %.1fs"
+          % (runner.compared, len(cases), len(walks), len(runner.mismatches), time.time() - started))
+    return 1 if runner.mismatches else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
