@@ -1,0 +1,527 @@
+/* Query strings, paths and links exactly as Django 3.2's request.GET and DRF 3.14's links
+ * read and write them (Python 3.11 urllib.parse rules).
+ *
+ * What the peer (gunicorn + Django) does with a raw query, and what this file reproduces:
+ * - gunicorn's urlsplit drops every '\t' of the target and ends the query at '#';
+ * - request.GET decodes the whole query as UTF-8 when it is valid UTF-8, else as Latin-1,
+ *   then parse_qsl(keep_blank_values=True): '&' separates, '+' is space, and each run of
+ *   ASCII characters is percent-decoded and read as UTF-8 with errors='replace';
+ * - a DRF link reads the query again, from iri_to_uri(QUERY_STRING), where raw bytes >= 0x80
+ *   are always Latin-1 characters. The two readings differ only for a query that is valid
+ *   UTF-8 and not ASCII; for that case the raw query is kept at the start of the storage so
+ *   that dmj_query_build_link can read it the link's way.
+ *
+ * Storage layout (private): one tag byte ('A': the fields serve links as they are; 'U': the
+ * raw query follows as a size_t length and its bytes), then the fields, each NUL-terminated. */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dmj/query.h"
+
+#define TAG_PLAIN 'A'
+#define TAG_RAW 'U'
+
+/* Two readings of bytes >= 0x80 outside percent escapes. */
+enum high_bytes {
+    HIGH_UTF8,   /* the raw query was valid UTF-8: copy them */
+    HIGH_LATIN1, /* each is one Latin-1 character: write it as UTF-8 */
+};
+
+static int hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* CPython's UTF-8 decoder with errors='replace', fed one byte at a time: strict UTF-8 (no
+ * overlongs, surrogates or values past U+10FFFF), and one U+FFFD for each maximal invalid
+ * subpart (an invalid byte, or a valid but unfinished prefix of a sequence). */
+struct u8dec {
+    unsigned char seq[4];
+    unsigned len;  /* bytes of an unfinished sequence held in seq */
+    unsigned need; /* continuation bytes that sequence needs in all */
+    unsigned char lo, hi; /* the range the next continuation byte must be in */
+};
+
+static const char REPLACEMENT[] = "\xef\xbf\xbd";
+
+/* `out` NULL only checks validity. */
+static int emit(struct dmj_buf *out, const void *p, size_t n)
+{
+    return out ? dmj_buf_add(out, p, n) : 0;
+}
+
+static int u8_put(struct u8dec *d, unsigned char c, struct dmj_buf *out, bool *bad)
+{
+    int rc;
+    if (d->len) {
+        if (c >= d->lo && c <= d->hi) {
+            d->seq[d->len++] = c;
+            d->lo = 0x80;
+            d->hi = 0xbf;
+            if (d->len < d->need + 1)
+                return 0;
+            d->len = 0;
+            return emit(out, d->seq, d->need + 1);
+        }
+        /* The held prefix ends here; this byte starts afresh. */
+        d->len = 0;
+        *bad = true;
+        rc = emit(out, REPLACEMENT, 3);
+        if (rc)
+            return rc;
+    }
+    if (c < 0x80)
+        return emit(out, &c, 1);
+    d->lo = 0x80;
+    d->hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) {
+        d->need = 1;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        d->need = 2;
+        if (c == 0xe0)
+            d->lo = 0xa0;
+        else if (c == 0xed)
+            d->hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        d->need = 3;
+        if (c == 0xf0)
+            d->lo = 0x90;
+        else if (c == 0xf4)
+            d->hi = 0x8f;
+    } else {
+        *bad = true;
+        return emit(out, REPLACEMENT, 3);
+    }
+    d->seq[0] = c;
+    d->len = 1;
+    return 0;
+}
+
+static int u8_end(struct u8dec *d, struct dmj_buf *out, bool *bad)
+{
+    if (!d->len)
+        return 0;
+    d->len = 0;
+    *bad = true;
+    return emit(out, REPLACEMENT, 3);
+}
+
+static bool utf8_valid(const unsigned char *s, size_t n)
+{
+    struct u8dec d = {.len = 0};
+    bool bad = false;
+    for (size_t i = 0; i < n && !bad; i++)
+        (void)u8_put(&d, s[i], NULL, &bad);
+    (void)u8_end(&d, NULL, &bad);
+    return !bad;
+}
+
+/* Appends one key or value as parse_qsl/unquote produce it: '+' as space when `plus`,
+ * %XX as a byte, bytes >= 0x80 as `high` says, all read as UTF-8 with errors='replace'.
+ * CPython decodes each ASCII run on its own and copies the other characters; one stream
+ * gives the same text, because a raw character always starts with a byte >= 0xc2 that ends
+ * any unfinished sequence before it and is complete in itself. */
+static int add_part(struct dmj_buf *out, const unsigned char *s, size_t n, enum high_bytes high,
+                    bool plus)
+{
+    struct u8dec d = {.len = 0};
+    bool bad = false;
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        unsigned char c = s[i];
+        if (c == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+            c = (unsigned char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+            i += 2;
+        } else if (c == '+' && plus) {
+            c = ' ';
+        } else if (c >= 0x80 && high == HIGH_LATIN1) {
+            rc = u8_put(&d, (unsigned char)(0xc0 | (c >> 6)), out, &bad);
+            c = (unsigned char)(0x80 | (c & 0x3f));
+            if (rc)
+                break;
+        }
+        rc = u8_put(&d, c, out, &bad);
+    }
+    if (!rc)
+        rc = u8_end(&d, out, &bad);
+    return rc;
+}
+
+void dmj_query_init(struct dmj_query *q, size_t max_bytes)
+{
+    q->n = 0;
+    dmj_buf_init(&q->storage, max_bytes);
+}
+
+void dmj_query_dispose(struct dmj_query *q)
+{
+    q->n = 0;
+    dmj_buf_dispose(&q->storage);
+}
+
+/* parse_qsl over raw[0..len) (no tabs, no '#') into q, whose storage holds the header. */
+static int parse_fields(struct dmj_query *q, const unsigned char *raw, size_t len,
+                        enum high_bytes high)
+{
+    size_t koff[DMJ_QUERY_MAX_PARAMS], voff[DMJ_QUERY_MAX_PARAMS];
+    unsigned n = 0;
+    struct dmj_buf *st = &q->storage;
+    int rc;
+
+    /* Python counts fields before skipping empty ones: 1 + number of separators. */
+    size_t fields = 0;
+    if (len > 0) {
+        fields = 1;
+        for (size_t i = 0; i < len; i++)
+            fields += raw[i] == '&';
+    }
+    if (fields > DMJ_QUERY_MAX_PARAMS)
+        return DMJ_ETOOBIG;
+
+    size_t pos = 0;
+    while (pos < len) {
+        const unsigned char *f = raw + pos;
+        const unsigned char *amp = memchr(f, '&', len - pos);
+        size_t flen = amp ? (size_t)(amp - f) : len - pos;
+        pos += flen + 1;
+        if (flen == 0)
+            continue;
+        const unsigned char *eq = memchr(f, '=', flen);
+        size_t klen = eq ? (size_t)(eq - f) : flen;
+        koff[n] = st->len;
+        rc = add_part(st, f, klen, high, true);
+        if (!rc)
+            rc = dmj_buf_addc(st, '\0');
+        if (rc)
+            return rc;
+        voff[n] = st->len;
+        if (eq)
+            rc = add_part(st, eq + 1, flen - klen - 1, high, true);
+        if (!rc)
+            rc = dmj_buf_addc(st, '\0');
+        if (rc)
+            return rc;
+        n++;
+    }
+    /* Pointers only now: the storage may have moved while it grew. */
+    for (unsigned i = 0; i < n; i++) {
+        q->params[i].key = st->data + koff[i];
+        q->params[i].key_len = voff[i] - koff[i] - 1;
+        q->params[i].value = st->data + voff[i];
+        size_t vend = i + 1 < n ? koff[i + 1] : st->len;
+        q->params[i].value_len = vend - voff[i] - 1;
+    }
+    q->n = n;
+    return 0;
+}
+
+/* What gunicorn's urlsplit leaves of raw: every '\t' removed, the rest cut at '#'. Points
+ * into raw when there is no tab, else into *copy (heap, caller frees). */
+static int split_target(const char *raw, size_t len, const unsigned char **out, size_t *out_len,
+                        char **copy)
+{
+    *copy = NULL;
+    if (!raw)
+        len = 0;
+    if (len && memchr(raw, '\t', len)) {
+        char *c = malloc(len);
+        if (!c)
+            return -ENOMEM;
+        size_t k = 0;
+        for (size_t i = 0; i < len; i++) {
+            if (raw[i] != '\t')
+                c[k++] = raw[i];
+        }
+        *copy = c;
+        raw = c;
+        len = k;
+    }
+    const char *hash = len ? memchr(raw, '#', len) : NULL;
+    *out = (const unsigned char *)raw;
+    *out_len = hash ? (size_t)(hash - raw) : len;
+    return 0;
+}
+
+int dmj_query_parse(struct dmj_query *q, const char *raw, size_t raw_len)
+{
+    q->n = 0;
+    dmj_buf_reset(&q->storage);
+    const unsigned char *s;
+    size_t len;
+    char *copy;
+    int rc = split_target(raw, raw_len, &s, &len, &copy);
+    if (rc)
+        return rc;
+
+    bool ascii = true;
+    for (size_t i = 0; i < len && ascii; i++)
+        ascii = s[i] < 0x80;
+    /* Django tries UTF-8 on the whole string, and else Latin-1. */
+    enum high_bytes high = HIGH_LATIN1;
+    if (!ascii && utf8_valid(s, len))
+        high = HIGH_UTF8;
+
+    if (high == HIGH_UTF8) {
+        rc = dmj_buf_addc(&q->storage, TAG_RAW);
+        if (!rc)
+            rc = dmj_buf_add(&q->storage, &len, sizeof len);
+        if (!rc)
+            rc = dmj_buf_add(&q->storage, s, len);
+    } else {
+        rc = dmj_buf_addc(&q->storage, TAG_PLAIN);
+    }
+    if (!rc)
+        rc = parse_fields(q, s, len, high);
+    if (rc) {
+        q->n = 0;
+        dmj_buf_reset(&q->storage);
+    }
+    free(copy);
+    return rc;
+}
+
+const struct dmj_query_param *dmj_query_last(const struct dmj_query *q, const char *key)
+{
+    size_t klen = strlen(key);
+    for (unsigned i = q->n; i-- > 0;) {
+        const struct dmj_query_param *p = &q->params[i];
+        if (p->key_len == klen && memcmp(p->key, key, klen) == 0)
+            return p;
+    }
+    return NULL;
+}
+
+int dmj_query_decode_path(const char *raw, size_t raw_len, struct dmj_buf *out)
+{
+    /* gunicorn reads the raw target as Latin-1 and percent-decodes the path to bytes,
+     * Django reads those as UTF-8; unquote(), not unquote_plus(): '+' stays. */
+    const unsigned char *s;
+    size_t len;
+    char *copy;
+    int rc = split_target(raw, raw_len, &s, &len, &copy);
+    if (rc)
+        return rc;
+    size_t before = out->len;
+    rc = add_part(out, s, len, HIGH_LATIN1, false);
+    if (rc && out->data) {
+        out->len = before;
+        out->data[before] = '\0';
+    }
+    free(copy);
+    return rc;
+}
+
+/* ---- writing URLs --------------------------------------------------------------------- */
+
+static bool always_safe(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '.' || c == '-' || c == '~';
+}
+
+/* urllib.parse.quote over UTF-8 bytes with extra `safe` characters; `plus` makes it
+ * quote_plus (space as '+'). */
+static int add_quoted(struct dmj_buf *out, const char *s, size_t n, const char *safe, bool plus)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        int rc;
+        if (always_safe(c) || (c != 0 && strchr(safe, c))) {
+            rc = dmj_buf_addc(out, (char)c);
+        } else if (c == ' ' && plus) {
+            rc = dmj_buf_addc(out, '+');
+        } else {
+            char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
+            rc = dmj_buf_add(out, esc, 3);
+        }
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int dmj_query_add_quoted(struct dmj_buf *out, const char *s, size_t len)
+{
+    size_t before = out->len;
+    int rc = add_quoted(out, s, len, "", true);
+    if (rc && out->data) {
+        out->len = before;
+        out->data[before] = '\0';
+    }
+    return rc;
+}
+
+/* One key=value of the link, in the order urlencode(sorted(...)) writes them. */
+struct link_item {
+    const char *key;
+    size_t key_len;
+    const char *value;
+    size_t value_len;
+};
+
+/* Python's str ordering: by code point, which for valid UTF-8 is byte order. */
+static int key_cmp(const struct link_item *a, const struct link_item *b)
+{
+    size_t n = a->key_len < b->key_len ? a->key_len : b->key_len;
+    int c = memcmp(a->key, b->key, n);
+    if (c)
+        return c;
+    return (a->key_len > b->key_len) - (a->key_len < b->key_len);
+}
+
+/* Stable insertion sort: repeated keys keep their order (parse_qs's lists, doseq). */
+static void sort_items(struct link_item *it, unsigned n)
+{
+    for (unsigned i = 1; i < n; i++) {
+        struct link_item x = it[i];
+        unsigned j = i;
+        while (j > 0 && key_cmp(&it[j - 1], &x) > 0) {
+            it[j] = it[j - 1];
+            j--;
+        }
+        it[j] = x;
+    }
+}
+
+static int add_link(struct dmj_buf *out, bool https, const char *host, size_t host_len,
+                    const char *path, size_t path_len, const struct dmj_query *query,
+                    const char *cursor_value, size_t cursor_len)
+{
+    struct link_item items[DMJ_QUERY_MAX_PARAMS + 1];
+    unsigned n = 0;
+    for (unsigned i = 0; i < query->n; i++) {
+        const struct dmj_query_param *p = &query->params[i];
+        if (p->key_len == 6 && memcmp(p->key, "cursor", 6) == 0)
+            continue;
+        items[n++] = (struct link_item){p->key, p->key_len, p->value, p->value_len};
+    }
+    items[n++] = (struct link_item){"cursor", 6, cursor_value, cursor_len};
+    sort_items(items, n);
+
+    int rc = dmj_buf_adds(out, https ? "https://" : "http://");
+    if (!rc)
+        rc = dmj_buf_add(out, host, host_len);
+    if (!rc)
+        rc = add_quoted(out, path, path_len, "/:@&+$,!*'()", false);
+    for (unsigned i = 0; i < n && !rc; i++) {
+        rc = dmj_buf_addc(out, i ? '&' : '?');
+        if (!rc)
+            rc = add_quoted(out, items[i].key, items[i].key_len, "", true);
+        if (!rc)
+            rc = dmj_buf_addc(out, '=');
+        if (!rc)
+            rc = add_quoted(out, items[i].value, items[i].value_len, "", true);
+    }
+    return rc;
+}
+
+int dmj_query_build_link(struct dmj_buf *out, bool https, const char *host, size_t host_len,
+                         const char *path, size_t path_len, const struct dmj_query *query,
+                         const char *cursor_value, size_t cursor_len)
+{
+    size_t before = out->len;
+    int rc;
+    const struct dmj_buf *st = &query->storage;
+    if (st->len > 0 && st->data[0] == TAG_RAW) {
+        /* The link reads the raw query as Latin-1 where request.GET read UTF-8. */
+        size_t raw_len;
+        memcpy(&raw_len, st->data + 1, sizeof raw_len);
+        const unsigned char *raw = (const unsigned char *)st->data + 1 + sizeof raw_len;
+        struct dmj_query *lq = malloc(sizeof *lq);
+        if (!lq)
+            return -ENOMEM;
+        dmj_query_init(lq, st->max);
+        rc = dmj_buf_addc(&lq->storage, TAG_PLAIN);
+        if (!rc)
+            rc = parse_fields(lq, raw, raw_len, HIGH_LATIN1);
+        if (!rc)
+            rc = add_link(out, https, host, host_len, path, path_len, lq, cursor_value,
+                          cursor_len);
+        dmj_query_dispose(lq);
+        free(lq);
+    } else {
+        rc = add_link(out, https, host, host_len, path, path_len, query, cursor_value,
+                      cursor_len);
+    }
+    if (rc && out->data) {
+        out->len = before;
+        out->data[before] = '\0';
+    }
+    return rc;
+}
+
+/* ---- integers ------------------------------------------------------------------------- */
+
+static bool is_space(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+/* CPython refuses integer strings of more digits than this (sys.int_info.default_max_str_digits). */
+#define PY_MAX_STR_DIGITS 4300
+
+int dmj_parse_int(const char *s, size_t len, long long *out, bool *overflow)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, end = len;
+    while (i < end && is_space(p[i]))
+        i++;
+    while (end > i && is_space(p[end - 1]))
+        end--;
+    bool neg = false;
+    if (i < end && (p[i] == '+' || p[i] == '-')) {
+        neg = p[i] == '-';
+        i++;
+    }
+    if (i == end)
+        return DMJ_EINVAL;
+    /* Accumulate the magnitude as negative so that INT64_MIN fits. */
+    long long v = 0;
+    bool over = false;
+    size_t digits = 0;
+    bool prev_digit = false;
+    for (; i < end; i++) {
+        unsigned char c = p[i];
+        if (c == '_') {
+            if (!prev_digit || i + 1 >= end || p[i + 1] < '0' || p[i + 1] > '9')
+                return DMJ_EINVAL;
+            prev_digit = false;
+            continue;
+        }
+        if (c < '0' || c > '9')
+            return DMJ_EINVAL;
+        prev_digit = true;
+        digits++;
+        int d = c - '0';
+        if (!over) {
+            if (v < (INT64_MIN + d) / 10)
+                over = true;
+            else
+                v = v * 10 - d;
+        }
+    }
+    if (digits > PY_MAX_STR_DIGITS)
+        return DMJ_EINVAL;
+    if (over) {
+        v = neg ? INT64_MIN : INT64_MAX;
+    } else if (!neg) {
+        if (v == INT64_MIN) {
+            over = true;
+            v = INT64_MAX;
+        } else {
+            v = -v;
+        }
+    }
+    *out = v;
+    *overflow = over;
+    return 0;
+}
