@@ -1,0 +1,609 @@
+/* The LMDB store's environment and its read side: opening, per-thread read handles, look-ups
+ * and index walks (writes are in store_write.c, whole-store checks in store_check.c). */
+#include <errno.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "dmj/codec.h"
+#include "dmj/store.h"
+#include "store_impl.h"
+
+#define DEFAULT_MAP_SIZE (64ull << 30)
+#define MAX_DBS 16
+#define MAX_READERS 1024
+/* Walks that may be in progress at once on one index of one read handle; a walk started
+ * beyond that takes over the oldest one's cursor, which then answers DMJ_ESTORE. */
+#define WALK_SLOTS 4
+#define WALK_INDEXES 3
+#define GEN_MASK 0xffffff
+
+enum walk_phase { PHASE_FRESH = 0, PHASE_MOVING = 1, PHASE_DONE = 2 };
+
+const char *const dmj__store_db_names[DB_COUNT] = {
+    [DB_JOBS] = "jobs",           [DB_JOB_IDS] = "job_ids",   [DB_BY_SQ] = "by_saved_query",
+    [DB_BY_STATUS] = "by_status", [DB_TEAMS] = "teams",       [DB_ORGS] = "orgs",
+    [DB_USERS] = "users",         [DB_MEMBERSHIPS] = "memberships",
+    [DB_ORG_TEAMS] = "org_teams", [DB_KEYS] = "keys",         [DB_META] = "meta",
+};
+
+/* A cursor kept by a read handle across transactions (renewed, never reopened). */
+struct slot {
+    MDB_cursor *cur;
+    MDB_dbi dbi;
+    unsigned epoch; /* the handle's epoch it was last renewed in */
+    unsigned gen;   /* bumped when a walk takes it or the read ends */
+};
+
+struct dmj_read {
+    struct dmj_store *s;
+    MDB_txn *txn;
+    bool active;
+    unsigned epoch;
+    struct slot walk[WALK_INDEXES][WALK_SLOTS];
+    unsigned next_walk[WALK_INDEXES];
+    struct slot misc[DB_COUNT]; /* one per sub-database, for SET_RANGE look-ups */
+};
+
+int dmj__store_err(int rc)
+{
+    switch (rc) {
+    case MDB_SUCCESS:
+        return 0;
+    case MDB_NOTFOUND:
+        return DMJ_ENOTFOUND;
+    case MDB_MAP_FULL:
+        return DMJ_EMAPFULL;
+    case MDB_READERS_FULL:
+        return DMJ_EBUSY;
+    case MDB_VERSION_MISMATCH:
+        return DMJ_EVERSION;
+    default:
+        /* LMDB's own codes are negative; anything positive is an errno */
+        if (rc > 0)
+            return -rc;
+        return DMJ_ESTORE;
+    }
+}
+
+/* ---- the environment ----------------------------------------------------------------- */
+
+/* $DMJ_MAP_SIZE: bytes, with an optional K/M/G/T suffix; 0 when absent or unparsable. */
+static size_t env_map_size(void)
+{
+    const char *v = getenv("DMJ_MAP_SIZE");
+    if (!v || !*v)
+        return 0;
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (errno || end == v)
+        return 0;
+    unsigned shift = 0;
+    switch (*end) {
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    case 't': case 'T': shift = 40; end++; break;
+    default: break;
+    }
+    if (*end != '\0' || n > (SIZE_MAX >> shift))
+        return 0;
+    return (size_t)(n << shift);
+}
+
+/* Opens every sub-database (creating them when writable) and checks the store's format. */
+static int open_dbs(struct dmj_store *s)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, s->rdonly ? MDB_RDONLY : 0, &txn);
+    if (rc)
+        return dmj__store_err(rc);
+    for (int i = 0; i < DB_COUNT; i++) {
+        rc = mdb_dbi_open(txn, dmj__store_db_names[i], s->rdonly ? 0 : MDB_CREATE, &s->dbi[i]);
+        if (rc == MDB_NOTFOUND) {
+            rc = DMJ_EVERSION; /* an LMDB file, but not a dmj store of this format */
+            goto Error;
+        }
+        if (rc) {
+            rc = dmj__store_err(rc);
+            goto Error;
+        }
+    }
+    MDB_val k = {6, (void *)"format"}, v;
+    rc = mdb_get(txn, s->dbi[DB_META], &k, &v);
+    if (rc == MDB_NOTFOUND && !s->rdonly) {
+        uint8_t fmt[4] = {0, 0, 0, DMJ__STORE_FORMAT};
+        v.mv_size = 4;
+        v.mv_data = fmt;
+        rc = mdb_put(txn, s->dbi[DB_META], &k, &v, 0);
+        if (rc) {
+            rc = dmj__store_err(rc);
+            goto Error;
+        }
+    } else if (rc) {
+        rc = rc == MDB_NOTFOUND ? DMJ_EVERSION : dmj__store_err(rc);
+        goto Error;
+    } else {
+        const uint8_t *p = v.mv_data;
+        if (v.mv_size != 4 || p[0] || p[1] || p[2] || p[3] != DMJ__STORE_FORMAT) {
+            rc = DMJ_EVERSION;
+            goto Error;
+        }
+    }
+    /* committing (a read transaction too) makes the dbi handles the environment's */
+    rc = mdb_txn_commit(txn);
+    return dmj__store_err(rc);
+Error:
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+int dmj_store_open(const char *dir, unsigned flags, size_t map_size, struct dmj_store **out)
+{
+    struct dmj_store *s;
+    struct stat st;
+    char path[4096];
+    int rc;
+    bool rdonly = (flags & DMJ_STORE_RDONLY) != 0;
+
+    if (rdonly) {
+        /* LMDB would create an empty data file; a reader must find an existing store */
+        if (snprintf(path, sizeof path, "%s/data.mdb", dir) >= (int)sizeof path)
+            return -ENAMETOOLONG;
+        if (stat(path, &st) != 0)
+            return -errno;
+    } else if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        return -errno;
+    }
+    if (stat(dir, &st) != 0)
+        return -errno;
+    if (!S_ISDIR(st.st_mode))
+        return -ENOTDIR;
+
+    if (map_size == 0)
+        map_size = env_map_size();
+    if (map_size == 0)
+        map_size = (size_t)DEFAULT_MAP_SIZE;
+
+    s = calloc(1, sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    s->rdonly = rdonly;
+    rc = mdb_env_create(&s->env);
+    if (rc) {
+        free(s);
+        return dmj__store_err(rc);
+    }
+    rc = mdb_env_set_maxdbs(s->env, MAX_DBS);
+    if (!rc)
+        rc = mdb_env_set_maxreaders(s->env, MAX_READERS);
+    if (!rc)
+        rc = mdb_env_set_mapsize(s->env, map_size);
+    /* NOTLS: read transactions belong to read handles, not threads, and are reused */
+    if (!rc)
+        rc = mdb_env_open(s->env, dir, MDB_NOTLS | (rdonly ? MDB_RDONLY : 0), 0644);
+    if (rc) {
+        rc = rc == MDB_INVALID ? DMJ_EVERSION : dmj__store_err(rc);
+        goto Error;
+    }
+    rc = open_dbs(s);
+    if (rc)
+        goto Error;
+    *out = s;
+    return 0;
+Error:
+    mdb_env_close(s->env);
+    free(s);
+    return rc;
+}
+
+void dmj_store_close(struct dmj_store *s)
+{
+    if (!s)
+        return;
+    mdb_env_close(s->env);
+    free(s);
+}
+
+void dmj_store_sizes(struct dmj_store *s, uint64_t *used, uint64_t *map_size)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    if (mdb_env_info(s->env, &info) != 0 || mdb_env_stat(s->env, &st) != 0) {
+        *used = 0;
+        *map_size = 0;
+        return;
+    }
+    *used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+    *map_size = info.me_mapsize;
+}
+
+/* ---- read handles -------------------------------------------------------------------- */
+
+int dmj_read_new(struct dmj_store *s, struct dmj_read **out)
+{
+    struct dmj_read *r = calloc(1, sizeof *r);
+    if (!r)
+        return -ENOMEM;
+    r->s = s;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &r->txn);
+    if (rc) {
+        free(r);
+        return dmj__store_err(rc);
+    }
+    /* keep the reader slot, start ended */
+    mdb_txn_reset(r->txn);
+    r->epoch = 1;
+    for (int i = 0; i < WALK_INDEXES; i++)
+        for (int j = 0; j < WALK_SLOTS; j++)
+            r->walk[i][j].dbi = s->dbi[i == DMJ_WALK_TEAM       ? DB_JOBS
+                                       : i == DMJ_WALK_SAVED_QUERY ? DB_BY_SQ
+                                                                   : DB_BY_STATUS];
+    for (int i = 0; i < DB_COUNT; i++)
+        r->misc[i].dbi = s->dbi[i];
+    *out = r;
+    return 0;
+}
+
+static void slot_close(struct slot *sl)
+{
+    if (sl->cur)
+        mdb_cursor_close(sl->cur);
+    sl->cur = NULL;
+}
+
+void dmj_read_free(struct dmj_read *r)
+{
+    if (!r)
+        return;
+    for (int i = 0; i < WALK_INDEXES; i++)
+        for (int j = 0; j < WALK_SLOTS; j++)
+            slot_close(&r->walk[i][j]);
+    for (int i = 0; i < DB_COUNT; i++)
+        slot_close(&r->misc[i]);
+    mdb_txn_abort(r->txn);
+    free(r);
+}
+
+int dmj_read_begin(struct dmj_read *r)
+{
+    if (r->active)
+        dmj_read_end(r);
+    int rc = mdb_txn_renew(r->txn);
+    if (rc)
+        return dmj__store_err(rc);
+    r->epoch++;
+    r->active = true;
+    return 0;
+}
+
+void dmj_read_end(struct dmj_read *r)
+{
+    if (!r->active)
+        return;
+    mdb_txn_reset(r->txn);
+    r->active = false;
+    /* walks of this transaction must not go on in the next one */
+    for (int i = 0; i < WALK_INDEXES; i++)
+        for (int j = 0; j < WALK_SLOTS; j++)
+            r->walk[i][j].gen++;
+}
+
+uint64_t dmj_read_txnid(struct dmj_read *r)
+{
+    return r->active ? (uint64_t)mdb_txn_id(r->txn) : 0;
+}
+
+/* The slot's cursor, opened on first use and renewed once per transaction. */
+static int slot_cursor(struct dmj_read *r, struct slot *sl, MDB_cursor **out)
+{
+    int rc;
+    if (!r->active)
+        return -EINVAL;
+    if (!sl->cur) {
+        rc = mdb_cursor_open(r->txn, sl->dbi, &sl->cur);
+        if (rc)
+            return dmj__store_err(rc);
+    } else if (sl->epoch != r->epoch) {
+        rc = mdb_cursor_renew(r->txn, sl->cur);
+        if (rc)
+            return dmj__store_err(rc);
+    }
+    sl->epoch = r->epoch;
+    *out = sl->cur;
+    return 0;
+}
+
+static int get(struct dmj_read *r, int db, const void *key, size_t klen, MDB_val *val)
+{
+    if (!r->active)
+        return -EINVAL;
+    MDB_val k = {klen, (void *)key};
+    return dmj__store_err(mdb_get(r->txn, r->s->dbi[db], &k, val));
+}
+
+/* ---- look-ups ------------------------------------------------------------------------ */
+
+/* The job at its `jobs` key: decoded, DMJ_ENOTFOUND when hidden. */
+static int job_at(struct dmj_read *r, const uint8_t key[KEY_JOB_LEN], struct dmj_job *out)
+{
+    MDB_val v;
+    struct dmj_job j;
+    int rc = get(r, DB_JOBS, key, KEY_JOB_LEN, &v);
+    if (rc)
+        return rc;
+    rc = dmj_codec_decode_job(v.mv_data, v.mv_size, &j);
+    if (rc)
+        return rc;
+    if (dmj_job_hidden(&j))
+        return DMJ_ENOTFOUND;
+    *out = j;
+    return 0;
+}
+
+int dmj_read_job(struct dmj_read *r, const uint8_t id[16], struct dmj_job *out)
+{
+    MDB_val v;
+    uint8_t key[KEY_JOB_LEN];
+    int rc = get(r, DB_JOB_IDS, id, 16, &v);
+    if (rc)
+        return rc;
+    if (v.mv_size != VAL_JOB_ID_LEN)
+        return DMJ_EBADRECORD;
+    memcpy(key, v.mv_data, VAL_JOB_ID_LEN);
+    memcpy(key + VAL_JOB_ID_LEN, id, 16);
+    rc = job_at(r, key, out);
+    /* an id whose record is gone is a broken index, not an absent job */
+    return rc == DMJ_ENOTFOUND && get(r, DB_JOBS, key, KEY_JOB_LEN, &v) != 0 ? DMJ_EBADRECORD
+                                                                             : rc;
+}
+
+int dmj_read_team(struct dmj_read *r, int32_t id, struct dmj_team *out)
+{
+    uint8_t key[4];
+    MDB_val v;
+    dmj__put32(key, id);
+    int rc = get(r, DB_TEAMS, key, sizeof key, &v);
+    return rc ? rc : dmj_codec_decode_team(v.mv_data, v.mv_size, out);
+}
+
+int dmj_read_user(struct dmj_read *r, int64_t id, struct dmj_user *out)
+{
+    uint8_t key[8];
+    MDB_val v;
+    dmj__put64(key, id);
+    int rc = get(r, DB_USERS, key, sizeof key, &v);
+    return rc ? rc : dmj_codec_decode_user(v.mv_data, v.mv_size, out);
+}
+
+int dmj_read_key(struct dmj_read *r, const char *secure_value, struct dmj_key *out)
+{
+    MDB_val v;
+    const char *nul = memchr(secure_value, '\0', DMJ_KEY_HASH_LEN + 1);
+    size_t len = nul ? (size_t)(nul - secure_value) : DMJ_KEY_HASH_LEN + 1;
+    if (len == 0 || len > DMJ_KEY_HASH_LEN)
+        return DMJ_ENOTFOUND; /* no stored hash has that form */
+    int rc = get(r, DB_KEYS, secure_value, len, &v);
+    return rc ? rc : dmj_codec_decode_key(v.mv_data, v.mv_size, out);
+}
+
+int dmj_read_membership(struct dmj_read *r, int64_t user_id, const uint8_t org[16])
+{
+    uint8_t key[24];
+    MDB_val v;
+    dmj__put64(key, user_id);
+    memcpy(key + 8, org, 16);
+    return get(r, DB_MEMBERSHIPS, key, sizeof key, &v);
+}
+
+/* The first key of `db` at or after `seek` (slen bytes) that starts with the first `plen`
+ * bytes of `seek` and is `klen` long. */
+static int first_with_prefix(struct dmj_read *r, int db, const uint8_t *seek, size_t slen,
+                             size_t plen, size_t klen, MDB_val *key_out)
+{
+    MDB_cursor *c;
+    int rc = slot_cursor(r, &r->misc[db], &c);
+    if (rc)
+        return rc;
+    const uint8_t *prefix = seek;
+    MDB_val k = {slen, (void *)seek}, v;
+    rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    if (rc)
+        return dmj__store_err(rc);
+    if (k.mv_size != klen || memcmp(k.mv_data, prefix, plen) != 0)
+        return DMJ_ENOTFOUND;
+    *key_out = k;
+    return 0;
+}
+
+int dmj_read_first_org_of_user(struct dmj_read *r, int64_t user_id, uint8_t org_out[16])
+{
+    uint8_t prefix[8];
+    MDB_val k;
+    dmj__put64(prefix, user_id);
+    int rc = first_with_prefix(r, DB_MEMBERSHIPS, prefix, sizeof prefix, sizeof prefix, 24, &k);
+    if (rc)
+        return rc;
+    memcpy(org_out, (const uint8_t *)k.mv_data + 8, 16);
+    return 0;
+}
+
+int dmj_read_first_team_of_org(struct dmj_read *r, const uint8_t org[16], int32_t *team_out)
+{
+    MDB_val k;
+    int rc = first_with_prefix(r, DB_ORG_TEAMS, org, 16, 16, 20, &k);
+    if (rc)
+        return rc;
+    *team_out = dmj__get32((const uint8_t *)k.mv_data + 16);
+    return 0;
+}
+
+/* Adds one to a big-endian byte string; false when it wraps (all 0xff). */
+static bool incr(uint8_t *p, size_t n)
+{
+    while (n-- > 0) {
+        if (++p[n] != 0)
+            return true;
+    }
+    return false;
+}
+
+int dmj_read_next_saved_query(struct dmj_read *r, int32_t team_id, const uint8_t *after,
+                              uint8_t out[16])
+{
+    uint8_t seek[20];
+    size_t slen = 4;
+    MDB_val k;
+    dmj__put32(seek, team_id);
+    if (after) {
+        /* the smallest key past every entry of `after`: after + 1 as a 16-byte number */
+        memcpy(seek + 4, after, 16);
+        if (!incr(seek + 4, 16))
+            return DMJ_EEND;
+        slen = 20;
+    }
+    int rc = first_with_prefix(r, DB_BY_SQ, seek, slen, 4, KEY_SQ_LEN, &k);
+    if (rc == DMJ_ENOTFOUND)
+        return DMJ_EEND;
+    if (rc)
+        return rc;
+    memcpy(out, (const uint8_t *)k.mv_data + 4, 16);
+    return 0;
+}
+
+/* ---- walks --------------------------------------------------------------------------- */
+
+/* The prefix every key of the walk starts with, and the key length of its index. */
+static size_t walk_prefix(const struct dmj_walk_spec *sp, uint8_t p[20], size_t *klen)
+{
+    dmj__put32(p, sp->team_id);
+    switch (sp->index) {
+    case DMJ_WALK_SAVED_QUERY:
+        memcpy(p + 4, sp->saved_query_id, 16);
+        *klen = KEY_SQ_LEN;
+        return 20;
+    case DMJ_WALK_STATUS:
+        p[4] = (uint8_t)sp->status;
+        *klen = KEY_STATUS_LEN;
+        return 5;
+    default:
+        *klen = KEY_JOB_LEN;
+        return 4;
+    }
+}
+
+int dmj_walk_start(struct dmj_read *r, const struct dmj_walk_spec *spec, struct dmj_walk *w)
+{
+    MDB_cursor *c;
+    if ((unsigned)spec->index >= WALK_INDEXES)
+        return DMJ_EINVAL;
+    if (spec->index == DMJ_WALK_STATUS && (unsigned)spec->status >= DMJ_STATUS_COUNT)
+        return DMJ_EINVAL;
+    unsigned i = (unsigned)spec->index;
+    struct slot *sl = &r->walk[i][r->next_walk[i]++ % WALK_SLOTS];
+    int rc = slot_cursor(r, sl, &c);
+    if (rc)
+        return rc;
+    sl->gen++;
+    w->read = r;
+    w->spec = *spec;
+    w->cursor = sl;
+    w->state = (int)((sl->gen & GEN_MASK) << 2) | PHASE_FRESH;
+    return 0;
+}
+
+/* Places the cursor on the walk's first candidate row (not yet checked against the prefix). */
+static int walk_position(struct dmj_walk *w, MDB_cursor *c, MDB_val *k, MDB_val *v)
+{
+    const struct dmj_walk_spec *sp = &w->spec;
+    uint8_t seek[28];
+    size_t klen, plen = walk_prefix(sp, seek, &klen);
+    size_t slen = plen;
+    int rc;
+
+    if (sp->descending) {
+        /* descending: the last key below the seek key */
+        bool have_seek = true;
+        if (sp->has_bound) {
+            dmj__put64(seek + plen, sp->bound_us);
+            slen = plen + 8;
+        } else {
+            have_seek = incr(seek, plen);
+        }
+        if (have_seek) {
+            *k = (MDB_val){slen, seek};
+            rc = mdb_cursor_get(c, k, v, MDB_SET_RANGE);
+            if (rc == 0)
+                return mdb_cursor_get(c, k, v, MDB_PREV);
+            if (rc != MDB_NOTFOUND)
+                return rc;
+        }
+        return mdb_cursor_get(c, k, v, MDB_LAST);
+    }
+    if (sp->has_bound) {
+        if (sp->bound_us == INT64_MAX)
+            return MDB_NOTFOUND;
+        dmj__put64(seek + plen, sp->bound_us + 1);
+        slen = plen + 8;
+    }
+    *k = (MDB_val){slen, seek};
+    return mdb_cursor_get(c, k, v, MDB_SET_RANGE);
+}
+
+int dmj_walk_next(struct dmj_walk *w, struct dmj_job *out)
+{
+    struct slot *sl = w->cursor;
+    struct dmj_read *r = w->read;
+    MDB_val k, v;
+    uint8_t prefix[20];
+    size_t klen, plen;
+    int rc;
+
+    if ((w->state & 3) == PHASE_DONE)
+        return DMJ_EEND;
+    if (!r->active || (unsigned)(w->state >> 2) != (sl->gen & GEN_MASK))
+        return DMJ_ESTORE; /* the read ended, or a newer walk took this cursor */
+    plen = walk_prefix(&w->spec, prefix, &klen);
+    for (;;) {
+        if ((w->state & 3) == PHASE_FRESH) {
+            rc = walk_position(w, sl->cur, &k, &v);
+            w->state = (w->state & ~3) | PHASE_MOVING;
+        } else {
+            rc = mdb_cursor_get(sl->cur, &k, &v, w->spec.descending ? MDB_PREV : MDB_NEXT);
+        }
+        if (rc == 0 && (k.mv_size != klen || memcmp(k.mv_data, prefix, plen) != 0))
+            rc = MDB_NOTFOUND;
+        if (rc) {
+            w->state = (w->state & ~3) | PHASE_DONE;
+            return rc == MDB_NOTFOUND ? DMJ_EEND : dmj__store_err(rc);
+        }
+        struct dmj_job j;
+        if (w->spec.index == DMJ_WALK_TEAM) {
+            rc = dmj_codec_decode_job(v.mv_data, v.mv_size, &j);
+            if (rc)
+                return rc;
+            if (dmj_job_hidden(&j))
+                continue;
+        } else {
+            /* an index entry carries team . (its own part) . created_at . id */
+            uint8_t jkey[KEY_JOB_LEN];
+            memcpy(jkey, k.mv_data, 4);
+            memcpy(jkey + 4, (const uint8_t *)k.mv_data + plen, 24);
+            rc = job_at(r, jkey, &j);
+            if (rc == DMJ_ENOTFOUND) {
+                /* hidden, or a dangling entry: tell them apart */
+                MDB_val jv;
+                if (get(r, DB_JOBS, jkey, KEY_JOB_LEN, &jv) != 0)
+                    return DMJ_EBADRECORD;
+                continue;
+            }
+            if (rc)
+                return rc;
+        }
+        *out = j;
+        return 0;
+    }
+}

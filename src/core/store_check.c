@@ -1,0 +1,339 @@
+/* Whole-store operations: the consistency check of every index against the records, the
+ * walk over every job (export, stats), and the compacted backup. */
+#include <errno.h>
+#include <inttypes.h>
+#include <lmdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "dmj/codec.h"
+#include "dmj/store.h"
+#include "dmj/uuid.h"
+#include "store_impl.h"
+
+struct check {
+    MDB_txn *txn;
+    const struct dmj_store *s;
+    FILE *out;
+    uint64_t problems;
+    struct dmj_key *key; /* ~7 KB of scratch for decoding keys, off the stack */
+};
+
+static void problem(struct check *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void problem(struct check *c, const char *fmt, ...)
+{
+    va_list ap;
+    c->problems++;
+    if (!c->out)
+        return;
+    va_start(ap, fmt);
+    vfprintf(c->out, fmt, ap);
+    va_end(ap);
+    fputc('\n', c->out);
+}
+
+/* A key as hex, for naming entries that cannot be decoded. */
+static const char *hex(const MDB_val *k, char *buf, size_t cap)
+{
+    size_t n = k->mv_size < (cap - 1) / 2 ? k->mv_size : (cap - 1) / 2;
+    for (size_t i = 0; i < n; i++)
+        snprintf(buf + 2 * i, 3, "%02x", ((const uint8_t *)k->mv_data)[i]);
+    buf[2 * n] = '\0';
+    return buf;
+}
+
+static int lookup(struct check *c, int db, const void *key, size_t klen, MDB_val *v)
+{
+    MDB_val k = {klen, (void *)key};
+    return mdb_get(c->txn, c->s->dbi[db], &k, v);
+}
+
+/* Calls `fn` on every entry of `db`; an LMDB failure ends the check. */
+static int each(struct check *c, int db, void (*fn)(struct check *, const MDB_val *, const MDB_val *))
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc = mdb_cursor_open(c->txn, c->s->dbi[db], &cur);
+    if (rc)
+        return dmj__store_err(rc);
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+        fn(c, &k, &v);
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : dmj__store_err(rc);
+}
+
+/* Every job record: decodes, matches its key, and has exactly its index entries. */
+static void check_job(struct check *c, const MDB_val *k, const MDB_val *v)
+{
+    char hb[100], ub[DMJ_UUID_TEXT_LEN + 1];
+    struct dmj_job j;
+    MDB_val x;
+    uint8_t key[KEY_SQ_LEN];
+    if (k->mv_size != KEY_JOB_LEN) {
+        problem(c, "jobs: key %s: wrong length %zu", hex(k, hb, sizeof hb), k->mv_size);
+        return;
+    }
+    const uint8_t *kp = k->mv_data;
+    dmj_uuid_format(kp + 12, ub);
+    int rc = dmj_codec_decode_job(v->mv_data, v->mv_size, &j);
+    if (rc) {
+        problem(c, "jobs: %s: record does not decode (%s)", ub, dmj_strerror(rc));
+        return;
+    }
+    if (j.team_id != dmj__get32(kp) || j.created_at != dmj__get64(kp + 4) ||
+        memcmp(j.id, kp + 12, 16) != 0) {
+        problem(c, "jobs: %s: record (team %" PRId32 ", created_at %" PRId64
+                   ") does not match its key", ub, j.team_id, j.created_at);
+        return;
+    }
+    if (lookup(c, DB_JOB_IDS, j.id, 16, &x) != 0)
+        problem(c, "job_ids: %s: missing", ub);
+    else if (x.mv_size != VAL_JOB_ID_LEN || memcmp(x.mv_data, kp, VAL_JOB_ID_LEN) != 0)
+        problem(c, "job_ids: %s: points elsewhere than team %" PRId32 ", created_at %" PRId64,
+                ub, j.team_id, j.created_at);
+    if (j.has_saved_query_id) {
+        dmj__key_sq(key, j.team_id, j.saved_query_id, j.created_at, j.id);
+        if (lookup(c, DB_BY_SQ, key, KEY_SQ_LEN, &x) != 0)
+            problem(c, "by_saved_query: %s: missing", ub);
+    }
+    dmj__key_status(key, j.team_id, (uint8_t)j.status, j.created_at, j.id);
+    if (lookup(c, DB_BY_STATUS, key, KEY_STATUS_LEN, &x) != 0)
+        problem(c, "by_status: %s: missing", ub);
+}
+
+/* The job an index entry names, decoded; 0 or a problem reported. */
+static int indexed_job(struct check *c, const char *db, const uint8_t *team_p,
+                       const uint8_t *created_id, struct dmj_job *j)
+{
+    uint8_t key[KEY_JOB_LEN];
+    char ub[DMJ_UUID_TEXT_LEN + 1];
+    MDB_val v;
+    memcpy(key, team_p, 4);
+    memcpy(key + 4, created_id, 24);
+    dmj_uuid_format(key + 12, ub);
+    if (lookup(c, DB_JOBS, key, KEY_JOB_LEN, &v) != 0) {
+        problem(c, "%s: %s: dangling entry (no job at team %" PRId32 ", created_at %" PRId64 ")",
+                db, ub, dmj__get32(key), dmj__get64(key + 4));
+        return -1;
+    }
+    /* an undecodable record was reported by check_job already */
+    return dmj_codec_decode_job(v.mv_data, v.mv_size, j) == 0 ? 0 : -1;
+}
+
+static void check_job_id(struct check *c, const MDB_val *k, const MDB_val *v)
+{
+    char hb[100];
+    uint8_t key[KEY_JOB_LEN];
+    MDB_val x;
+    if (k->mv_size != 16 || v->mv_size != VAL_JOB_ID_LEN) {
+        problem(c, "job_ids: key %s: wrong length", hex(k, hb, sizeof hb));
+        return;
+    }
+    memcpy(key, v->mv_data, VAL_JOB_ID_LEN);
+    memcpy(key + VAL_JOB_ID_LEN, k->mv_data, 16);
+    if (lookup(c, DB_JOBS, key, KEY_JOB_LEN, &x) != 0) {
+        char ub[DMJ_UUID_TEXT_LEN + 1];
+        dmj_uuid_format(k->mv_data, ub);
+        problem(c, "job_ids: %s: dangling entry (no job at team %" PRId32 ", created_at %" PRId64
+                   ")", ub, dmj__get32(key), dmj__get64(key + 4));
+    }
+}
+
+static void check_by_sq(struct check *c, const MDB_val *k, const MDB_val *v)
+{
+    char hb[100], ub[DMJ_UUID_TEXT_LEN + 1];
+    struct dmj_job j;
+    if (k->mv_size != KEY_SQ_LEN || v->mv_size != 0) {
+        problem(c, "by_saved_query: key %s: wrong length", hex(k, hb, sizeof hb));
+        return;
+    }
+    const uint8_t *kp = k->mv_data;
+    if (indexed_job(c, "by_saved_query", kp, kp + 20, &j) != 0)
+        return;
+    if (!j.has_saved_query_id || memcmp(j.saved_query_id, kp + 4, 16) != 0) {
+        dmj_uuid_format(kp + 28, ub);
+        problem(c, "by_saved_query: %s: entry for a saved query the job does not have", ub);
+    }
+}
+
+static void check_by_status(struct check *c, const MDB_val *k, const MDB_val *v)
+{
+    char hb[100], ub[DMJ_UUID_TEXT_LEN + 1];
+    struct dmj_job j;
+    if (k->mv_size != KEY_STATUS_LEN || v->mv_size != 0) {
+        problem(c, "by_status: key %s: wrong length", hex(k, hb, sizeof hb));
+        return;
+    }
+    const uint8_t *kp = k->mv_data;
+    if (indexed_job(c, "by_status", kp, kp + 5, &j) != 0)
+        return;
+    if ((unsigned)j.status != kp[4]) {
+        dmj_uuid_format(kp + 13, ub);
+        problem(c, "by_status: %s: entry for status %u, the job's is %u", ub, kp[4],
+                (unsigned)j.status);
+    }
+}
+
+static void check_team(struct check *c, const MDB_val *k, const MDB_val *v)
+{
+    char hb[100];
+    struct dmj_team t;
+    uint8_t ot[20];
+    MDB_val x;
+    if (k->mv_size != 4 || dmj_codec_decode_team(v->mv_data, v->mv_size, &t) != 0 ||
+        t.id != dmj__get32(k->mv_data)) {
+        problem(c, "teams: key %s: bad entry", hex(k, hb, sizeof hb));
+        return;
+    }
+    memcpy(ot, t.organization_id, 16);
+    dmj__put32(ot + 16, t.id);
+    if (lookup(c, DB_ORG_TEAMS, ot, sizeof ot, &x) != 0)
+        problem(c, "org_teams: team %" PRId32 ": missing", t.id);
+}
+
+static void check_org_team(struct check *c, const MDB_val *k, const MDB_val *v)
+{
+    char hb[100];
+    uint8_t key[4];
+    MDB_val x;
+    struct dmj_team t;
+    if (k->mv_size != 20) {
+        problem(c, "org_teams: key %s: wrong length", hex(k, hb, sizeof hb));
+        return;
+    }
+    memcpy(key, (const uint8_t *)k->mv_data + 16, 4);
+    if (lookup(c, DB_TEAMS, key, 4, &x) != 0 ||
+        dmj_codec_decode_team(x.mv_data, x.mv_size, &t) != 0 ||
+        memcmp(t.organization_id, k->mv_data, 16) != 0)
+        problem(c, "org_teams: key %s: no such team in that organization",
+                hex(k, hb, sizeof hb));
+}
+
+static void check_org(struct check *c, const MDB_val *k, const MDB_val *v)
+{
+    char hb[100];
+    struct dmj_org o;
+    if (k->mv_size != 16 || dmj_codec_decode_org(v->mv_data, v->mv_size, &o) != 0 ||
+        memcmp(o.id, k->mv_data, 16) != 0)
+        problem(c, "orgs: key %s: bad entry", hex(k, hb, sizeof hb));
+}
+
+static void check_user(struct check *c, const MDB_val *k, const MDB_val *v)
+{
+    char hb[100];
+    struct dmj_user u;
+    if (k->mv_size != 8 || dmj_codec_decode_user(v->mv_data, v->mv_size, &u) != 0 ||
+        u.id != dmj__get64(k->mv_data))
+        problem(c, "users: key %s: bad entry", hex(k, hb, sizeof hb));
+}
+
+static void check_membership(struct check *c, const MDB_val *k, const MDB_val *v)
+{
+    char hb[100];
+    if (k->mv_size != 24 || v->mv_size != 4)
+        problem(c, "memberships: key %s: bad entry", hex(k, hb, sizeof hb));
+}
+
+static void check_key(struct check *c, const MDB_val *k, const MDB_val *v)
+{
+    char hb[100];
+    if (dmj_codec_decode_key(v->mv_data, v->mv_size, c->key) != 0 ||
+        strlen(c->key->secure_value) != k->mv_size ||
+        memcmp(c->key->secure_value, k->mv_data, k->mv_size) != 0)
+        problem(c, "keys: key %s: bad entry", hex(k, hb, sizeof hb));
+}
+
+int dmj_store_verify(struct dmj_store *s, void *report)
+{
+    static const struct {
+        int db;
+        void (*fn)(struct check *, const MDB_val *, const MDB_val *);
+    } passes[] = {
+        {DB_JOBS, check_job},          {DB_JOB_IDS, check_job_id},
+        {DB_BY_SQ, check_by_sq},       {DB_BY_STATUS, check_by_status},
+        {DB_TEAMS, check_team},        {DB_ORG_TEAMS, check_org_team},
+        {DB_ORGS, check_org},          {DB_USERS, check_user},
+        {DB_MEMBERSHIPS, check_membership}, {DB_KEYS, check_key},
+    };
+    struct check c = {.s = s, .out = report};
+    c.key = malloc(sizeof *c.key);
+    if (!c.key)
+        return -ENOMEM;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &c.txn);
+    if (rc) {
+        free(c.key);
+        return dmj__store_err(rc);
+    }
+    for (size_t i = 0; i < sizeof passes / sizeof passes[0]; i++) {
+        rc = each(&c, passes[i].db, passes[i].fn);
+        if (rc)
+            break;
+    }
+    mdb_txn_abort(c.txn);
+    free(c.key);
+    if (rc)
+        return rc;
+    return c.problems ? DMJ_EBADRECORD : 0;
+}
+
+int dmj_store_each_job(struct dmj_store *s, int32_t team_id,
+                       int (*fn)(void *ctx, const struct dmj_job *job), void *ctx)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    uint8_t prefix[4];
+    struct dmj_job j;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return dmj__store_err(rc);
+    rc = mdb_cursor_open(txn, s->dbi[DB_JOBS], &cur);
+    if (rc) {
+        mdb_txn_abort(txn);
+        return dmj__store_err(rc);
+    }
+    dmj__put32(prefix, team_id);
+    if (team_id >= 0) {
+        k = (MDB_val){sizeof prefix, prefix};
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    } else {
+        rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    }
+    /* rc is an LMDB code until the loop ends, then a dmj code */
+    while (rc == 0) {
+        if (team_id >= 0 && (k.mv_size < 4 || memcmp(k.mv_data, prefix, 4) != 0)) {
+            rc = MDB_NOTFOUND;
+            break;
+        }
+        int err = dmj_codec_decode_job(v.mv_data, v.mv_size, &j);
+        if (!err)
+            err = fn(ctx, &j);
+        if (err) {
+            mdb_cursor_close(cur);
+            mdb_txn_abort(txn);
+            return err;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return rc == MDB_NOTFOUND ? 0 : dmj__store_err(rc);
+}
+
+int dmj_store_backup(struct dmj_store *s, const char *dest)
+{
+    char path[4096];
+    struct stat st;
+    if (mkdir(dest, 0755) != 0 && errno != EEXIST)
+        return -errno;
+    if (snprintf(path, sizeof path, "%s/data.mdb", dest) >= (int)sizeof path)
+        return -ENAMETOOLONG;
+    if (stat(path, &st) == 0)
+        return -EEXIST; /* never overwrite a store */
+    return dmj__store_err(mdb_env_copy2(s->env, dest, MDB_CP_COMPACT));
+}

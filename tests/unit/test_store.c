@@ -1,0 +1,758 @@
+/* Unit tests of the LMDB store: upserts keep every index exact, walks, look-ups, atomicity,
+ * and that verify finds damage written behind the store's back. */
+#include <errno.h>
+#include <lmdb.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "dmj/store.h"
+
+static char dir_tmpl[] = "/tmp/dmj_test_store.XXXXXX";
+
+static void make_id(uint8_t id[16], unsigned n)
+{
+    memset(id, 0, 16);
+    id[0] = 0x10; /* ids of the tests all lie in one region, after any sq ids */
+    id[14] = (uint8_t)(n >> 8);
+    id[15] = (uint8_t)n;
+}
+
+static struct dmj_job job(unsigned n, int32_t team, int64_t created, enum dmj_status st,
+                          unsigned sq)
+{
+    struct dmj_job j;
+    memset(&j, 0, sizeof j);
+    make_id(j.id, n);
+    j.team_id = team;
+    j.created_at = created;
+    j.status = st;
+    if (sq) {
+        j.has_saved_query_id = true;
+        memset(j.saved_query_id, 0, 16);
+        j.saved_query_id[15] = (uint8_t)sq;
+    }
+    j.workflow_id.ptr = "materialize-x";
+    j.workflow_id.len = 13;
+    j.rows_materialized = n;
+    return j;
+}
+
+static unsigned id_num(const uint8_t id[16])
+{
+    return ((unsigned)id[14] << 8) | id[15];
+}
+
+/* The ids a walk yields, as a string "n,n,n" for easy comparison. */
+static const char *walk_ids(struct dmj_read *r, const struct dmj_walk_spec *sp, char *buf,
+                            size_t cap)
+{
+    struct dmj_walk w;
+    struct dmj_job j;
+    size_t len = 0;
+    buf[0] = '\0';
+    if (dmj_walk_start(r, sp, &w) != 0)
+        return "start failed";
+    int rc;
+    while ((rc = dmj_walk_next(&w, &j)) == 0)
+        len += (size_t)snprintf(buf + len, cap - len, "%s%u", len ? "," : "", id_num(j.id));
+    if (rc != DMJ_EEND)
+        return "walk failed";
+    return buf;
+}
+
+static int put_jobs(struct dmj_store *s, const struct dmj_job *jobs, size_t n,
+                    struct dmj_write_stats *st)
+{
+    struct dmj_write *w;
+    int rc = dmj_write_begin(s, &w);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        rc = dmj_write_job(w, &jobs[i]);
+        if (rc) {
+            dmj_write_abort(w);
+            return rc;
+        }
+    }
+    return dmj_write_commit(w, st);
+}
+
+static void test_open(const char *root)
+{
+    char path[512];
+    struct dmj_store *s;
+    snprintf(path, sizeof path, "%s/missing", root);
+    CHECK_EQ_INT(dmj_store_open(path, DMJ_STORE_RDONLY, 0, &s), -ENOENT);
+    snprintf(path, sizeof path, "%s/open", root);
+    CHECK_EQ_INT(dmj_store_open(path, 0, 1 << 24, &s), 0);
+    dmj_store_close(s);
+    /* a read-only open finds every sub-database the writable open created */
+    CHECK_EQ_INT(dmj_store_open(path, DMJ_STORE_RDONLY, 0, &s), 0);
+    struct dmj_read *r;
+    CHECK_EQ_INT(dmj_read_new(s, &r), 0);
+    CHECK_EQ_INT(dmj_read_begin(r), 0);
+    uint8_t id[16] = {1};
+    struct dmj_job j;
+    CHECK_EQ_INT(dmj_read_job(r, id, &j), DMJ_ENOTFOUND);
+    dmj_read_end(r);
+    dmj_read_free(r);
+    struct dmj_write *w;
+    CHECK(dmj_write_begin(s, &w) != 0); /* no writes through a read-only handle */
+    uint64_t used, map;
+    dmj_store_sizes(s, &used, &map);
+    CHECK(used > 0 && map >= used);
+    dmj_store_close(s);
+
+    /* a store of another format is refused */
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    CHECK_EQ_INT(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 16);
+    CHECK_EQ_INT(mdb_env_open(env, path, 0, 0644), 0);
+    CHECK_EQ_INT(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    CHECK_EQ_INT(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+    uint8_t fmt[4] = {0, 0, 0, 9};
+    MDB_val k = {6, "format"}, v = {4, fmt};
+    CHECK_EQ_INT(mdb_put(txn, dbi, &k, &v, 0), 0);
+    CHECK_EQ_INT(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    CHECK_EQ_INT(dmj_store_open(path, DMJ_STORE_RDONLY, 0, &s), DMJ_EVERSION);
+    CHECK_EQ_INT(dmj_store_open(path, 0, 0, &s), DMJ_EVERSION);
+}
+
+static void test_walks(const char *root)
+{
+    char path[512], buf[1024];
+    struct dmj_store *s;
+    struct dmj_read *r;
+    snprintf(path, sizeof path, "%s/walks", root);
+    CHECK_EQ_INT(dmj_store_open(path, 0, 1 << 26, &s), 0);
+
+    /* team 5: ties at created 200 (ids 3, 4, 7), one hidden job; teams 4 and 6 around it */
+    struct dmj_job jobs[] = {
+        job(7, 5, 200, DMJ_STATUS_RUNNING, 2),   job(3, 5, 200, DMJ_STATUS_COMPLETED, 1),
+        job(1, 5, 100, DMJ_STATUS_RUNNING, 1),   job(9, 5, 300, DMJ_STATUS_FAILED, 0),
+        job(4, 5, 200, DMJ_STATUS_RUNNING, 1),   job(2, 5, -50, DMJ_STATUS_COMPLETED, 2),
+        job(8, 5, 250, DMJ_STATUS_RUNNING, 1),   job(20, 4, 150, DMJ_STATUS_RUNNING, 1),
+        job(21, 6, 150, DMJ_STATUS_RUNNING, 1),  job(22, -3, 1, DMJ_STATUS_RUNNING, 1),
+        job(23, INT32_MAX, 5, DMJ_STATUS_RUNNING, 1),
+    };
+    jobs[6].engine.ptr = "duckgres"; /* job 8 is hidden */
+    jobs[6].engine.len = 8;
+    struct dmj_write_stats st = {0, 0};
+    CHECK_EQ_INT(put_jobs(s, jobs, sizeof jobs / sizeof jobs[0], &st), 0);
+    CHECK_EQ_INT(st.inserted, 11);
+    CHECK_EQ_INT(st.replaced, 0);
+    CHECK_EQ_INT(dmj_store_verify(s, stderr), 0);
+
+    CHECK_EQ_INT(dmj_read_new(s, &r), 0);
+    CHECK_EQ_INT(dmj_read_begin(r), 0);
+    struct dmj_walk_spec sp = {.team_id = 5, .index = DMJ_WALK_TEAM, .descending = true};
+    CHECK_EQ_STR(walk_ids(r, &sp, buf, sizeof buf), "9,7,4,3,1,2");
+    sp.descending = false;
+    CHECK_EQ_STR(walk_ids(r, &sp, buf, sizeof buf), "2,1,3,4,7,9");
+    /* bounds are strict, ties of the bound all excluded */
+    sp.has_bound = true;
+    sp.bound_us = 200;
+    CHECK_EQ_STR(walk_ids(r, &sp, buf, sizeof buf), "9");
+    sp.descending = true;
+    CHECK_EQ_STR(walk_ids(r, &sp, buf, sizeof buf), "1,2");
+    sp.bound_us = 201;
+    CHECK_EQ_STR(walk_ids(r, &sp, buf, sizeof buf), "7,4,3,1,2");
+    sp.bound_us = INT64_MIN;
+    CHECK_EQ_STR(walk_ids(r, &sp, buf, sizeof buf), "");
+    sp.descending = false;
+    sp.bound_us = INT64_MAX;
+    CHECK_EQ_STR(walk_ids(r, &sp, buf, sizeof buf), "");
+    sp.bound_us = INT64_MIN;
+    CHECK_EQ_STR(walk_ids(r, &sp, buf, sizeof buf), "2,1,3,4,7,9");
+
+    /* edges of the team range: negative and largest team ids, and an empty team */
+    struct dmj_walk_spec e = {.team_id = -3, .index = DMJ_WALK_TEAM, .descending = true};
+    CHECK_EQ_STR(walk_ids(r, &e, buf, sizeof buf), "22");
+    e.team_id = INT32_MAX;
+    CHECK_EQ_STR(walk_ids(r, &e, buf, sizeof buf), "23");
+    e.descending = false;
+    CHECK_EQ_STR(walk_ids(r, &e, buf, sizeof buf), "23");
+    e.team_id = 1000;
+    CHECK_EQ_STR(walk_ids(r, &e, buf, sizeof buf), "");
+    e.descending = true;
+    CHECK_EQ_STR(walk_ids(r, &e, buf, sizeof buf), "");
+
+    /* the saved query index */
+    struct dmj_walk_spec q = {.team_id = 5, .index = DMJ_WALK_SAVED_QUERY, .descending = true};
+    q.saved_query_id[15] = 1;
+    CHECK_EQ_STR(walk_ids(r, &q, buf, sizeof buf), "4,3,1");
+    q.descending = false;
+    CHECK_EQ_STR(walk_ids(r, &q, buf, sizeof buf), "1,3,4");
+    q.has_bound = true;
+    q.bound_us = 100;
+    CHECK_EQ_STR(walk_ids(r, &q, buf, sizeof buf), "3,4");
+    q.saved_query_id[15] = 2;
+    q.has_bound = false;
+    q.descending = true;
+    CHECK_EQ_STR(walk_ids(r, &q, buf, sizeof buf), "7,2");
+
+    /* the status index, hidden job 8 skipped */
+    struct dmj_walk_spec t = {.team_id = 5, .index = DMJ_WALK_STATUS, .descending = true,
+                              .status = DMJ_STATUS_RUNNING};
+    CHECK_EQ_STR(walk_ids(r, &t, buf, sizeof buf), "7,4,1");
+    t.has_bound = true;
+    t.bound_us = 200;
+    CHECK_EQ_STR(walk_ids(r, &t, buf, sizeof buf), "1");
+    t.status = DMJ_STATUS_SKIPPED;
+    t.has_bound = false;
+    CHECK_EQ_STR(walk_ids(r, &t, buf, sizeof buf), "");
+
+    /* saved queries of team 5 in byte order, jumping over their jobs */
+    uint8_t sq[16];
+    CHECK_EQ_INT(dmj_read_next_saved_query(r, 5, NULL, sq), 0);
+    CHECK_EQ_INT(sq[15], 1);
+    uint8_t prev[16];
+    memcpy(prev, sq, 16);
+    CHECK_EQ_INT(dmj_read_next_saved_query(r, 5, prev, sq), 0);
+    CHECK_EQ_INT(sq[15], 2);
+    memcpy(prev, sq, 16);
+    CHECK_EQ_INT(dmj_read_next_saved_query(r, 5, prev, sq), DMJ_EEND);
+    uint8_t ff[16];
+    memset(ff, 0xff, 16);
+    CHECK_EQ_INT(dmj_read_next_saved_query(r, 5, ff, sq), DMJ_EEND);
+    CHECK_EQ_INT(dmj_read_next_saved_query(r, 7, NULL, sq), DMJ_EEND);
+    CHECK_EQ_INT(dmj_read_next_saved_query(r, 6, NULL, sq), 0);
+    CHECK_EQ_INT(sq[15], 1);
+
+    /* retrieve: any team, hidden ones absent */
+    struct dmj_job got;
+    uint8_t id[16];
+    make_id(id, 21);
+    CHECK_EQ_INT(dmj_read_job(r, id, &got), 0);
+    CHECK_EQ_INT(got.team_id, 6);
+    CHECK_EQ_INT(got.rows_materialized, 21);
+    CHECK(got.workflow_id.len == 13 && memcmp(got.workflow_id.ptr, "materialize-x", 13) == 0);
+    make_id(id, 8);
+    CHECK_EQ_INT(dmj_read_job(r, id, &got), DMJ_ENOTFOUND);
+    make_id(id, 99);
+    CHECK_EQ_INT(dmj_read_job(r, id, &got), DMJ_ENOTFOUND);
+
+    /* walks interleaved on one index, up to the handle's cursor count */
+    struct dmj_walk w1, w2, w3, w4, w5;
+    struct dmj_job a;
+    sp = (struct dmj_walk_spec){.team_id = 5, .index = DMJ_WALK_TEAM, .descending = true};
+    CHECK_EQ_INT(dmj_walk_start(r, &sp, &w1), 0);
+    CHECK_EQ_INT(dmj_walk_start(r, &sp, &w2), 0);
+    CHECK_EQ_INT(dmj_walk_next(&w1, &a), 0);
+    CHECK_EQ_INT(id_num(a.id), 9);
+    CHECK_EQ_INT(dmj_walk_next(&w1, &a), 0);
+    CHECK_EQ_INT(dmj_walk_next(&w2, &a), 0);
+    CHECK_EQ_INT(id_num(a.id), 9);
+    CHECK_EQ_INT(dmj_walk_next(&w1, &a), 0);
+    CHECK_EQ_INT(id_num(a.id), 4);
+    CHECK_EQ_INT(dmj_walk_start(r, &sp, &w3), 0);
+    CHECK_EQ_INT(dmj_walk_start(r, &sp, &w4), 0);
+    CHECK_EQ_INT(dmj_walk_next(&w1, &a), 0);
+    CHECK_EQ_INT(id_num(a.id), 3);
+    CHECK_EQ_INT(dmj_walk_start(r, &sp, &w5), 0); /* takes w1's cursor */
+    CHECK_EQ_INT(dmj_walk_next(&w1, &a), DMJ_ESTORE);
+    CHECK_EQ_INT(dmj_walk_next(&w5, &a), 0);
+    CHECK_EQ_INT(dmj_walk_next(&w2, &a), 0);
+    CHECK_EQ_INT(id_num(a.id), 7);
+    (void)w3;
+    (void)w4;
+    dmj_read_end(r);
+    /* a walk does not survive its transaction */
+    CHECK_EQ_INT(dmj_walk_next(&w2, &a), DMJ_ESTORE);
+
+    /* the handle is reusable: a new transaction sees a later commit */
+    CHECK_EQ_INT(dmj_read_begin(r), 0);
+    uint64_t tx1 = dmj_read_txnid(r);
+    dmj_read_end(r);
+    struct dmj_job more = job(30, 5, 400, DMJ_STATUS_RUNNING, 0);
+    CHECK_EQ_INT(put_jobs(s, &more, 1, NULL), 0);
+    CHECK_EQ_INT(dmj_read_begin(r), 0);
+    CHECK(dmj_read_txnid(r) > tx1);
+    sp = (struct dmj_walk_spec){.team_id = 5, .index = DMJ_WALK_STATUS,
+                                .status = DMJ_STATUS_RUNNING, .descending = true};
+    CHECK_EQ_STR(walk_ids(r, &sp, buf, sizeof buf), "30,7,4,1");
+    dmj_read_end(r);
+    dmj_read_free(r);
+    dmj_store_close(s);
+}
+
+static int count_job(void *ctx, const struct dmj_job *j)
+{
+    (void)j;
+    (*(unsigned *)ctx)++;
+    return 0;
+}
+
+static int stop_at_two(void *ctx, const struct dmj_job *j)
+{
+    (void)j;
+    return ++(*(unsigned *)ctx) == 2 ? 42 : 0;
+}
+
+static void test_upsert(const char *root)
+{
+    char path[512], buf[1024];
+    struct dmj_store *s;
+    struct dmj_read *r;
+    struct dmj_write_stats st;
+    snprintf(path, sizeof path, "%s/upsert", root);
+    CHECK_EQ_INT(dmj_store_open(path, 0, 1 << 26, &s), 0);
+    struct dmj_job jobs[] = {
+        job(1, 2, 100, DMJ_STATUS_RUNNING, 1),
+        job(2, 2, 200, DMJ_STATUS_RUNNING, 1),
+        job(3, 2, 300, DMJ_STATUS_RUNNING, 2),
+    };
+    CHECK_EQ_INT(put_jobs(s, jobs, 3, &st), 0);
+
+    /* job 2 changes status, created_at and saved query; job 3 loses its saved query; job 1
+     * is put twice in one transaction, the last put wins */
+    struct dmj_job upd[] = {
+        job(1, 2, 100, DMJ_STATUS_FAILED, 1),
+        job(2, 2, 50, DMJ_STATUS_COMPLETED, 3),
+        job(3, 2, 300, DMJ_STATUS_RUNNING, 0),
+        job(1, 2, 150, DMJ_STATUS_CANCELLED, 1),
+        job(4, 2, 400, DMJ_STATUS_RUNNING, 2),
+    };
+    CHECK_EQ_INT(put_jobs(s, upd, 5, &st), 0);
+    CHECK_EQ_INT(st.replaced, 3);
+    CHECK_EQ_INT(st.inserted, 1);
+    CHECK_EQ_INT(dmj_store_verify(s, stderr), 0);
+
+    CHECK_EQ_INT(dmj_read_new(s, &r), 0);
+    CHECK_EQ_INT(dmj_read_begin(r), 0);
+    struct dmj_walk_spec sp = {.team_id = 2, .index = DMJ_WALK_TEAM, .descending = true};
+    CHECK_EQ_STR(walk_ids(r, &sp, buf, sizeof buf), "4,3,1,2");
+    sp.index = DMJ_WALK_STATUS;
+    sp.status = DMJ_STATUS_RUNNING;
+    CHECK_EQ_STR(walk_ids(r, &sp, buf, sizeof buf), "4,3");
+    sp.status = DMJ_STATUS_COMPLETED;
+    CHECK_EQ_STR(walk_ids(r, &sp, buf, sizeof buf), "2");
+    sp.status = DMJ_STATUS_FAILED;
+    CHECK_EQ_STR(walk_ids(r, &sp, buf, sizeof buf), "");
+    sp.status = DMJ_STATUS_CANCELLED;
+    CHECK_EQ_STR(walk_ids(r, &sp, buf, sizeof buf), "1");
+    sp.index = DMJ_WALK_SAVED_QUERY;
+    sp.saved_query_id[15] = 1;
+    CHECK_EQ_STR(walk_ids(r, &sp, buf, sizeof buf), "1");
+    sp.saved_query_id[15] = 2;
+    CHECK_EQ_STR(walk_ids(r, &sp, buf, sizeof buf), "4");
+    sp.saved_query_id[15] = 3;
+    CHECK_EQ_STR(walk_ids(r, &sp, buf, sizeof buf), "2");
+    struct dmj_job got;
+    CHECK_EQ_INT(dmj_read_job(r, upd[3].id, &got), 0);
+    CHECK_EQ_INT(got.created_at, 150);
+    CHECK_EQ_INT(got.status, DMJ_STATUS_CANCELLED);
+    dmj_read_end(r);
+
+    /* a job moving to another team leaves the old team */
+    struct dmj_job moved = job(4, 3, 400, DMJ_STATUS_RUNNING, 2);
+    CHECK_EQ_INT(put_jobs(s, &moved, 1, &st), 0);
+    CHECK_EQ_INT(st.replaced, 1);
+    CHECK_EQ_INT(dmj_read_begin(r), 0);
+    sp = (struct dmj_walk_spec){.team_id = 2, .index = DMJ_WALK_TEAM, .descending = true};
+    CHECK_EQ_STR(walk_ids(r, &sp, buf, sizeof buf), "3,1,2");
+    sp.team_id = 3;
+    CHECK_EQ_STR(walk_ids(r, &sp, buf, sizeof buf), "4");
+    dmj_read_end(r);
+    CHECK_EQ_INT(dmj_store_verify(s, stderr), 0);
+
+    /* delete: every entry goes; a second delete finds nothing */
+    struct dmj_write *w;
+    CHECK_EQ_INT(dmj_write_begin(s, &w), 0);
+    CHECK_EQ_INT(dmj_write_delete_job(w, moved.id), 0);
+    CHECK_EQ_INT(dmj_write_delete_job(w, moved.id), DMJ_ENOTFOUND);
+    /* a put then a delete in the same transaction deletes */
+    struct dmj_job tmp = job(5, 2, 500, DMJ_STATUS_RUNNING, 1);
+    CHECK_EQ_INT(dmj_write_job(w, &tmp), 0);
+    CHECK_EQ_INT(dmj_write_delete_job(w, tmp.id), 0);
+    CHECK_EQ_INT(dmj_write_commit(w, NULL), 0);
+    CHECK_EQ_INT(dmj_store_verify(s, stderr), 0);
+    CHECK_EQ_INT(dmj_read_begin(r), 0);
+    CHECK_EQ_INT(dmj_read_job(r, moved.id, &got), DMJ_ENOTFOUND);
+    CHECK_EQ_INT(dmj_read_job(r, tmp.id, &got), DMJ_ENOTFOUND);
+    sp = (struct dmj_walk_spec){.team_id = 3, .index = DMJ_WALK_TEAM, .descending = true};
+    CHECK_EQ_STR(walk_ids(r, &sp, buf, sizeof buf), "");
+    dmj_read_end(r);
+
+    unsigned n = 0;
+    CHECK_EQ_INT(dmj_store_each_job(s, -1, count_job, &n), 0);
+    CHECK_EQ_INT(n, 3);
+    n = 0;
+    CHECK_EQ_INT(dmj_store_each_job(s, 3, count_job, &n), 0);
+    CHECK_EQ_INT(n, 0);
+    n = 0;
+    CHECK_EQ_INT(dmj_store_each_job(s, 2, stop_at_two, &n), 42);
+
+    /* abort: nothing of the transaction is stored */
+    CHECK_EQ_INT(dmj_write_begin(s, &w), 0);
+    struct dmj_job gone = job(6, 2, 600, DMJ_STATUS_RUNNING, 1);
+    CHECK_EQ_INT(dmj_write_job(w, &gone), 0);
+    struct dmj_job changed = job(1, 2, 1, DMJ_STATUS_SKIPPED, 0);
+    CHECK_EQ_INT(dmj_write_job(w, &changed), 0);
+    CHECK_EQ_INT(dmj_write_delete_job(w, upd[2].id), 0);
+    dmj_write_abort(w);
+    CHECK_EQ_INT(dmj_read_begin(r), 0);
+    CHECK_EQ_INT(dmj_read_job(r, gone.id, &got), DMJ_ENOTFOUND);
+    CHECK_EQ_INT(dmj_read_job(r, upd[2].id, &got), 0);
+    CHECK_EQ_INT(dmj_read_job(r, changed.id, &got), 0);
+    CHECK_EQ_INT(got.created_at, 150);
+    dmj_read_end(r);
+
+    /* backup: a compact copy that opens read-only and verifies */
+    char bpath[512];
+    snprintf(bpath, sizeof bpath, "%s/backup", root);
+    CHECK_EQ_INT(dmj_store_backup(s, bpath), 0);
+    CHECK_EQ_INT(dmj_store_backup(s, bpath), -EEXIST);
+    struct dmj_store *b;
+    CHECK_EQ_INT(dmj_store_open(bpath, DMJ_STORE_RDONLY, 0, &b), 0);
+    CHECK_EQ_INT(dmj_store_verify(b, stderr), 0);
+    n = 0;
+    CHECK_EQ_INT(dmj_store_each_job(b, 2, count_job, &n), 0);
+    CHECK_EQ_INT(n, 3);
+    dmj_store_close(b);
+
+    dmj_read_free(r);
+    dmj_store_close(s);
+}
+
+static void test_map_full(const char *root)
+{
+    char path[512];
+    struct dmj_store *s;
+    snprintf(path, sizeof path, "%s/full", root);
+    CHECK_EQ_INT(dmj_store_open(path, 0, 1 << 20, &s), 0);
+    struct dmj_job small = job(1, 1, 1, DMJ_STATUS_RUNNING, 0);
+    CHECK_EQ_INT(put_jobs(s, &small, 1, NULL), 0);
+
+    struct dmj_write *w;
+    CHECK_EQ_INT(dmj_write_begin(s, &w), 0);
+    char err[2000];
+    memset(err, 'e', sizeof err);
+    int rc = 0;
+    for (unsigned i = 2; i < 5000 && rc == 0; i++) {
+        struct dmj_job j = job(i, 1, i, DMJ_STATUS_FAILED, 1);
+        j.error.ptr = err;
+        j.error.len = sizeof err;
+        rc = dmj_write_job(w, &j);
+    }
+    CHECK_EQ_INT(rc, 0); /* buffered: the map fills at commit */
+    CHECK_EQ_INT(dmj_write_commit(w, NULL), DMJ_EMAPFULL);
+    /* the store is as before: one job, consistent, still writable */
+    unsigned n = 0;
+    CHECK_EQ_INT(dmj_store_each_job(s, -1, count_job, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(dmj_store_verify(s, stderr), 0);
+    struct dmj_job other = job(2, 1, 2, DMJ_STATUS_RUNNING, 0);
+    CHECK_EQ_INT(put_jobs(s, &other, 1, NULL), 0);
+    dmj_store_close(s);
+}
+
+static void test_big_batch(const char *root)
+{
+    /* more jobs than one batch holds, in reverse order, with a repeat across batches */
+    char path[512];
+    struct dmj_store *s;
+    snprintf(path, sizeof path, "%s/big", root);
+    CHECK_EQ_INT(dmj_store_open(path, 0, 1 << 28, &s), 0);
+    struct dmj_write *w;
+    struct dmj_write_stats st;
+    CHECK_EQ_INT(dmj_write_begin(s, &w), 0);
+    const unsigned n = 130000;
+    int rc = 0;
+    for (unsigned i = n; i > 0 && rc == 0; i--) {
+        struct dmj_job j = job(0, (int32_t)(i % 3), (int64_t)(i / 7), (enum dmj_status)(i % 5),
+                               i % 11);
+        j.id[12] = (uint8_t)(i >> 16);
+        j.id[13] = (uint8_t)(i >> 8);
+        j.id[14] = (uint8_t)i;
+        j.id[15] = (uint8_t)(i * 7);
+        rc = dmj_write_job(w, &j);
+    }
+    struct dmj_job again = job(0, 1, -1, DMJ_STATUS_SKIPPED, 0);
+    again.id[12] = (uint8_t)(n >> 16);
+    again.id[13] = (uint8_t)(n >> 8);
+    again.id[14] = (uint8_t)n;
+    again.id[15] = (uint8_t)(n * 7);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_INT(dmj_write_job(w, &again), 0);
+    CHECK_EQ_INT(dmj_write_commit(w, &st), 0);
+    CHECK_EQ_INT(st.inserted, n);
+    CHECK_EQ_INT(st.replaced, 1);
+    CHECK_EQ_INT(dmj_store_verify(s, stderr), 0);
+
+    /* a walk over a team is in (created_at, id) order */
+    struct dmj_read *r;
+    struct dmj_walk wk;
+    struct dmj_job j;
+    CHECK_EQ_INT(dmj_read_new(s, &r), 0);
+    CHECK_EQ_INT(dmj_read_begin(r), 0);
+    struct dmj_walk_spec sp = {.team_id = 1, .index = DMJ_WALK_TEAM, .descending = true};
+    CHECK_EQ_INT(dmj_walk_start(r, &sp, &wk), 0);
+    int64_t prev_c = INT64_MAX;
+    uint8_t prev_id[16];
+    memset(prev_id, 0xff, 16);
+    unsigned count = 0, bad = 0;
+    while (dmj_walk_next(&wk, &j) == 0) {
+        int cmp = memcmp(j.id, prev_id, 16);
+        bad += j.created_at > prev_c || (j.created_at == prev_c && cmp >= 0) || j.team_id != 1;
+        prev_c = j.created_at;
+        memcpy(prev_id, j.id, 16);
+        count++;
+    }
+    CHECK_EQ_INT(bad, 0);
+    CHECK_EQ_INT(count, n / 3 + 1); /* ids % 3 == 1, the repeat moved to team 1 from team 1 */
+    CHECK_EQ_INT(prev_c, -1);
+    dmj_read_end(r);
+    dmj_read_free(r);
+    dmj_store_close(s);
+}
+
+static void test_identities(const char *root)
+{
+    char path[512];
+    struct dmj_store *s;
+    struct dmj_read *r;
+    struct dmj_write *w;
+    snprintf(path, sizeof path, "%s/ident", root);
+    CHECK_EQ_INT(dmj_store_open(path, 0, 1 << 24, &s), 0);
+    uint8_t orgA[16], orgB[16];
+    memset(orgA, 0xa0, 16);
+    memset(orgB, 0xb0, 16);
+    struct dmj_org oa = {.name = {"A", 1}};
+    memcpy(oa.id, orgA, 16);
+    struct dmj_team t9 = {.id = 9, .project_id = 9, .name = {"nine", 4}};
+    struct dmj_team t3 = {.id = 3, .project_id = 3, .name = {"three", 5}};
+    struct dmj_team t7 = {.id = 7, .project_id = 7, .name = {NULL, 0}};
+    memcpy(t9.organization_id, orgA, 16);
+    memcpy(t3.organization_id, orgA, 16);
+    memcpy(t7.organization_id, orgB, 16);
+    struct dmj_user u = {.id = 42, .is_active = true, .has_current_team = true,
+                         .current_team_id = 9};
+    struct dmj_membership m1 = {.user_id = 42, .level = 8}, m2 = {.user_id = 42, .level = 1};
+    memcpy(m1.organization_id, orgB, 16);
+    memcpy(m2.organization_id, orgA, 16);
+    static struct dmj_key k, got;
+    memset(&k, 0, sizeof k);
+    strcpy(k.secure_value, "sha256$aaaa");
+    k.user_id = 42;
+    k.n_scopes = 1;
+    k.scopes[0].ptr = "warehouse_view:read";
+    k.scopes[0].len = 19;
+    k.n_teams = 1;
+    k.scoped_teams[0] = 9;
+
+    CHECK_EQ_INT(dmj_write_begin(s, &w), 0);
+    CHECK_EQ_INT(dmj_write_org(w, &oa), 0);
+    CHECK_EQ_INT(dmj_write_team(w, &t9), 0);
+    CHECK_EQ_INT(dmj_write_team(w, &t3), 0);
+    CHECK_EQ_INT(dmj_write_team(w, &t7), 0);
+    CHECK_EQ_INT(dmj_write_user(w, &u), 0);
+    CHECK_EQ_INT(dmj_write_membership(w, &m1), 0);
+    CHECK_EQ_INT(dmj_write_membership(w, &m2), 0);
+    CHECK_EQ_INT(dmj_write_key(w, &k), 0);
+    CHECK_EQ_INT(dmj_write_commit(w, NULL), 0);
+    CHECK_EQ_INT(dmj_store_verify(s, stderr), 0);
+
+    CHECK_EQ_INT(dmj_read_new(s, &r), 0);
+    CHECK_EQ_INT(dmj_read_begin(r), 0);
+    struct dmj_team t;
+    CHECK_EQ_INT(dmj_read_team(r, 9, &t), 0);
+    CHECK(t.name.len == 4 && memcmp(t.name.ptr, "nine", 4) == 0);
+    CHECK_EQ_INT(dmj_read_team(r, 8, &t), DMJ_ENOTFOUND);
+    struct dmj_user gu;
+    CHECK_EQ_INT(dmj_read_user(r, 42, &gu), 0);
+    CHECK(gu.is_active && gu.current_team_id == 9);
+    CHECK_EQ_INT(dmj_read_user(r, 41, &gu), DMJ_ENOTFOUND);
+    CHECK_EQ_INT(dmj_read_key(r, "sha256$aaaa", &got), 0);
+    CHECK_EQ_STR(got.secure_value, "sha256$aaaa");
+    CHECK(got.n_teams == 1 && got.scoped_teams[0] == 9 && got.user_id == 42);
+    CHECK_EQ_INT(dmj_read_key(r, "sha256$aaab", &got), DMJ_ENOTFOUND);
+    CHECK_EQ_INT(dmj_read_key(r, "", &got), DMJ_ENOTFOUND);
+    CHECK_EQ_INT(dmj_read_membership(r, 42, orgA), 0);
+    CHECK_EQ_INT(dmj_read_membership(r, 43, orgA), DMJ_ENOTFOUND);
+    uint8_t org[16];
+    CHECK_EQ_INT(dmj_read_first_org_of_user(r, 42, org), 0);
+    CHECK(memcmp(org, orgA, 16) == 0);
+    CHECK_EQ_INT(dmj_read_first_org_of_user(r, 41, org), DMJ_ENOTFOUND);
+    CHECK_EQ_INT(dmj_read_first_org_of_user(r, 43, org), DMJ_ENOTFOUND);
+    int32_t team = 0;
+    CHECK_EQ_INT(dmj_read_first_team_of_org(r, orgA, &team), 0);
+    CHECK_EQ_INT(team, 3);
+    CHECK_EQ_INT(dmj_read_first_team_of_org(r, orgB, &team), 0);
+    CHECK_EQ_INT(team, 7);
+    uint8_t orgC[16];
+    memset(orgC, 0xc0, 16);
+    CHECK_EQ_INT(dmj_read_first_team_of_org(r, orgC, &team), DMJ_ENOTFOUND);
+    dmj_read_end(r);
+
+    /* team 3 moves to organization B: A's lowest team is then 9 */
+    memcpy(t3.organization_id, orgB, 16);
+    CHECK_EQ_INT(dmj_write_begin(s, &w), 0);
+    CHECK_EQ_INT(dmj_write_team(w, &t3), 0);
+    CHECK_EQ_INT(dmj_write_commit(w, NULL), 0);
+    CHECK_EQ_INT(dmj_read_begin(r), 0);
+    CHECK_EQ_INT(dmj_read_first_team_of_org(r, orgA, &team), 0);
+    CHECK_EQ_INT(team, 9);
+    CHECK_EQ_INT(dmj_read_first_team_of_org(r, orgB, &team), 0);
+    CHECK_EQ_INT(team, 3);
+    dmj_read_end(r);
+    CHECK_EQ_INT(dmj_store_verify(s, stderr), 0);
+    dmj_read_free(r);
+    dmj_store_close(s);
+}
+
+/* Puts or deletes one entry straight through LMDB, behind the store's back. */
+static void tamper(const char *path, const char *db, const void *key, size_t klen,
+                   const void *val, size_t vlen, bool delete)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    CHECK_EQ_INT(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 16);
+    mdb_env_set_mapsize(env, 1 << 24);
+    CHECK_EQ_INT(mdb_env_open(env, path, 0, 0644), 0);
+    CHECK_EQ_INT(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    CHECK_EQ_INT(mdb_dbi_open(txn, db, 0, &dbi), 0);
+    MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
+    if (delete)
+        CHECK_EQ_INT(mdb_del(txn, dbi, &k, NULL), 0);
+    else
+        CHECK_EQ_INT(mdb_put(txn, dbi, &k, &v, 0), 0);
+    CHECK_EQ_INT(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+/* The number of lines verify reports. */
+static unsigned verify_lines(const char *path, int *rc)
+{
+    struct dmj_store *s;
+    char *text = NULL;
+    size_t len = 0;
+    unsigned lines = 0;
+    if (dmj_store_open(path, DMJ_STORE_RDONLY, 0, &s) != 0)
+        return 9999;
+    FILE *f = open_memstream(&text, &len);
+    *rc = dmj_store_verify(s, f);
+    fclose(f);
+    for (size_t i = 0; i < len; i++)
+        lines += text[i] == '\n';
+    if (lines)
+        fprintf(stderr, "(expected) verify says:\n%s", text);
+    free(text);
+    dmj_store_close(s);
+    return lines;
+}
+
+static void test_verify(const char *root)
+{
+    char path[512];
+    struct dmj_store *s;
+    int rc;
+    snprintf(path, sizeof path, "%s/verify", root);
+    CHECK_EQ_INT(dmj_store_open(path, 0, 1 << 24, &s), 0);
+    struct dmj_job jobs[] = {job(1, 2, 100, DMJ_STATUS_RUNNING, 1),
+                             job(2, 2, 200, DMJ_STATUS_COMPLETED, 0)};
+    CHECK_EQ_INT(put_jobs(s, jobs, 2, NULL), 0);
+    dmj_store_close(s);
+    CHECK_EQ_INT(verify_lines(path, &rc), 0);
+    CHECK_EQ_INT(rc, 0);
+
+    /* a by_status entry with the wrong status */
+    uint8_t key[29];
+    key[0] = 0x80;
+    key[1] = key[2] = 0;
+    key[3] = 2;
+    key[4] = DMJ_STATUS_FAILED;
+    memset(key + 5, 0, 8);
+    key[5] = 0x80;
+    key[12] = 200;
+    make_id(key + 13, 2);
+    tamper(path, "by_status", key, sizeof key, "", 0, false);
+    CHECK_EQ_INT(verify_lines(path, &rc), 1);
+    CHECK_EQ_INT(rc, DMJ_EBADRECORD);
+    tamper(path, "by_status", key, sizeof key, NULL, 0, true);
+    CHECK_EQ_INT(verify_lines(path, &rc), 0);
+
+    /* a job's status entry missing */
+    key[4] = DMJ_STATUS_COMPLETED;
+    tamper(path, "by_status", key, sizeof key, NULL, 0, true);
+    CHECK_EQ_INT(verify_lines(path, &rc), 1);
+    CHECK_EQ_INT(rc, DMJ_EBADRECORD);
+    tamper(path, "by_status", key, sizeof key, "", 0, false);
+
+    /* a dangling job_ids entry, and a record that does not decode */
+    uint8_t id[16], where[12] = {0x80, 0, 0, 2, 0x80, 0, 0, 0, 0, 0, 0, 77};
+    make_id(id, 3);
+    tamper(path, "job_ids", id, 16, where, 12, false);
+    uint8_t jkey[28];
+    memcpy(jkey, where, 12);
+    make_id(jkey + 12, 4);
+    tamper(path, "jobs", jkey, 28, "\x93\x01\x02", 3, false);
+    CHECK_EQ_INT(verify_lines(path, &rc), 2);
+    CHECK_EQ_INT(rc, DMJ_EBADRECORD);
+
+    /* the walk reports the bad record and goes on past it */
+    CHECK_EQ_INT(dmj_store_open(path, DMJ_STORE_RDONLY, 0, &s), 0);
+    struct dmj_read *r;
+    struct dmj_walk w;
+    struct dmj_job j;
+    CHECK_EQ_INT(dmj_read_new(s, &r), 0);
+    CHECK_EQ_INT(dmj_read_begin(r), 0);
+    struct dmj_walk_spec sp = {.team_id = 2, .index = DMJ_WALK_TEAM, .descending = true};
+    CHECK_EQ_INT(dmj_walk_start(r, &sp, &w), 0);
+    CHECK_EQ_INT(dmj_walk_next(&w, &j), 0);
+    CHECK_EQ_INT(id_num(j.id), 2);
+    CHECK_EQ_INT(dmj_walk_next(&w, &j), 0);
+    CHECK_EQ_INT(id_num(j.id), 1);
+    CHECK_EQ_INT(dmj_walk_next(&w, &j), DMJ_EBADRECORD);
+    CHECK_EQ_INT(dmj_walk_next(&w, &j), DMJ_EEND);
+    CHECK_EQ_INT(dmj_read_job(r, id, &j), DMJ_EBADRECORD);
+    dmj_read_end(r);
+    dmj_read_free(r);
+    dmj_store_close(s);
+
+    /* re-importing over the damage repairs it */
+    CHECK_EQ_INT(dmj_store_open(path, 0, 0, &s), 0);
+    struct dmj_job fix = job(3, 2, 0, DMJ_STATUS_RUNNING, 0);
+    CHECK_EQ_INT(put_jobs(s, &fix, 1, NULL), 0);
+    struct dmj_write *wr;
+    CHECK_EQ_INT(dmj_write_begin(s, &wr), 0);
+    dmj_write_abort(wr);
+    dmj_store_close(s);
+    tamper(path, "jobs", jkey, 28, NULL, 0, true);
+    CHECK_EQ_INT(verify_lines(path, &rc), 0);
+}
+
+static int rm_rf(const char *root)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    return system(cmd);
+}
+
+int main(void)
+{
+    const char *root = mkdtemp(dir_tmpl);
+    if (!root) {
+        perror("mkdtemp");
+        return 1;
+    }
+    test_open(root);
+    test_walks(root);
+    test_upsert(root);
+    test_map_full(root);
+    test_identities(root);
+    test_verify(root);
+    test_big_batch(root);
+    if (rm_rf(root) != 0)
+        fprintf(stderr, "could not remove %s\n", root);
+    return check_done();
+}
