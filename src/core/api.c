@@ -301,6 +301,7 @@ void dmj_api_handle(struct dmj_api_worker *w, const struct dmj_api_request *req,
     c.method = classify_method(&req->method);
     res->head = c.method == DMJ__API_HEAD;
 
+    dmj_buf_reset(&w->path); /* decoding appends */
     rc = dmj_query_decode_path(req->path.ptr ? req->path.ptr : "", req->path.ptr ? req->path.len : 0,
                                &w->path);
     if (rc != 0) {

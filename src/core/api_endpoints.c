@@ -106,10 +106,6 @@ static void serve_list(struct dmj__api_ctx *c)
     struct dmj_cursor cursor;
     int rc;
 
-    if (dmj_cursor_page == NULL || dmj_cursor_decode == NULL || dmj_cursor_encode == NULL) {
-        dmj__api_internal(c, DMJ_EINVAL);
-        return;
-    }
     memset(&params, 0, sizeof params);
     memset(&links, 0, sizeof links);
     params.team_id = c->team.id;
@@ -123,6 +119,10 @@ static void serve_list(struct dmj__api_ctx *c)
             return;
         }
         params.cursor = &cursor;
+    }
+    if (dmj_cursor_page == NULL || dmj_cursor_encode == NULL) {
+        dmj__api_internal(c, DMJ_EINVAL);
+        return;
     }
     dmj_buf_reset(&w->results);
     rc = dmj_cursor_page(w->read, &params, &w->results, &links);

@@ -1,0 +1,303 @@
+/* The small store that test_api.c and fuzz/fuzz_request.c run the API against: two
+ * organizations, three teams, five users, keys with each restriction, and team 1's jobs
+ * chosen so that list, running and recent each have something to include and to leave out. */
+#ifndef DMJ_TEST_API_FIXTURE_H
+#define DMJ_TEST_API_FIXTURE_H
+
+#include <ftw.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "dmj/identity.h"
+#include "dmj/store.h"
+#include "dmj/uuid.h"
+
+#define ORG1_TEXT "11111111-1111-4111-8111-111111111111"
+#define ORG2_TEXT "22222222-2222-4222-8222-222222222222"
+
+#define SQ_A "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
+#define SQ_B "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb"
+#define SQ_B_UPPER "BBBBBBBB-BBBB-4BBB-8BBB-BBBBBBBBBBBB"
+#define SQ_C "cccccccc-cccc-4ccc-8ccc-cccccccccccc"
+#define SQ_UNKNOWN "dddddddd-dddd-4ddd-8ddd-dddddddddddd"
+
+#define J1_ID "10000000-0000-4000-8000-000000000001"
+#define J1_ID_ALT "%7Burn:uuid:10000000000040008000000000000001%7D"
+#define J2_ID "10000000-0000-4000-8000-000000000002"
+#define J3_ID "10000000-0000-4000-8000-000000000003"
+#define J4_ID "10000000-0000-4000-8000-000000000004"
+#define J5_ID "10000000-0000-4000-8000-000000000005"
+#define J6_ID "10000000-0000-4000-8000-000000000006"
+#define J_HIDDEN_ID "10000000-0000-4000-8000-000000000007"
+#define J_TEAM2_ID "20000000-0000-4000-8000-000000000001"
+
+#define K_READ "phx_read_key_0001"
+#define K_READ_HASH "sha256$ac09aa80a37052497d9eca7dc58ec13e8c4495faa018f6548f38acbc5de7f982"
+#define K_WRITE "phx_write_key_0002"
+#define K_STAR "phx_star_key_0003"
+#define K_WRONG_SCOPE "phx_wrong_scope_0004"
+#define K_EMPTY_SCOPES "phx_empty_scopes_0005"
+#define K_TEAM3 "phx_team3_0006"
+#define K_ORG2 "phx_org2_0007"
+#define K_INACTIVE "phx_inactive_0008"
+#define K_BOB "phx_bob_0009"
+#define K_CAROL "phx_carol_0010"
+#define K_ERIN "phx_erin_0011"
+#define K_TEAM3_WRONG_SCOPE "phx_team3_wrong_0012"
+#define K_BOB_WRONG_SCOPE "phx_bob_wrong_0013"
+
+/* 2024-01-01T00:00:00Z in microseconds. */
+#define FIXTURE_T0 1704067200000000LL
+
+#define J1_JSON                                                                             \
+    "{\"id\":\"" J1_ID "\",\"saved_query_id\":\"" SQ_A "\",\"status\":\"Completed\","      \
+    "\"rows_materialized\":10,\"error\":null,\"created_at\":\"2024-01-01T00:00:05Z\","     \
+    "\"last_run_at\":\"2024-01-01T00:10:00.500000Z\",\"workflow_id\":\"materialize-a\","   \
+    "\"workflow_run_id\":\"run-1\",\"rows_expected\":12}"
+#define J3_JSON                                                                             \
+    "{\"id\":\"" J3_ID "\",\"saved_query_id\":\"" SQ_B "\",\"status\":\"Completed\","      \
+    "\"rows_materialized\":0,\"error\":null,\"created_at\":\"2024-01-01T00:00:06Z\","      \
+    "\"last_run_at\":null,\"workflow_id\":\"materialize-b\",\"workflow_run_id\":null,"     \
+    "\"rows_expected\":null}"
+#define J4_JSON                                                                             \
+    "{\"id\":\"" J4_ID "\",\"saved_query_id\":\"" SQ_B "\",\"status\":\"Running\","        \
+    "\"rows_materialized\":0,\"error\":null,\"created_at\":\"2024-01-01T00:00:07Z\","      \
+    "\"last_run_at\":null,\"workflow_id\":\"materialize-b\",\"workflow_run_id\":null,"     \
+    "\"rows_expected\":null}"
+#define J6_JSON                                                                             \
+    "{\"id\":\"" J6_ID "\",\"saved_query_id\":\"" SQ_A "\",\"status\":\"Running\","        \
+    "\"rows_materialized\":0,\"error\":null,\"created_at\":\"2024-01-01T00:00:02Z\","      \
+    "\"last_run_at\":null,\"workflow_id\":\"materialize-a\",\"workflow_run_id\":null,"     \
+    "\"rows_expected\":null}"
+
+#define RUNNING_TEAM1 "[" J4_JSON "," J6_JSON "]"
+#define RECENT_TEAM1 "[" J1_JSON "," J3_JSON "]"
+
+/* The first page with limit=1&b=2&a: J4, and the link to the rows before 00:00:07. */
+#define SECOND_PAGE_CURSOR "cD0yMDI0LTAxLTAxKzAwJTNBMDAlM0EwNyUyQjAwJTNBMDA%3D"
+#define LIST_LIMIT1                                                                         \
+    "{\"next\":\"http://testserver/api/environments/1/data_modeling_jobs/?a=&b=2&cursor="   \
+    SECOND_PAGE_CURSOR "&limit=1\",\"previous\":null,\"results\":[" J4_JSON "]}"
+
+static inline void fixture_uuid(const char *text, uint8_t out[16])
+{
+    if (dmj_uuid_parse(text, strlen(text), out) != 0)
+        memset(out, 0, 16);
+}
+
+static inline struct dmj_str fixture_str(const char *s)
+{
+    struct dmj_str r = {s, s ? strlen(s) : 0};
+    return r;
+}
+
+/* One job with only the fields the tests look at; the rest null. */
+static inline struct dmj_job fixture_job(const char *id, int32_t team, const char *sq,
+                                         enum dmj_status status, int seconds, const char *wf)
+{
+    struct dmj_job j;
+    memset(&j, 0, sizeof j);
+    fixture_uuid(id, j.id);
+    j.team_id = team;
+    if (sq) {
+        j.has_saved_query_id = true;
+        fixture_uuid(sq, j.saved_query_id);
+    }
+    j.status = status;
+    j.created_at = FIXTURE_T0 + (int64_t)seconds * 1000000;
+    j.workflow_id = fixture_str(wf);
+    return j;
+}
+
+static inline int fixture_key(struct dmj_write *w, const char *key, int64_t user,
+                              const char *scope, int32_t team, const char *org)
+{
+    static struct dmj_key k; /* large; the fixture is built once, on one thread */
+    memset(&k, 0, sizeof k);
+    dmj_key_hash(key, strlen(key), k.secure_value);
+    k.id = fixture_str(key + 4);
+    k.user_id = user;
+    if (scope) {
+        k.n_scopes = 1;
+        k.scopes[0] = fixture_str(scope);
+    }
+    if (team) {
+        k.n_teams = 1;
+        k.scoped_teams[0] = team;
+    }
+    if (org) {
+        k.n_orgs = 1;
+        fixture_uuid(org, k.scoped_orgs[0]);
+    }
+    return dmj_write_key(w, &k);
+}
+
+static inline int fixture_member(struct dmj_write *w, int64_t user, const char *org)
+{
+    struct dmj_membership m;
+    memset(&m, 0, sizeof m);
+    m.user_id = user;
+    fixture_uuid(org, m.organization_id);
+    m.level = 1;
+    return dmj_write_membership(w, &m);
+}
+
+static inline int fixture_user(struct dmj_write *w, int64_t id, bool active, int32_t team,
+                               const char *org)
+{
+    struct dmj_user u;
+    memset(&u, 0, sizeof u);
+    u.id = id;
+    u.is_active = active;
+    if (team) {
+        u.has_current_team = true;
+        u.current_team_id = team;
+    }
+    if (org) {
+        u.has_current_org = true;
+        fixture_uuid(org, u.current_org);
+    }
+    return dmj_write_user(w, &u);
+}
+
+/* Opens a new store in `dir` and fills it; the caller closes it. */
+static inline int fixture_build(const char *dir, struct dmj_store **out)
+{
+    struct dmj_store *s = NULL;
+    struct dmj_write *w = NULL;
+    int rc = dmj_store_open(dir, 0, (size_t)64 << 20, &s);
+    if (rc != 0)
+        return rc;
+    rc = dmj_write_begin(s, &w);
+    if (rc != 0) {
+        dmj_store_close(s);
+        return rc;
+    }
+
+    struct dmj_org o1, o2;
+    memset(&o1, 0, sizeof o1);
+    memset(&o2, 0, sizeof o2);
+    fixture_uuid(ORG1_TEXT, o1.id);
+    o1.name = fixture_str("Org 1");
+    fixture_uuid(ORG2_TEXT, o2.id);
+    o2.name = fixture_str("Org 2");
+    if (rc == 0)
+        rc = dmj_write_org(w, &o1);
+    if (rc == 0)
+        rc = dmj_write_org(w, &o2);
+
+    static const struct {
+        int32_t id;
+        const char *org;
+    } teams[] = {{1, ORG1_TEXT}, {2, ORG2_TEXT}, {3, ORG1_TEXT}};
+    for (size_t i = 0; rc == 0 && i < sizeof teams / sizeof teams[0]; i++) {
+        struct dmj_team t;
+        memset(&t, 0, sizeof t);
+        t.id = teams[i].id;
+        t.project_id = teams[i].id;
+        fixture_uuid(teams[i].org, t.organization_id);
+        t.name = fixture_str("Team");
+        rc = dmj_write_team(w, &t);
+    }
+
+    /* alice (1): both orgs, current team 1; bob (2): org 1, nothing current; carol (3): no
+     * organization; dave (4): inactive; erin (5): org 2, a current team that is gone. */
+    if (rc == 0)
+        rc = fixture_user(w, 1, true, 1, ORG1_TEXT);
+    if (rc == 0)
+        rc = fixture_user(w, 2, true, 0, NULL);
+    if (rc == 0)
+        rc = fixture_user(w, 3, true, 0, NULL);
+    if (rc == 0)
+        rc = fixture_user(w, 4, false, 1, ORG1_TEXT);
+    if (rc == 0)
+        rc = fixture_user(w, 5, true, 99, NULL);
+    if (rc == 0)
+        rc = fixture_member(w, 1, ORG1_TEXT);
+    if (rc == 0)
+        rc = fixture_member(w, 1, ORG2_TEXT);
+    if (rc == 0)
+        rc = fixture_member(w, 2, ORG1_TEXT);
+    if (rc == 0)
+        rc = fixture_member(w, 4, ORG1_TEXT);
+    if (rc == 0)
+        rc = fixture_member(w, 5, ORG2_TEXT);
+
+    if (rc == 0)
+        rc = fixture_key(w, K_READ, 1, "warehouse_view:read", 0, NULL);
+    if (rc == 0)
+        rc = fixture_key(w, K_WRITE, 1, "warehouse_view:write", 0, NULL);
+    if (rc == 0)
+        rc = fixture_key(w, K_STAR, 1, "*", 0, NULL);
+    if (rc == 0)
+        rc = fixture_key(w, K_WRONG_SCOPE, 1, "insight:read", 0, NULL);
+    if (rc == 0)
+        rc = fixture_key(w, K_EMPTY_SCOPES, 1, NULL, 0, NULL);
+    if (rc == 0)
+        rc = fixture_key(w, K_TEAM3, 1, "warehouse_view:read", 3, NULL);
+    if (rc == 0)
+        rc = fixture_key(w, K_ORG2, 1, "warehouse_view:read", 0, ORG2_TEXT);
+    if (rc == 0)
+        rc = fixture_key(w, K_INACTIVE, 4, "warehouse_view:read", 0, NULL);
+    if (rc == 0)
+        rc = fixture_key(w, K_BOB, 2, "warehouse_view:read", 0, NULL);
+    if (rc == 0)
+        rc = fixture_key(w, K_CAROL, 3, "warehouse_view:read", 0, NULL);
+    if (rc == 0)
+        rc = fixture_key(w, K_ERIN, 5, "warehouse_view:read", 0, NULL);
+    if (rc == 0)
+        rc = fixture_key(w, K_TEAM3_WRONG_SCOPE, 1, "insight:read", 3, NULL);
+    if (rc == 0)
+        rc = fixture_key(w, K_BOB_WRONG_SCOPE, 2, "insight:read", 0, NULL);
+
+    struct dmj_job jobs[8];
+    jobs[0] = fixture_job(J1_ID, 1, SQ_A, DMJ_STATUS_COMPLETED, 5, "materialize-a");
+    jobs[0].rows_materialized = 10;
+    jobs[0].has_last_run_at = true;
+    jobs[0].last_run_at = FIXTURE_T0 + 600500000LL;
+    jobs[0].workflow_run_id = fixture_str("run-1");
+    jobs[0].has_rows_expected = true;
+    jobs[0].rows_expected = 12;
+    jobs[1] = fixture_job(J2_ID, 1, SQ_A, DMJ_STATUS_FAILED, 4, "materialize-a");
+    jobs[1].error = fixture_str("boom \"x\"\n");
+    jobs[2] = fixture_job(J3_ID, 1, SQ_B, DMJ_STATUS_COMPLETED, 6, "materialize-b");
+    jobs[3] = fixture_job(J4_ID, 1, SQ_B, DMJ_STATUS_RUNNING, 7, "materialize-b");
+    jobs[4] = fixture_job(J5_ID, 1, NULL, DMJ_STATUS_RUNNING, 3, "other");
+    jobs[5] = fixture_job(J6_ID, 1, SQ_A, DMJ_STATUS_RUNNING, 2, "materialize-a");
+    jobs[6] = fixture_job(J_HIDDEN_ID, 1, SQ_A, DMJ_STATUS_COMPLETED, 9, "materialize-a");
+    jobs[6].engine = fixture_str("duckgres");
+    jobs[7] = fixture_job(J_TEAM2_ID, 2, SQ_C, DMJ_STATUS_COMPLETED, 8, "materialize-c");
+    for (size_t i = 0; rc == 0 && i < 8; i++)
+        rc = dmj_write_job(w, &jobs[i]);
+
+    if (rc != 0) {
+        dmj_write_abort(w);
+        dmj_store_close(s);
+        return rc;
+    }
+    rc = dmj_write_commit(w, NULL);
+    if (rc != 0) {
+        dmj_store_close(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+static inline int fixture_unlink(const char *path, const struct stat *st, int flag,
+                                 struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* Removes the store's directory and everything in it. */
+static inline void fixture_remove(const char *dir)
+{
+    if (nftw(dir, fixture_unlink, 8, FTW_DEPTH | FTW_PHYS) != 0)
+        perror(dir);
+}
+
+#endif
