@@ -268,7 +268,9 @@ static SSL_CTX *make_ssl_ctx(const char *cert, const char *key)
         fprintf(stderr, "dmjd: --tls-key %s: cannot load the key or it does not match\n", key);
         goto Error;
     }
-    h2o_ssl_register_alpn_protocols(ctx, h2o_http2_alpn_protocols);
+    /* h2o_alpn_protocols is h2o_http2_alpn_protocols plus "http/1.1", so that a client
+     * offering only http/1.1 gets it confirmed rather than no ALPN answer at all. */
+    h2o_ssl_register_alpn_protocols(ctx, h2o_alpn_protocols);
     return ctx;
 Error:
     ERR_print_errors_fp(stderr);
