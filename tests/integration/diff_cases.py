@@ -85,9 +85,9 @@ def extra_jobs(fixtures, seed=99, long_run=1005):
     timestamps in team 3, longer than DRF's offset cap of 1000."""
     rng = random.Random(seed)
     sq = {}
-    for s in fixtures["saved_queries"]:
+    for s in fixtures.get("saved_queries") or []:
         sq.setdefault(s["team_id"], []).append(s["id"])
-    sq1 = sq.get(1, [None])
+    sq1 = sq.get(1) or [_uuid4(rng) for _ in range(3)]
     jobs = [
         _job(rng, 1, "2024-03-01T00:00:00.000001Z", "Running", sq1[0], engine=HIDDEN_ENGINE),
         _job(rng, 1, "2024-03-01T00:00:01Z", "Completed", sq1[0], engine=HIDDEN_ENGINE),
@@ -109,7 +109,8 @@ def extra_jobs(fixtures, seed=99, long_run=1005):
     return jobs
 
 
-def generate(workdir, shared, bin_dir, jobs=3000, teams=4, seed=5, dup=True, extras=True):
+def generate(workdir, shared, bin_dir, jobs=3000, teams=4, seed=5, dup=True, extras=True,
+             long_run=1005):
     """Writes workdir/jobs.ndjson and workdir/fixtures.json (gen_jobs.py from the shared
     folder, else `dmj generate`); returns (jobs_path, fixtures_path)."""
     jobs_path = os.path.join(workdir, "jobs.ndjson")
@@ -128,7 +129,7 @@ def generate(workdir, shared, bin_dir, jobs=3000, teams=4, seed=5, dup=True, ext
         with open(fx_path, encoding="utf-8") as f:
             fixtures = json.load(f)
         with open(jobs_path, "a", encoding="utf-8") as f:
-            for job in extra_jobs(fixtures):
+            for job in extra_jobs(fixtures, long_run=long_run):
                 f.write(json.dumps(job, ensure_ascii=False) + "\n")
     return jobs_path, fx_path
 
