@@ -1,0 +1,91 @@
+/* Internals shared by import.c (the SAX parser) and import_record.c (fields -> records). */
+#ifndef DMJ_IMPORT_IMPL_H
+#define DMJ_IMPORT_IMPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dmj/buf.h"
+#include "dmj/import.h"
+
+/* Every key the importer knows, across jobs and identities; the rest are ignored. */
+enum dmj__import_field {
+    DMJ__F_KIND,
+    DMJ__F_ID,
+    DMJ__F_TEAM_ID,
+    DMJ__F_TEAM,
+    DMJ__F_SAVED_QUERY_ID,
+    DMJ__F_STATUS,
+    DMJ__F_ROWS_MATERIALIZED,
+    DMJ__F_ERROR,
+    DMJ__F_CREATED_AT,
+    DMJ__F_LAST_RUN_AT,
+    DMJ__F_WORKFLOW_ID,
+    DMJ__F_WORKFLOW_RUN_ID,
+    DMJ__F_PARENT_WORKFLOW_ID,
+    DMJ__F_RUN_MODE,
+    DMJ__F_ROWS_EXPECTED,
+    DMJ__F_CREATED_BY_ID,
+    DMJ__F_ENGINE,
+    DMJ__F_STORAGE_DELTA_MIB,
+    DMJ__F_UPDATED_AT,
+    DMJ__F_PROJECT_ID,
+    DMJ__F_ORGANIZATION_ID,
+    DMJ__F_NAME,
+    DMJ__F_IS_ACTIVE,
+    DMJ__F_CURRENT_TEAM_ID,
+    DMJ__F_CURRENT_ORGANIZATION_ID,
+    DMJ__F_USER_ID,
+    DMJ__F_LEVEL,
+    DMJ__F_SECURE_VALUE,
+    DMJ__F_VALUE,
+    DMJ__F_KEY,
+    DMJ__F_SCOPES,
+    DMJ__F_SCOPED_TEAMS,
+    DMJ__F_SCOPED_ORGANIZATIONS,
+    DMJ__F_COUNT
+};
+
+enum dmj__import_vtype {
+    DMJ__V_NONE = 0, /* key absent */
+    DMJ__V_NULL,
+    DMJ__V_BOOL,
+    DMJ__V_NUMBER, /* raw JSON number text in the arena */
+    DMJ__V_STRING, /* decoded UTF-8 in the arena */
+    DMJ__V_ARRAY,  /* elements elems[off .. off+len) */
+    DMJ__V_OBJECT, /* a map or a nested array where a scalar belongs */
+    DMJ__V_TOOMANY /* an array past the element bound */
+};
+
+/* One value: strings and numbers live at arena.data + off (NUL-terminated), `len` bytes. */
+struct dmj__import_value {
+    uint8_t type;
+    bool b;
+    uint64_t line;
+    size_t off;
+    size_t len;
+};
+
+#define DMJ__IMPORT_MAX_ELEMS 2048
+
+/* The keys of the record being parsed. */
+struct dmj__import_fields {
+    struct dmj__import_value f[DMJ__F_COUNT];
+    struct dmj__import_value elems[DMJ__IMPORT_MAX_ELEMS];
+    size_t n_elems;
+    struct dmj_buf arena;
+    uint64_t line;       /* of the opening brace */
+    int container_kind;  /* kind given by a fixtures array, or -1 */
+};
+
+/* The field named by a JSON key, or -1 for a key the importer ignores. */
+int dmj__import_field_lookup(const char *key, size_t len);
+/* Whether the field takes an array value. */
+bool dmj__import_field_is_array(int field);
+/* Validates the collected fields into `rec` (whose strings point into the arena); on a bad
+ * record fills `err` and returns DMJ_EINVAL. */
+int dmj__import_build(const struct dmj__import_fields *fl, const struct dmj_import_options *o,
+                      struct dmj_import_record *rec, struct dmj_import_error *err);
+
+#endif

@@ -1,0 +1,502 @@
+/* Turns the key/value pairs of one parsed JSON object into a validated job or identity. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dmj/identity.h"
+#include "dmj/import.h"
+#include "dmj/job.h"
+#include "dmj/time.h"
+#include "dmj/uuid.h"
+
+#include "import_impl.h"
+
+static const char *const field_names[DMJ__F_COUNT] = {
+    [DMJ__F_KIND] = "kind",
+    [DMJ__F_ID] = "id",
+    [DMJ__F_TEAM_ID] = "team_id",
+    [DMJ__F_TEAM] = "team",
+    [DMJ__F_SAVED_QUERY_ID] = "saved_query_id",
+    [DMJ__F_STATUS] = "status",
+    [DMJ__F_ROWS_MATERIALIZED] = "rows_materialized",
+    [DMJ__F_ERROR] = "error",
+    [DMJ__F_CREATED_AT] = "created_at",
+    [DMJ__F_LAST_RUN_AT] = "last_run_at",
+    [DMJ__F_WORKFLOW_ID] = "workflow_id",
+    [DMJ__F_WORKFLOW_RUN_ID] = "workflow_run_id",
+    [DMJ__F_PARENT_WORKFLOW_ID] = "parent_workflow_id",
+    [DMJ__F_RUN_MODE] = "run_mode",
+    [DMJ__F_ROWS_EXPECTED] = "rows_expected",
+    [DMJ__F_CREATED_BY_ID] = "created_by_id",
+    [DMJ__F_ENGINE] = "engine",
+    [DMJ__F_STORAGE_DELTA_MIB] = "storage_delta_mib",
+    [DMJ__F_UPDATED_AT] = "updated_at",
+    [DMJ__F_PROJECT_ID] = "project_id",
+    [DMJ__F_ORGANIZATION_ID] = "organization_id",
+    [DMJ__F_NAME] = "name",
+    [DMJ__F_IS_ACTIVE] = "is_active",
+    [DMJ__F_CURRENT_TEAM_ID] = "current_team_id",
+    [DMJ__F_CURRENT_ORGANIZATION_ID] = "current_organization_id",
+    [DMJ__F_USER_ID] = "user_id",
+    [DMJ__F_LEVEL] = "level",
+    [DMJ__F_SECURE_VALUE] = "secure_value",
+    [DMJ__F_VALUE] = "value",
+    [DMJ__F_KEY] = "key",
+    [DMJ__F_SCOPES] = "scopes",
+    [DMJ__F_SCOPED_TEAMS] = "scoped_teams",
+    [DMJ__F_SCOPED_ORGANIZATIONS] = "scoped_organizations",
+};
+
+int dmj__import_field_lookup(const char *key, size_t len)
+{
+    /* A linear scan over 33 short names, filtered by length first: cheap enough next to
+     * the JSON lexing, and obviously right. */
+    for (int i = 0; i < DMJ__F_COUNT; i++) {
+        const char *n = field_names[i];
+        if (strlen(n) == len && memcmp(n, key, len) == 0)
+            return i;
+    }
+    return -1;
+}
+
+bool dmj__import_field_is_array(int field)
+{
+    return field == DMJ__F_SCOPES || field == DMJ__F_SCOPED_TEAMS ||
+           field == DMJ__F_SCOPED_ORGANIZATIONS;
+}
+
+int dmj_import_kind_parse(const char *s, enum dmj_import_kind *out)
+{
+    static const struct {
+        const char *name;
+        enum dmj_import_kind kind;
+    } names[] = {
+        {"job", DMJ_IMPORT_JOB},
+        {"team", DMJ_IMPORT_TEAM},
+        {"organization", DMJ_IMPORT_ORG},
+        {"org", DMJ_IMPORT_ORG},
+        {"user", DMJ_IMPORT_USER},
+        {"membership", DMJ_IMPORT_MEMBERSHIP},
+        {"organization_membership", DMJ_IMPORT_MEMBERSHIP},
+        {"personal_api_key", DMJ_IMPORT_KEY},
+        {"key", DMJ_IMPORT_KEY},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (strcmp(s, names[i].name) == 0) {
+            *out = names[i].kind;
+            return 0;
+        }
+    }
+    return DMJ_EINVAL;
+}
+
+/* The state of one build: where the values are and where an error goes. */
+struct ctx {
+    const struct dmj__import_fields *fl;
+    struct dmj_import_error *err;
+};
+
+static int fail(struct ctx *c, int field, const char *reason)
+{
+    const struct dmj__import_value *v = field >= 0 ? &c->fl->f[field] : NULL;
+    c->err->line = v && v->type != DMJ__V_NONE ? v->line : c->fl->line;
+    snprintf(c->err->field, sizeof c->err->field, "%s", field >= 0 ? field_names[field] : "record");
+    snprintf(c->err->reason, sizeof c->err->reason, "%s", reason);
+    return DMJ_EINVAL;
+}
+
+static const struct dmj__import_value *val(struct ctx *c, int field)
+{
+    return &c->fl->f[field];
+}
+
+static const char *text(struct ctx *c, const struct dmj__import_value *v)
+{
+    return c->fl->arena.data + v->off;
+}
+
+static bool absent_or_null(const struct dmj__import_value *v)
+{
+    return v->type == DMJ__V_NONE || v->type == DMJ__V_NULL;
+}
+
+/* A JSON integer (no fraction or exponent) within [min, max]. */
+static int int_value(struct ctx *c, const struct dmj__import_value *v, int64_t min, int64_t max,
+                     int64_t *out)
+{
+    if (v->type != DMJ__V_NUMBER)
+        return DMJ_EINVAL;
+    const char *s = text(c, v);
+    for (size_t i = s[0] == '-' ? 1 : 0; i < v->len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return DMJ_EINVAL;
+    }
+    errno = 0;
+    char *end;
+    long long n = strtoll(s, &end, 10);
+    if (errno != 0 || end != s + v->len || n < min || n > max)
+        return DMJ_ETOOBIG;
+    *out = n;
+    return 0;
+}
+
+/* An integer field: required, or optional with `*present` telling whether it was given. */
+static int get_int(struct ctx *c, int field, int64_t min, int64_t max, bool nullable,
+                   bool *present, int64_t *out)
+{
+    const struct dmj__import_value *v = val(c, field);
+    if (absent_or_null(v)) {
+        if (v->type == DMJ__V_NULL && !nullable)
+            return fail(c, field, "must not be null");
+        if (!present)
+            return fail(c, field, "required");
+        *present = false;
+        return 0;
+    }
+    int rc = int_value(c, v, min, max, out);
+    if (rc == DMJ_ETOOBIG)
+        return fail(c, field, "integer out of range");
+    if (rc != 0)
+        return fail(c, field, nullable ? "expected an integer or null" : "expected an integer");
+    if (present)
+        *present = true;
+    return 0;
+}
+
+/* A string field; absent or null gives ptr NULL unless `required`. */
+static int get_str(struct ctx *c, int field, bool required, bool nullable, struct dmj_str *out)
+{
+    const struct dmj__import_value *v = val(c, field);
+    if (v->type == DMJ__V_NONE && required)
+        return fail(c, field, "required");
+    if (v->type == DMJ__V_NULL && !nullable)
+        return fail(c, field, "must not be null");
+    if (absent_or_null(v)) {
+        out->ptr = NULL;
+        out->len = 0;
+        return 0;
+    }
+    if (v->type != DMJ__V_STRING)
+        return fail(c, field, nullable ? "expected a string or null" : "expected a string");
+    out->ptr = text(c, v);
+    out->len = v->len;
+    return 0;
+}
+
+static int get_uuid(struct ctx *c, int field, bool required, bool *present, uint8_t out[16])
+{
+    struct dmj_str s;
+    int rc = get_str(c, field, required, !required, &s);
+    if (rc != 0)
+        return rc;
+    if (!s.ptr) {
+        if (present)
+            *present = false;
+        return 0;
+    }
+    if (dmj_uuid_parse(s.ptr, s.len, out) != 0)
+        return fail(c, field, "not a UUID");
+    if (present)
+        *present = true;
+    return 0;
+}
+
+static int get_time(struct ctx *c, int field, bool required, bool *present, int64_t *out)
+{
+    struct dmj_str s;
+    int rc = get_str(c, field, required, !required, &s);
+    if (rc != 0)
+        return rc;
+    if (!s.ptr) {
+        if (present)
+            *present = false;
+        return 0;
+    }
+    if (dmj_time_parse(s.ptr, s.len, out) != 0)
+        return fail(c, field, "not a timestamp");
+    if (present)
+        *present = true;
+    return 0;
+}
+
+static int build_job(struct ctx *c, const struct dmj_import_options *o, struct dmj_job *j)
+{
+    int rc;
+    memset(j, 0, sizeof *j);
+    if ((rc = get_uuid(c, DMJ__F_ID, true, NULL, j->id)) != 0)
+        return rc;
+
+    int team_field = val(c, DMJ__F_TEAM_ID)->type != DMJ__V_NONE ? DMJ__F_TEAM_ID : DMJ__F_TEAM;
+    bool has_team = false;
+    int64_t team = 0;
+    if ((rc = get_int(c, team_field, 0, INT32_MAX, false, &has_team, &team)) != 0)
+        return rc;
+    if (!has_team) {
+        if (!o->has_team)
+            return fail(c, DMJ__F_TEAM_ID, "required (an API page carries none: give --team)");
+        team = o->team_id;
+    } else if (o->has_team && team != o->team_id) {
+        return fail(c, team_field, "differs from --team");
+    }
+    j->team_id = (int32_t)team;
+
+    if ((rc = get_uuid(c, DMJ__F_SAVED_QUERY_ID, false, &j->has_saved_query_id,
+                       j->saved_query_id)) != 0)
+        return rc;
+
+    struct dmj_str st;
+    if ((rc = get_str(c, DMJ__F_STATUS, true, false, &st)) != 0)
+        return rc;
+    if (dmj_status_parse(st.ptr, st.len, &j->status) != 0)
+        return fail(c, DMJ__F_STATUS, "not one of Running, Completed, Failed, Cancelled, Skipped");
+
+    bool has_rows = false;
+    /* null is taken as 0, as the reference peer's loader does */
+    if ((rc = get_int(c, DMJ__F_ROWS_MATERIALIZED, INT64_MIN, INT64_MAX, true, &has_rows,
+                      &j->rows_materialized)) != 0)
+        return rc;
+    if (!has_rows)
+        j->rows_materialized = 0;
+
+    if ((rc = get_str(c, DMJ__F_ERROR, false, true, &j->error)) != 0)
+        return rc;
+    if ((rc = get_time(c, DMJ__F_CREATED_AT, true, NULL, &j->created_at)) != 0)
+        return rc;
+    if ((rc = get_time(c, DMJ__F_LAST_RUN_AT, false, &j->has_last_run_at, &j->last_run_at)) != 0)
+        return rc;
+    if ((rc = get_str(c, DMJ__F_WORKFLOW_ID, false, true, &j->workflow_id)) != 0 ||
+        (rc = get_str(c, DMJ__F_WORKFLOW_RUN_ID, false, true, &j->workflow_run_id)) != 0 ||
+        (rc = get_str(c, DMJ__F_PARENT_WORKFLOW_ID, false, true, &j->parent_workflow_id)) != 0 ||
+        (rc = get_str(c, DMJ__F_RUN_MODE, false, true, &j->run_mode)) != 0)
+        return rc;
+    if ((rc = get_int(c, DMJ__F_ROWS_EXPECTED, INT64_MIN, INT64_MAX, true, &j->has_rows_expected,
+                      &j->rows_expected)) != 0 ||
+        (rc = get_int(c, DMJ__F_CREATED_BY_ID, INT64_MIN, INT64_MAX, true, &j->has_created_by_id,
+                      &j->created_by_id)) != 0)
+        return rc;
+
+    /* The default engine is stored as absent, so that a store does not repeat it a
+     * billion times; export prints it back. */
+    if ((rc = get_str(c, DMJ__F_ENGINE, false, true, &j->engine)) != 0)
+        return rc;
+    if (j->engine.ptr && j->engine.len == 10 && memcmp(j->engine.ptr, "clickhouse", 10) == 0)
+        j->engine.ptr = NULL, j->engine.len = 0;
+
+    const struct dmj__import_value *d = val(c, DMJ__F_STORAGE_DELTA_MIB);
+    if (d->type == DMJ__V_NUMBER) {
+        char *end;
+        double x = strtod(text(c, d), &end);
+        if (end != text(c, d) + d->len || !isfinite(x))
+            return fail(c, DMJ__F_STORAGE_DELTA_MIB, "number out of range");
+        j->has_storage_delta_mib = true;
+        j->storage_delta_mib = x;
+    } else if (!absent_or_null(d)) {
+        return fail(c, DMJ__F_STORAGE_DELTA_MIB, "expected a number or null");
+    }
+    return get_time(c, DMJ__F_UPDATED_AT, false, &j->has_updated_at, &j->updated_at);
+}
+
+static int build_team(struct ctx *c, struct dmj_team *t)
+{
+    int rc;
+    int64_t n;
+    memset(t, 0, sizeof *t);
+    if ((rc = get_int(c, DMJ__F_ID, 0, INT32_MAX, false, NULL, &n)) != 0)
+        return rc;
+    t->id = (int32_t)n;
+    bool has_project = false;
+    if ((rc = get_int(c, DMJ__F_PROJECT_ID, INT64_MIN, INT64_MAX, true, &has_project,
+                      &t->project_id)) != 0)
+        return rc;
+    if (!has_project)
+        t->project_id = t->id; /* PostHog's default: a project per team, same id */
+    if ((rc = get_uuid(c, DMJ__F_ORGANIZATION_ID, true, NULL, t->organization_id)) != 0)
+        return rc;
+    return get_str(c, DMJ__F_NAME, false, true, &t->name);
+}
+
+static int build_org(struct ctx *c, struct dmj_org *g)
+{
+    int rc;
+    memset(g, 0, sizeof *g);
+    if ((rc = get_uuid(c, DMJ__F_ID, true, NULL, g->id)) != 0)
+        return rc;
+    return get_str(c, DMJ__F_NAME, false, true, &g->name);
+}
+
+static int build_user(struct ctx *c, struct dmj_user *u)
+{
+    int rc;
+    memset(u, 0, sizeof *u);
+    if ((rc = get_int(c, DMJ__F_ID, INT64_MIN, INT64_MAX, false, NULL, &u->id)) != 0)
+        return rc;
+    const struct dmj__import_value *a = val(c, DMJ__F_IS_ACTIVE);
+    if (a->type == DMJ__V_BOOL)
+        u->is_active = a->b;
+    else if (a->type == DMJ__V_NONE)
+        u->is_active = true;
+    else
+        return fail(c, DMJ__F_IS_ACTIVE, "expected true or false");
+    int64_t team = 0;
+    if ((rc = get_int(c, DMJ__F_CURRENT_TEAM_ID, 0, INT32_MAX, true, &u->has_current_team,
+                      &team)) != 0)
+        return rc;
+    u->current_team_id = (int32_t)team;
+    return get_uuid(c, DMJ__F_CURRENT_ORGANIZATION_ID, false, &u->has_current_org,
+                    u->current_org);
+}
+
+static int build_membership(struct ctx *c, struct dmj_membership *m)
+{
+    int rc;
+    memset(m, 0, sizeof *m);
+    if ((rc = get_int(c, DMJ__F_USER_ID, INT64_MIN, INT64_MAX, false, NULL, &m->user_id)) != 0)
+        return rc;
+    if ((rc = get_uuid(c, DMJ__F_ORGANIZATION_ID, true, NULL, m->organization_id)) != 0)
+        return rc;
+    bool has_level = false;
+    int64_t level = 0;
+    if ((rc = get_int(c, DMJ__F_LEVEL, INT32_MIN, INT32_MAX, true, &has_level, &level)) != 0)
+        return rc;
+    m->level = has_level ? (int32_t)level : 1; /* PostHog's "member" */
+    return 0;
+}
+
+/* The array of a list field, or NULL for null/absent; an error for anything else. */
+static int get_array(struct ctx *c, int field, size_t max, const struct dmj__import_value **out,
+                     size_t *n)
+{
+    const struct dmj__import_value *v = val(c, field);
+    *out = NULL;
+    *n = 0;
+    if (absent_or_null(v))
+        return 0;
+    if (v->type == DMJ__V_TOOMANY || (v->type == DMJ__V_ARRAY && v->len > max))
+        return fail(c, field, "too many values");
+    if (v->type != DMJ__V_ARRAY)
+        return fail(c, field, "expected an array or null");
+    *out = &c->fl->elems[v->off];
+    *n = v->len;
+    return 0;
+}
+
+static bool is_key_hash(struct dmj_str s)
+{
+    if (s.len != DMJ_KEY_HASH_LEN || memcmp(s.ptr, "sha256$", 7) != 0)
+        return false;
+    for (size_t i = 7; i < s.len; i++) {
+        char ch = s.ptr[i];
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')))
+            return false;
+    }
+    return true;
+}
+
+static int build_key(struct ctx *c, struct dmj_key *k)
+{
+    int rc;
+    /* Only the counted parts of the lists matter: clearing 7 KiB per key is not needed. */
+    k->n_scopes = k->n_teams = k->n_orgs = 0;
+    if ((rc = get_str(c, DMJ__F_ID, true, false, &k->id)) != 0)
+        return rc;
+    if ((rc = get_int(c, DMJ__F_USER_ID, INT64_MIN, INT64_MAX, false, NULL, &k->user_id)) != 0)
+        return rc;
+
+    struct dmj_str hash, raw_value, raw_key;
+    if ((rc = get_str(c, DMJ__F_SECURE_VALUE, false, true, &hash)) != 0 ||
+        (rc = get_str(c, DMJ__F_VALUE, false, true, &raw_value)) != 0 ||
+        (rc = get_str(c, DMJ__F_KEY, false, true, &raw_key)) != 0)
+        return rc;
+    int raw_field = raw_value.ptr ? DMJ__F_VALUE : DMJ__F_KEY;
+    struct dmj_str raw = raw_value.ptr ? raw_value : raw_key;
+    if (raw.ptr && raw.len == 0)
+        return fail(c, raw_field, "empty key");
+    if (hash.ptr && !is_key_hash(hash))
+        return fail(c, DMJ__F_SECURE_VALUE, "expected \"sha256$\" and 64 lowercase hex digits");
+    if (raw.ptr) {
+        char computed[DMJ_KEY_HASH_LEN + 1];
+        dmj_key_hash(raw.ptr, raw.len, computed);
+        if (hash.ptr) {
+            char given[DMJ_KEY_HASH_LEN + 1];
+            memcpy(given, hash.ptr, DMJ_KEY_HASH_LEN);
+            given[DMJ_KEY_HASH_LEN] = '\0';
+            if (!dmj_key_hash_equal(computed, given))
+                return fail(c, DMJ__F_SECURE_VALUE, "does not match the hash of the raw key");
+        }
+        memcpy(k->secure_value, computed, sizeof computed);
+    } else if (hash.ptr) {
+        memcpy(k->secure_value, hash.ptr, DMJ_KEY_HASH_LEN);
+        k->secure_value[DMJ_KEY_HASH_LEN] = '\0';
+    } else {
+        return fail(c, DMJ__F_SECURE_VALUE, "required (or a raw \"value\" or \"key\")");
+    }
+
+    const struct dmj__import_value *e;
+    size_t n;
+    if ((rc = get_array(c, DMJ__F_SCOPES, DMJ_KEY_MAX_SCOPES, &e, &n)) != 0)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        if (e[i].type != DMJ__V_STRING)
+            return fail(c, DMJ__F_SCOPES, "expected strings");
+        k->scopes[i].ptr = text(c, &e[i]);
+        k->scopes[i].len = e[i].len;
+    }
+    k->n_scopes = (unsigned)n;
+    if ((rc = get_array(c, DMJ__F_SCOPED_TEAMS, DMJ_KEY_MAX_TEAMS, &e, &n)) != 0)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        int64_t t;
+        if (int_value(c, &e[i], 0, INT32_MAX, &t) != 0)
+            return fail(c, DMJ__F_SCOPED_TEAMS, "expected team ids");
+        k->scoped_teams[i] = (int32_t)t;
+    }
+    k->n_teams = (unsigned)n;
+    if ((rc = get_array(c, DMJ__F_SCOPED_ORGANIZATIONS, DMJ_KEY_MAX_ORGS, &e, &n)) != 0)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        if (e[i].type != DMJ__V_STRING ||
+            dmj_uuid_parse(text(c, &e[i]), e[i].len, k->scoped_orgs[i]) != 0)
+            return fail(c, DMJ__F_SCOPED_ORGANIZATIONS, "expected organization UUIDs");
+    }
+    k->n_orgs = (unsigned)n;
+    return 0;
+}
+
+int dmj__import_build(const struct dmj__import_fields *fl, const struct dmj_import_options *o,
+                      struct dmj_import_record *rec, struct dmj_import_error *err)
+{
+    struct ctx c = {.fl = fl, .err = err};
+    enum dmj_import_kind kind = DMJ_IMPORT_JOB;
+    const struct dmj__import_value *kv = &fl->f[DMJ__F_KIND];
+    if (kv->type == DMJ__V_STRING) {
+        if (memchr(text(&c, kv), '\0', kv->len) != NULL ||
+            dmj_import_kind_parse(text(&c, kv), &kind) != 0)
+            return fail(&c, DMJ__F_KIND, "not one of job, team, organization, user, membership, "
+                                         "personal_api_key");
+    } else if (kv->type != DMJ__V_NONE && kv->type != DMJ__V_NULL) {
+        return fail(&c, DMJ__F_KIND, "expected a string");
+    } else if (fl->container_kind >= 0) {
+        kind = (enum dmj_import_kind)fl->container_kind;
+    } else if (o->has_kind) {
+        kind = o->kind;
+    }
+    rec->kind = kind;
+    rec->line = fl->line;
+    switch (kind) {
+    case DMJ_IMPORT_JOB:
+        return build_job(&c, o, &rec->u.job);
+    case DMJ_IMPORT_TEAM:
+        return build_team(&c, &rec->u.team);
+    case DMJ_IMPORT_ORG:
+        return build_org(&c, &rec->u.org);
+    case DMJ_IMPORT_USER:
+        return build_user(&c, &rec->u.user);
+    case DMJ_IMPORT_MEMBERSHIP:
+        return build_membership(&c, &rec->u.membership);
+    case DMJ_IMPORT_KEY:
+        return build_key(&c, &rec->u.key);
+    }
+    return fail(&c, DMJ__F_KIND, "unknown kind");
+}

@@ -1,0 +1,80 @@
+/* dmj get: one job by id, rendered as the API serves it. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "dmj/buf.h"
+#include "dmj/error.h"
+#include "dmj/json.h"
+#include "dmj/store.h"
+#include "dmj/uuid.h"
+
+#include "dmj_tool.h"
+
+static const char usage_text[] = "usage: dmj get [--db DIR] ID\n";
+
+int dmj_cmd_get(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"db", required_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *db = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'd':
+            db = optarg;
+            break;
+        case 'h':
+            printf("%s\nPrints the job with this UUID (any team) as the API's retrieve renders it.\n"
+                   "Exit status 1 when there is no such job (or it is hidden).\n",
+                   usage_text);
+            return DMJ_TOOL_OK;
+        default:
+            return dmj_tool_usage(usage_text);
+        }
+    }
+    if (optind + 1 != argc)
+        return dmj_tool_usage(usage_text);
+    uint8_t id[16];
+    if (dmj_uuid_parse(argv[optind], strlen(argv[optind]), id) != 0)
+        return dmj_tool_fail("get", "not a UUID: %s", argv[optind]);
+
+    struct dmj_store *s;
+    if (dmj_tool_open(dmj_tool_db(db), DMJ_STORE_RDONLY, &s) != 0)
+        return DMJ_TOOL_FAIL;
+    int status = DMJ_TOOL_FAIL;
+    struct dmj_read *r = NULL;
+    struct dmj_buf out;
+    dmj_buf_init(&out, 64u << 20);
+    int rc = dmj_read_new(s, &r);
+    if (rc == 0)
+        rc = dmj_read_begin(r);
+    if (rc != 0) {
+        dmj_tool_fail("get", "%s", dmj_strerror(rc));
+        goto Exit;
+    }
+    struct dmj_job job;
+    rc = dmj_read_job(r, id, &job);
+    if (rc == 0)
+        rc = dmj_json_add_job(&out, &job);
+    dmj_read_end(r);
+    if (rc == DMJ_ENOTFOUND) {
+        dmj_tool_fail("get", "no job %s", argv[optind]);
+        goto Exit;
+    }
+    if (rc != 0) {
+        dmj_tool_fail("get", "%s", dmj_strerror(rc));
+        goto Exit;
+    }
+    printf("%s\n", out.data);
+    status = DMJ_TOOL_OK;
+Exit:
+    dmj_buf_dispose(&out);
+    if (r)
+        dmj_read_free(r);
+    dmj_store_close(s);
+    return status;
+}

@@ -1,0 +1,143 @@
+/* dmj stats: how many jobs each team has in each status, and how large the store is. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dmj/error.h"
+#include "dmj/job.h"
+#include "dmj/store.h"
+
+#include "dmj_tool.h"
+
+static const char usage_text[] = "usage: dmj stats [--db DIR] [--json]\n";
+
+struct team_count {
+    int32_t team_id;
+    uint64_t jobs;
+    uint64_t hidden;
+    uint64_t by_status[DMJ_STATUS_COUNT];
+};
+
+struct counts {
+    struct team_count *teams;
+    size_t n, cap;
+};
+
+/* Jobs come in (team, created_at, id) order, so a team's jobs are contiguous: a new entry
+ * starts whenever the team changes. */
+static int each(void *ctx, const struct dmj_job *job)
+{
+    struct counts *c = ctx;
+    if (c->n == 0 || c->teams[c->n - 1].team_id != job->team_id) {
+        if (c->n == c->cap) {
+            size_t cap = c->cap ? c->cap * 2 : 64;
+            struct team_count *t = realloc(c->teams, cap * sizeof *t);
+            if (!t)
+                return -ENOMEM;
+            c->teams = t;
+            c->cap = cap;
+        }
+        memset(&c->teams[c->n], 0, sizeof c->teams[0]);
+        c->teams[c->n++].team_id = job->team_id;
+    }
+    struct team_count *t = &c->teams[c->n - 1];
+    t->jobs++;
+    if ((unsigned)job->status < DMJ_STATUS_COUNT)
+        t->by_status[job->status]++;
+    if (dmj_job_hidden(job))
+        t->hidden++;
+    return 0;
+}
+
+static void print_text(const char *db, const struct counts *c, uint64_t used, uint64_t map)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < c->n; i++)
+        total += c->teams[i].jobs;
+    printf("store %s: %llu bytes used, map size %llu bytes\n", db, (unsigned long long)used,
+           (unsigned long long)map);
+    printf("%llu jobs in %zu teams\n", (unsigned long long)total, c->n);
+    for (size_t i = 0; i < c->n; i++) {
+        const struct team_count *t = &c->teams[i];
+        printf("team %d: %llu jobs", t->team_id, (unsigned long long)t->jobs);
+        for (int s = 0; s < DMJ_STATUS_COUNT; s++)
+            printf(", %s %llu", dmj_status_name((enum dmj_status)s),
+                   (unsigned long long)t->by_status[s]);
+        if (t->hidden)
+            printf(" (%llu hidden)", (unsigned long long)t->hidden);
+        putchar('\n');
+    }
+}
+
+static void print_json(const struct counts *c, uint64_t used, uint64_t map)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < c->n; i++)
+        total += c->teams[i].jobs;
+    printf("{\"used_bytes\":%llu,\"map_size\":%llu,\"jobs\":%llu,\"teams\":[",
+           (unsigned long long)used, (unsigned long long)map, (unsigned long long)total);
+    for (size_t i = 0; i < c->n; i++) {
+        const struct team_count *t = &c->teams[i];
+        printf("%s{\"team_id\":%d,\"jobs\":%llu,\"hidden\":%llu,\"by_status\":{", i ? "," : "",
+               t->team_id, (unsigned long long)t->jobs, (unsigned long long)t->hidden);
+        for (int s = 0; s < DMJ_STATUS_COUNT; s++)
+            printf("%s\"%s\":%llu", s ? "," : "", dmj_status_name((enum dmj_status)s),
+                   (unsigned long long)t->by_status[s]);
+        printf("}}");
+    }
+    printf("]}\n");
+}
+
+int dmj_cmd_stats(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"db", required_argument, NULL, 'd'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *db = NULL;
+    bool json = false;
+    int c;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'd':
+            db = optarg;
+            break;
+        case 'j':
+            json = true;
+            break;
+        case 'h':
+            printf("%s\nCounts the stored jobs per team and status (hidden duckgres jobs\n"
+                   "included and counted apart) and prints the store's size; --json prints\n"
+                   "one JSON object instead.\n",
+                   usage_text);
+            return DMJ_TOOL_OK;
+        default:
+            return dmj_tool_usage(usage_text);
+        }
+    }
+    if (optind != argc)
+        return dmj_tool_usage(usage_text);
+    db = dmj_tool_db(db);
+    struct dmj_store *s;
+    if (dmj_tool_open(db, DMJ_STORE_RDONLY, &s) != 0)
+        return DMJ_TOOL_FAIL;
+    struct counts counts = {0};
+    int rc = dmj_store_each_job(s, -1, each, &counts);
+    uint64_t used = 0, map = 0;
+    dmj_store_sizes(s, &used, &map);
+    dmj_store_close(s);
+    if (rc == 0) {
+        if (json)
+            print_json(&counts, used, map);
+        else
+            print_text(db, &counts, used, map);
+    }
+    free(counts.teams);
+    if (rc != 0)
+        return dmj_tool_fail("stats", "%s", dmj_strerror(rc));
+    return DMJ_TOOL_OK;
+}

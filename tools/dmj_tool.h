@@ -1,0 +1,42 @@
+/* Internals of the dmj command-line tool: the subcommands and the helpers they share. */
+#ifndef DMJ_TOOL_H
+#define DMJ_TOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dmj/store.h"
+
+/* Exit statuses: 0 done, 1 failed (bad input, inconsistent store...), 2 bad usage. */
+#define DMJ_TOOL_OK 0
+#define DMJ_TOOL_FAIL 1
+#define DMJ_TOOL_USAGE 2
+
+/* Each subcommand gets its own argv, argv[0] being its name. */
+int dmj_cmd_import(int argc, char **argv);
+int dmj_cmd_export(int argc, char **argv);
+int dmj_cmd_get(int argc, char **argv);
+int dmj_cmd_stats(int argc, char **argv);
+int dmj_cmd_verify(int argc, char **argv);
+int dmj_cmd_keys(int argc, char **argv);
+int dmj_cmd_backup(int argc, char **argv);
+int dmj_cmd_prune(int argc, char **argv);
+int dmj_cmd_generate(int argc, char **argv);
+
+/* The store directory: --db if given, else $DMJ_DB, else ./dmj-data. */
+const char *dmj_tool_db(const char *opt);
+/* Opens the store, printing why not on stderr. */
+int dmj_tool_open(const char *db, unsigned flags, struct dmj_store **out);
+/* Prints "dmj CMD: " and the message on stderr; returns DMJ_TOOL_FAIL. */
+int dmj_tool_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints the usage line and a hint on stderr; returns DMJ_TOOL_USAGE. */
+int dmj_tool_usage(const char *usage);
+/* Whole decimal integer within [min, max]; false if it is not one. */
+bool dmj_tool_parse_int(const char *s, int64_t min, int64_t max, int64_t *out);
+/* A timestamp in the import grammar, or a bare date YYYY-MM-DD (midnight UTC). */
+bool dmj_tool_parse_time(const char *s, int64_t *out_us);
+/* Seconds from a monotonic clock. */
+double dmj_tool_now(void);
+
+#endif

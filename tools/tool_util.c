@@ -1,0 +1,85 @@
+/* Helpers every dmj subcommand shares: the store location, errors, number and date parsing. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dmj/error.h"
+#include "dmj/store.h"
+#include "dmj/time.h"
+
+#include "dmj_tool.h"
+
+const char *dmj_tool_db(const char *opt)
+{
+    if (opt && *opt)
+        return opt;
+    const char *env = getenv("DMJ_DB");
+    if (env && *env)
+        return env;
+    return "./dmj-data";
+}
+
+int dmj_tool_open(const char *db, unsigned flags, struct dmj_store **out)
+{
+    int rc = dmj_store_open(db, flags, 0, out);
+    if (rc != 0)
+        fprintf(stderr, "dmj: cannot open the store %s: %s\n", db, dmj_strerror(rc));
+    return rc;
+}
+
+int dmj_tool_fail(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "dmj %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return DMJ_TOOL_FAIL;
+}
+
+int dmj_tool_usage(const char *usage)
+{
+    fprintf(stderr, "%s(see --help)\n", usage);
+    return DMJ_TOOL_USAGE;
+}
+
+bool dmj_tool_parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    if (!s || !*s)
+        return false;
+    const char *p = s[0] == '-' ? s + 1 : s;
+    if (!*p)
+        return false;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+    }
+    errno = 0;
+    long long n = strtoll(s, NULL, 10);
+    if (errno != 0 || n < min || n > max)
+        return false;
+    *out = n;
+    return true;
+}
+
+bool dmj_tool_parse_time(const char *s, int64_t *out_us)
+{
+    size_t len = strlen(s);
+    if (len == 10) {
+        char full[32];
+        snprintf(full, sizeof full, "%sT00:00:00Z", s);
+        return dmj_time_parse(full, strlen(full), out_us) == 0;
+    }
+    return dmj_time_parse(s, len, out_us) == 0;
+}
+
+double dmj_tool_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
