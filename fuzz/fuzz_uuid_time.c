@@ -36,8 +36,8 @@ static void check_time_value(int64_t us)
     size_t n1 = dmj_time_format_drf(us, drf), n2 = dmj_time_format_py(us, py);
     if (n1 != strlen(drf) || n2 != strlen(py))
         abort();
-    if (dmj_time_parse(drf, n1, &a) != 0 || a != us || dmj_time_parse(py, n2, &b) != 0 ||
-        b != us || dmj_time_parse_django(drf, n1, &c) != 0 || c != us ||
+    if (dmj_time_parse(drf, n1, &a) != 0 || a != us || dmj_time_parse(py, n2, &b) != 0 || b != us ||
+        dmj_time_parse_django(drf, n1, &c) != 0 || c != us ||
         dmj_time_parse_django(py, n2, &d) != 0 || d != us)
         abort();
 }

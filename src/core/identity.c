@@ -36,8 +36,7 @@ bool dmj_key_hash_equal(const char *a, const char *b)
 
 int dmj_key_generate(char out[64])
 {
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     /* 62 * 4 = 248: bytes at or above it are dropped so that each letter is equally likely. */
     enum { ALPHABET = sizeof alphabet - 1, LIMIT = ALPHABET * (256 / ALPHABET) };
     char key[sizeof KEY_PREFIX - 1 + KEY_RANDOM_CHARS + 1];

@@ -8,8 +8,8 @@ static const struct {
     const char *name;
     size_t len;
 } status_names[DMJ_STATUS_COUNT] = {
-    [DMJ_STATUS_RUNNING] = {"Running", 7},     [DMJ_STATUS_COMPLETED] = {"Completed", 9},
-    [DMJ_STATUS_FAILED] = {"Failed", 6},       [DMJ_STATUS_CANCELLED] = {"Cancelled", 9},
+    [DMJ_STATUS_RUNNING] = {"Running", 7}, [DMJ_STATUS_COMPLETED] = {"Completed", 9},
+    [DMJ_STATUS_FAILED] = {"Failed", 6},   [DMJ_STATUS_CANCELLED] = {"Cancelled", 9},
     [DMJ_STATUS_SKIPPED] = {"Skipped", 7},
 };
 

@@ -24,8 +24,7 @@ static inline bool is_line_sep(const unsigned char *s, size_t n, size_t i)
 
 /* The escaped form of the byte at s[i] (and, for U+2028/9, the two after it) into e;
  * returns its length and sets *consumed, or 0 when the byte is written as it is. */
-static size_t escape_at(const unsigned char *s, size_t n, size_t i, char e[6],
-                        size_t *consumed)
+static size_t escape_at(const unsigned char *s, size_t n, size_t i, char e[6], size_t *consumed)
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char c = s[i];
@@ -348,8 +347,8 @@ static struct dmj_str cstr(const char *s)
     return r;
 }
 
-int dmj_json_add_error(struct dmj_buf *out, const char *type, const char *code,
-                       const char *detail, const char *attr)
+int dmj_json_add_error(struct dmj_buf *out, const char *type, const char *code, const char *detail,
+                       const char *attr)
 {
     size_t start = out->len;
     int rc = dmj_buf_add(out, "{\"type\":", 8);

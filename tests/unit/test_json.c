@@ -11,8 +11,7 @@
 
 #include "data/json_strings.inc"
 
-static struct dmj_str S(const char *s)
-{
+static struct dmj_str S(const char *s) {
     struct dmj_str r = {s, strlen(s)};
     return r;
 }

@@ -166,8 +166,8 @@ static void test_django_table(void)
         int ok = django_table[i].valid ? rc == 0 && us == django_table[i].us
                                        : rc == DMJ_EINVAL && us == 7;
         if (!ok)
-            fprintf(stderr, "django row %zu: rc %d us %" PRId64 ", Django says %s %" PRId64 "\n",
-                    i, rc, us, django_table[i].valid ? "valid" : "invalid", django_table[i].us);
+            fprintf(stderr, "django row %zu: rc %d us %" PRId64 ", Django says %s %" PRId64 "\n", i,
+                    rc, us, django_table[i].valid ? "valid" : "invalid", django_table[i].us);
         CHECK(ok);
         valid += django_table[i].valid;
     }
