@@ -1,0 +1,512 @@
+#!/usr/bin/python3
+"""dmjd over real sockets: HTTP/1.1 keep-alive, HEAD, 401, /_health, /metrics, access log,
+rate limit, TLS with ALPN, several listeners, a missing store, and graceful SIGTERM.
+
+Each case starts its own dmjd on port 0 on a store built in a temporary directory with
+`dmj generate` + `dmj import` (or tools/gen_jobs.py from DMJ_SHARED_DIR when this `dmj` has
+no generate). The helpers here are also used by test_server_walk.py."""
+
+import http.client
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+BIN_DIR = os.environ.get("DMJ_BIN_DIR", "")
+SHARED_DIR = os.environ.get("DMJ_SHARED_DIR", "")
+
+
+def skip(why):
+    print("skipped: " + why)
+    sys.exit(77)
+
+
+def binary(name):
+    path = os.path.join(BIN_DIR, name)
+    if not os.access(path, os.X_OK):
+        skip("%s is not built (DMJ_BIN_DIR=%r)" % (name, BIN_DIR))
+    return path
+
+
+def run(*args, **kw):
+    res = subprocess.run(list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         **kw)
+    if res.returncode != 0:
+        raise AssertionError("%s failed (%d): %s%s" % (" ".join(args), res.returncode,
+                                                       res.stdout[-2000:], res.stderr[-2000:]))
+    return res
+
+
+def has_generate():
+    if os.environ.get("DMJ_TEST_GEN_JOBS_PY"):  # force tools/gen_jobs.py (to compare data sets)
+        return False
+    res = subprocess.run([binary("dmj"), "generate", "--help"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    return res.returncode == 0
+
+
+def generate(tmp, name, jobs, teams, seed=1):
+    """Writes NAME.ndjson and NAME-fixtures.json; returns both paths."""
+    out = os.path.join(tmp, name + ".ndjson")
+    fixtures = os.path.join(tmp, name + "-fixtures.json")
+    if has_generate():
+        run(binary("dmj"), "generate", "--jobs", str(jobs), "--teams", str(teams), "--seed",
+            str(seed), "--out", out, "--fixtures-out", fixtures)
+    else:
+        gen = os.path.join(SHARED_DIR, "tools", "gen_jobs.py")
+        if not os.path.exists(gen):
+            skip("`dmj generate` is missing and so is %s" % gen)
+        run(sys.executable, gen, "--jobs", str(jobs), "--teams", str(teams), "--seed",
+            str(seed), "--out", out, "--fixtures-out", fixtures)
+    return out, fixtures
+
+
+def import_into(db, *files, extra=()):
+    run(binary("dmj"), "import", "--db", db, *extra, *files)
+
+
+class Store:
+    """A store with generated jobs and the fixtures' keys."""
+
+    def __init__(self, tmp, jobs=3000, teams=2):
+        self.dir = os.path.join(tmp, "db")
+        os.makedirs(self.dir, exist_ok=True)
+        self.jobs_path, self.fixtures_path = generate(tmp, "jobs", jobs, teams)
+        import_into(self.dir, self.fixtures_path, self.jobs_path)
+        with open(self.fixtures_path) as f:
+            self.fixtures = json.load(f)
+        self.keys = {k.get("label"): k["key"] for k in self.fixtures["personal_api_keys"]}
+        self.read_key = self.keys["read"]
+        with open(self.jobs_path) as f:
+            self.jobs = [json.loads(line) for line in f if line.strip()]
+
+    def served_ids(self, team):
+        return {j["id"] for j in self.jobs
+                if j.get("team_id") == team and j.get("engine", "clickhouse") != "duckgres"}
+
+
+class Server:
+    """A dmjd process; `urls` are the printed listener URLs."""
+
+    def __init__(self, db, *args, listeners=1, env=None):
+        cmd = [binary("dmjd"), "--db", db, *args]
+        if not any(a == "--listen" for a in args):
+            cmd += ["--listen", "127.0.0.1:0"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env=env)
+        self.urls = []
+        deadline = time.time() + 20
+        buf = b""
+        while len(self.urls) < listeners:
+            left = deadline - time.time()
+            if left <= 0 or self.proc.poll() is not None:
+                self.kill()
+                raise AssertionError("dmjd did not start: %r %s" % (
+                    buf, self.proc.stderr.read().decode(errors="replace")))
+            ready, _, _ = select.select([self.proc.stdout], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(self.proc.stdout.fileno(), 4096)
+            if not chunk:
+                continue
+            buf += chunk
+            while b"\n" in buf and len(self.urls) < listeners:
+                line, buf = buf.split(b"\n", 1)
+                m = re.fullmatch(rb"listening on (https?)://(\S+):(\d+)", line)
+                if not m:
+                    raise AssertionError("unexpected first output: %r" % line)
+                self.urls.append((m.group(1).decode(), m.group(2).decode(),
+                                  int(m.group(3))))
+        self.port = self.urls[0][2]
+
+    def conn(self, timeout=30):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        """Sends `sig` and returns (exit status, stderr)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError("dmjd did not exit within %ds of signal %d" % (timeout, sig))
+        err = self.proc.stderr.read().decode(errors="replace")
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return self.proc.returncode, err
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            code, err = self.stop()
+            if exc[0] is None and code != 0:
+                raise AssertionError("dmjd exited %d: %s" % (code, err))
+
+
+def get(conn, path, key=None, method="GET", headers=None):
+    h = dict(headers or {})
+    if key is not None:
+        h["Authorization"] = "Bearer " + key
+    conn.request(method, path, headers=h)
+    res = conn.getresponse()
+    body = res.read()
+    return res, body
+
+
+LIST = "/api/environments/1/data_modeling_jobs/"
+
+
+def metrics(conn):
+    """Parses /metrics into {(name, labels-text): value}."""
+    res, body = get(conn, "/metrics")
+    assert res.status == 200, res.status
+    assert res.getheader("Content-Type", "").startswith("text/plain"), res.getheader(
+        "Content-Type")
+    out = {}
+    for line in body.decode().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.fullmatch(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)", line)
+        assert m, "bad metrics line %r" % line
+        out[(m.group(1), m.group(2) or "")] = float(m.group(3))
+    return out
+
+
+# ---- cases ---------------------------------------------------------------------------------
+
+def case_keepalive_and_metrics(store, tmp):
+    with Server(store.dir, "--threads", "2") as srv:
+        c = srv.conn()
+        before = metrics(c)
+        sock = c.sock
+        seen = set()
+        for limit in (1, 2, 3, 5, 8):
+            res, body = get(c, LIST + "?limit=%d" % limit, store.read_key)
+            assert res.status == 200, (res.status, body)
+            assert res.getheader("Content-Type") == "application/json"
+            assert res.getheader("Allow") == "GET, HEAD, OPTIONS"
+            assert int(res.getheader("Content-Length")) == len(body)
+            assert res.getheader("Transfer-Encoding") is None
+            page = json.loads(body)
+            assert len(page["results"]) == limit, page
+            seen.update(j["id"] for j in page["results"])
+            assert c.sock is sock, "the connection was not kept alive"
+        after = metrics(c)
+        assert c.sock is sock, "the connection was not kept alive"
+        # One connection for everything: the total of accepted connections did not move.
+        assert after[("dmj_http_connections_total", "")] == \
+            before[("dmj_http_connections_total", "")], (before, after)
+        assert after[("dmj_http_open_connections", "")] >= 1
+        key = ("dmj_http_requests_total", '{endpoint="list",status="200"}')
+        assert after.get(key, 0) - before.get(key, 0) == 5, (before.get(key), after.get(key))
+        hist = "dmj_http_request_duration_seconds_count"
+        assert after[(hist, "")] - before[(hist, "")] >= 6
+        assert after[("dmj_store_used_bytes", "")] > 0
+        # A second connection is counted.
+        c2 = srv.conn()
+        again = metrics(c2)
+        assert again[("dmj_http_connections_total", "")] == \
+            after[("dmj_http_connections_total", "")] + 1
+        c2.close()
+        c.close()
+
+
+def case_head_401_health(store, tmp):
+    with Server(store.dir, "--threads", "1") as srv:
+        c = srv.conn()
+        for path in (LIST + "?limit=7", LIST + "?limit=7&cursor=", "/api/projects/1/data_modeling_jobs"):
+            res, body = get(c, path, store.read_key)
+            assert res.status == 200, (res.status, body)
+            res_h, body_h = get(c, path, store.read_key, method="HEAD")
+            assert res_h.status == 200
+            assert body_h == b""
+            assert int(res_h.getheader("Content-Length")) == len(body), (
+                res_h.getheader("Content-Length"), len(body))
+            assert res_h.getheader("Content-Type") == "application/json"
+
+        res, body = get(c, LIST)
+        assert res.status == 401, res.status
+        assert res.getheader("WWW-Authenticate") == "Bearer"
+        assert res.getheader("Content-Type") == "application/json"
+        err = json.loads(body)
+        assert err["type"] == "authentication_error" and err["code"] == "not_authenticated", err
+        res_h, body_h = get(c, LIST, method="HEAD")
+        assert res_h.status == 401 and body_h == b""
+        assert int(res_h.getheader("Content-Length")) == len(body)
+        assert res_h.getheader("WWW-Authenticate") == "Bearer"
+
+        res, body = get(c, LIST, "phx_not_a_key_at_all")
+        assert res.status == 401 and res.getheader("WWW-Authenticate") == "Bearer"
+
+        res, body = get(c, "/_health")
+        assert res.status == 200, (res.status, body)
+        assert int(res.getheader("Content-Length")) == len(body)
+
+        # X-Forwarded-Proto and Host reach the API: they shape the links.
+        res, body = get(c, LIST + "?limit=2", store.read_key,
+                        headers={"Host": "example.org:8443", "X-Forwarded-Proto": "https"})
+        assert res.status == 200
+        nxt = json.loads(body)["next"]
+        assert nxt.startswith("https://example.org:8443" + LIST), nxt
+
+        # POST with a body is answered (405 after auth), and the connection survives.
+        c.request("POST", LIST, body=b"x" * 1000,
+                  headers={"Authorization": "Bearer " + store.read_key})
+        res = c.getresponse()
+        res.read()
+        assert res.status == 405, res.status
+        res, body = get(c, "/_health")
+        assert res.status == 200
+
+        res, body = get(c, "/metrics", method="DELETE")
+        assert res.status == 405
+        c.close()
+
+
+def case_access_log(store, tmp):
+    log = os.path.join(tmp, "access.log")
+    key = store.read_key
+    with Server(store.dir, "--threads", "2", "--access-log", log) as srv:
+        c = srv.conn()
+        res, _ = get(c, LIST + "?personal_api_key=" + key + "&limit=3")
+        assert res.status == 200, res.status
+        res, _ = get(c, LIST + "?limit=2&personal%5Fapi%5Fkey=" + key)
+        assert res.status == 200, res.status
+        res, _ = get(c, LIST + "?limit=1", key, headers={"User-Agent": 'evil "agent"',
+                                                       "Referer": "http://x/?personal_api_key="
+                                                       + key})
+        assert res.status == 200
+        res, _ = get(c, "/nope")
+        assert res.status == 404
+        c.close()
+        code, err = srv.stop()
+        assert code == 0, (code, err)
+    with open(log) as f:
+        lines = f.read().splitlines()
+    assert len(lines) == 4, lines
+    text = "\n".join(lines)
+    assert key not in text, "the API key is in the access log"
+    assert key[8:16] not in text
+    assert ("personal_api_key=" + key[:8] + "...") in lines[0], lines[0]
+    assert ("personal%5Fapi%5Fkey=" + key[:8] + "...") in lines[1], lines[1]
+    combined = re.compile(r'(\S+) - - \[(\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4})\] '
+                          r'"(\S+) (\S+) (HTTP/[\d.]+)" (\d{3}) (\d+|-) "([^"]*)" "([^"]*)"')
+    for line in lines:
+        assert combined.fullmatch(line), line
+    m = combined.fullmatch(lines[2])
+    assert m.group(9) == "evil \\x22agent\\x22", m.group(9)
+    assert m.group(6) == "200"
+    assert combined.fullmatch(lines[3]).group(6) == "404"
+
+
+def case_rate_limit(store, tmp):
+    with Server(store.dir, "--threads", "2", "--rate-limit", "3/minute,100/hour") as srv:
+        c = srv.conn()
+        for i in range(3):
+            res, body = get(c, LIST + "?limit=1", store.read_key)
+            assert res.status == 200, (i, res.status, body)
+        res, body = get(c, LIST + "?limit=1", store.read_key)
+        assert res.status == 429, (res.status, body)
+        wait = int(res.getheader("Retry-After"))
+        assert 1 <= wait <= 60, wait
+        err = json.loads(body)
+        assert err["type"] == "throttled_error" and err["code"] == "throttled", err
+        unit = "second" if wait == 1 else "seconds"
+        assert err["detail"] == "Request was throttled. Expected available in %d %s." % (
+            wait, unit), err
+        # Another key has its own allowance; requests without a key are not counted.
+        other = store.keys.get("star")
+        if other:
+            res, body = get(c, LIST + "?limit=1", other)
+            assert res.status == 200, (res.status, body)
+        res, body = get(c, LIST)
+        assert res.status == 401
+        c.close()
+    bad = subprocess.run([binary("dmjd"), "--db", store.dir, "--rate-limit", "lots"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    assert bad.returncode != 0 and b"rate-limit" in bad.stderr
+
+
+def make_cert(tmp):
+    if shutil.which("openssl") is None:
+        return None
+    cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out",
+        cert, "-days", "2", "-subj", "/CN=localhost", "-addext",
+        "subjectAltName=DNS:localhost,IP:127.0.0.1")
+    return cert, key
+
+
+def tls_context(cert, alpn):
+    ctx = ssl.create_default_context(cafile=cert)
+    ctx.set_alpn_protocols(alpn)
+    return ctx
+
+
+def case_tls(store, tmp):
+    pair = make_cert(tmp)
+    if pair is None:
+        print("  (no openssl binary: TLS case not run)")
+        return
+    cert, key = pair
+    with Server(store.dir, "--threads", "2", "--tls-cert", cert, "--tls-key", key,
+                "--listen", "127.0.0.1:0", "--listen", "http://127.0.0.1:0",
+                listeners=2) as srv:
+        assert srv.urls[0][0] == "https" and srv.urls[1][0] == "http", srv.urls
+        port = srv.urls[0][2]
+        # ALPN: h2 preferred when offered.
+        for offer, want in ((["h2", "http/1.1"], "h2"), (["http/1.1"], "http/1.1")):
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as raw:
+                with tls_context(cert, offer).wrap_socket(raw, server_hostname="localhost") as s:
+                    assert s.selected_alpn_protocol() == want, (offer,
+                                                                s.selected_alpn_protocol())
+        c = http.client.HTTPSConnection("localhost", port, timeout=30,
+                                        context=tls_context(cert, ["http/1.1"]))
+        res, body = get(c, LIST + "?limit=2", store.read_key)
+        assert res.status == 200, (res.status, body)
+        page = json.loads(body)
+        assert page["next"].startswith("https://localhost:%d/" % port), page["next"]
+        res, body = get(c, LIST + "?limit=2", store.read_key)  # keep-alive over TLS
+        assert res.status == 200
+        c.close()
+        # The plain listener next to it says http.
+        c = http.client.HTTPConnection("127.0.0.1", srv.urls[1][2], timeout=30)
+        res, body = get(c, LIST + "?limit=2", store.read_key)
+        assert res.status == 200
+        assert json.loads(body)["next"].startswith("http://127.0.0.1:%d/" % srv.urls[1][2])
+        c.close()
+    bad = subprocess.run([binary("dmjd"), "--db", store.dir, "--tls-cert", cert],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    assert bad.returncode != 0
+
+
+def case_sigterm(store, tmp):
+    srv = Server(store.dir, "--threads", "2")
+    try:
+        # An idle keep-alive connection must not hold the shutdown up.
+        idle = srv.conn()
+        res, _ = get(idle, LIST + "?limit=1", store.read_key)
+        assert res.status == 200
+        # A big answer to a client that reads slowly is in flight when the signal comes.
+        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.connect(("127.0.0.1", srv.port))
+        raw.sendall(("GET %s?limit=1000 HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n\r\n"
+                     % (LIST, store.read_key)).encode())
+        time.sleep(0.3)
+        started = time.time()
+        srv.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        data = b""
+        raw.settimeout(30)
+        while True:
+            chunk = raw.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            m = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+            if m and len(body) >= int(m.group(1)):
+                break
+            time.sleep(0.01)
+        raw.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head[:100]
+        m = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+        assert m and int(m.group(1)) == len(body), (m and m.group(1), len(body))
+        assert len(json.loads(body)["results"]) == 1000
+        code, err = srv.stop(timeout=30)
+        assert code == 0, (code, err)
+        assert time.time() - started < 8, "shutdown waited on an idle connection"
+        # Not accepting any more.
+        try:
+            socket.create_connection(("127.0.0.1", srv.port), timeout=5).close()
+            refused = False
+        except OSError:
+            refused = True
+        assert refused, "still accepting after exit"
+    finally:
+        srv.kill()
+    # SIGINT too, with nothing open.
+    with Server(store.dir, "--threads", "3") as srv2:
+        c = srv2.conn()
+        res, _ = get(c, "/_health")
+        assert res.status == 200
+        c.close()
+        code, err = srv2.stop(sig=signal.SIGINT)
+        assert code == 0, (code, err)
+
+
+def case_startup_errors(store, tmp):
+    missing = os.path.join(tmp, "no-such-store")
+    res = subprocess.run([binary("dmjd"), "--db", missing, "--listen", "127.0.0.1:0"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
+    assert res.returncode == 1, res.returncode
+    assert "no store" in res.stderr and missing in res.stderr, res.stderr
+    env = dict(os.environ, DMJ_DB=missing)
+    res = subprocess.run([binary("dmjd"), "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, timeout=30, env=env)
+    assert res.returncode == 1 and missing in res.stderr, res.stderr
+    res = subprocess.run([binary("dmjd"), "--help"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, timeout=30)
+    assert res.returncode == 0 and "--listen" in res.stdout and "--rate-limit" in res.stdout
+    res = subprocess.run([binary("dmjd"), "--db", store.dir, "--listen", "nonsense"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
+    assert res.returncode != 0 and "nonsense" in res.stderr
+    # DMJ_DB is the default store; several listeners each print their line and answer.
+    with Server(store.dir, "--listen", "127.0.0.1:0", "--listen", "127.0.0.1:0",
+                listeners=2) as srv:
+        assert srv.urls[0][2] != srv.urls[1][2]
+        for _, host, port in srv.urls:
+            c = http.client.HTTPConnection(host, port, timeout=30)
+            res, _ = get(c, LIST + "?limit=1", store.read_key)
+            assert res.status == 200
+            c.close()
+
+
+CASES = [case_keepalive_and_metrics, case_head_401_health, case_access_log, case_rate_limit,
+         case_tls, case_sigterm, case_startup_errors]
+
+
+def main():
+    binary("dmjd")
+    binary("dmj")
+    tmp = tempfile.mkdtemp(prefix="dmj-test-server-")
+    failed = 0
+    try:
+        store = Store(tmp)
+        for case in CASES:
+            sub = tempfile.mkdtemp(dir=tmp)
+            started = time.time()
+            try:
+                case(store, sub)
+                print("ok   %s (%.1fs)" % (case.__name__, time.time() - started))
+            except Exception:
+                failed += 1
+                print("FAIL %s" % case.__name__)
+                traceback.print_exc()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("%d of %d cases failed" % (failed, len(CASES)))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
