@@ -1,0 +1,362 @@
+/* The list page walk: DRF 3.14's CursorPagination.paginate_queryset, get_next_link and
+ * get_previous_link over the store, ordering (-created_at, -id).
+ *
+ * DRF compares positions as text: a row's position is str(created_at) (dmj_time_format_py),
+ * the request's is the `p` text as sent. Two rows' texts are equal exactly when their
+ * created_at are, so rows compare as integers; a row and the request's text compare as text.
+ * The link decisions only look at the runs of equal positions at either end of the page, so
+ * the walk keeps those, not the rows: a forward page is rendered as it is read, a reverse
+ * page is rendered into a scratch buffer and copied out back to front. */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dmj/cursor.h"
+#include "dmj/json.h"
+#include "dmj/time.h"
+
+/* A position as DRF holds it: None, a row's str(created_at), or the request's own text. */
+struct pos {
+    enum { POS_NONE, POS_ROW, POS_TEXT } kind;
+    int64_t us;
+    const struct dmj_cursor *text; /* POS_TEXT: the request's cursor */
+};
+
+static bool pos_eq(const struct pos *a, const struct pos *b)
+{
+    if (a->kind == POS_NONE || b->kind == POS_NONE)
+        return a->kind == b->kind;
+    if (a->kind == POS_ROW && b->kind == POS_ROW)
+        return a->us == b->us;
+    if (a->kind == POS_TEXT && b->kind == POS_TEXT)
+        return a->text->position_len == b->text->position_len &&
+               memcmp(a->text->position, b->text->position, a->text->position_len) == 0;
+    const struct pos *row = a->kind == POS_ROW ? a : b;
+    const struct dmj_cursor *t = a->kind == POS_TEXT ? a->text : b->text;
+    char buf[DMJ_TIME_TEXT_MAX];
+    size_t n = dmj_time_format_py(row->us, buf);
+    return n == t->position_len && memcmp(buf, t->position, n) == 0;
+}
+
+static struct pos row_pos(int64_t us)
+{
+    struct pos p = {POS_ROW, us, NULL};
+    return p;
+}
+
+/* Runs of equal created_at at both ends of a sequence of rows, as read. */
+struct ends {
+    uint64_t count;
+    int64_t first, last;
+    uint64_t lead_len, trail_len;   /* rows equal to first / to last, from each end */
+    bool has_after_lead;            /* a row after the leading run: */
+    int64_t after_lead;             /* its created_at */
+    bool has_before_trail;          /* a row before the trailing run: */
+    int64_t before_trail;           /* its created_at */
+};
+
+static void ends_add(struct ends *e, int64_t us)
+{
+    if (e->count++ == 0) {
+        e->first = e->last = us;
+        e->lead_len = e->trail_len = 1;
+        return;
+    }
+    if (!e->has_after_lead) {
+        if (us == e->first) {
+            e->lead_len++;
+        } else {
+            e->has_after_lead = true;
+            e->after_lead = us;
+        }
+    }
+    if (us == e->last) {
+        e->trail_len++;
+    } else {
+        e->has_before_trail = true;
+        e->before_trail = e->last;
+        e->last = us;
+        e->trail_len = 1;
+    }
+}
+
+/* The same runs seen from the other end: a reverse page is flipped before DRF looks. */
+static struct ends ends_flip(const struct ends *e)
+{
+    struct ends f = *e;
+    f.first = e->last;
+    f.last = e->first;
+    f.lead_len = e->trail_len;
+    f.trail_len = e->lead_len;
+    f.has_after_lead = e->has_before_trail;
+    f.after_lead = e->before_trail;
+    f.has_before_trail = e->has_after_lead;
+    f.before_trail = e->after_lead;
+    return f;
+}
+
+/* Fills a link cursor; a POS_TEXT position copies the request's text verbatim. */
+static void set_link(struct dmj_cursor *out, uint64_t offset, bool reverse, const struct pos *p)
+{
+    memset(out, 0, sizeof *out);
+    out->offset = offset;
+    out->reverse = reverse;
+    if (p->kind == POS_ROW) {
+        char buf[DMJ_TIME_TEXT_MAX];
+        size_t n = dmj_time_format_py(p->us, buf);
+        if (n > DMJ_CURSOR_POSITION_MAX)
+            n = DMJ_CURSOR_POSITION_MAX;
+        memcpy(out->position, buf, n);
+        out->position[n] = '\0';
+        out->position_len = n;
+        out->position_us = p->us;
+        out->has_position = true;
+    } else if (p->kind == POS_TEXT) {
+        memcpy(out->position, p->text->position, p->text->position_len);
+        out->position[p->text->position_len] = '\0';
+        out->position_len = p->text->position_len;
+        out->position_us = p->text->position_us;
+        out->has_position = true;
+    }
+}
+
+/* What paginate_queryset leaves for the two link methods. */
+struct state {
+    const struct dmj_cursor *cur; /* the request's cursor (a zero one for none) */
+    uint64_t cur_offset;          /* its offset, clamped as decode_cursor does */
+    uint64_t page_size;
+    struct ends page;             /* final (descending) order */
+    bool has_next, has_previous;
+    struct pos next_position, previous_position;
+};
+
+static void next_link(const struct state *s, struct dmj_page_links *links)
+{
+    const struct ends *pg = &s->page;
+    struct pos compare = s->next_position, position = {POS_NONE, 0, NULL};
+    uint64_t offset = 0;
+    bool unique = false;
+
+    links->has_next = s->has_next;
+    if (!s->has_next)
+        return;
+    if (pg->count && s->cur->reverse && s->cur_offset != 0)
+        compare = row_pos(pg->last);
+    if (pg->count) {
+        /* for item in reversed(page): the trailing run equal to `compare`, then a marker. */
+        struct pos last = row_pos(pg->last);
+        if (!pos_eq(&last, &compare)) {
+            unique = true;
+            position = last;
+        } else {
+            offset = pg->trail_len;
+            if (pg->has_before_trail) {
+                unique = true;
+                position = row_pos(pg->before_trail);
+            }
+        }
+        if (!unique) {
+            if (!s->has_previous) {
+                offset = s->page_size;
+                position.kind = POS_NONE;
+            } else if (s->cur->reverse) {
+                offset = 0;
+                position = s->previous_position;
+            } else {
+                offset = s->cur_offset + s->page_size;
+                position = s->previous_position;
+            }
+        }
+    } else {
+        position = s->next_position;
+    }
+    set_link(&links->next, offset, false, &position);
+}
+
+static void previous_link(const struct state *s, struct dmj_page_links *links)
+{
+    const struct ends *pg = &s->page;
+    struct pos compare = s->previous_position, position = {POS_NONE, 0, NULL};
+    uint64_t offset = 0;
+    bool unique = false;
+
+    links->has_previous = s->has_previous;
+    if (!s->has_previous)
+        return;
+    if (pg->count && !s->cur->reverse && s->cur_offset != 0)
+        compare = row_pos(pg->first);
+    if (pg->count) {
+        struct pos first = row_pos(pg->first);
+        if (!pos_eq(&first, &compare)) {
+            unique = true;
+            position = first;
+        } else {
+            offset = pg->lead_len;
+            if (pg->has_after_lead) {
+                unique = true;
+                position = row_pos(pg->after_lead);
+            }
+        }
+        if (!unique) {
+            if (!s->has_next) {
+                offset = s->page_size;
+                position.kind = POS_NONE;
+            } else if (s->cur->reverse) {
+                offset = s->cur_offset + s->page_size;
+                position = s->next_position;
+            } else {
+                offset = 0;
+                position = s->next_position;
+            }
+        }
+    } else {
+        position = s->previous_position;
+    }
+    set_link(&links->previous, offset, true, &position);
+}
+
+/* Row JSON of a reverse page, kept until it can be written back to front. */
+struct held {
+    struct dmj_buf json;
+    size_t *start;
+    size_t n, cap;
+};
+
+static int held_add(struct held *h, const struct dmj_job *job)
+{
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 64;
+        size_t *p = realloc(h->start, cap * sizeof *p);
+        if (!p)
+            return -ENOMEM;
+        h->start = p;
+        h->cap = cap;
+    }
+    h->start[h->n] = h->json.len;
+    int rc = dmj_json_add_job(&h->json, job);
+    if (rc)
+        return rc;
+    h->n++;
+    return 0;
+}
+
+static int held_flush(const struct held *h, struct dmj_buf *results)
+{
+    for (size_t i = h->n; i-- > 0;) {
+        size_t end = i + 1 < h->n ? h->start[i + 1] : h->json.len;
+        int rc = 0;
+        if (i + 1 < h->n)
+            rc = dmj_buf_addc(results, ',');
+        if (!rc)
+            rc = dmj_buf_add(results, h->json.data + h->start[i], end - h->start[i]);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int dmj_cursor_page(struct dmj_read *r, const struct dmj_page_params *p,
+                    struct dmj_buf *results, struct dmj_page_links *links)
+{
+    static const struct dmj_cursor none; /* no cursor: offset 0, forward, no position */
+    const struct dmj_cursor *cur = p->cursor ? p->cursor : &none;
+    uint64_t offset = cur->offset > DMJ_CURSOR_OFFSET_CUTOFF ? DMJ_CURSOR_OFFSET_CUTOFF
+                                                             : cur->offset;
+    uint64_t limit = p->limit ? p->limit : 1;
+    size_t before = results->len;
+    struct held held = {.n = 0};
+    struct dmj_walk walk;
+    struct dmj_job job;
+    struct ends read = {.count = 0};
+    bool has_following = false;
+    int64_t following = 0;
+    int rc;
+
+    struct dmj_walk_spec spec;
+    memset(&spec, 0, sizeof spec);
+    spec.team_id = p->team_id;
+    spec.index = p->has_saved_query_id ? DMJ_WALK_SAVED_QUERY : DMJ_WALK_TEAM;
+    if (p->has_saved_query_id)
+        memcpy(spec.saved_query_id, p->saved_query_id, 16);
+    /* (cursor reversed) XOR (ordering reversed): forward is created_at < p, descending. */
+    spec.descending = !cur->reverse;
+    spec.has_bound = cur->has_position;
+    spec.bound_us = cur->position_us;
+
+    rc = dmj_walk_start(r, &spec, &walk);
+    if (rc)
+        return rc;
+    /* queryset[offset:offset + page_size + 1] */
+    for (uint64_t i = 0; i < offset; i++) {
+        rc = dmj_walk_next(&walk, &job);
+        if (rc == DMJ_EEND)
+            break;
+        if (rc)
+            return rc;
+    }
+    if (rc != DMJ_EEND) {
+        dmj_buf_init(&held.json, results->max);
+        rc = dmj_buf_addc(results, '[');
+        for (uint64_t i = 0; rc == 0 && i <= limit; i++) {
+            rc = dmj_walk_next(&walk, &job);
+            if (rc)
+                break;
+            if (i == limit) {
+                has_following = true;
+                following = job.created_at;
+                break;
+            }
+            ends_add(&read, job.created_at);
+            if (cur->reverse) {
+                rc = held_add(&held, &job);
+            } else {
+                if (i > 0)
+                    rc = dmj_buf_addc(results, ',');
+                if (!rc)
+                    rc = dmj_json_add_job(results, &job);
+            }
+        }
+        if (rc == DMJ_EEND)
+            rc = 0;
+        if (!rc && cur->reverse)
+            rc = held_flush(&held, results);
+    } else {
+        rc = dmj_buf_addc(results, '[');
+    }
+    if (!rc)
+        rc = dmj_buf_addc(results, ']');
+    dmj_buf_dispose(&held.json);
+    free(held.start);
+    if (rc) {
+        results->len = before;
+        if (results->data)
+            results->data[before] = '\0';
+        return rc;
+    }
+
+    struct state s;
+    memset(&s, 0, sizeof s);
+    s.cur = cur;
+    s.cur_offset = offset;
+    s.page_size = limit;
+    s.page = cur->reverse ? ends_flip(&read) : read;
+    struct pos current = {cur->has_position ? POS_TEXT : POS_NONE, cur->position_us, cur};
+    struct pos follow = {has_following ? POS_ROW : POS_NONE, following, NULL};
+    bool moved = cur->has_position || offset > 0;
+    if (cur->reverse) {
+        s.has_next = moved;
+        s.next_position = current;
+        s.has_previous = has_following;
+        s.previous_position = follow;
+    } else {
+        s.has_next = has_following;
+        s.next_position = follow;
+        s.has_previous = moved;
+        s.previous_position = current;
+    }
+    memset(links, 0, sizeof *links);
+    next_link(&s, links);
+    previous_link(&s, links);
+    return 0;
+}
