@@ -96,8 +96,8 @@ static void progress(struct run *r, bool final)
         return;
     r->last_progress = now;
     double secs = now - r->started;
-    uint64_t recs = r->records_before + dmj_import_count(r->imp);
-    uint64_t bytes = r->bytes_before + dmj_import_bytes_in(r->imp);
+    uint64_t recs = r->records_before + (r->imp ? dmj_import_count(r->imp) : 0);
+    uint64_t bytes = r->bytes_before + (r->imp ? dmj_import_bytes_in(r->imp) : 0);
     double rate = secs > 0 ? (double)recs / secs : 0;
     char eta[32] = "";
     if (r->total_bytes > 0 && bytes > 0 && bytes < r->total_bytes && secs > 0)
@@ -251,8 +251,8 @@ int dmj_cmd_import(int argc, char **argv)
         r.w = NULL;
     }
     double secs = dmj_tool_now() - r.started;
-    if (r.tty && rc == 0)
-        fputc('\n', stderr);
+    if (rc == 0)
+        progress(&r, true);
     if (rc != 0) {
         fprintf(stderr, "dmj import: failed (%s); %s\n", dmj_strerror(rc),
                 r.batch ? "batches committed before the error are stored"
