@@ -29,46 +29,27 @@ static size_t escape_at(const unsigned char *s, size_t n, size_t i, char e[6], s
     static const char hex[] = "0123456789abcdef";
     unsigned char c = s[i];
     *consumed = 1;
-    switch (c) {
-    case '"':
-    case '\\':
+    /* The two-character escapes JSON has a letter for; everything else below 0x20 is \u00XX. */
+    static const char letter[0x5d] = {['"'] = '"',  ['\\'] = '\\', ['\b'] = 'b', ['\t'] = 't',
+                                      ['\n'] = 'n', ['\f'] = 'f',  ['\r'] = 'r'};
+    if (c < sizeof letter && letter[c]) {
         e[0] = '\\';
-        e[1] = (char)c;
+        e[1] = letter[c];
         return 2;
-    case '\b':
-        e[0] = '\\';
-        e[1] = 'b';
-        return 2;
-    case '\t':
-        e[0] = '\\';
-        e[1] = 't';
-        return 2;
-    case '\n':
-        e[0] = '\\';
-        e[1] = 'n';
-        return 2;
-    case '\f':
-        e[0] = '\\';
-        e[1] = 'f';
-        return 2;
-    case '\r':
-        e[0] = '\\';
-        e[1] = 'r';
-        return 2;
-    case 0xE2:
+    }
+    if (c == 0xE2) {
         if (!is_line_sep(s, n, i))
             return 0;
         memcpy(e, s[i + 2] == 0xA8 ? "\\u2028" : "\\u2029", 6);
         *consumed = 3;
         return 6;
-    default:
-        if (c >= 0x20)
-            return 0;
-        memcpy(e, "\\u00", 4);
-        e[4] = hex[c >> 4];
-        e[5] = hex[c & 0xf];
-        return 6;
     }
+    if (c >= 0x20)
+        return 0;
+    memcpy(e, "\\u00", 4);
+    e[4] = hex[c >> 4];
+    e[5] = hex[c & 0xf];
+    return 6;
 }
 
 /* Length of the escaped text of s, without the quotes. */

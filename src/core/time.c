@@ -125,6 +125,37 @@ static unsigned fraction_us(unsigned value, unsigned ndigits)
     return value;
 }
 
+/*
+ * The zone suffix, when there is one: 'Z' (and 'z' for the import), or [+-]HH with an
+ * optional [:]MM (Django's (:?[0-9]{2})?). Anything the suffix leaves unread is left for the
+ * caller's end-of-text check, which is how "+05:3" or "+053" fail in both grammars. Django
+ * takes the minutes as int(tz[-2:]) without a range check ("+05:99" is 5 h 99 min; only the
+ * total must stay under a day, which fields_to_us checks); the import wants real HH:MM.
+ */
+static bool parse_zone(const char *s, size_t len, size_t *i, bool import, int *offset_min)
+{
+    if (at(s, len, *i, 'Z') || (import && at(s, len, *i, 'z'))) {
+        (*i)++;
+        return true;
+    }
+    if (!at(s, len, *i, '+') && !at(s, len, *i, '-'))
+        return true;
+    int sign = s[*i] == '-' ? -1 : 1;
+    unsigned hh, mm = 0;
+    size_t j = *i + 1;
+    if (!digits_exact(s, len, &j, 2, &hh))
+        return false;
+    *i = j;
+    if (at(s, len, j, ':'))
+        j++;
+    if (digits_exact(s, len, &j, 2, &mm))
+        *i = j;
+    if (import && (hh > 23 || mm > 59))
+        return false;
+    *offset_min = sign * (int)(hh * 60 + mm);
+    return true;
+}
+
 int dmj_time_parse(const char *s, size_t len, int64_t *out_us)
 {
     struct fields f = {0};
@@ -148,25 +179,8 @@ int dmj_time_parse(const char *s, size_t len, int64_t *out_us)
             return DMJ_EINVAL;
         f.usec = fraction_us(v, n);
     }
-    if (at(s, len, i, 'Z') || at(s, len, i, 'z')) {
-        i++;
-    } else if (at(s, len, i, '+') || at(s, len, i, '-')) {
-        int sign = s[i] == '-' ? -1 : 1;
-        unsigned hh, mm = 0;
-        i++;
-        if (!digits_exact(s, len, &i, 2, &hh))
-            return DMJ_EINVAL;
-        if (at(s, len, i, ':')) {
-            i++;
-            if (!digits_exact(s, len, &i, 2, &mm))
-                return DMJ_EINVAL;
-        } else if (i < len && !digits_exact(s, len, &i, 2, &mm)) {
-            return DMJ_EINVAL;
-        }
-        if (hh > 23 || mm > 59)
-            return DMJ_EINVAL;
-        f.offset_min = sign * (int)(hh * 60 + mm);
-    }
+    if (!parse_zone(s, len, &i, true, &f.offset_min))
+        return DMJ_EINVAL;
     if (i != len)
         return DMJ_EINVAL;
     return fields_to_us(&f, out_us);
@@ -212,25 +226,8 @@ int dmj_time_parse_django(const char *s, size_t len, int64_t *out_us)
             f.usec = fraction_us(v, n);
         }
     }
-    if (at(s, len, i, 'Z')) {
-        i++;
-    } else if (at(s, len, i, '+') || at(s, len, i, '-')) {
-        int sign = s[i] == '-' ? -1 : 1;
-        unsigned hh, mm = 0;
-        i++;
-        if (!digits_exact(s, len, &i, 2, &hh))
-            return DMJ_EINVAL;
-        /* (:?[0-9]{2})? — Django then takes int(tz[-2:]) as minutes, unchecked, so
-         * "+05:99" is 5 h 99 min; only the total must stay under a day. */
-        size_t j = i;
-        if (at(s, len, j, ':'))
-            j++;
-        if (digits_exact(s, len, &j, 2, &mm))
-            i = j;
-        else
-            mm = 0;
-        f.offset_min = sign * (int)(hh * 60 + mm);
-    }
+    if (!parse_zone(s, len, &i, false, &f.offset_min))
+        return DMJ_EINVAL;
     if (!at_dollar(s, len, i))
         return DMJ_EINVAL;
     return fields_to_us(&f, out_us);
