@@ -220,6 +220,13 @@ static int flush(struct dmj_buf *out, const char *seg, const char *end)
     return dmj_buf_add(out, seg, (size_t)(end - seg));
 }
 
+/* Appends a key text (with its punctuation) and then a string value. */
+static int add_member(struct dmj_buf *out, const char *key, struct dmj_str value)
+{
+    int rc = dmj_buf_add(out, key, strlen(key));
+    return rc ? rc : dmj_json_add_string(out, value);
+}
+
 /* The ten served fields, without the closing brace. */
 static int add_job_fields(struct dmj_buf *out, const struct dmj_job *job)
 {
@@ -250,9 +257,7 @@ static int add_job_fields(struct dmj_buf *out, const struct dmj_job *job)
     if (!rc)
         rc = dmj_json_add_string(out, job->workflow_id);
     if (!rc)
-        rc = dmj_buf_add(out, ",\"workflow_run_id\":", 19);
-    if (!rc)
-        rc = dmj_json_add_string(out, job->workflow_run_id);
+        rc = add_member(out, ",\"workflow_run_id\":", job->workflow_run_id);
     if (rc)
         return rc;
 
@@ -293,13 +298,9 @@ static int add_job_rest(struct dmj_buf *out, const struct dmj_job *job)
     if (!rc)
         rc = dmj_json_add_string(out, job->engine.ptr ? job->engine : clickhouse);
     if (!rc)
-        rc = dmj_buf_add(out, ",\"run_mode\":", 12);
+        rc = add_member(out, ",\"run_mode\":", job->run_mode);
     if (!rc)
-        rc = dmj_json_add_string(out, job->run_mode);
-    if (!rc)
-        rc = dmj_buf_add(out, ",\"parent_workflow_id\":", 22);
-    if (!rc)
-        rc = dmj_json_add_string(out, job->parent_workflow_id);
+        rc = add_member(out, ",\"parent_workflow_id\":", job->parent_workflow_id);
     if (rc)
         return rc;
 
@@ -332,21 +333,13 @@ int dmj_json_add_error(struct dmj_buf *out, const char *type, const char *code, 
                        const char *attr)
 {
     size_t start = out->len;
-    int rc = dmj_buf_add(out, "{\"type\":", 8);
+    int rc = add_member(out, "{\"type\":", cstr(type));
     if (!rc)
-        rc = dmj_json_add_string(out, cstr(type));
+        rc = add_member(out, ",\"code\":", cstr(code));
     if (!rc)
-        rc = dmj_buf_add(out, ",\"code\":", 8);
+        rc = add_member(out, ",\"detail\":", cstr(detail));
     if (!rc)
-        rc = dmj_json_add_string(out, cstr(code));
-    if (!rc)
-        rc = dmj_buf_add(out, ",\"detail\":", 10);
-    if (!rc)
-        rc = dmj_json_add_string(out, cstr(detail));
-    if (!rc)
-        rc = dmj_buf_add(out, ",\"attr\":", 8);
-    if (!rc)
-        rc = dmj_json_add_string(out, cstr(attr));
+        rc = add_member(out, ",\"attr\":", cstr(attr));
     if (!rc)
         rc = dmj_buf_add(out, "}", 1);
     return rollback(out, start, rc);
