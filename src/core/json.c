@@ -52,10 +52,12 @@ static size_t escape_at(const unsigned char *s, size_t n, size_t i, char e[6], s
     return 6;
 }
 
-/* Length of the escaped text of s, without the quotes. */
-static size_t escaped_len(const unsigned char *s, size_t n)
+/* Length of the escaped text of s, without the quotes; *first is where the first escape is
+ * (n when there is none), so that the writer can copy everything before it at once. */
+static size_t escaped_len(const unsigned char *s, size_t n, size_t *first)
 {
     size_t out = n;
+    *first = n;
     for (size_t i = 0; i < n; i++) {
         if (!needs_escape(s[i]))
             continue;
@@ -63,6 +65,8 @@ static size_t escaped_len(const unsigned char *s, size_t n)
         size_t used;
         size_t elen = escape_at(s, n, i, e, &used);
         if (elen) {
+            if (*first == n)
+                *first = i;
             out += elen - used;
             i += used - 1;
         }
@@ -76,7 +80,8 @@ int dmj_json_add_string(struct dmj_buf *out, struct dmj_str str)
         return dmj_buf_add(out, "null", 4);
     const unsigned char *s = (const unsigned char *)str.ptr;
     size_t n = str.len;
-    size_t total = escaped_len(s, n);
+    size_t first;
+    size_t total = escaped_len(s, n, &first);
     /* total >= n, so only the "+ 2" can wrap, and only for absurd sizes. */
     if (total > SIZE_MAX - 2)
         return DMJ_ETOOBIG;
@@ -86,7 +91,7 @@ int dmj_json_add_string(struct dmj_buf *out, struct dmj_str str)
     char *p = out->data + out->len;
     *p++ = '"';
     size_t run = 0; /* start of the current run of bytes copied as they are */
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = first; i < n; i++) {
         if (!needs_escape(s[i]))
             continue;
         char e[6];

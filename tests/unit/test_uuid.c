@@ -57,6 +57,14 @@ static const struct {
     {"0123456789abcdef0123456789ABCDurn:EFuuid:", 41, "01234567-89ab-cdef-0123-456789abcdef"},
     {"{0123456789abcdef0123456789ABCDEF-}}", 36, "01234567-89ab-cdef-0123-456789abcdef"},
     {"uuid:uuid:456789abcdef0123456789ABCDEF", 38, NULL},
+    /* 36 characters: the canonical fast path and the shapes that must fall through it. */
+    {"01234567-89AB-CDEF-0123-456789ABCDEF", 36, "01234567-89ab-cdef-0123-456789abcdef"},
+    {"0123456-789ab-cdef-0123-456789abcdef", 36, "01234567-89ab-cdef-0123-456789abcdef"},
+    {"01234567-89ab-cdef-0123-456789abcdeg", 36, NULL},
+    {"01234567-89ab-cdef-0123-456789abcde-", 36, NULL},
+    {"{1234567-89ab-cdef-0123-456789abcde}", 36, NULL},
+    {"0123456789abcdef0123-456789abcdef{}}", 36, "01234567-89ab-cdef-0123-456789abcdef"},
+    {"01234567_89ab_cdef_0123_456789abcdef", 36, NULL},
 };
 
 /* Parses from a heap block of exactly `len` bytes so that ASan sees any read past it. */
