@@ -182,9 +182,20 @@ int dmj_store_open(const char *dir, unsigned flags, size_t map_size, struct dmj_
         rc = mdb_env_set_maxreaders(s->env, MAX_READERS);
     if (!rc)
         rc = mdb_env_set_mapsize(s->env, map_size);
-    /* NOTLS: read transactions belong to read handles, not threads, and are reused */
+    /* NOTLS: read transactions belong to read handles, not threads, and are reused.
+     * WRITEMAP for writers: dirty pages are written in the map instead of malloc'd and copied
+     * at commit (halved the commit of a 1M-job import); data.mdb becomes a sparse file as
+     * large as the map. DMJ_WRITEMAP=0 turns it off. Readers map read-only either way. */
+    unsigned env_flags = MDB_NOTLS;
+    if (rdonly) {
+        env_flags |= MDB_RDONLY;
+    } else {
+        const char *wm = getenv("DMJ_WRITEMAP");
+        if (!wm || strcmp(wm, "0") != 0)
+            env_flags |= MDB_WRITEMAP;
+    }
     if (!rc)
-        rc = mdb_env_open(s->env, dir, MDB_NOTLS | (rdonly ? MDB_RDONLY : 0), 0644);
+        rc = mdb_env_open(s->env, dir, env_flags, 0644);
     if (rc) {
         rc = rc == MDB_INVALID ? DMJ_EVERSION : dmj__store_err(rc);
         goto Error;
