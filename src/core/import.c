@@ -250,17 +250,18 @@ static int container_lookup(const unsigned char *k, size_t len)
 {
     static const struct {
         const char *key;
+        size_t len;
         int kind;
     } keys[] = {
-        {"results", DMJ_IMPORT_JOB},
-        {"organizations", DMJ_IMPORT_ORG},
-        {"teams", DMJ_IMPORT_TEAM},
-        {"users", DMJ_IMPORT_USER},
-        {"organization_memberships", DMJ_IMPORT_MEMBERSHIP},
-        {"personal_api_keys", DMJ_IMPORT_KEY},
+        {"results", 7, DMJ_IMPORT_JOB},
+        {"organizations", 13, DMJ_IMPORT_ORG},
+        {"teams", 5, DMJ_IMPORT_TEAM},
+        {"users", 5, DMJ_IMPORT_USER},
+        {"organization_memberships", 24, DMJ_IMPORT_MEMBERSHIP},
+        {"personal_api_keys", 17, DMJ_IMPORT_KEY},
     };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        if (strlen(keys[i].key) == len && memcmp(keys[i].key, k, len) == 0)
+        if (keys[i].len == len && memcmp(keys[i].key, k, len) == 0)
             return keys[i].kind;
     }
     return -1;

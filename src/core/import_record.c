@@ -13,49 +13,57 @@
 
 #include "import_impl.h"
 
-static const char *const field_names[DMJ__F_COUNT] = {
-    [DMJ__F_KIND] = "kind",
-    [DMJ__F_ID] = "id",
-    [DMJ__F_TEAM_ID] = "team_id",
-    [DMJ__F_TEAM] = "team",
-    [DMJ__F_SAVED_QUERY_ID] = "saved_query_id",
-    [DMJ__F_STATUS] = "status",
-    [DMJ__F_ROWS_MATERIALIZED] = "rows_materialized",
-    [DMJ__F_ERROR] = "error",
-    [DMJ__F_CREATED_AT] = "created_at",
-    [DMJ__F_LAST_RUN_AT] = "last_run_at",
-    [DMJ__F_WORKFLOW_ID] = "workflow_id",
-    [DMJ__F_WORKFLOW_RUN_ID] = "workflow_run_id",
-    [DMJ__F_PARENT_WORKFLOW_ID] = "parent_workflow_id",
-    [DMJ__F_RUN_MODE] = "run_mode",
-    [DMJ__F_ROWS_EXPECTED] = "rows_expected",
-    [DMJ__F_CREATED_BY_ID] = "created_by_id",
-    [DMJ__F_ENGINE] = "engine",
-    [DMJ__F_STORAGE_DELTA_MIB] = "storage_delta_mib",
-    [DMJ__F_UPDATED_AT] = "updated_at",
-    [DMJ__F_PROJECT_ID] = "project_id",
-    [DMJ__F_ORGANIZATION_ID] = "organization_id",
-    [DMJ__F_NAME] = "name",
-    [DMJ__F_IS_ACTIVE] = "is_active",
-    [DMJ__F_CURRENT_TEAM_ID] = "current_team_id",
-    [DMJ__F_CURRENT_ORGANIZATION_ID] = "current_organization_id",
-    [DMJ__F_USER_ID] = "user_id",
-    [DMJ__F_LEVEL] = "level",
-    [DMJ__F_SECURE_VALUE] = "secure_value",
-    [DMJ__F_VALUE] = "value",
-    [DMJ__F_KEY] = "key",
-    [DMJ__F_SCOPES] = "scopes",
-    [DMJ__F_SCOPED_TEAMS] = "scoped_teams",
-    [DMJ__F_SCOPED_ORGANIZATIONS] = "scoped_organizations",
+static const struct {
+    const char *name;
+    size_t len;
+} fields[DMJ__F_COUNT] = {
+    [DMJ__F_KIND] = {"kind", 4},
+    [DMJ__F_ID] = {"id", 2},
+    [DMJ__F_TEAM_ID] = {"team_id", 7},
+    [DMJ__F_TEAM] = {"team", 4},
+    [DMJ__F_SAVED_QUERY_ID] = {"saved_query_id", 14},
+    [DMJ__F_STATUS] = {"status", 6},
+    [DMJ__F_ROWS_MATERIALIZED] = {"rows_materialized", 17},
+    [DMJ__F_ERROR] = {"error", 5},
+    [DMJ__F_CREATED_AT] = {"created_at", 10},
+    [DMJ__F_LAST_RUN_AT] = {"last_run_at", 11},
+    [DMJ__F_WORKFLOW_ID] = {"workflow_id", 11},
+    [DMJ__F_WORKFLOW_RUN_ID] = {"workflow_run_id", 15},
+    [DMJ__F_PARENT_WORKFLOW_ID] = {"parent_workflow_id", 18},
+    [DMJ__F_RUN_MODE] = {"run_mode", 8},
+    [DMJ__F_ROWS_EXPECTED] = {"rows_expected", 13},
+    [DMJ__F_CREATED_BY_ID] = {"created_by_id", 13},
+    [DMJ__F_ENGINE] = {"engine", 6},
+    [DMJ__F_STORAGE_DELTA_MIB] = {"storage_delta_mib", 17},
+    [DMJ__F_UPDATED_AT] = {"updated_at", 10},
+    [DMJ__F_PROJECT_ID] = {"project_id", 10},
+    [DMJ__F_ORGANIZATION_ID] = {"organization_id", 15},
+    [DMJ__F_NAME] = {"name", 4},
+    [DMJ__F_IS_ACTIVE] = {"is_active", 9},
+    [DMJ__F_CURRENT_TEAM_ID] = {"current_team_id", 15},
+    [DMJ__F_CURRENT_ORGANIZATION_ID] = {"current_organization_id", 23},
+    [DMJ__F_USER_ID] = {"user_id", 7},
+    [DMJ__F_LEVEL] = {"level", 5},
+    [DMJ__F_SECURE_VALUE] = {"secure_value", 12},
+    [DMJ__F_VALUE] = {"value", 5},
+    [DMJ__F_KEY] = {"key", 3},
+    [DMJ__F_SCOPES] = {"scopes", 6},
+    [DMJ__F_SCOPED_TEAMS] = {"scoped_teams", 12},
+    [DMJ__F_SCOPED_ORGANIZATIONS] = {"scoped_organizations", 20},
 };
+
+/* The name of a field, for messages. */
+static const char *field_name(int f)
+{
+    return fields[f].name;
+}
+
 
 int dmj__import_field_lookup(const char *key, size_t len)
 {
-    /* A linear scan over 33 short names, filtered by length first: cheap enough next to
-     * the JSON lexing, and obviously right. */
+    /* Lengths first: this runs for every key of every record. */
     for (int i = 0; i < DMJ__F_COUNT; i++) {
-        const char *n = field_names[i];
-        if (strlen(n) == len && memcmp(n, key, len) == 0)
+        if (fields[i].len == len && memcmp(fields[i].name, key, len) == 0)
             return i;
     }
     return -1;
@@ -102,7 +110,7 @@ static int fail(struct ctx *c, int field, const char *reason)
 {
     const struct dmj__import_value *v = field >= 0 ? &c->fl->f[field] : NULL;
     c->err->line = v && v->type != DMJ__V_NONE ? v->line : c->fl->line;
-    snprintf(c->err->field, sizeof c->err->field, "%s", field >= 0 ? field_names[field] : "record");
+    snprintf(c->err->field, sizeof c->err->field, "%s", field >= 0 ? field_name(field) : "record");
     snprintf(c->err->reason, sizeof c->err->reason, "%s", reason);
     return DMJ_EINVAL;
 }
@@ -185,6 +193,37 @@ static int get_str(struct ctx *c, int field, bool required, bool nullable, struc
     return 0;
 }
 
+static int hexdigit(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* The canonical 36-character spelling parsed in place (nearly every input uses it);
+ * anything else goes to dmj_uuid_parse and its full set of spellings. */
+static int parse_uuid(const char *s, size_t len, uint8_t out[16])
+{
+    if (len != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-')
+        return dmj_uuid_parse(s, len, out);
+    uint8_t id[16];
+    size_t j = 0;
+    for (size_t i = 0; i < 36; i += 2) {
+        if (i == 8 || i == 13 || i == 18 || i == 23)
+            i++;
+        int hi = hexdigit(s[i]), lo = hexdigit(s[i + 1]);
+        if (hi < 0 || lo < 0)
+            return dmj_uuid_parse(s, len, out);
+        id[j++] = (uint8_t)(hi << 4 | lo);
+    }
+    memcpy(out, id, 16);
+    return 0;
+}
+
 static int get_uuid(struct ctx *c, int field, bool required, bool *present, uint8_t out[16])
 {
     struct dmj_str s;
@@ -196,7 +235,7 @@ static int get_uuid(struct ctx *c, int field, bool required, bool *present, uint
             *present = false;
         return 0;
     }
-    if (dmj_uuid_parse(s.ptr, s.len, out) != 0)
+    if (parse_uuid(s.ptr, s.len, out) != 0)
         return fail(c, field, "not a UUID");
     if (present)
         *present = true;
