@@ -104,6 +104,11 @@ struct dmjd_server {
     struct dmjd_ratelimit *ratelimit;
     struct dmjd_worker **workers;
     unsigned n_workers;
+    /* Start-up only: workers report their loop ready and wait for `go` (worker.c). */
+    pthread_mutex_t start_lock;
+    pthread_cond_t start_cond;
+    unsigned n_ready;
+    bool go;
 };
 
 /** Per-thread state; the h2o context is embedded so a handler finds its worker. */
@@ -118,7 +123,9 @@ struct dmjd_worker {
     h2o_socket_t *notify_sock;
     h2o_accept_ctx_t accept_ctx[DMJD_MAX_LISTENERS];
     h2o_socket_t *listen_socks[DMJD_MAX_LISTENERS];
+    h2o_timeout_entry_t resume_accept; /**< accepting again after running out of fds */
     h2o_generator_t generator; /**< an inline, no-callback generator for h2o_start_response */
+    int setup_rc; /**< 0 once the worker's loop and listeners are set up */
     bool draining;
     bool disposed; /**< the thread tore its context down after draining */
     struct dmj_buf scratch; /**< metrics text and access-log lines */
@@ -128,8 +135,11 @@ struct dmjd_worker {
 /** Allocates a worker (its API state, its self-pipe); the thread is not started. */
 DMJ_MUST_CHECK int dmjd_worker_new(struct dmjd_server *srv, unsigned index,
                                    struct dmjd_worker **out);
-/** Starts the worker's thread. */
+/** Starts the worker's thread; it sets its loop up, then waits for dmjd_workers_go. */
 DMJ_MUST_CHECK int dmjd_worker_start(struct dmjd_worker *w);
+/** Waits until `started` workers have set up their loops, then lets them all accept.
+ * Returns 0, or the first worker's setup error. */
+DMJ_MUST_CHECK int dmjd_workers_go(struct dmjd_server *srv, unsigned started);
 /** Asks the worker to stop accepting, drain, and return (async-signal-safe write). */
 void dmjd_worker_stop(struct dmjd_worker *w);
 /** Waits until the worker has drained (its thread then parks until the process exits);

@@ -315,6 +315,8 @@ static int serve(struct dmjd_server *srv, unsigned threads)
     /* Blocked before the threads start, so they inherit the mask and only sigwait sees them. */
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
 
+    pthread_mutex_init(&srv->start_lock, NULL);
+    pthread_cond_init(&srv->start_cond, NULL);
     srv->workers = calloc(threads, sizeof(srv->workers[0]));
     if (srv->workers == NULL)
         return 1;
@@ -339,7 +341,10 @@ static int serve(struct dmjd_server *srv, unsigned threads)
         }
     }
     int status = 1;
-    if (started == threads) {
+    int rc = dmjd_workers_go(srv, started);
+    if (rc != 0)
+        fprintf(stderr, "dmjd: cannot set up the workers: %s\n", dmj_strerror(rc));
+    if (started == threads && rc == 0) {
         for (unsigned i = 0; i < srv->n_listeners; i++)
             printf("listening on %s\n", srv->listeners[i].url);
         fflush(stdout);
@@ -364,6 +369,8 @@ static int serve(struct dmjd_server *srv, unsigned threads)
     free(srv->workers);
     srv->workers = NULL;
     srv->n_workers = 0;
+    pthread_cond_destroy(&srv->start_cond);
+    pthread_mutex_destroy(&srv->start_lock);
     return status;
 }
 

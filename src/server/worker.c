@@ -23,6 +23,29 @@ static void on_conn_close(void *data)
     atomic_fetch_sub_explicit(&w->metrics.open_connections, 1, memory_order_relaxed);
 }
 
+static void on_accept(h2o_socket_t *listener, const char *err);
+
+/* Out of file descriptors: the listener stays readable, so stop polling it for a moment
+ * rather than spin, and let closing connections free some. */
+static void pause_accepting(struct dmjd_worker *w)
+{
+    for (unsigned i = 0; i < w->server->n_listeners; i++) {
+        if (w->listen_socks[i] != NULL)
+            h2o_socket_read_stop(w->listen_socks[i]);
+    }
+    if (!h2o_timeout_is_linked(&w->resume_accept))
+        h2o_timeout_link(w->ctx.loop, &w->ctx.hundred_ms_timeout, &w->resume_accept);
+}
+
+static void on_resume_accept(h2o_timeout_entry_t *entry)
+{
+    struct dmjd_worker *w = H2O_STRUCT_FROM_MEMBER(struct dmjd_worker, resume_accept, entry);
+    for (unsigned i = 0; i < w->server->n_listeners; i++) {
+        if (w->listen_socks[i] != NULL)
+            h2o_socket_read_start(w->listen_socks[i], on_accept);
+    }
+}
+
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
     if (err != NULL)
@@ -30,10 +53,14 @@ static void on_accept(h2o_socket_t *listener, const char *err)
     h2o_accept_ctx_t *actx = listener->data;
     struct dmjd_worker *w = H2O_STRUCT_FROM_MEMBER(struct dmjd_worker, ctx, actx->ctx);
     for (int i = 0; i < ACCEPTS_PER_WAKE; i++) {
-        /* NULL also when another worker took the connection first. */
+        errno = 0;
         h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
-        if (sock == NULL)
+        if (sock == NULL) {
+            /* EAGAIN also when another worker took the connection first. */
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                pause_accepting(w);
             return;
+        }
         atomic_fetch_add_explicit(&w->metrics.open_connections, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&w->metrics.accepted_connections, 1, memory_order_relaxed);
         sock->on_close.cb = on_conn_close;
@@ -48,6 +75,8 @@ static void begin_drain(struct dmjd_worker *w)
     if (w->draining)
         return;
     w->draining = true;
+    if (h2o_timeout_is_linked(&w->resume_accept))
+        h2o_timeout_unlink(&w->resume_accept);
     for (unsigned i = 0; i < w->server->n_listeners; i++) {
         if (w->listen_socks[i] != NULL) {
             h2o_socket_read_stop(w->listen_socks[i]);
@@ -87,7 +116,6 @@ static int setup_loop(struct dmjd_worker *w)
             return -errno;
         w->listen_socks[i] = h2o_evloop_socket_create(w->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
         w->listen_socks[i]->data = actx;
-        h2o_socket_read_start(w->listen_socks[i], on_accept);
     }
     w->notify_sock = h2o_evloop_socket_create(w->ctx.loop, w->notify_fds[0], 0);
     w->notify_fds[0] = -1; /* owned by the socket now */
@@ -117,11 +145,30 @@ static void dispose_loop(struct dmjd_worker *w)
     h2o_evloop_destroy(loop);
 }
 
+/* Waits until every worker has its loop: h2o aborts when it cannot get a descriptor for
+ * an event loop, so no worker may take connections (which use descriptors up) before all
+ * loops exist. */
+static void wait_for_all(struct dmjd_server *srv)
+{
+    pthread_mutex_lock(&srv->start_lock);
+    srv->n_ready++;
+    pthread_cond_broadcast(&srv->start_cond);
+    while (!srv->go)
+        pthread_cond_wait(&srv->start_cond, &srv->start_lock);
+    pthread_mutex_unlock(&srv->start_lock);
+}
+
 static void *run(void *arg)
 {
     struct dmjd_worker *w = arg;
-    if (setup_loop(w) != 0) {
-        fprintf(stderr, "dmjd: worker %u: cannot set up its listeners\n", w->index);
+    w->setup_rc = setup_loop(w);
+    if (w->setup_rc != 0)
+        fprintf(stderr, "dmjd: worker %u: %s\n", w->index, dmj_strerror(w->setup_rc));
+    wait_for_all(w->server);
+    if (w->setup_rc == 0) {
+        for (unsigned i = 0; i < w->server->n_listeners; i++)
+            h2o_socket_read_start(w->listen_socks[i], on_accept);
+    } else {
         begin_drain(w);
     }
     while (!w->draining)
@@ -153,6 +200,7 @@ int dmjd_worker_new(struct dmjd_server *srv, unsigned index, struct dmjd_worker 
         return -ENOMEM;
     w->server = srv;
     w->index = index;
+    w->resume_accept.cb = on_resume_accept;
     dmj_buf_init(&w->scratch, SCRATCH_MAX);
     int rc = dmj_api_worker_new(srv->store, &srv->api, &w->api);
     if (rc != 0) {
@@ -176,6 +224,21 @@ int dmjd_worker_start(struct dmjd_worker *w)
     if (rc != 0)
         return -rc;
     pthread_detach(w->thread);
+    return 0;
+}
+
+int dmjd_workers_go(struct dmjd_server *srv, unsigned started)
+{
+    pthread_mutex_lock(&srv->start_lock);
+    while (srv->n_ready < started)
+        pthread_cond_wait(&srv->start_cond, &srv->start_lock);
+    srv->go = true;
+    pthread_cond_broadcast(&srv->start_cond);
+    pthread_mutex_unlock(&srv->start_lock);
+    for (unsigned i = 0; i < started; i++) {
+        if (srv->workers[i]->setup_rc != 0)
+            return srv->workers[i]->setup_rc;
+    }
     return 0;
 }
 

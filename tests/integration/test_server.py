@@ -97,12 +97,12 @@ class Store:
 class Server:
     """A dmjd process; `urls` are the printed listener URLs."""
 
-    def __init__(self, db, *args, listeners=1, env=None):
+    def __init__(self, db, *args, listeners=1, env=None, preexec_fn=None):
         cmd = [binary("dmjd"), "--db", db, *args]
         if not any(a == "--listen" for a in args):
             cmd += ["--listen", "127.0.0.1:0"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=env)
+                                     env=env, preexec_fn=preexec_fn)
         self.urls = []
         deadline = time.time() + 20
         buf = b""
@@ -481,8 +481,40 @@ def case_startup_errors(store, tmp):
             c.close()
 
 
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def case_fd_exhaustion(store, tmp):
+    import resource
+
+    def few_fds():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+    with Server(store.dir, "--threads", "2", preexec_fn=few_fds) as srv:
+        socks = []
+        for _ in range(100):
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            socks.append(s)
+        time.sleep(0.3)
+        # Out of descriptors, the server must back off rather than spin on accept().
+        cpu = cpu_seconds(srv.proc.pid)
+        time.sleep(1.0)
+        used = cpu_seconds(srv.proc.pid) - cpu
+        assert used < 0.5, "%.2f s of CPU in 1 s while out of file descriptors" % used
+        for s in socks:
+            s.close()
+        time.sleep(0.3)
+        c = srv.conn(timeout=10)
+        res, _ = get(c, LIST + "?limit=1", store.read_key)
+        assert res.status == 200
+        c.close()
+
+
 CASES = [case_keepalive_and_metrics, case_head_401_health, case_access_log, case_rate_limit,
-         case_tls, case_sigterm, case_startup_errors]
+         case_tls, case_sigterm, case_startup_errors, case_fd_exhaustion]
 
 
 def main():
