@@ -277,6 +277,19 @@ def case_head_401_health(store, tmp):
 
         res, body = get(c, "/metrics", method="DELETE")
         assert res.status == 405
+
+        # ETag and If-None-Match pass through: 304 with no body, then 200 again on a miss.
+        res, body = get(c, LIST + "?limit=3", store.read_key)
+        etag = res.getheader("ETag")
+        assert res.status == 200 and etag, (res.status, etag)
+        res, body = get(c, LIST + "?limit=3", store.read_key, headers={"If-None-Match": etag})
+        assert res.status == 304, res.status
+        assert body == b""
+        assert res.getheader("ETag") == etag
+        assert res.getheader("Transfer-Encoding") is None
+        res, body = get(c, LIST + "?limit=3", store.read_key,
+                        headers={"If-None-Match": '"nope"'})
+        assert res.status == 200 and len(json.loads(body)["results"]) == 3
         c.close()
 
 
@@ -295,12 +308,21 @@ def case_access_log(store, tmp):
         assert res.status == 200
         res, _ = get(c, "/nope")
         assert res.status == 404
+        # Repeated, last, short and empty key parameters.
+        res, _ = get(c, LIST + "?personal_api_key=" + key + "&personal_api_key=" + key
+                     + "&x=1&personal_api_key=" + key[:5] + "&personal_api_key=")
+        res, _ = get(c, LIST + "?a=b&personal_api_key=" + key)
         c.close()
         code, err = srv.stop()
         assert code == 0, (code, err)
     with open(log) as f:
         lines = f.read().splitlines()
-    assert len(lines) == 4, lines
+    assert len(lines) == 6, lines
+    short = key[:8] + "..."
+    assert ('?personal_api_key=%s&personal_api_key=%s&x=1&personal_api_key=%s'
+            '&personal_api_key= ' % (short, short, key[:5])) in lines[4], lines[4]
+    assert lines[5].split('"')[1].endswith("?a=b&personal_api_key=%s HTTP/1.1" % short), lines[5]
+    lines = lines[:4]
     text = "\n".join(lines)
     assert key not in text, "the API key is in the access log"
     assert key[8:16] not in text
