@@ -42,7 +42,9 @@ struct dmj_import_record {
     } u;
 };
 
-/** What went wrong where: `field` is "" for a syntax error, `reason` a short phrase. */
+/** What went wrong where: `field` names the bad key, or is "json" for a syntax error,
+ * "gzip" for a bad compressed stream, "record" for a record the callback refused, "input"
+ * for anything else; `reason` is a short phrase. */
 struct dmj_import_error {
     uint64_t line;
     char field[64];

@@ -1,12 +1,11 @@
-/* The import parser: gzip and COPY-escape decoding, then yajl's SAX callbacks that find the
- * records in NDJSON, arrays, API pages and fixtures documents, with line numbers. */
+/* The import parser: yajl's SAX callbacks that find the records in NDJSON, arrays, API pages
+ * and fixtures documents, with line numbers (the byte stages before it: import_decode.c). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <yajl_parse.h>
-#include <zlib.h>
 
 #include "dmj/buf.h"
 #include "dmj/import.h"
@@ -14,7 +13,6 @@
 
 #include "import_impl.h"
 
-#define SLICE (256u * 1024u)           /* bytes handed to each decoding stage at once */
 #define RECORD_MAX (16u * 1024u * 1024u) /* text of one record's known fields */
 #define MAX_FRAMES 8
 
@@ -25,10 +23,6 @@ enum frame {
     FR_RECORD,   /* a record inside such an array */
     FR_FIELDARR, /* the array value of a list field (scopes...) */
 };
-
-enum gz_state { GZ_DETECT, GZ_PLAIN, GZ_INFLATE, GZ_DONE };
-
-enum pg_state { PG_NORMAL, PG_BACKSLASH, PG_OCTAL, PG_HEX };
 
 struct dmj_import {
     struct dmj_import_options o;
@@ -55,20 +49,7 @@ struct dmj_import {
     uint64_t line;
     bool resync; /* skip_invalid after a syntax error: drop bytes up to the next newline */
 
-    /* gzip */
-    enum gz_state gz;
-    unsigned char magic[2];
-    size_t n_magic;
-    z_stream z;
-    bool z_ready;
-    bool z_ended; /* the last member ended cleanly */
-    unsigned char *zout;
-
-    /* COPY text escapes */
-    enum pg_state pg;
-    unsigned pg_digits;
-    unsigned pg_value;
-    unsigned char *pgout;
+    struct dmj__import_decoder dec; /* gzip and COPY escapes, in front of yajl */
 
     uint64_t count, skipped, bytes_in;
 };
@@ -491,221 +472,37 @@ static int json_feed(struct dmj_import *imp, const unsigned char *p, size_t len)
     return 0;
 }
 
-/* ---- the COPY-escape stage -------------------------------------------------------- */
-
-static int hexval(unsigned char c)
+static int json_sink(void *ctx, const unsigned char *p, size_t len)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
+    return json_feed(ctx, p, len);
 }
 
-/* Undoes PostgreSQL's COPY text escaping (a backslash and one of b f n r t v, 1-3 octal
- * digits, x and 1-2 hex digits, or any other character standing for itself). */
-static size_t pg_unescape(struct dmj_import *imp, const unsigned char *p, size_t len,
-                          unsigned char *out)
+/* Makes sure a failure is sticky and says why. */
+static int failure(struct dmj_import *imp, int rc)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = p[i];
-        switch (imp->pg) {
-        case PG_NORMAL:
-            if (c == '\\')
-                imp->pg = PG_BACKSLASH;
-            else
-                out[n++] = c;
-            continue;
-        case PG_OCTAL:
-            if (c >= '0' && c <= '7' && imp->pg_digits < 3) {
-                imp->pg_value = imp->pg_value * 8 + (c - '0');
-                if (++imp->pg_digits == 3) {
-                    out[n++] = (unsigned char)imp->pg_value;
-                    imp->pg = PG_NORMAL;
-                }
-                continue;
-            }
-            out[n++] = (unsigned char)imp->pg_value;
-            imp->pg = PG_NORMAL;
-            i--; /* this byte is not part of the escape */
-            continue;
-        case PG_HEX:
-            if (hexval(c) >= 0 && imp->pg_digits < 2) {
-                imp->pg_value = imp->pg_value * 16 + (unsigned)hexval(c);
-                if (++imp->pg_digits == 2) {
-                    out[n++] = (unsigned char)imp->pg_value;
-                    imp->pg = PG_NORMAL;
-                }
-                continue;
-            }
-            if (imp->pg_digits == 0)
-                out[n++] = 'x'; /* "\x" without digits is a plain x */
-            else
-                out[n++] = (unsigned char)imp->pg_value;
-            imp->pg = PG_NORMAL;
-            i--;
-            continue;
-        case PG_BACKSLASH:
-            imp->pg = PG_NORMAL;
-            switch (c) {
-            case 'b': out[n++] = '\b'; break;
-            case 'f': out[n++] = '\f'; break;
-            case 'n': out[n++] = '\n'; break;
-            case 'r': out[n++] = '\r'; break;
-            case 't': out[n++] = '\t'; break;
-            case 'v': out[n++] = '\v'; break;
-            case 'x':
-                imp->pg = PG_HEX;
-                imp->pg_digits = 0;
-                imp->pg_value = 0;
-                break;
-            default:
-                if (c >= '0' && c <= '7') {
-                    imp->pg = PG_OCTAL;
-                    imp->pg_digits = 1;
-                    imp->pg_value = c - '0';
-                } else {
-                    out[n++] = c;
-                }
-            }
-            continue;
-        }
-    }
-    return n;
-}
-
-/* The escape pending at the end of the input. */
-static size_t pg_flush(struct dmj_import *imp, unsigned char *out)
-{
-    size_t n = 0;
-    if (imp->pg == PG_OCTAL || (imp->pg == PG_HEX && imp->pg_digits > 0))
-        out[n++] = (unsigned char)imp->pg_value;
-    else if (imp->pg == PG_HEX)
-        out[n++] = 'x';
-    else if (imp->pg == PG_BACKSLASH)
-        out[n++] = '\\';
-    imp->pg = PG_NORMAL;
-    return n;
-}
-
-static int text_feed(struct dmj_import *imp, const unsigned char *p, size_t len)
-{
-    if (!imp->o.pg_copy)
-        return json_feed(imp, p, len);
-    while (len > 0) {
-        size_t take = len < SLICE ? len : SLICE;
-        size_t n = pg_unescape(imp, p, take, imp->pgout);
-        int rc = json_feed(imp, imp->pgout, n);
-        if (rc != 0)
-            return rc;
-        p += take;
-        len -= take;
-    }
-    return 0;
-}
-
-/* ---- the gzip stage --------------------------------------------------------------- */
-
-static int inflate_feed(struct dmj_import *imp, const unsigned char *p, size_t len)
-{
-    imp->z.next_in = (unsigned char *)p;
-    imp->z.avail_in = (uInt)len;
-    bool more_output = false; /* zlib may hold output back when the last round filled zout */
-    while (imp->z.avail_in > 0 || more_output) {
-        if (imp->z_ended) {
-            if (imp->z.avail_in == 0)
-                break;
-            /* Another member follows (concatenated gzip files, as `cat a.gz b.gz`). */
-            if (inflateReset(&imp->z) != Z_OK)
-                return -ENOMEM;
-            imp->z_ended = false;
-        }
-        imp->z.next_out = imp->zout;
-        imp->z.avail_out = SLICE;
-        int zr = inflate(&imp->z, Z_NO_FLUSH);
-        if (zr != Z_OK && zr != Z_STREAM_END && zr != Z_BUF_ERROR) {
-            set_error(&imp->err, imp->line, "gzip", imp->z.msg ? imp->z.msg : "corrupt data");
-            imp->failed = DMJ_EINVAL;
-            return DMJ_EINVAL;
-        }
-        if (zr == Z_STREAM_END)
-            imp->z_ended = true;
-        size_t produced = SLICE - imp->z.avail_out;
-        more_output = imp->z.avail_out == 0;
-        int rc = text_feed(imp, imp->zout, produced);
-        if (rc != 0)
-            return rc;
-        if (zr == Z_BUF_ERROR && produced == 0)
-            break;
-    }
-    return 0;
-}
-
-static int start_stream(struct dmj_import *imp, const unsigned char *head, size_t n)
-{
-    if (n == 2 && head[0] == 0x1f && head[1] == 0x8b) {
-        memset(&imp->z, 0, sizeof imp->z);
-        if (inflateInit2(&imp->z, 16 + MAX_WBITS) != Z_OK)
-            return -ENOMEM;
-        imp->z_ready = true;
-        imp->zout = malloc(SLICE);
-        if (!imp->zout)
-            return -ENOMEM;
-        imp->gz = GZ_INFLATE;
-        return inflate_feed(imp, head, n);
-    }
-    imp->gz = GZ_PLAIN;
-    return text_feed(imp, head, n);
-}
-
-int dmj_import_feed(struct dmj_import *imp, const void *data, size_t len)
-{
-    if (imp->failed)
-        return imp->failed;
-    const unsigned char *p = data;
-    imp->bytes_in += len;
-    int rc = 0;
-    if (imp->gz == GZ_DETECT) {
-        /* The first two bytes decide between gzip and text; they may come one at a time. */
-        while (len > 0 && imp->n_magic < 2) {
-            imp->magic[imp->n_magic++] = *p++;
-            len--;
-        }
-        if (imp->n_magic < 2)
-            return 0;
-        rc = start_stream(imp, imp->magic, 2);
-    }
-    if (rc == 0 && len > 0)
-        rc = imp->gz == GZ_INFLATE ? inflate_feed(imp, p, len) : text_feed(imp, p, len);
     if (rc != 0 && !imp->failed) {
-        if (imp->err.field[0] == '\0')
+        if (rc == DMJ_EINVAL && imp->dec.why[0])
+            set_error(&imp->err, imp->line, "gzip", imp->dec.why);
+        else if (imp->err.reason[0] == '\0')
             set_error(&imp->err, imp->line, "input", dmj_strerror(rc));
         imp->failed = rc;
     }
     return rc;
 }
 
+int dmj_import_feed(struct dmj_import *imp, const void *data, size_t len)
+{
+    if (imp->failed)
+        return imp->failed;
+    imp->bytes_in += len;
+    return failure(imp, dmj__import_decoder_feed(&imp->dec, data, len));
+}
+
 int dmj_import_finish(struct dmj_import *imp)
 {
     if (imp->failed)
         return imp->failed;
-    int rc = 0;
-    if (imp->gz == GZ_DETECT && imp->n_magic > 0) {
-        imp->gz = GZ_PLAIN;
-        rc = text_feed(imp, imp->magic, imp->n_magic);
-    }
-    if (rc == 0 && imp->gz == GZ_INFLATE && !imp->z_ended) {
-        set_error(&imp->err, imp->line, "gzip", "truncated input");
-        rc = imp->failed = DMJ_EINVAL;
-    }
-    if (rc == 0 && imp->o.pg_copy) {
-        unsigned char tail[2];
-        size_t n = pg_flush(imp, tail);
-        rc = json_feed(imp, tail, n);
-    }
+    int rc = dmj__import_decoder_finish(&imp->dec);
     if (rc == 0 && imp->saw_value && !imp->resync) {
         imp->chunk = (const unsigned char *)"";
         imp->chunk_len = 0;
@@ -722,9 +519,7 @@ int dmj_import_finish(struct dmj_import *imp)
                 rc = DMJ_EINVAL;
         }
     }
-    if (rc != 0 && !imp->failed)
-        imp->failed = rc;
-    return rc;
+    return failure(imp, rc);
 }
 
 /* ---- life cycle ------------------------------------------------------------------- */
@@ -737,14 +532,9 @@ int dmj_import_new(const struct dmj_import_options *opts, struct dmj_import **ou
     imp->o = *opts;
     imp->line = 1;
     dmj_buf_init(&imp->fl.arena, RECORD_MAX);
-    int rc = -ENOMEM;
-    if (opts->pg_copy) {
-        /* An escape pending from the previous slice may add one byte to the next. */
-        imp->pgout = malloc(SLICE + 16);
-        if (!imp->pgout)
-            goto Error;
-    }
-    rc = new_yajl(imp);
+    int rc = dmj__import_decoder_init(&imp->dec, opts->pg_copy, json_sink, imp);
+    if (rc == 0)
+        rc = new_yajl(imp);
     if (rc != 0)
         goto Error;
     *out = imp;
@@ -760,10 +550,7 @@ void dmj_import_free(struct dmj_import *imp)
         return;
     if (imp->yajl)
         yajl_free(imp->yajl);
-    if (imp->z_ready)
-        inflateEnd(&imp->z);
-    free(imp->zout);
-    free(imp->pgout);
+    dmj__import_decoder_dispose(&imp->dec);
     dmj_buf_dispose(&imp->fl.arena);
     free(imp);
 }

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <zlib.h>
+
 #include "dmj/buf.h"
 #include "dmj/import.h"
 
@@ -87,5 +89,34 @@ bool dmj__import_field_is_array(int field);
  * record fills `err` and returns DMJ_EINVAL. */
 int dmj__import_build(const struct dmj__import_fields *fl, const struct dmj_import_options *o,
                       struct dmj_import_record *rec, struct dmj_import_error *err);
+
+/* The byte stages in front of the JSON parser (import_decode.c): gzip, detected from the
+ * first two bytes, then COPY text escapes when asked. Decoded bytes go to `sink`. */
+struct dmj__import_decoder {
+    bool pg_copy;
+    int (*sink)(void *ctx, const unsigned char *p, size_t len);
+    void *ctx;
+    char why[96]; /* what was wrong with a compressed stream (DMJ_EINVAL) */
+    enum { GZ_DETECT, GZ_PLAIN, GZ_INFLATE } gz;
+    unsigned char magic[2];
+    size_t n_magic;
+    z_stream z;
+    bool z_ready;
+    bool z_ended; /* the last gzip member ended cleanly */
+    unsigned char *zout;
+    enum { PG_NORMAL, PG_BACKSLASH, PG_OCTAL, PG_HEX } pg;
+    unsigned pg_digits;
+    unsigned pg_value;
+    unsigned char *pgout;
+};
+
+int dmj__import_decoder_init(struct dmj__import_decoder *d, bool pg_copy,
+                             int (*sink)(void *ctx, const unsigned char *p, size_t len),
+                             void *ctx);
+void dmj__import_decoder_dispose(struct dmj__import_decoder *d);
+/* Returns the sink's first non-zero result, DMJ_EINVAL (with `why`) or -ENOMEM. */
+int dmj__import_decoder_feed(struct dmj__import_decoder *d, const unsigned char *p, size_t len);
+/* Ends the input: DMJ_EINVAL for a truncated gzip stream; flushes a pending escape. */
+int dmj__import_decoder_finish(struct dmj__import_decoder *d);
 
 #endif
