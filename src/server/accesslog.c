@@ -121,11 +121,12 @@ int dmjd_accesslog_format(struct dmj_buf *out, h2o_req_t *req, int status, size_
     char when[64];
     struct tm tm;
     time_t secs = req->processed_at.at.tv_sec;
-    if (localtime_r(&secs, &tm) == NULL || strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S %z",
-                                                    &tm) == 0)
+    if (localtime_r(&secs, &tm) == NULL ||
+        strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S %z", &tm) == 0)
         strcpy(when, "-");
-    const char *proto = req->version >= 0x200 ? "HTTP/2" : req->version == 0x100 ? "HTTP/1.0"
-                                                                                  : "HTTP/1.1";
+    const char *proto = req->version >= 0x200   ? "HTTP/2"
+                        : req->version == 0x100 ? "HTTP/1.0"
+                                                : "HTTP/1.1";
     int rc = add_peer(out, req);
     if (rc == 0)
         rc = dmj_buf_printf(out, " - - [%s] \"", when);

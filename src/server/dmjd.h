@@ -54,8 +54,8 @@ void dmjd_metrics_count(struct dmjd_metrics *m, const char *endpoint, int status
 #define DMJD_RATE_MAX_RULES 4
 
 struct dmjd_rate_rule {
-    unsigned count;      /**< requests allowed per period */
-    uint64_t period_us;  /**< the period */
+    unsigned count;     /**< requests allowed per period */
+    uint64_t period_us; /**< the period */
 };
 
 struct dmjd_ratelimit;
@@ -87,9 +87,9 @@ DMJ_MUST_CHECK int dmjd_accesslog_redact_target(struct dmj_buf *out, const char 
 /* ---- server and workers (main.c, worker.c, handler.c) --------------------------------- */
 
 struct dmjd_listener {
-    int fd;          /**< the bound, listening socket (each worker dup()s it) */
+    int fd; /**< the bound, listening socket (each worker dup()s it) */
     bool tls;
-    char url[96];    /**< "http://127.0.0.1:8000" as printed */
+    char url[96]; /**< "http://127.0.0.1:8000" as printed */
 };
 
 /** Everything set up before the workers start; immutable afterwards. */
@@ -118,16 +118,16 @@ struct dmjd_worker {
     struct dmj_api_worker *api;
     unsigned index;
     pthread_t thread;
-    sem_t done; /**< posted when the thread has drained */
+    sem_t done;        /**< posted when the thread has drained */
     int notify_fds[2]; /**< a self-pipe: the main thread writes one byte to stop the worker */
     h2o_socket_t *notify_sock;
     h2o_accept_ctx_t accept_ctx[DMJD_MAX_LISTENERS];
     h2o_socket_t *listen_socks[DMJD_MAX_LISTENERS];
     h2o_timeout_entry_t resume_accept; /**< accepting again after running out of fds */
     h2o_generator_t generator; /**< an inline, no-callback generator for h2o_start_response */
-    int setup_rc; /**< 0 once the worker's loop and listeners are set up */
+    int setup_rc;              /**< 0 once the worker's loop and listeners are set up */
     bool draining;
-    bool disposed; /**< the thread tore its context down after draining */
+    bool disposed;          /**< the thread tore its context down after draining */
     struct dmj_buf scratch; /**< metrics text and access-log lines */
     struct dmjd_metrics metrics;
 };

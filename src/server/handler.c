@@ -160,8 +160,8 @@ static int on_request(h2o_handler_t *self, h2o_req_t *req)
         .tls = is_tls(req),
     };
     if (req->query_at != SIZE_MAX)
-        in.query = (struct dmj_str){req->path.base + req->query_at + 1,
-                                    req->path.len - req->query_at - 1};
+        in.query =
+            (struct dmj_str){req->path.base + req->query_at + 1, req->path.len - req->query_at - 1};
     ssize_t xfp = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-forwarded-proto"), -1);
     if (xfp >= 0)
         in.forwarded_proto = (struct dmj_str){req->headers.entries[xfp].value.base,
@@ -183,8 +183,8 @@ static int on_request(h2o_handler_t *self, h2o_req_t *req)
 
 void dmjd_handler_register(struct dmjd_server *srv)
 {
-    h2o_hostconf_t *host = h2o_config_register_host(&srv->h2o, h2o_iovec_init(H2O_STRLIT("default")),
-                                                    65535);
+    h2o_hostconf_t *host =
+        h2o_config_register_host(&srv->h2o, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     h2o_handler_t *handler = h2o_create_handler(path, sizeof(*handler));
     handler->on_req = on_request;

@@ -97,8 +97,8 @@ static int parse_options(int argc, char **argv, struct options *o)
     };
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     memset(o, 0, sizeof(*o));
-    o->db = getenv("DMJ_DB") != NULL && getenv("DMJ_DB")[0] != '\0' ? getenv("DMJ_DB")
-                                                                    : "./dmj-data";
+    o->db =
+        getenv("DMJ_DB") != NULL && getenv("DMJ_DB")[0] != '\0' ? getenv("DMJ_DB") : "./dmj-data";
     o->threads = cores > 0 ? (unsigned)(cores < DMJD_MAX_THREADS ? cores : DMJD_MAX_THREADS) : 1;
     o->max_limit = DEFAULT_MAX_LIMIT;
     int c;
@@ -207,7 +207,8 @@ static int open_listener(const char *spec, bool tls_default, struct dmjd_listene
         fprintf(stderr, "dmjd: --listen %s: expected HOST:PORT\n", spec);
         return -1;
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res;
     int gai = getaddrinfo(strcmp(host, "*") == 0 ? NULL : host, port, &hints, &res);
@@ -344,6 +345,12 @@ static int serve(struct dmjd_server *srv, unsigned threads)
     int rc = dmjd_workers_go(srv, started);
     if (rc != 0)
         fprintf(stderr, "dmjd: cannot set up the workers: %s\n", dmj_strerror(rc));
+    /* Every worker holds its own dup() of each listener now; once they close theirs on
+     * shutdown the port refuses connections instead of queueing them for no one. */
+    for (unsigned i = 0; i < srv->n_listeners; i++) {
+        close(srv->listeners[i].fd);
+        srv->listeners[i].fd = -1;
+    }
     if (started == threads && rc == 0) {
         for (unsigned i = 0; i < srv->n_listeners; i++)
             printf("listening on %s\n", srv->listeners[i].url);
@@ -435,8 +442,10 @@ int main(int argc, char **argv)
     h2o_config_dispose(&srv.h2o);
 
 Exit:
-    for (unsigned i = 0; i < srv.n_listeners; i++)
-        close(srv.listeners[i].fd);
+    for (unsigned i = 0; i < srv.n_listeners; i++) {
+        if (srv.listeners[i].fd >= 0)
+            close(srv.listeners[i].fd);
+    }
     if (srv.ssl_ctx != NULL)
         SSL_CTX_free(srv.ssl_ctx);
     if (srv.access_log_fd > STDOUT_FILENO)

@@ -37,8 +37,7 @@ void dmjd_metrics_count(struct dmjd_metrics *m, const char *endpoint, int status
             hit = row;
             break;
         }
-        if (row->status == status &&
-            strncmp(row->endpoint, endpoint, DMJD_ENDPOINT_MAX - 1) == 0) {
+        if (row->status == status && strncmp(row->endpoint, endpoint, DMJD_ENDPOINT_MAX - 1) == 0) {
             hit = row;
             break;
         }
@@ -130,9 +129,8 @@ static int render_requests(struct dmjd_server *srv, struct dmj_buf *out)
                                 rows[i].count);
     }
     if (rc == 0 && other > 0)
-        rc = dmj_buf_printf(out, "dmj_http_requests_total{endpoint=\"other\",status=\"0\"} %" PRIu64
-                                 "\n",
-                            other);
+        rc = dmj_buf_printf(
+            out, "dmj_http_requests_total{endpoint=\"other\",status=\"0\"} %" PRIu64 "\n", other);
     return rc;
 }
 
@@ -156,14 +154,12 @@ static int render_latency(struct dmjd_server *srv, struct dmj_buf *out)
         cumulative += buckets[b];
         if (b < DMJD_LATENCY_BUCKETS)
             rc = dmj_buf_printf(out,
-                                "dmj_http_request_duration_seconds_bucket{le=\"%g\"} %" PRIu64
-                                "\n",
+                                "dmj_http_request_duration_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
                                 (double)latency_bounds_us[b] / 1e6, cumulative);
         else
-            rc = dmj_buf_printf(out,
-                                "dmj_http_request_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64
-                                "\n",
-                                cumulative);
+            rc = dmj_buf_printf(
+                out, "dmj_http_request_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n",
+                cumulative);
     }
     if (rc == 0)
         rc = dmj_buf_printf(out,

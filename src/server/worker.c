@@ -5,8 +5,8 @@
  * pile up on one busy thread as they can with SO_REUSEPORT's hash, and binding port 0 needs
  * no second step. */
 #include <errno.h>
-#include <semaphore.h>
 #include <fcntl.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

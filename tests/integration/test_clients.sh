@@ -162,7 +162,7 @@ kill -TERM "$PID"
 status=0
 wait "$PID" || status=$?
 PID=
-if [ "$status" = 0 ]; then ok "SIGTERM exit 0"; else
+if [ "$status" = 0 ] && [ ! -s "$TMP/err" ]; then ok "SIGTERM exit 0"; else
     fail "SIGTERM exit $status: $(cat "$TMP/err")"; fi
 
 echo "$FAILED failed"
