@@ -15,12 +15,6 @@
  * threshold); the peer then takes the default page size. */
 #define PY_INT_MAX_DIGITS 4300
 
-/* TEMPORARY until src/core/cursor.c lands in the tree: weak references keep dmjd linking;
- * the list answers 500 while they are missing. */
-#pragma weak dmj_cursor_decode
-#pragma weak dmj_cursor_encode
-#pragma weak dmj_cursor_page
-
 static void ok(struct dmj__api_ctx *c)
 {
     c->res->status = 200;
@@ -119,10 +113,6 @@ static void serve_list(struct dmj__api_ctx *c)
             return;
         }
         params.cursor = &cursor;
-    }
-    if (dmj_cursor_page == NULL || dmj_cursor_encode == NULL) {
-        dmj__api_internal(c, DMJ_EINVAL);
-        return;
     }
     dmj_buf_reset(&w->results);
     rc = dmj_cursor_page(w->read, &params, &w->results, &links);
