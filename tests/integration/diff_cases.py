@@ -167,15 +167,33 @@ def free_port(lo, hi):
 
 
 def stop(proc, timeout=15):
-    """SIGTERM to the process we started (by its pid), then SIGKILL if it lingers."""
-    if proc is None or proc.poll() is not None:
-        return
+    """SIGTERM to the process we started (by its pid), then SIGKILL if it lingers; returns
+    its exit status (None when there was no process, "killed" when SIGTERM was not enough)."""
+    if proc is None:
+        return None
+    if proc.poll() is not None:
+        return proc.returncode
     proc.send_signal(signal.SIGTERM)
     try:
-        proc.wait(timeout=timeout)
+        return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+        return "killed"
+
+
+def stop_dmjd(proc, workdir):
+    """Stops dmjd; returns a complaint unless it exited with status 0 on SIGTERM (a sanitizer
+    report at exit, a leak or a hang shows up here), else None."""
+    rc = stop(proc)
+    if rc in (0, None):
+        return None
+    tail = ""
+    path = os.path.join(workdir, "dmjd.stderr")
+    if os.path.exists(path):
+        with open(path, "rb") as f:
+            tail = f.read().decode("utf-8", "replace")[-3000:]
+    return "dmjd exited with status %s on SIGTERM (expected 0)\n%s" % (rc, tail)
 
 
 def dmj_import(bin_dir, db, files, workdir):

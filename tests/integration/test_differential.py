@@ -82,6 +82,7 @@ class Runner(object):
         self.compared = 0
         self.spec_checked = {}
         self.statuses = {}
+        self.first_dead = None  # the first case dmjd gave no answer to
         # DMJ_DIFF_DUMP=FILE: every case with the peer's answer, to review what is covered.
         dump = os.environ.get("DMJ_DIFF_DUMP")
         self.dump = open(dump, "w", encoding="utf-8") if dump else None
@@ -104,6 +105,9 @@ class Runner(object):
             dmj = dmj_c.request(case.method, case.target, case.headers)
         except Exception as e:  # a dmjd crash or hang is a mismatch, not a test error
             dmj = dc.Response(0, {}, ("no answer: %r" % e).encode())
+            with self.lock:
+                if self.first_dead is None:
+                    self.first_dead = case
         with self.lock:
             self.compared += 1
             self.statuses[peer.status] = self.statuses.get(peer.status, 0) + 1
@@ -532,6 +536,39 @@ def build_walks(world):
 
 # --------------------------------------------------------------------------- main
 
+def group_of(name):
+    """The family of a case ("cursor", "walk team 1 limit 7", "key read"...), for the report."""
+    words = name.split()
+    if words[0] == "walk":
+        return " ".join(words[:5]).replace(" fwd", "").replace(" back", "")
+    if words[0] in ("key", "path", "retrieve", "list"):
+        return " ".join(words[:2])
+    return words[0]
+
+
+def report(mismatches):
+    """Prints a few mismatches of every family (so that one broken area does not hide the
+    others), then counts by family and by (peer, dmjd) status."""
+    per_group = {}
+    printed = 0
+    for case, peer, dmj, what in mismatches:
+        g = group_of(case.name)
+        per_group[g] = per_group.get(g, 0) + 1
+        if per_group[g] > 3 or printed >= MAX_PRINTED:
+            continue
+        printed += 1
+        print("MISMATCH %s\n  request: %s\n  status: peer %d, dmjd %d\n  %s\n"
+              % (case.name, case.describe(), peer.status, dmj.status, what.replace("\n", "\n  ")))
+    if not mismatches:
+        return
+    print("mismatches by family: " + ", ".join("%s x%d" % kv for kv in sorted(per_group.items())))
+    pairs = {}
+    for _case, peer, dmj, _what in mismatches:
+        pairs[(peer.status, dmj.status)] = pairs.get((peer.status, dmj.status), 0) + 1
+    print("mismatches by status (peer, dmjd): "
+          + ", ".join("%d/%d x%d" % (p, d, n) for (p, d), n in sorted(pairs.items())))
+
+
 def main():
     bin_dir, _source, shared = dc.env_dirs()
     if shared is None or not os.path.isdir(os.path.join(shared, "peers", "drf_ref")):
@@ -572,19 +609,27 @@ def main():
             for f in futures:
                 f.result()
         if dmj_proc.poll() is not None:
-            runner.mismatches.append((Case("dmjd process", "-"), dc.Response(0, {}, b""),
-                                      dc.Response(0, {}, b""),
-                                      "dmjd exited with status %s" % dmj_proc.returncode))
+            where = runner.first_dead.describe() if runner.first_dead else "?"
+            print("DMJD DIED (exit status %s; negative = signal); first request without an "
+                  "answer (the crash is this one or one sent just before it on another "
+                  "connection):\n  %s" % (dmj_proc.returncode, where))
+            with open(os.path.join(work, "dmjd.stderr"), "rb") as f:
+                sys.stdout.write(f.read().decode("utf-8", "replace")[-2000:])
+            runner.mismatches.insert(0, (Case("dmjd process", "-"), dc.Response(0, {}, b""),
+                                         dc.Response(0, {}, b""),
+                                         "dmjd exited with status %s" % dmj_proc.returncode))
+        # dmjd must shut down cleanly (exit 0 on SIGTERM, no sanitizer report at exit).
+        exit_problem = None if peer_vs_peer else dc.stop_dmjd(dmj_proc, work)
+        if exit_problem:
+            print(exit_problem)
+            runner.mismatches.append((Case("dmjd shutdown", "-"), dc.Response(0, {}, b""),
+                                      dc.Response(0, {}, b""), exit_problem))
     finally:
         dc.stop(dmj_proc)
         dc.stop(peer_proc)
         dc.remove_workdir(work)
 
-    for case, peer, dmj, what in runner.mismatches[:MAX_PRINTED]:
-        print("MISMATCH %s\n  request: %s\n  status: peer %d, dmjd %d\n  %s\n"
-              % (case.name, case.describe(), peer.status, dmj.status, what.replace("\n", "\n  ")))
-    if len(runner.mismatches) > MAX_PRINTED:
-        print("... and %d more mismatches" % (len(runner.mismatches) - MAX_PRINTED))
+    report(runner.mismatches)
     for known in KNOWN_SPEC_DIFFERENCES:
         print("known spec difference %s: dmjd checked against the spec %d times"
               % (known["name"], runner.spec_checked.get(known["name"], 0)))

@@ -215,6 +215,9 @@ def main():
         check_cross_team_tricks(chk, world)
         if proc.poll() is not None:
             chk.fail("dmjd exited with status %s" % proc.returncode)
+        exit_problem = dc.stop_dmjd(proc, work)
+        if exit_problem:
+            chk.fail(exit_problem)
     finally:
         dc.stop(proc)
         dc.remove_workdir(work)
