@@ -1,5 +1,9 @@
 /** The one h2o handler: copies an h2o request into a dmj_api_request, answers it, logs it. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "dmjd.h"
@@ -44,6 +48,39 @@ static bool is_tls(h2o_req_t *req)
 {
     h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
     return sock != NULL && sock->ssl != NULL;
+}
+
+/* Without a Host header (HTTP/1.0) h2o fills in its host's name, "default"; Django behind
+ * gunicorn uses the server's own address then (SERVER_NAME:SERVER_PORT, the port left out
+ * when it is the scheme's default), and so does dmjd. */
+static struct dmj_str request_host(h2o_req_t *req, bool tls, char *buf, size_t size)
+{
+    if (req->authority.base != req->hostconf->authority.hostport.base)
+        return (struct dmj_str){req->authority.base, req->authority.len};
+    struct sockaddr_storage ss;
+    char addr[INET6_ADDRSTRLEN];
+    unsigned port;
+    socklen_t n = req->conn->callbacks->get_sockname(req->conn, (struct sockaddr *)&ss);
+    if (n > 0 && ss.ss_family == AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &sin->sin_addr, addr, sizeof(addr));
+        port = ntohs(sin->sin_port);
+    } else if (n > 0 && ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &sin6->sin6_addr, addr, sizeof(addr));
+        port = ntohs(sin6->sin6_port);
+    } else {
+        return (struct dmj_str){req->authority.base, req->authority.len};
+    }
+    bool v6 = ss.ss_family == AF_INET6;
+    int len;
+    if (port == (tls ? 443u : 80u))
+        len = snprintf(buf, size, v6 ? "[%s]" : "%s", addr);
+    else
+        len = snprintf(buf, size, v6 ? "[%s]:%u" : "%s:%u", addr, port);
+    if (len < 0 || (size_t)len >= size)
+        return (struct dmj_str){req->authority.base, req->authority.len};
+    return (struct dmj_str){buf, (size_t)len};
 }
 
 static bool method_is(h2o_req_t *req, const char *m)
@@ -149,15 +186,17 @@ static int on_request(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
 
+    bool tls = is_tls(req);
+    char host_buf[INET6_ADDRSTRLEN + 16];
     struct dmj_api_request in = {
         .method = {req->method.base, req->method.len},
         .path = {req->path.base, path_len},
         .query = {NULL, 0},
         .authorization = header_value(req, H2O_TOKEN_AUTHORIZATION),
-        .host = {req->authority.base, req->authority.len},
+        .host = request_host(req, tls, host_buf, sizeof(host_buf)),
         .forwarded_proto = {NULL, 0},
         .if_none_match = header_value(req, H2O_TOKEN_IF_NONE_MATCH),
-        .tls = is_tls(req),
+        .tls = tls,
     };
     if (req->query_at != SIZE_MAX)
         in.query =

@@ -267,6 +267,21 @@ def case_head_401_health(store, tmp):
         nxt = json.loads(body)["next"]
         assert nxt.startswith("https://example.org:8443" + LIST), nxt
 
+        # HTTP/1.0 without Host: the links name the server's own address, as Django behind
+        # gunicorn does (SERVER_NAME:SERVER_PORT).
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as raw:
+            raw.sendall(("GET %s?limit=1 HTTP/1.0\r\nAuthorization: Bearer %s\r\n\r\n"
+                         % (LIST, store.read_key)).encode())
+            data = b""
+            while True:
+                chunk = raw.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        body = data.partition(b"\r\n\r\n")[2]
+        nxt = json.loads(body)["next"]
+        assert nxt.startswith("http://127.0.0.1:%d%s?" % (srv.port, LIST)), nxt
+
         # POST with a body is answered (405 after auth), and the connection survives.
         c.request("POST", LIST, body=b"x" * 1000,
                   headers={"Authorization": "Bearer " + store.read_key})
