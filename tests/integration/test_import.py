@@ -311,6 +311,8 @@ def test_reimport_changes():
             r["created_at"] = "2023-12-%02dT01:02:03.5Z" % (1 + i % 28)
         if i % 7 == 0:
             r["saved_query_id"] = None
+        if i % 11 == 0:
+            r["team_id"] = r["team_id"] % 3 + 1  # moves to another team
         changed.append(r)
     f = write("up2.ndjson", "\n".join(json.dumps(r) for r in changed) + "\n")
     p = dmj("import", "--db", db, f)
@@ -321,6 +323,10 @@ def test_reimport_changes():
     running = sum(t["by_status"]["Running"] for t in stats["teams"])
     check(running == sum(1 for r in changed if r["status"] == "Running"),
           "running count follows status changes")
+    for team in (1, 2, 3):
+        want = sorted(r["id"] for r in changed if r["team_id"] == team)
+        got = sorted(r["id"] for r in rows_of(export(db, "--team", team)))
+        check(got == want, "team %d holds exactly its jobs after moves" % team)
 
 
 # ---- verify catches a corrupted index --------------------------------------------------
