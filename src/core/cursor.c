@@ -230,8 +230,8 @@ int dmj_cursor_encode(const struct dmj_cursor *c, struct dmj_buf *out)
     if (!rc && c->reverse)
         rc = dmj_buf_adds(out, out->len > start ? "&r=1" : "r=1");
     if (!rc && c->has_position) {
-        size_t plen = c->position_len > DMJ_CURSOR_POSITION_MAX ? DMJ_CURSOR_POSITION_MAX
-                                                                : c->position_len;
+        size_t plen =
+            c->position_len > DMJ_CURSOR_POSITION_MAX ? DMJ_CURSOR_POSITION_MAX : c->position_len;
         rc = dmj_buf_adds(out, out->len > start ? "&p=" : "p=");
         if (!rc)
             rc = dmj_query_add_quoted(out, c->position, plen);

@@ -49,11 +49,11 @@ static struct pos row_pos(int64_t us)
 struct ends {
     uint64_t count;
     int64_t first, last;
-    uint64_t lead_len, trail_len;   /* rows equal to first / to last, from each end */
-    bool has_after_lead;            /* a row after the leading run: */
-    int64_t after_lead;             /* its created_at */
-    bool has_before_trail;          /* a row before the trailing run: */
-    int64_t before_trail;           /* its created_at */
+    uint64_t lead_len, trail_len; /* rows equal to first / to last, from each end */
+    bool has_after_lead;          /* a row after the leading run: */
+    int64_t after_lead;           /* its created_at */
+    bool has_before_trail;        /* a row before the trailing run: */
+    int64_t before_trail;         /* its created_at */
 };
 
 static void ends_add(struct ends *e, int64_t us)
@@ -126,7 +126,7 @@ struct state {
     const struct dmj_cursor *cur; /* the request's cursor (a zero one for none) */
     uint64_t cur_offset;          /* its offset, clamped as decode_cursor does */
     uint64_t page_size;
-    struct ends page;             /* final (descending) order */
+    struct ends page; /* final (descending) order */
     bool has_next, has_previous;
     struct pos next_position, previous_position;
 };
@@ -256,13 +256,13 @@ static int held_flush(const struct held *h, struct dmj_buf *results)
     return 0;
 }
 
-int dmj_cursor_page(struct dmj_read *r, const struct dmj_page_params *p,
-                    struct dmj_buf *results, struct dmj_page_links *links)
+int dmj_cursor_page(struct dmj_read *r, const struct dmj_page_params *p, struct dmj_buf *results,
+                    struct dmj_page_links *links)
 {
     static const struct dmj_cursor none; /* no cursor: offset 0, forward, no position */
     const struct dmj_cursor *cur = p->cursor ? p->cursor : &none;
-    uint64_t offset = cur->offset > DMJ_CURSOR_OFFSET_CUTOFF ? DMJ_CURSOR_OFFSET_CUTOFF
-                                                             : cur->offset;
+    uint64_t offset =
+        cur->offset > DMJ_CURSOR_OFFSET_CUTOFF ? DMJ_CURSOR_OFFSET_CUTOFF : cur->offset;
     uint64_t limit = p->limit ? p->limit : 1;
     size_t before = results->len;
     struct held held = {.n = 0};

@@ -45,8 +45,8 @@ static int hexval(unsigned char c)
  * subpart (an invalid byte, or a valid but unfinished prefix of a sequence). */
 struct u8dec {
     unsigned char seq[4];
-    unsigned len;  /* bytes of an unfinished sequence held in seq */
-    unsigned need; /* continuation bytes that sequence needs in all */
+    unsigned len;         /* bytes of an unfinished sequence held in seq */
+    unsigned need;        /* continuation bytes that sequence needs in all */
     unsigned char lo, hi; /* the range the next continuation byte must be in */
 };
 
@@ -323,8 +323,8 @@ int dmj_query_decode_path(const char *raw, size_t raw_len, struct dmj_buf *out)
 
 static bool always_safe(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '.' || c == '-' || c == '~';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-' || c == '~';
 }
 
 /* urllib.parse.quote over UTF-8 bytes with extra `safe` characters; `plus` makes it
@@ -444,13 +444,11 @@ int dmj_query_build_link(struct dmj_buf *out, bool https, const char *host, size
         if (!rc)
             rc = parse_fields(lq, raw, raw_len, HIGH_LATIN1);
         if (!rc)
-            rc = add_link(out, https, host, host_len, path, path_len, lq, cursor_value,
-                          cursor_len);
+            rc = add_link(out, https, host, host_len, path, path_len, lq, cursor_value, cursor_len);
         dmj_query_dispose(lq);
         free(lq);
     } else {
-        rc = add_link(out, https, host, host_len, path, path_len, query, cursor_value,
-                      cursor_len);
+        rc = add_link(out, https, host, host_len, path, path_len, query, cursor_value, cursor_len);
     }
     if (rc && out->data) {
         out->len = before;
@@ -466,7 +464,7 @@ static bool is_space(unsigned char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
 }
 
-/* CPython refuses integer strings of more digits than this (sys.int_info.default_max_str_digits). */
+/* CPython refuses integer strings with more digits than this (int_info.default_max_str_digits). */
 #define PY_MAX_STR_DIGITS 4300
 
 int dmj_parse_int(const char *s, size_t len, long long *out, bool *overflow)

@@ -21,6 +21,7 @@ struct decode_case {
     const char *position; /* NULL: none */
 };
 
+/* clang-format off */
 static const struct decode_case DECODE[] = {
     {"", 0, true, 0, false, NULL},
     {"bz01", 4, true, 5, false, NULL},
@@ -83,6 +84,7 @@ static const struct decode_case DECODE[] = {
     {"cD05OTk5LTEyLTMxVDIzOjU5OjU5LTAxOjAw", 36, false, 0, false, NULL},
     {"cD0yMDE5LTA4LTI0IDE0OjE1OjIyOTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OQ==", 84, false, 0, false, NULL},
 };
+/* clang-format on */
 
 struct encode_case {
     uint64_t offset;
@@ -91,6 +93,7 @@ struct encode_case {
     const char *encoded;
 };
 
+/* clang-format off */
 static const struct encode_case ENCODE[] = {
     {0ULL, false, NULL, ""},
     {5ULL, false, NULL, "bz01"},
@@ -103,11 +106,12 @@ static const struct encode_case ENCODE[] = {
     {7ULL, false, "2019-08-24\012", "bz03JnA9MjAxOS0wOC0yNCUwQQ=="},
     {18446744073709551615ULL, true, "2019-08-24", "bz0xODQ0Njc0NDA3MzcwOTU1MTYxNSZyPTEmcD0yMDE5LTA4LTI0"},
 };
+/* clang-format on */
 
 static bool b64_char(char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '+' || c == '/' || c == '=';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/' || c == '=';
 }
 
 static void test_decode_table(void)

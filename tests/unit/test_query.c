@@ -20,6 +20,7 @@ struct parse_case {
     const char *urlencoded; /* urlencode(parse_qsl(query, keep_blank_values=True)) */
 };
 
+/* clang-format off */
 static const struct parse_case PARSE[] = {
     {"", 0, ""},
     {"a", 1, "a="},
@@ -57,6 +58,7 @@ static const struct parse_case PARSE[] = {
     {"\377\376=1", 4, "%C3%BF%C3%BE=1"},
     {"a=%\01141", 6, "a=A"},
 };
+/* clang-format on */
 
 struct link_case {
     const char *raw_path;
@@ -65,6 +67,7 @@ struct link_case {
     const char *link;         /* replace_query_param(build_absolute_uri(), 'cursor', 'CUR') */
 };
 
+/* clang-format off */
 static const struct link_case LINK[] = {
     {"/api/environments/1/data_modeling_jobs/", "", "/api/environments/1/data_modeling_jobs/", "http://h:1/api/environments/1/data_modeling_jobs/\077cursor=CUR"},
     {"/api/environments/1/data_modeling_jobs/", "limit=5", "/api/environments/1/data_modeling_jobs/", "http://h:1/api/environments/1/data_modeling_jobs/\077cursor=CUR&limit=5"},
@@ -79,6 +82,7 @@ static const struct link_case LINK[] = {
     {"/api/projects/@current/data_modeling_jobs", "k=%00&saved_query_id=%7B1%7D", "/api/projects/@current/data_modeling_jobs", "http://h:1/api/projects/@current/data_modeling_jobs\077cursor=CUR&k=%00&saved_query_id=%7B1%7D"},
     {"/a%2Fb/c%3Fd/e%23f/%C3%A9/+/;=/%7e%5B/\303\251", "x=\303\251&x=\351", "/a/b/c\077d/e#f/\303\251/+/;=/~[/\303\203\302\251", "http://h:1/a/b/c%3Fd/e%23f/%C3%A9/+/%3B%3D/~%5B/%C3%83%C2%A9\077cursor=CUR&x=%C3%83%C2%A9&x=%C3%A9"},
 };
+/* clang-format on */
 
 struct int_case {
     const char *s;
@@ -88,6 +92,7 @@ struct int_case {
     bool overflow;
 };
 
+/* clang-format off */
 static const struct int_case INTS[] = {
     {"0", 1, true, 0LL, false},
     {"-0", 2, true, 0LL, false},
@@ -118,6 +123,7 @@ static const struct int_case INTS[] = {
     {"-_1", 3, false, 0, false},
     {"1_0_0", 5, true, 100LL, false},
 };
+/* clang-format on */
 
 /* The parsed fields written back as urlencode() would. */
 static void render(const struct dmj_query *q, struct dmj_buf *out)
@@ -280,7 +286,8 @@ static void test_decode_path(void)
     dmj_buf_init(&out, 64);
     /* Invalid UTF-8 after decoding becomes U+FFFD (the header's rule; Django re-percents). */
     CHECK_EQ_INT(dmj_query_decode_path("/a%FFb%E2%82", 12, &out), 0);
-    CHECK_EQ_STR(out.data, "/a\xef\xbf\xbd" "b\xef\xbf\xbd");
+    CHECK_EQ_STR(out.data, "/a\xef\xbf\xbd"
+                           "b\xef\xbf\xbd");
     dmj_buf_reset(&out);
     /* gunicorn: tabs removed, '#' ends the path. */
     CHECK_EQ_INT(dmj_query_decode_path("/a\tb#c", 6, &out), 0);
