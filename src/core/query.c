@@ -439,7 +439,8 @@ int dmj_query_build_link(struct dmj_buf *out, bool https, const char *host, size
         struct dmj_query *lq = malloc(sizeof *lq);
         if (!lq)
             return -ENOMEM;
-        dmj_query_init(lq, st->max);
+        /* Latin-1 at most doubles the raw bytes; room for that, whatever the GET parse had. */
+        dmj_query_init(lq, 2 * raw_len + 2 * DMJ_QUERY_MAX_PARAMS + 16);
         rc = dmj_buf_addc(&lq->storage, TAG_PLAIN);
         if (!rc)
             rc = parse_fields(lq, raw, raw_len, HIGH_LATIN1);
