@@ -56,21 +56,13 @@ struct dmj_import {
 
 /* ---- errors and lines ------------------------------------------------------------- */
 
+static void count_to(struct dmj_import *imp, size_t upto);
+
+/* The line of the token yajl just read: newlines are counted up to its end, once. */
 static uint64_t cur_line(struct dmj_import *imp)
 {
     size_t off = yajl_get_bytes_consumed(imp->yajl);
-    if (off > imp->chunk_len)
-        off = imp->chunk_len;
-    const unsigned char *p = imp->chunk + imp->counted, *end = imp->chunk + off;
-    while (p < end) {
-        const unsigned char *nl = memchr(p, '\n', (size_t)(end - p));
-        if (!nl)
-            break;
-        imp->line++;
-        p = nl + 1;
-    }
-    if (off > imp->counted)
-        imp->counted = off;
+    count_to(imp, off < imp->chunk_len ? off : imp->chunk_len);
     return imp->line;
 }
 
@@ -399,10 +391,17 @@ static int new_yajl(struct dmj_import *imp)
 /* Counts the newlines of chunk[counted, upto). */
 static void count_to(struct dmj_import *imp, size_t upto)
 {
-    for (size_t i = imp->counted; i < upto; i++)
-        imp->line += imp->chunk[i] == '\n';
-    if (upto > imp->counted)
-        imp->counted = upto;
+    if (upto <= imp->counted)
+        return;
+    const unsigned char *p = imp->chunk + imp->counted, *end = imp->chunk + upto;
+    while (p < end) {
+        const unsigned char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl)
+            break;
+        imp->line++;
+        p = nl + 1;
+    }
+    imp->counted = upto;
 }
 
 /* yajl's message for the error it just reported, without its trailing newline. */
