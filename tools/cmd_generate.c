@@ -1,18 +1,17 @@
 /* dmj generate: deterministic synthetic run history and identities, for demos, tests and
  * benchmarks, in the formats of shared/tools/gen_jobs.py (same shape, not the same bytes). */
+#include "dmj/buf.h"
+#include "dmj/error.h"
+#include "dmj/identity.h"
+#include "dmj/json.h"
+#include "dmj_tool.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#include "dmj/buf.h"
-#include "dmj/error.h"
-#include "dmj/identity.h"
-#include "dmj/json.h"
-
-#include "dmj_tool.h"
 
 static const char usage_text[] =
     "usage: dmj generate --jobs N --teams T [--orgs O] [--seed S] [--out F]\n"
@@ -514,10 +513,11 @@ static int write_fixtures(const struct world *w, uint64_t seed, uint64_t jobs,
                "\"current_team_id\": 1, \"current_organization_id\": ");
     fput_uuid(f, w->org_ids[0]);
     fprintf(f, ", \"scenario\": \"inactive user, member of every organization\"},\n");
-    fprintf(f, "  {\"id\": 5, \"email\": \"erin@example.com\", \"is_active\": true, "
-               "\"current_team_id\": null, \"current_organization_id\": null, \"scenario\": "
-               "\"member of the last organization only, no current team (resolves to team "
-               "%u)\"}\n ],\n \"organization_memberships\": [",
+    fprintf(f,
+            "  {\"id\": 5, \"email\": \"erin@example.com\", \"is_active\": true, "
+            "\"current_team_id\": null, \"current_organization_id\": null, \"scenario\": "
+            "\"member of the last organization only, no current team (resolves to team "
+            "%u)\"}\n ],\n \"organization_memberships\": [",
             first_team_of_last_org);
     for (unsigned i = 0; i < w->orgs; i++) {
         fprintf(f, "%s\n  {\"user_id\": 1, \"organization_id\": ", i ? "," : "");
@@ -567,11 +567,12 @@ static int write_fixtures(const struct world *w, uint64_t seed, uint64_t jobs,
         }
         fputc('}', f);
     }
-    fprintf(f,
-            "\n ],\n \"generator\": {\"tool\": \"dmj generate\", \"jobs\": %llu, \"teams\": %u, "
-            "\"orgs\": %u, \"empty_teams\": %u, \"saved_queries_per_team\": %u, \"seed\": %llu}\n}\n",
-            (unsigned long long)jobs, w->teams, w->orgs, w->empty_teams, w->sq_per_team,
-            (unsigned long long)seed);
+    fprintf(
+        f,
+        "\n ],\n \"generator\": {\"tool\": \"dmj generate\", \"jobs\": %llu, \"teams\": %u, "
+        "\"orgs\": %u, \"empty_teams\": %u, \"saved_queries_per_team\": %u, \"seed\": %llu}\n}\n",
+        (unsigned long long)jobs, w->teams, w->orgs, w->empty_teams, w->sq_per_team,
+        (unsigned long long)seed);
     int rc = ferror(f) ? -EIO : 0;
     if (fclose(f) != 0 && rc == 0)
         rc = -errno;
@@ -629,8 +630,7 @@ int dmj_cmd_generate(int argc, char **argv)
             break;
         case 'q':
             if (!dmj_tool_parse_int(optarg, 0, 1000, &n))
-                return dmj_tool_fail("generate", "--saved-queries-per-team: 0 to 1000: %s",
-                                     optarg);
+                return dmj_tool_fail("generate", "--saved-queries-per-team: 0 to 1000: %s", optarg);
             w.sq_per_team = (unsigned)n;
             break;
         case 'S':

@@ -1,15 +1,14 @@
 /* dmj get: one job by id, rendered as the API serves it. */
-#include <getopt.h>
-#include <stdio.h>
-#include <string.h>
-
 #include "dmj/buf.h"
 #include "dmj/error.h"
 #include "dmj/json.h"
 #include "dmj/store.h"
 #include "dmj/uuid.h"
-
 #include "dmj_tool.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
 
 static const char usage_text[] = "usage: dmj get [--db DIR] ID\n";
 
@@ -28,9 +27,10 @@ int dmj_cmd_get(int argc, char **argv)
             db = optarg;
             break;
         case 'h':
-            printf("%s\nPrints the job with this UUID (any team) as the API's retrieve renders it.\n"
-                   "Exit status 1 when there is no such job (or it is hidden).\n",
-                   usage_text);
+            printf(
+                "%s\nPrints the job with this UUID (any team) as the API's retrieve renders it.\n"
+                "Exit status 1 when there is no such job (or it is hidden).\n",
+                usage_text);
             return DMJ_TOOL_OK;
         default:
             return dmj_tool_usage(usage_text);

@@ -1,4 +1,9 @@
 /* dmj import: streams files through the import parser into one write transaction (or batches). */
+#include "dmj/error.h"
+#include "dmj/import.h"
+#include "dmj/store.h"
+#include "dmj_tool.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -7,12 +12,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include "dmj/error.h"
-#include "dmj/import.h"
-#include "dmj/store.h"
-
-#include "dmj_tool.h"
 
 #define READ_SIZE (1u << 20)
 
@@ -85,8 +84,8 @@ static int on_record(void *ctx, const struct dmj_import_record *rec)
 static void on_skipped(void *ctx, const struct dmj_import_error *e)
 {
     struct run *r = ctx;
-    fprintf(stderr, "%s:%llu: %s: %s (skipped)\n", r->file, (unsigned long long)e->line,
-            e->field, e->reason);
+    fprintf(stderr, "%s:%llu: %s: %s (skipped)\n", r->file, (unsigned long long)e->line, e->field,
+            e->reason);
 }
 
 static void progress(struct run *r, bool final)

@@ -1,16 +1,16 @@
 /* dmj prune: deletes the jobs created before a date (of one team, or all), indexes included. */
+#include "dmj/error.h"
+#include "dmj/store.h"
+#include "dmj_tool.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "dmj/error.h"
-#include "dmj/store.h"
-
-#include "dmj_tool.h"
-
-static const char usage_text[] = "usage: dmj prune [--db DIR] --before DATE [--team ID] [--dry-run]\n";
+static const char usage_text[] =
+    "usage: dmj prune [--db DIR] --before DATE [--team ID] [--dry-run]\n";
 
 struct victims {
     int64_t before;
@@ -39,12 +39,9 @@ static int each(void *ctx, const struct dmj_job *job)
 int dmj_cmd_prune(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"db", required_argument, NULL, 'd'},
-        {"before", required_argument, NULL, 'b'},
-        {"team", required_argument, NULL, 't'},
-        {"dry-run", no_argument, NULL, 'n'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"db", required_argument, NULL, 'd'},   {"before", required_argument, NULL, 'b'},
+        {"team", required_argument, NULL, 't'}, {"dry-run", no_argument, NULL, 'n'},
+        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
     };
     const char *db = NULL;
     int64_t team = -1;

@@ -2,11 +2,11 @@
 #ifndef DMJ_TOOL_H
 #define DMJ_TOOL_H
 
+#include "dmj/store.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include "dmj/store.h"
 
 /* Exit statuses: 0 done, 1 failed (bad input, inconsistent store...), 2 bad usage. */
 #define DMJ_TOOL_OK 0
@@ -27,7 +27,7 @@ int dmj_cmd_generate(int argc, char **argv);
 /* The store directory: --db if given, else $DMJ_DB, else ./dmj-data. */
 const char *dmj_tool_db(const char *opt);
 /* Opens the store, printing why not on stderr. */
-int dmj_tool_open(const char *db, unsigned flags, struct dmj_store **out);
+DMJ_MUST_CHECK int dmj_tool_open(const char *db, unsigned flags, struct dmj_store **out);
 /* Prints "dmj CMD: " and the message on stderr; returns DMJ_TOOL_FAIL. */
 int dmj_tool_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints the usage line and a hint on stderr; returns DMJ_TOOL_USAGE. */

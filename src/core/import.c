@@ -1,17 +1,16 @@
 /* The import parser: yajl's SAX callbacks that find the records in NDJSON, arrays, API pages
  * and fixtures documents, with line numbers (the byte stages before it: import_decode.c). */
+#include "dmj/import.h"
+
+#include "dmj/buf.h"
+#include "dmj/store.h"
+#include "import_impl.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
 #include <yajl_parse.h>
-
-#include "dmj/buf.h"
-#include "dmj/import.h"
-#include "dmj/store.h"
-
-#include "import_impl.h"
 
 #define RECORD_MAX (16u * 1024u * 1024u) /* text of one record's known fields */
 #define MAX_FRAMES 8
@@ -34,11 +33,11 @@ struct dmj_import {
     uint8_t frames[MAX_FRAMES];
     int8_t frame_kind[MAX_FRAMES];
     int depth;
-    unsigned skip;       /* depth inside a value being skipped */
-    int pending;         /* field the next value belongs to, -1 for an ignored key */
-    int pending_kind;    /* container kind a key of a top-level object named, or -1 */
-    bool top_container;  /* the top-level object turned out to be a page or fixtures */
-    bool saw_value;      /* yajl got a non-blank byte (an empty input is zero records) */
+    unsigned skip;      /* depth inside a value being skipped */
+    int pending;        /* field the next value belongs to, -1 for an ignored key */
+    int pending_kind;   /* container kind a key of a top-level object named, or -1 */
+    bool top_container; /* the top-level object turned out to be a page or fixtures */
+    bool saw_value;     /* yajl got a non-blank byte (an empty input is zero records) */
     struct dmj__import_fields fl;
     struct dmj_import_record rec;
 

@@ -1,15 +1,13 @@
 /* The byte stages in front of the JSON parser: gzip detection and inflation, then the undoing
  * of PostgreSQL's COPY text escapes, each streaming across feeds of any size. */
+#include "dmj/error.h"
+#include "import_impl.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
 #include <zlib.h>
-
-#include "dmj/error.h"
-
-#include "import_impl.h"
 
 #define SLICE (256u * 1024u) /* bytes handed to the next stage at once */
 
@@ -73,12 +71,24 @@ static size_t pg_unescape(struct dmj__import_decoder *d, const unsigned char *p,
         case PG_BACKSLASH:
             d->pg = PG_NORMAL;
             switch (c) {
-            case 'b': out[n++] = '\b'; break;
-            case 'f': out[n++] = '\f'; break;
-            case 'n': out[n++] = '\n'; break;
-            case 'r': out[n++] = '\r'; break;
-            case 't': out[n++] = '\t'; break;
-            case 'v': out[n++] = '\v'; break;
+            case 'b':
+                out[n++] = '\b';
+                break;
+            case 'f':
+                out[n++] = '\f';
+                break;
+            case 'n':
+                out[n++] = '\n';
+                break;
+            case 'r':
+                out[n++] = '\r';
+                break;
+            case 't':
+                out[n++] = '\t';
+                break;
+            case 'v':
+                out[n++] = '\v';
+                break;
             case 'x':
                 d->pg = PG_HEX;
                 d->pg_digits = 0;
@@ -183,8 +193,7 @@ static int start_stream(struct dmj__import_decoder *d, const unsigned char *head
 }
 
 int dmj__import_decoder_init(struct dmj__import_decoder *d, bool pg_copy,
-                             int (*sink)(void *ctx, const unsigned char *p, size_t len),
-                             void *ctx)
+                             int (*sink)(void *ctx, const unsigned char *p, size_t len), void *ctx)
 {
     memset(d, 0, sizeof *d);
     d->pg_copy = pg_copy;

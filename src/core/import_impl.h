@@ -2,14 +2,13 @@
 #ifndef DMJ_IMPORT_IMPL_H
 #define DMJ_IMPORT_IMPL_H
 
+#include "dmj/buf.h"
+#include "dmj/import.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
 #include <zlib.h>
-
-#include "dmj/buf.h"
-#include "dmj/import.h"
 
 /* Every key the importer knows, across jobs and identities; the rest are ignored. */
 enum dmj__import_field {
@@ -77,8 +76,8 @@ struct dmj__import_fields {
     struct dmj__import_value elems[DMJ__IMPORT_MAX_ELEMS];
     size_t n_elems;
     struct dmj_buf arena;
-    uint64_t line;       /* of the opening brace */
-    int container_kind;  /* kind given by a fixtures array, or -1 */
+    uint64_t line;      /* of the opening brace */
+    int container_kind; /* kind given by a fixtures array, or -1 */
 };
 
 /* The field named by a JSON key, or -1 for a key the importer ignores. */
@@ -87,8 +86,9 @@ int dmj__import_field_lookup(const char *key, size_t len);
 bool dmj__import_field_is_array(int field);
 /* Validates the collected fields into `rec` (whose strings point into the arena); on a bad
  * record fills `err` and returns DMJ_EINVAL. */
-int dmj__import_build(const struct dmj__import_fields *fl, const struct dmj_import_options *o,
-                      struct dmj_import_record *rec, struct dmj_import_error *err);
+DMJ_MUST_CHECK int dmj__import_build(const struct dmj__import_fields *fl,
+                                     const struct dmj_import_options *o,
+                                     struct dmj_import_record *rec, struct dmj_import_error *err);
 
 /* The byte stages in front of the JSON parser (import_decode.c): gzip, detected from the
  * first two bytes, then COPY text escapes when asked. Decoded bytes go to `sink`. */
@@ -110,13 +110,14 @@ struct dmj__import_decoder {
     unsigned char *pgout;
 };
 
-int dmj__import_decoder_init(struct dmj__import_decoder *d, bool pg_copy,
-                             int (*sink)(void *ctx, const unsigned char *p, size_t len),
-                             void *ctx);
+DMJ_MUST_CHECK int
+dmj__import_decoder_init(struct dmj__import_decoder *d, bool pg_copy,
+                         int (*sink)(void *ctx, const unsigned char *p, size_t len), void *ctx);
 void dmj__import_decoder_dispose(struct dmj__import_decoder *d);
 /* Returns the sink's first non-zero result, DMJ_EINVAL (with `why`) or -ENOMEM. */
-int dmj__import_decoder_feed(struct dmj__import_decoder *d, const unsigned char *p, size_t len);
+DMJ_MUST_CHECK int dmj__import_decoder_feed(struct dmj__import_decoder *d, const unsigned char *p,
+                                            size_t len);
 /* Ends the input: DMJ_EINVAL for a truncated gzip stream; flushes a pending escape. */
-int dmj__import_decoder_finish(struct dmj__import_decoder *d);
+DMJ_MUST_CHECK int dmj__import_decoder_finish(struct dmj__import_decoder *d);
 
 #endif

@@ -1,17 +1,16 @@
 /* Turns the key/value pairs of one parsed JSON object into a validated job or identity. */
-#include <errno.h>
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "dmj/identity.h"
 #include "dmj/import.h"
 #include "dmj/job.h"
 #include "dmj/time.h"
 #include "dmj/uuid.h"
-
 #include "import_impl.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 static const struct {
     const char *name;
@@ -57,7 +56,6 @@ static const char *field_name(int f)
 {
     return fields[f].name;
 }
-
 
 int dmj__import_field_lookup(const char *key, size_t len)
 {
@@ -151,8 +149,8 @@ static int int_value(struct ctx *c, const struct dmj__import_value *v, int64_t m
 }
 
 /* An integer field: required, or optional with `*present` telling whether it was given. */
-static int get_int(struct ctx *c, int field, int64_t min, int64_t max, bool nullable,
-                   bool *present, int64_t *out)
+static int get_int(struct ctx *c, int field, int64_t min, int64_t max, bool nullable, bool *present,
+                   int64_t *out)
 {
     const struct dmj__import_value *v = val(c, field);
     if (absent_or_null(v)) {
@@ -383,8 +381,7 @@ static int build_user(struct ctx *c, struct dmj_user *u)
                       &team)) != 0)
         return rc;
     u->current_team_id = (int32_t)team;
-    return get_uuid(c, DMJ__F_CURRENT_ORGANIZATION_ID, false, &u->has_current_org,
-                    u->current_org);
+    return get_uuid(c, DMJ__F_CURRENT_ORGANIZATION_ID, false, &u->has_current_org, u->current_org);
 }
 
 static int build_membership(struct ctx *c, struct dmj_membership *m)
@@ -512,8 +509,9 @@ int dmj__import_build(const struct dmj__import_fields *fl, const struct dmj_impo
     if (kv->type == DMJ__V_STRING) {
         if (memchr(text(&c, kv), '\0', kv->len) != NULL ||
             dmj_import_kind_parse(text(&c, kv), &kind) != 0)
-            return fail(&c, DMJ__F_KIND, "not one of job, team, organization, user, membership, "
-                                         "personal_api_key");
+            return fail(&c, DMJ__F_KIND,
+                        "not one of job, team, organization, user, membership, "
+                        "personal_api_key");
     } else if (kv->type != DMJ__V_NONE && kv->type != DMJ__V_NULL) {
         return fail(&c, DMJ__F_KIND, "expected a string");
     } else if (fl->container_kind >= 0) {
