@@ -4,14 +4,14 @@
  * bit 3 --kind from bits 4-6), the second how the rest is cut into feeds. Every job that
  * comes out is rendered with dmj_json_add_job_full, parsed again and rendered again: the
  * two renderings must be identical (export -> import -> export gives the same bytes). */
-#include "dmj/buf.h"
-#include "dmj/import.h"
-#include "dmj/json.h"
-
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "dmj/buf.h"
+#include "dmj/import.h"
+#include "dmj/json.h"
 
 struct check {
     struct dmj_buf first;

@@ -1,13 +1,14 @@
 /* dmj backup: a compacted, consistent copy of the store, taken while it may be serving. */
-#include "dmj/error.h"
-#include "dmj/store.h"
-#include "dmj_tool.h"
-
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include "dmj/error.h"
+#include "dmj/store.h"
+
+#include "dmj_tool.h"
 
 static const char usage_text[] = "usage: dmj backup [--db DIR] DEST\n";
 

@@ -1,14 +1,15 @@
 /* dmj export: every stored job (of one team, or all) as NDJSON that dmj import takes back. */
-#include "dmj/buf.h"
-#include "dmj/error.h"
-#include "dmj/json.h"
-#include "dmj/store.h"
-#include "dmj_tool.h"
-
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "dmj/buf.h"
+#include "dmj/error.h"
+#include "dmj/json.h"
+#include "dmj/store.h"
+
+#include "dmj_tool.h"
 
 static const char usage_text[] = "usage: dmj export [--db DIR] [--team ID]\n";
 

@@ -1,17 +1,18 @@
 /* dmj generate: deterministic synthetic run history and identities, for demos, tests and
  * benchmarks, in the formats of shared/tools/gen_jobs.py (same shape, not the same bytes). */
-#include "dmj/buf.h"
-#include "dmj/error.h"
-#include "dmj/identity.h"
-#include "dmj/json.h"
-#include "dmj_tool.h"
-
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "dmj/buf.h"
+#include "dmj/error.h"
+#include "dmj/identity.h"
+#include "dmj/json.h"
+
+#include "dmj_tool.h"
 
 static const char usage_text[] =
     "usage: dmj generate --jobs N --teams T [--orgs O] [--seed S] [--out F]\n"

@@ -1,14 +1,15 @@
 /* dmj get: one job by id, rendered as the API serves it. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
 #include "dmj/buf.h"
 #include "dmj/error.h"
 #include "dmj/json.h"
 #include "dmj/store.h"
 #include "dmj/uuid.h"
-#include "dmj_tool.h"
 
-#include <getopt.h>
-#include <stdio.h>
-#include <string.h>
+#include "dmj_tool.h"
 
 static const char usage_text[] = "usage: dmj get [--db DIR] ID\n";
 

@@ -1,9 +1,4 @@
 /* dmj import: streams files through the import parser into one write transaction (or batches). */
-#include "dmj/error.h"
-#include "dmj/import.h"
-#include "dmj/store.h"
-#include "dmj_tool.h"
-
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -12,6 +7,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "dmj/error.h"
+#include "dmj/import.h"
+#include "dmj/store.h"
+
+#include "dmj_tool.h"
 
 #define READ_SIZE (1u << 20)
 

@@ -1,13 +1,14 @@
 /* dmj keys: creates a personal API key (printed once, only its hash stored), or checks one. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
 #include "dmj/error.h"
 #include "dmj/identity.h"
 #include "dmj/store.h"
 #include "dmj/uuid.h"
-#include "dmj_tool.h"
 
-#include <getopt.h>
-#include <stdio.h>
-#include <string.h>
+#include "dmj_tool.h"
 
 static const char usage_text[] =
     "usage: dmj keys create [--db DIR] --user ID --scopes S[,S...] [--teams ID,...]\n"

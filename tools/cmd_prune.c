@@ -1,13 +1,14 @@
 /* dmj prune: deletes the jobs created before a date (of one team, or all), indexes included. */
-#include "dmj/error.h"
-#include "dmj/store.h"
-#include "dmj_tool.h"
-
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "dmj/error.h"
+#include "dmj/store.h"
+
+#include "dmj_tool.h"
 
 static const char usage_text[] =
     "usage: dmj prune [--db DIR] --before DATE [--team ID] [--dry-run]\n";

@@ -1,14 +1,15 @@
 /* dmj stats: how many jobs each team has in each status, and how large the store is. */
-#include "dmj/error.h"
-#include "dmj/job.h"
-#include "dmj/store.h"
-#include "dmj_tool.h"
-
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "dmj/error.h"
+#include "dmj/job.h"
+#include "dmj/store.h"
+
+#include "dmj_tool.h"
 
 static const char usage_text[] = "usage: dmj stats [--db DIR] [--json]\n";
 

@@ -1,10 +1,11 @@
 /* dmj verify: checks every index of the store against the job records. */
-#include "dmj/error.h"
-#include "dmj/store.h"
-#include "dmj_tool.h"
-
 #include <getopt.h>
 #include <stdio.h>
+
+#include "dmj/error.h"
+#include "dmj/store.h"
+
+#include "dmj_tool.h"
 
 static const char usage_text[] = "usage: dmj verify [--db DIR]\n";
 

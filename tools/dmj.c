@@ -1,8 +1,8 @@
 /* dmj: the command-line tool's entry point, which hands each subcommand its arguments. */
-#include "dmj_tool.h"
-
 #include <stdio.h>
 #include <string.h>
+
+#include "dmj_tool.h"
 
 static const struct {
     const char *name;

@@ -2,11 +2,11 @@
 #ifndef DMJ_TOOL_H
 #define DMJ_TOOL_H
 
-#include "dmj/store.h"
-
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "dmj/store.h"
 
 /* Exit statuses: 0 done, 1 failed (bad input, inconsistent store...), 2 bad usage. */
 #define DMJ_TOOL_OK 0

@@ -1,15 +1,16 @@
 /* Helpers every dmj subcommand shares: the store location, errors, number and date parsing. */
-#include "dmj/error.h"
-#include "dmj/store.h"
-#include "dmj/time.h"
-#include "dmj_tool.h"
-
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "dmj/error.h"
+#include "dmj/store.h"
+#include "dmj/time.h"
+
+#include "dmj_tool.h"
 
 const char *dmj_tool_db(const char *opt)
 {

@@ -7,13 +7,13 @@
 #ifndef DMJ_IMPORT_H
 #define DMJ_IMPORT_H
 
-#include "dmj/error.h"
-#include "dmj/identity.h"
-#include "dmj/job.h"
-
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "dmj/error.h"
+#include "dmj/identity.h"
+#include "dmj/job.h"
 
 struct dmj_import;
 struct dmj_write;

@@ -1,16 +1,17 @@
 /* The import parser: yajl's SAX callbacks that find the records in NDJSON, arrays, API pages
  * and fixtures documents, with line numbers (the byte stages before it: import_decode.c). */
-#include "dmj/import.h"
-
-#include "dmj/buf.h"
-#include "dmj/store.h"
-#include "import_impl.h"
-
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
 #include <yajl_parse.h>
+
+#include "dmj/buf.h"
+#include "dmj/import.h"
+#include "dmj/store.h"
+
+#include "import_impl.h"
 
 #define RECORD_MAX (16u * 1024u * 1024u) /* text of one record's known fields */
 #define MAX_FRAMES 8

@@ -1,13 +1,15 @@
 /* The byte stages in front of the JSON parser: gzip detection and inflation, then the undoing
  * of PostgreSQL's COPY text escapes, each streaming across feeds of any size. */
-#include "dmj/error.h"
-#include "import_impl.h"
-
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
 #include <zlib.h>
+
+#include "dmj/error.h"
+
+#include "import_impl.h"
 
 #define SLICE (256u * 1024u) /* bytes handed to the next stage at once */
 

@@ -2,13 +2,14 @@
 #ifndef DMJ_IMPORT_IMPL_H
 #define DMJ_IMPORT_IMPL_H
 
-#include "dmj/buf.h"
-#include "dmj/import.h"
-
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
 #include <zlib.h>
+
+#include "dmj/buf.h"
+#include "dmj/import.h"
 
 /* Every key the importer knows, across jobs and identities; the rest are ignored. */
 enum dmj__import_field {

@@ -1,16 +1,17 @@
 /* Turns the key/value pairs of one parsed JSON object into a validated job or identity. */
-#include "dmj/identity.h"
-#include "dmj/import.h"
-#include "dmj/job.h"
-#include "dmj/time.h"
-#include "dmj/uuid.h"
-#include "import_impl.h"
-
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "dmj/identity.h"
+#include "dmj/import.h"
+#include "dmj/job.h"
+#include "dmj/time.h"
+#include "dmj/uuid.h"
+
+#include "import_impl.h"
 
 static const struct {
     const char *name;
