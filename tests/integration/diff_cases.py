@@ -112,7 +112,9 @@ def extra_jobs(fixtures, seed=99, long_run=1005):
 def generate(workdir, shared, bin_dir, jobs=3000, teams=4, seed=5, dup=True, extras=True,
              long_run=1005):
     """Writes workdir/jobs.ndjson and workdir/fixtures.json (gen_jobs.py from the shared
-    folder, else `dmj generate`); returns (jobs_path, fixtures_path)."""
+    folder, else `dmj generate`); returns (jobs_path, fixtures_path). With extras, the last
+    job is a marker with a random id (team 1, the oldest job): it tells this run's servers
+    from any other on the same port."""
     jobs_path = os.path.join(workdir, "jobs.ndjson")
     fx_path = os.path.join(workdir, "fixtures.json")
     if shared:
@@ -131,6 +133,8 @@ def generate(workdir, shared, bin_dir, jobs=3000, teams=4, seed=5, dup=True, ext
         with open(jobs_path, "a", encoding="utf-8") as f:
             for job in extra_jobs(fixtures, long_run=long_run):
                 f.write(json.dumps(job, ensure_ascii=False) + "\n")
+            marker = _job(random.Random(os.urandom(16)), 1, "2023-06-01T00:00:00Z", "Completed")
+            f.write(json.dumps(marker) + "\n")
     return jobs_path, fx_path
 
 
@@ -237,7 +241,7 @@ def start_dmjd(bin_dir, db, workdir, extra_args=()):
 
 def load_peer(shared, db, jobs_path, fx_path, workdir):
     peer = os.path.join(shared, "peers", "drf_ref")
-    env = dict(os.environ, DRF_REF_DB=db, DRF_REF_DMJ="1")
+    env = dict(os.environ, DRF_REF_DB=db, DRF_REF_DMJ="1", PYTHONDONTWRITEBYTECODE="1")
     log = os.path.join(workdir, "peer_load.log")
     with open(log, "wb") as out:
         rc = subprocess.run([DJANGO_PYTHON, os.path.join(peer, "manage.py"), "load", "--jobs",
@@ -249,12 +253,17 @@ def load_peer(shared, db, jobs_path, fx_path, workdir):
         raise RuntimeError("the peer's manage.py load failed with status %d" % rc)
 
 
-def start_peer(shared, db, workdir):
-    """serve.sh on a free port in 18000-18099 (the peer's README); returns (proc, port)."""
+def start_peer(shared, db, workdir, probe):
+    """serve.sh on a free port in 18000-18099 (the peer's README); returns (proc, port).
+    probe = (target, headers, text): the peer is ready when GET target answers 200 with text
+    in its body -- which also proves that it is ours and not another peer that took the port
+    between our check and gunicorn's bind (gunicorn retries binding for seconds)."""
     peer = os.path.join(shared, "peers", "drf_ref")
+    target, headers, needle = probe
     for attempt in range(3):
         port = free_port(18000, 18099)
-        env = dict(os.environ, DRF_REF_DMJ="1", WORKERS="2", THREADS="4")
+        env = dict(os.environ, DRF_REF_DMJ="1", WORKERS="2", THREADS="4",
+                   PYTHONDONTWRITEBYTECODE="1")
         log = open(os.path.join(workdir, "peer_%d.log" % port), "wb")
         proc = subprocess.Popen(["/bin/sh", os.path.join(peer, "serve.sh"), str(port), db], env=env,
                                 cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
@@ -264,12 +273,15 @@ def start_peer(shared, db, workdir):
         while time.time() < deadline and proc.poll() is None:
             try:
                 c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                c.request("GET", "/api/")
-                c.getresponse().read()
+                c.request("GET", target, headers=headers)
+                r = c.getresponse()
+                body = r.read()
                 c.close()
-                return proc, port
-            except OSError:
-                time.sleep(0.2)
+                if r.status == 200 and needle.encode() in body:
+                    return proc, port
+            except (OSError, http.client.HTTPException):
+                pass
+            time.sleep(0.2)
         stop(proc)
     raise RuntimeError("the reference peer did not start (see peer_*.log)")
 
@@ -371,6 +383,7 @@ class World(object):
         self.member = {}
         for m in fixtures["organization_memberships"]:
             self.member.setdefault(m["user_id"], set()).add(m["organization_id"])
+        self.marker = jobs[-1]["id"] if jobs else None
         self.job_team = {}
         self.ids_by_team = {}
         self.visible_by_team = {}

@@ -645,12 +645,16 @@ def main():
         store = os.path.join(work, "store")
         if not peer_vs_peer:
             dc.dmj_import(bin_dir, store, [fx_path, jobs_path], work)
-        peer_proc, peer_port = dc.start_peer(shared, os.path.join(work, "ref.sqlite3"), work)
+        probe = ("/api/environments/1/data_modeling_jobs/%s/" % world.marker,
+                 {"Authorization": "Bearer " + world.keys["read"]["key"]}, world.marker)
+        peer_proc, peer_port = dc.start_peer(shared, os.path.join(work, "ref.sqlite3"), work,
+                                             probe)
         if os.environ.get("DMJ_DIFF_PEER_VS_PEER") == "1":
             # Checks this harness itself: a second peer stands in for dmjd, so every
             # comparison must agree (the known spec differences are not checked then).
             KNOWN_SPEC_DIFFERENCES[:] = []
-            dmj_proc, dmj_port = dc.start_peer(shared, os.path.join(work, "ref.sqlite3"), work)
+            dmj_proc, dmj_port = dc.start_peer(shared, os.path.join(work, "ref.sqlite3"), work,
+                                               probe)
         else:
             dmj_proc, dmj_port = dc.start_dmjd(bin_dir, store, work)
         print("data ready, peer on %d, dmjd on %d (%.1fs)" % (peer_port, dmj_port,
