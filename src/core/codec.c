@@ -27,12 +27,27 @@ struct sink {
 static int sink_write(void *data, const char *buf, size_t len)
 {
     struct sink *s = data;
-    int rc = dmj_buf_add(s->out, buf, len);
+    struct dmj_buf *b = s->out;
+    /* the packer calls this once per element: append in place while the room reserved at
+     * enc_init lasts (cap never passes max + 1, so this respects the maximum too) */
+    if (b->data && b->cap - b->len > len) {
+        memcpy(b->data + b->len, buf, len);
+        b->len += len;
+        b->data[b->len] = '\0';
+        return 0;
+    }
+    int rc = dmj_buf_add(b, buf, len);
     if (rc) {
         s->err = rc;
         return -1;
     }
     return 0;
+}
+
+/* A string's length for size estimates; a NULL string's len means nothing. */
+static size_t slen(struct dmj_str s)
+{
+    return s.ptr ? s.len : 0;
 }
 
 struct enc {
@@ -42,8 +57,12 @@ struct enc {
     int rc;       /* first failure; later packs are skipped */
 };
 
-static void enc_init(struct enc *e, struct dmj_buf *out)
+static void enc_init(struct enc *e, struct dmj_buf *out, size_t expect)
 {
+    /* room for the whole record at once; if even that is refused, appends go one by one
+     * and meet the same limit, so the result is unchanged */
+    int rc = dmj_buf_reserve(out, expect);
+    (void)rc;
     e->sink.out = out;
     e->sink.err = 0;
     e->start = out->len;
@@ -150,7 +169,9 @@ int dmj_codec_encode_job(const struct dmj_job *job, struct dmj_buf *out)
     struct enc e;
     if ((unsigned)job->status >= DMJ_STATUS_COUNT)
         return DMJ_EINVAL;
-    enc_init(&e, out);
+    enc_init(&e, out, 200 + slen(job->error) + slen(job->workflow_id) +
+                          slen(job->workflow_run_id) + slen(job->engine) + slen(job->run_mode) +
+                          slen(job->parent_workflow_id));
     enc_array(&e, JOB_FIELDS);
     enc_int(&e, DMJ_CODEC_VERSION);
     enc_bin16(&e, job->id);
@@ -179,7 +200,7 @@ int dmj_codec_encode_job(const struct dmj_job *job, struct dmj_buf *out)
 int dmj_codec_encode_team(const struct dmj_team *t, struct dmj_buf *out)
 {
     struct enc e;
-    enc_init(&e, out);
+    enc_init(&e, out, 64 + slen(t->name));
     enc_array(&e, TEAM_FIELDS);
     enc_int(&e, DMJ_CODEC_VERSION);
     enc_int(&e, t->id);
@@ -192,7 +213,7 @@ int dmj_codec_encode_team(const struct dmj_team *t, struct dmj_buf *out)
 int dmj_codec_encode_org(const struct dmj_org *o, struct dmj_buf *out)
 {
     struct enc e;
-    enc_init(&e, out);
+    enc_init(&e, out, 32 + slen(o->name));
     enc_array(&e, ORG_FIELDS);
     enc_int(&e, DMJ_CODEC_VERSION);
     enc_bin16(&e, o->id);
@@ -203,7 +224,7 @@ int dmj_codec_encode_org(const struct dmj_org *o, struct dmj_buf *out)
 int dmj_codec_encode_user(const struct dmj_user *u, struct dmj_buf *out)
 {
     struct enc e;
-    enc_init(&e, out);
+    enc_init(&e, out, 64);
     enc_array(&e, USER_FIELDS);
     enc_int(&e, DMJ_CODEC_VERSION);
     enc_int(&e, u->id);
@@ -223,7 +244,7 @@ int dmj_codec_encode_key(const struct dmj_key *k, struct dmj_buf *out)
         k->n_orgs > DMJ_KEY_MAX_ORGS)
         return DMJ_ETOOBIG;
     struct enc e;
-    enc_init(&e, out);
+    enc_init(&e, out, 128 + slen(k->id));
     enc_array(&e, KEY_FIELDS);
     enc_int(&e, DMJ_CODEC_VERSION);
     enc_raw_str(&e, k->secure_value, hlen);
