@@ -1,6 +1,7 @@
 /** Access-log lines in the combined log format, with API keys cut out of request targets. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -118,12 +119,18 @@ static int add_header(struct dmj_buf *out, h2o_req_t *req, const h2o_token_t *to
 
 int dmjd_accesslog_format(struct dmj_buf *out, h2o_req_t *req, int status, size_t body_len)
 {
+    /* h2o keeps the time of the request already formatted for logs, once per second per
+     * context; localtime_r per request would take glibc's time-zone lock. */
     char when[64];
-    struct tm tm;
-    time_t secs = req->processed_at.at.tv_sec;
-    if (localtime_r(&secs, &tm) == NULL ||
-        strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S %z", &tm) == 0)
-        strcpy(when, "-");
+    if (req->processed_at.str != NULL) {
+        snprintf(when, sizeof(when), "%s", req->processed_at.str->log);
+    } else {
+        struct tm tm;
+        time_t secs = req->processed_at.at.tv_sec;
+        if (localtime_r(&secs, &tm) == NULL ||
+            strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S %z", &tm) == 0)
+            strcpy(when, "-");
+    }
     const char *proto = req->version >= 0x200   ? "HTTP/2"
                         : req->version == 0x100 ? "HTTP/1.0"
                                                 : "HTTP/1.1";

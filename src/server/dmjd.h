@@ -32,6 +32,7 @@ struct dmjd_metric_row {
     atomic_int ready; /* set (release) once endpoint/status are written */
     int status;
     char endpoint[DMJD_ENDPOINT_MAX];
+    const char *source; /* the pointer the name was copied from (owner thread only) */
     atomic_uint_fast64_t count;
 };
 

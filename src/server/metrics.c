@@ -30,6 +30,7 @@ void dmjd_metrics_count(struct dmjd_metrics *m, const char *endpoint, int status
             /* Only this worker's thread adds rows, so the first free row is ours to fill;
              * the release store publishes the name to scraping threads. */
             row->status = status;
+            row->source = endpoint;
             size_t n = strnlen(endpoint, DMJD_ENDPOINT_MAX - 1);
             memcpy(row->endpoint, endpoint, n);
             row->endpoint[n] = '\0';
@@ -37,7 +38,10 @@ void dmjd_metrics_count(struct dmjd_metrics *m, const char *endpoint, int status
             hit = row;
             break;
         }
-        if (row->status == status && strncmp(row->endpoint, endpoint, DMJD_ENDPOINT_MAX - 1) == 0) {
+        /* The API's route names are string literals: the pointer usually decides. */
+        if (row->status == status &&
+            (row->source == endpoint ||
+             strncmp(row->endpoint, endpoint, DMJD_ENDPOINT_MAX - 1) == 0)) {
             hit = row;
             break;
         }
