@@ -236,6 +236,16 @@ def test_atomic_failure():
     check(("%s:100001: status: " % big).encode() in p.stderr,
           "bad last line reported as FILE:100001: status: reason")
     check(export(db) == before, "a bad line at the end of 100k jobs leaves the store as it was")
+    # Line numbers survive gzip and COPY unescaping, across every read and slice boundary.
+    big_gz = write("big.ndjson.gz", gzip.compress(open(big, "rb").read(), 1))
+    p = dmj("import", "--db", db, big_gz, expect=1)
+    check(("%s:100001: status: " % big_gz).encode() in p.stderr, "gzip: line of the bad record")
+    copy = write("big.copy", open(big, "rb").read().replace(b"\\", b"\\\\"))
+    p = dmj("import", "--db", db, "--pg-copy", copy, expect=1)
+    check(("%s:100001: status: " % copy).encode() in p.stderr, "--pg-copy: line of the bad record")
+    p = dmj("import", "--dry-run", big, expect=1)
+    check(("%s:100001: status: " % big).encode() in p.stderr, "--dry-run validates too")
+    check(export(db) == before, "still nothing stored")
 
     syntax = write("syntax.ndjson", open(big, "rb").read().splitlines()[0] + b"\n{\"id\": tru\n")
     p = dmj("import", "--db", db, syntax, expect=1)
