@@ -123,33 +123,32 @@ static size_t send_body(struct dmjd_worker *w, h2o_req_t *req, const char *body,
 static void serve_metrics(struct dmjd_worker *w, h2o_req_t *req, uint64_t started)
 {
     static const char text_type[] = "text/plain; version=0.0.4; charset=utf-8";
-    bool get = method_is(req, "GET"), head = method_is(req, "HEAD");
-    size_t sent;
-    int status;
-    if (!get && !head) {
+    bool head = method_is(req, "HEAD");
+    int status = 200;
+    const char *body = "";
+    size_t len = 0;
+    if (!head && !method_is(req, "GET")) {
         status = 405;
-        req->res.status = status;
-        req->res.reason = reason_of(status);
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL,
                        H2O_STRLIT("GET, HEAD"));
-        sent = send_body(w, req, "", 0, false);
     } else {
-        /* Count this scrape first so that it sees itself, like the other counters would. */
+        /* Counted before rendering, so that a scrape sees itself as it sees other requests. */
         dmjd_metrics_count(&w->metrics, "metrics", 200, dmjd_now_us() - started);
         dmj_buf_reset(&w->scratch);
-        status = dmjd_metrics_render(w->server, &w->scratch) == 0 ? 200 : 500;
-        req->res.status = status;
-        req->res.reason = reason_of(status);
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, text_type,
-                       sizeof(text_type) - 1);
-        if (status == 200)
-            sent = send_body(w, req, w->scratch.data, w->scratch.len, head);
-        else
-            sent = send_body(w, req, "", 0, false);
-        write_access_log(w, req, status, sent);
-        return;
+        if (dmjd_metrics_render(w->server, &w->scratch) == 0) {
+            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, text_type,
+                           sizeof(text_type) - 1);
+            body = w->scratch.data;
+            len = w->scratch.len;
+        } else {
+            status = 500;
+        }
     }
-    dmjd_metrics_count(&w->metrics, "metrics", status, dmjd_now_us() - started);
+    req->res.status = status;
+    req->res.reason = reason_of(status);
+    size_t sent = send_body(w, req, body, len, head);
+    if (status != 200)
+        dmjd_metrics_count(&w->metrics, "metrics", status, dmjd_now_us() - started);
     write_access_log(w, req, status, sent);
 }
 
