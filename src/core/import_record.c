@@ -192,16 +192,13 @@ static int get_str(struct ctx *c, int field, bool required, bool nullable, struc
     return 0;
 }
 
-static int hexdigit(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
+/* Hex digit values plus one, so that 0 marks a byte that is not a hex digit. */
+static const uint8_t hex1[256] = {
+    ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,
+    ['7'] = 8,  ['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14,
+    ['e'] = 15, ['f'] = 16, ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15,
+    ['F'] = 16,
+};
 
 /* The canonical 36-character spelling parsed in place (nearly every input uses it);
  * anything else goes to dmj_uuid_parse and its full set of spellings. */
@@ -214,10 +211,10 @@ static int parse_uuid(const char *s, size_t len, uint8_t out[16])
     for (size_t i = 0; i < 36; i += 2) {
         if (i == 8 || i == 13 || i == 18 || i == 23)
             i++;
-        int hi = hexdigit(s[i]), lo = hexdigit(s[i + 1]);
-        if (hi < 0 || lo < 0)
+        unsigned hi = hex1[(unsigned char)s[i]], lo = hex1[(unsigned char)s[i + 1]];
+        if (hi == 0 || lo == 0)
             return dmj_uuid_parse(s, len, out);
-        id[j++] = (uint8_t)(hi << 4 | lo);
+        id[j++] = (uint8_t)((hi - 1) << 4 | (lo - 1));
     }
     memcpy(out, id, 16);
     return 0;
