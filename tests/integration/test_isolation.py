@@ -29,17 +29,28 @@ class Checker(object):
         self.requests = 0
         self.hidden = {j["id"] for j in world.jobs if dc.is_hidden(j)}
         self.all_ids = set(world.job_team)
+        self.etags = {}
+        self.etag_checks = 0
 
     def fail(self, what):
         self.failures.append(what)
         if len(self.failures) <= 40:
             print("FAIL " + what, flush=True)
 
-    def get(self, target, headers, team_id):
-        """GET; checks the body for ids of other teams' jobs (any job id when team_id is
+    def etag_of(self, target):
+        """The ETag dmjd gives the "star" key (alice, every team) for target, if any."""
+        if target not in self.etags:
+            star = {"Authorization": "Bearer " + self.world.keys["star"]["key"]}
+            self.requests += 1
+            r = self.client.request("GET", target, star)
+            self.etags[target] = r.headers.get("etag") if r.status == 200 else None
+        return self.etags[target]
+
+    def get(self, target, headers, team_id, method="GET"):
+        """GET (or another method); checks the body for ids of other teams' jobs (any job id when team_id is
         None) and of hidden jobs; returns the response."""
         self.requests += 1
-        r = self.client.request("GET", target, headers)
+        r = self.client.request(method, target, headers)
         text = r.body.decode("utf-8", "replace")
         found = set(dc.UUID_RE.findall(text.lower())) & self.all_ids
         if team_id is None:
@@ -136,12 +147,41 @@ def check_key_team(chk, world, label, segment, prefix, via_query):
     for h in hidden:
         targets["hidden " + h] = "%s/%s%s" % (base, h, q1)
 
+    # Other methods on the list route: POST is refused right after authentication (405, even
+    # for a team that does not exist); HEAD and OPTIONS go through every check.
+    lst = base + "/?limit=5" + auth_query
+    r = chk.get(lst, headers, team_id, "POST")
+    if status == 401:
+        chk.expect_error(lst + " POST", headers, r, status, detail)
+    else:
+        chk.expect_error(lst + " POST", headers, r, 405, 'Method "POST" not allowed.')
+    r = chk.get(lst, headers, team_id, "HEAD")
+    if r.status != status or r.body:
+        chk.fail("HEAD %s (%s): expected %d and no body, got %d with %d bytes"
+                 % (lst, label, status, r.status, len(r.body)))
+    r = chk.get(lst, headers, team_id, "OPTIONS")
+    if status == 200:
+        if chk.expect_ok(lst + " OPTIONS", headers, r) and \
+                r.json().get("name") != "Data Modeling Job List":
+            chk.fail("OPTIONS %s: not the list metadata: %r" % (lst, r.body[:120]))
+    else:
+        chk.expect_error(lst + " OPTIONS", headers, r, status, detail)
+
     if status != 200:
-        r = chk.get(base + "/?limit=5" + auth_query, headers, None)
+        r = chk.get(lst, headers, None)
         chk.expect_error(base, headers, r, status, detail)
         for name, target in targets.items():
             r = chk.get(target, headers, None)
             chk.expect_error(target, headers, r, status, detail)
+        # A key that may not read the team gets its error even when it presents the ETag
+        # of an allowed key's answer: no 304 before the permission checks.
+        if not via_query:
+            for target in (lst, targets["recent"]):
+                etag = chk.etag_of(target)
+                if etag:
+                    chk.etag_checks += 1
+                    r = chk.get(target, dict(headers, **{"If-None-Match": etag}), None)
+                    chk.expect_error(target + " If-None-Match", headers, r, status, detail)
         return
 
     ids = walk_list(chk, base, headers, team_id, auth_query)
@@ -222,9 +262,10 @@ def main():
         dc.stop(proc)
         dc.remove_workdir(work)
 
-    print("%d keys x %d team segments x 2 prefixes (+ query-key auth): %d requests, %d failures, "
-          "%.1fs" % (len(labels), len(segments), chk.requests, len(chk.failures),
-                     time.time() - started))
+    print("%d keys x %d team segments x 2 prefixes (+ query-key auth): %d requests (%d with an "
+          "allowed key's ETag), %d failures, %.1fs"
+          % (len(labels), len(segments), chk.requests, chk.etag_checks, len(chk.failures),
+             time.time() - started))
     return 1 if chk.failures else 0
 
 
