@@ -243,6 +243,12 @@ int dmj_read_new(struct dmj_store *s, struct dmj_read **out)
         return -ENOMEM;
     r->s = s;
     int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &r->txn);
+    if (rc == MDB_READERS_FULL) {
+        /* slots of processes that died without closing (a killed dmjd) can be reclaimed */
+        int dead;
+        if (mdb_reader_check(s->env, &dead) == 0 && dead > 0)
+            rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &r->txn);
+    }
     if (rc) {
         free(r);
         return dmj__store_err(rc);

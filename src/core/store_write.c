@@ -127,6 +127,9 @@ int dmj_write_begin(struct dmj_store *s, struct dmj_write **out)
     if (!w)
         return -ENOMEM;
     w->s = s;
+    /* a reader slot left by a dead process pins old pages: the store would only grow */
+    int dead;
+    (void)mdb_reader_check(s->env, &dead);
     w->batch_max = BATCH_MAX;
     const char *b = getenv("DMJ_WRITE_BATCH");
     if (b) {
