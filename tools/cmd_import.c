@@ -18,7 +18,7 @@
 
 static const char usage_text[] =
     "usage: dmj import [--db DIR] [--team ID] [--kind K] [--batch N] [--skip-invalid]\n"
-    "                  [--pg-copy] [--dry-run] FILE...|-\n";
+    "                  [--pg-copy] [--dry-run] [--map-size BYTES] FILE...|-\n";
 
 static const char help_text[] =
     "Loads jobs and identities into the store. Each FILE ('-' is standard input) is NDJSON,\n"
@@ -32,7 +32,9 @@ static const char help_text[] =
     "  --batch N       commit every N records (default: one transaction for everything)\n"
     "  --skip-invalid  report bad records with their line and go on\n"
     "  --pg-copy       undo PostgreSQL COPY text escaping (\\\\, \\n, octal...) first\n"
-    "  --dry-run       parse and validate only; nothing is stored\n\n"
+    "  --dry-run       parse and validate only; nothing is stored\n"
+    "  --map-size N    the store's map size, K/M/G/T suffixes (default $DMJ_MAP_SIZE,\n"
+    "                  else 64G; sparse): raise it when the store is full\n\n"
     "Bad input stops the import with FILE:LINE: field: reason and stores nothing of it\n"
     "(with --batch, the batches committed before stay). Exit status 1 then.\n";
 
@@ -161,19 +163,16 @@ Close:
 int dmj_cmd_import(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"db", required_argument, NULL, 'd'},
-        {"team", required_argument, NULL, 't'},
-        {"kind", required_argument, NULL, 'k'},
-        {"batch", required_argument, NULL, 'b'},
-        {"skip-invalid", no_argument, NULL, 's'},
-        {"pg-copy", no_argument, NULL, 'p'},
-        {"dry-run", no_argument, NULL, 'n'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"db", required_argument, NULL, 'd'},     {"team", required_argument, NULL, 't'},
+        {"kind", required_argument, NULL, 'k'},   {"batch", required_argument, NULL, 'b'},
+        {"skip-invalid", no_argument, NULL, 's'}, {"pg-copy", no_argument, NULL, 'p'},
+        {"dry-run", no_argument, NULL, 'n'},      {"map-size", required_argument, NULL, 'm'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     struct dmj_import_options o = {0};
     struct run r = {0};
     const char *db = NULL;
+    uint64_t map_size = 0;
     int64_t n;
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -206,6 +205,10 @@ int dmj_cmd_import(int argc, char **argv)
         case 'n':
             r.dry_run = true;
             break;
+        case 'm':
+            if (!dmj_tool_parse_size(optarg, &map_size))
+                return dmj_tool_fail("import", "--map-size: not a size: %s", optarg);
+            break;
         case 'h':
             printf("%s\n%s", usage_text, help_text);
             return DMJ_TOOL_OK;
@@ -231,7 +234,7 @@ int dmj_cmd_import(int argc, char **argv)
         return dmj_tool_fail("import", "out of memory");
     db = dmj_tool_db(db);
     if (!r.dry_run) {
-        if (dmj_tool_open(db, 0, &r.store) != 0)
+        if (dmj_tool_open_sized(db, 0, map_size, &r.store) != 0)
             goto Free;
         int rc = dmj_write_begin(r.store, &r.w);
         if (rc != 0) {

@@ -28,6 +28,11 @@ int dmj_cmd_generate(int argc, char **argv);
 const char *dmj_tool_db(const char *opt);
 /* Opens the store, printing why not on stderr. */
 DMJ_MUST_CHECK int dmj_tool_open(const char *db, unsigned flags, struct dmj_store **out);
+/* The same with a map size (0: $DMJ_MAP_SIZE or the store's default). */
+DMJ_MUST_CHECK int dmj_tool_open_sized(const char *db, unsigned flags, uint64_t map_size,
+                                       struct dmj_store **out);
+/* A byte count with an optional K, M, G or T suffix (powers of 1024); false if not one. */
+bool dmj_tool_parse_size(const char *s, uint64_t *out);
 /* Prints "dmj CMD: " and the message on stderr; returns DMJ_TOOL_FAIL. */
 int dmj_tool_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints the usage line and a hint on stderr; returns DMJ_TOOL_USAGE. */

@@ -22,12 +22,59 @@ const char *dmj_tool_db(const char *opt)
     return "./dmj-data";
 }
 
-int dmj_tool_open(const char *db, unsigned flags, struct dmj_store **out)
+int dmj_tool_open_sized(const char *db, unsigned flags, uint64_t map_size, struct dmj_store **out)
 {
-    int rc = dmj_store_open(db, flags, 0, out);
+    int rc = dmj_store_open(db, flags, (size_t)map_size, out);
     if (rc != 0)
         fprintf(stderr, "dmj: cannot open the store %s: %s\n", db, dmj_strerror(rc));
     return rc;
+}
+
+int dmj_tool_open(const char *db, unsigned flags, struct dmj_store **out)
+{
+    return dmj_tool_open_sized(db, flags, 0, out);
+}
+
+bool dmj_tool_parse_size(const char *s, uint64_t *out)
+{
+    if (!s || *s < '0' || *s > '9')
+        return false;
+    errno = 0;
+    char *end;
+    unsigned long long n = strtoull(s, &end, 10);
+    if (errno != 0)
+        return false;
+    unsigned shift = 0;
+    switch (*end) {
+    case '\0':
+        break;
+    case 'K':
+    case 'k':
+        shift = 10;
+        end++;
+        break;
+    case 'M':
+    case 'm':
+        shift = 20;
+        end++;
+        break;
+    case 'G':
+    case 'g':
+        shift = 30;
+        end++;
+        break;
+    case 'T':
+    case 't':
+        shift = 40;
+        end++;
+        break;
+    default:
+        return false;
+    }
+    if (*end != '\0' || n == 0 || n > (UINT64_MAX >> shift))
+        return false;
+    *out = (uint64_t)n << shift;
+    return true;
 }
 
 int dmj_tool_fail(const char *cmd, const char *fmt, ...)

@@ -184,6 +184,21 @@ def test_usage():
           "./dmj-data when neither --db nor $DMJ_DB")
 
 
+def test_map_full():
+    src = path("mf.ndjson")
+    dmj("generate", "--jobs", 20000, "--seed", 2, "--out", src)
+    db = path("mf-db")
+    dmj("import", "--db", db, "--map-size", "64M", path("e.ndjson"))
+    before = dmj("export", "--db", db).stdout
+    p = dmj("import", "--db", db, "--map-size", "1M", src, expect=1)
+    check(b"map size" in p.stderr and b"nothing of this import was stored" in p.stderr,
+          "a full map fails the import and says so")
+    check(dmj("export", "--db", db).stdout == before, "a full map stores nothing")
+    dmj("import", "--db", db, "--map-size", "1x", src, expect=1)
+    dmj("import", "--db", db, "--map-size", "256M", src)
+    check(len(rows_of(dmj("export", "--db", db).stdout)) == 20005, "a larger map takes it")
+
+
 def test_progress_on_terminal():
     src = path("p.ndjson")
     dmj("generate", "--jobs", 2000, "--out", src)
@@ -212,7 +227,7 @@ def main():
         print("dmj binary not found at %s" % DMJ, file=sys.stderr)
         return 1
     try:
-        for t in (test_generate, test_get_stats_prune_backup, test_usage,
+        for t in (test_generate, test_get_stats_prune_backup, test_usage, test_map_full,
                   test_progress_on_terminal):
             try:
                 t()
