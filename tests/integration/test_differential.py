@@ -486,6 +486,12 @@ def build_cases(world):
     add("link HTTPS upper", base() + "/?limit=2", dict(auth, **{"X-Forwarded-Proto": "HTTPS"}))
     add("link forwarded https,http", base() + "/?limit=2",
         dict(auth, **{"X-Forwarded-Proto": "https, http"}))
+    many = "&".join("p%03d=%d" % ((i * 37) % 200, i) for i in range(200))
+    add("link 200 parameters", base() + "/?limit=2&" + many)
+    add("link long value", base() + "/?limit=2&v=" + "%C3%A9x" * 300)
+    add("auth query key percent-encoded", lst + "&personal_api_key=%70hx_" + keys["read"][4:], {})
+    add("auth query key plus", lst + "&personal_api_key=" + keys["read"] + "+", {})
+    add("auth bearer latin-1 byte", lst, {"Authorization": "Bearer phx_\xe9t\xe9"})
     add("accept ignored", base() + "/?limit=2", dict(auth, Accept="text/html"))
     add("accept indent ignored", base() + "/?limit=2",
         dict(auth, Accept="application/json; indent=4"))
