@@ -1,11 +1,16 @@
 /** The optional per-key rate limit (--rate-limit): a bounded table shared by all workers.
  *
- * Each rule ("480/minute") is a token bucket kept as one number, the GCRA's theoretical
- * arrival time: a key may spend `count` requests at once, and earns one back every
- * period/count. That is PostHog's sustained rate with bounded memory per key (DRF keeps a
- * timestamp per request instead). The table never grows: a key that has to be forgotten
- * is one whose buckets are full again (forgetting it changes nothing), else the one closest
- * to full. */
+ * DRF counts the requests of the last period from a log of timestamps; with a log per key
+ * per rule (4800 entries for 4800/hour) that does not stay small, so each rule keeps a ring
+ * of per-slice counters instead: the period cut into SLICES slices, and a request counted
+ * in its slice until SLICES + 1 slices have passed. A request is let through while fewer
+ * than `count` requests are counted, so no window of one period ever holds more than
+ * `count` (a request may be remembered up to one slice longer than DRF would). The answer
+ * to a refused one is the time until its oldest counted slice expires, rounded up.
+ *
+ * The table never grows: a new key takes an empty slot among the few its hash points to,
+ * else one whose counts have all expired (forgetting it changes nothing), else the one used
+ * least recently. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,16 +19,25 @@
 
 #define KEY_MAX 96 /* "sha256$" + 64 hex digits fits with room to spare */
 #define PROBES 16  /* slots looked at per key: bounds the work under the lock */
+#define SLICES 60  /* slices per period: one second of a minute, one minute of an hour */
+#define RING (SLICES + 1)
+
+struct rule_state {
+    uint64_t head; /* absolute index of the newest slice in the ring */
+    uint32_t counts[RING];
+};
 
 struct slot {
     bool used;
     char key[KEY_MAX];
-    uint64_t tat[DMJD_RATE_MAX_RULES]; /* theoretical arrival time, µs, per rule */
+    uint64_t last_us;
+    struct rule_state rules[DMJD_RATE_MAX_RULES];
 };
 
 struct dmjd_ratelimit {
     pthread_mutex_t lock;
     struct dmjd_rate_rule rules[DMJD_RATE_MAX_RULES];
+    uint64_t slice_us[DMJD_RATE_MAX_RULES];
     unsigned n_rules;
     size_t mask;
     struct slot *slots;
@@ -115,6 +129,8 @@ int dmjd_ratelimit_new(const struct dmjd_rate_rule *rules, unsigned n, size_t ca
     }
     memcpy(rl->rules, rules, n * sizeof(rules[0]));
     rl->n_rules = n;
+    for (unsigned r = 0; r < n; r++)
+        rl->slice_us[r] = rules[r].period_us / SLICES;
     rl->mask = cap - 1;
     *out = rl;
     return 0;
@@ -139,22 +155,11 @@ static uint64_t hash_key(const char *s)
     return h;
 }
 
-static uint64_t slot_latest(const struct dmjd_ratelimit *rl, const struct slot *s)
-{
-    uint64_t latest = 0;
-    for (unsigned r = 0; r < rl->n_rules; r++) {
-        if (s->tat[r] > latest)
-            latest = s->tat[r];
-    }
-    return latest;
-}
-
-/* The key's slot, or a slot given over to it with full buckets. Called under the lock. */
-static struct slot *find_slot(struct dmjd_ratelimit *rl, const char *key, uint64_t now_us)
+/* The key's slot, or a slot given over to it with nothing counted. Called under the lock. */
+static struct slot *find_slot(struct dmjd_ratelimit *rl, const char *key)
 {
     uint64_t h = hash_key(key);
     struct slot *victim = NULL;
-    uint64_t victim_latest = UINT64_MAX;
     for (size_t i = 0; i < PROBES; i++) {
         struct slot *s = &rl->slots[(h + i) & rl->mask];
         if (!s->used) {
@@ -164,19 +169,52 @@ static struct slot *find_slot(struct dmjd_ratelimit *rl, const char *key, uint64
         }
         if (strncmp(s->key, key, KEY_MAX - 1) == 0)
             return s;
-        uint64_t latest = slot_latest(rl, s);
-        if (victim == NULL || latest < victim_latest) {
+        /* The least recently used: a key whose counts have all expired if there is one. */
+        if (victim == NULL || s->last_us < victim->last_us)
             victim = s;
-            victim_latest = latest;
-        }
     }
+    memset(victim, 0, sizeof(*victim));
     victim->used = true;
     size_t n = strnlen(key, KEY_MAX - 1);
     memcpy(victim->key, key, n);
     victim->key[n] = '\0';
-    for (unsigned r = 0; r < rl->n_rules; r++)
-        victim->tat[r] = now_us;
     return victim;
+}
+
+/* Moves the ring forward to slice `now`, clearing the slices that fell out of it. */
+static void advance(struct rule_state *st, uint64_t now)
+{
+    if (now <= st->head)
+        return;
+    if (now - st->head >= RING) {
+        memset(st->counts, 0, sizeof(st->counts));
+    } else {
+        for (uint64_t k = st->head + 1; k <= now; k++)
+            st->counts[k % RING] = 0;
+    }
+    st->head = now;
+}
+
+/* Microseconds until a request fits under the rule again, 0 if it fits now. */
+static uint64_t rule_wait(const struct dmjd_ratelimit *rl, unsigned r, struct rule_state *st,
+                          uint64_t now_us)
+{
+    uint64_t now = now_us / rl->slice_us[r];
+    advance(st, now);
+    uint64_t total = 0;
+    for (size_t i = 0; i < RING; i++)
+        total += st->counts[i];
+    if (total < rl->rules[r].count)
+        return 0;
+    /* The oldest slice that counts anything leaves the ring first. */
+    uint64_t first = now >= RING - 1 ? now - (RING - 1) : 0;
+    for (uint64_t k = first; k <= now; k++) {
+        if (st->counts[k % RING] > 0) {
+            uint64_t leaves_us = (k + RING) * rl->slice_us[r];
+            return leaves_us > now_us ? leaves_us - now_us : 1;
+        }
+    }
+    return 1; /* not reached: total > 0 */
 }
 
 unsigned dmjd_ratelimit_check_at(struct dmjd_ratelimit *rl, const char *secure_value,
@@ -184,23 +222,18 @@ unsigned dmjd_ratelimit_check_at(struct dmjd_ratelimit *rl, const char *secure_v
 {
     uint64_t wait_us = 0;
     pthread_mutex_lock(&rl->lock);
-    struct slot *s = find_slot(rl, secure_value, now_us);
+    struct slot *s = find_slot(rl, secure_value);
+    s->last_us = now_us;
     for (unsigned r = 0; r < rl->n_rules; r++) {
-        uint64_t interval = rl->rules[r].period_us / rl->rules[r].count;
-        uint64_t tolerance = rl->rules[r].period_us - interval;
-        uint64_t tat = s->tat[r] > now_us ? s->tat[r] : now_us;
-        if (tat - now_us > tolerance) {
-            uint64_t w = tat - tolerance - now_us;
-            if (w > wait_us)
-                wait_us = w;
-        }
+        uint64_t w = rule_wait(rl, r, &s->rules[r], now_us);
+        if (w > wait_us)
+            wait_us = w;
     }
-    /* A refused request spends nothing, as with DRF. */
+    /* A refused request is not counted, as with DRF. */
     if (wait_us == 0) {
         for (unsigned r = 0; r < rl->n_rules; r++) {
-            uint64_t interval = rl->rules[r].period_us / rl->rules[r].count;
-            uint64_t tat = s->tat[r] > now_us ? s->tat[r] : now_us;
-            s->tat[r] = tat + interval;
+            struct rule_state *st = &s->rules[r];
+            st->counts[st->head % RING]++;
         }
     }
     pthread_mutex_unlock(&rl->lock);
