@@ -14,9 +14,11 @@
 #include "dmj/store.h"
 
 #define DMJ__API_BODY_MAX ((size_t)64 << 20)    /* largest response body (bytes) */
-#define DMJ__API_PATH_MAX ((size_t)64 << 10)    /* largest decoded path */
-#define DMJ__API_QUERY_MAX ((size_t)1 << 20)    /* largest decoded query storage */
-#define DMJ__API_SCRATCH_MAX ((size_t)256 << 10) /* tokens, links, cursors, messages */
+#define DMJ__API_PATH_MAX ((size_t)2 << 20)     /* largest decoded path */
+/* h2o takes request lines of up to ~400 KB; decoding can triple them (U+FFFD for each stray
+ * byte) and re-quoting a link triples them again, so these leave room for both. */
+#define DMJ__API_QUERY_MAX ((size_t)4 << 20)    /* largest decoded query storage */
+#define DMJ__API_SCRATCH_MAX ((size_t)8 << 20)  /* tokens, links, cursors, messages */
 #define DMJ__API_DEFAULT_LIMIT 100
 #define DMJ__API_DEFAULT_MAX_LIMIT 1000
 
