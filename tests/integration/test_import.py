@@ -270,6 +270,40 @@ def test_atomic_failure():
     check(b"arr_bad.json:5: created_at: " in p.stderr, "line of the bad field in a pretty array")
 
 
+# ---- readers are never blocked ---------------------------------------------------------
+
+
+def test_reader_during_import():
+    """An import in progress holds the write transaction; a reader still runs and sees the
+    committed batches, and nothing of the open one."""
+    import time
+    lines = open(generate("live.ndjson", 500, seed=21), "rb").read().splitlines(keepends=True)
+    fifo = path("live.fifo")
+    os.mkfifo(fifo)
+    db = path("live")
+    dmj("import", "--db", db, generate("live0.ndjson", 1, seed=22))  # the store exists
+    proc = subprocess.Popen([DMJ, "import", "--db", db, "--batch", "100", fifo],
+                            stderr=subprocess.PIPE)
+    with open(fifo, "wb") as w:
+        w.write(b"".join(lines[:250]))
+        w.flush()
+        seen = 0
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            seen = len(rows_of(export(db)))
+            if seen >= 201:
+                break
+            time.sleep(0.05)
+        check(seen == 201, "a reader during the import sees the 2 committed batches (%d)" % seen)
+        time.sleep(0.3)
+        check(len(rows_of(export(db))) == 201, "and nothing of the open transaction")
+        dmj("verify", "--db", db)
+        w.write(b"".join(lines[250:]))
+    err = proc.communicate(timeout=60)[1]
+    check(proc.returncode == 0 and b"500 records read" in err, "the import then completes")
+    check(len(rows_of(export(db))) == 501, "all of it visible after the commit")
+
+
 # ---- --batch and --skip-invalid --------------------------------------------------------
 
 
@@ -455,7 +489,8 @@ def main():
     if not os.access(DMJ, os.X_OK):
         print("dmj binary not found at %s" % DMJ, file=sys.stderr)
         return 1
-    tests = [test_input_forms, test_round_trip, test_atomic_failure, test_batch,
+    tests = [test_input_forms, test_round_trip, test_atomic_failure, test_reader_during_import,
+             test_batch,
              test_skip_invalid, test_reimport_changes, test_verify_corruption, test_keys,
              test_gen_jobs_fixtures, test_pg_copy]
     try:
