@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -123,6 +124,33 @@ static void test_open(const char *root)
     mdb_env_close(env);
     CHECK_EQ_INT(dmj_store_open(path, DMJ_STORE_RDONLY, 0, &s), DMJ_EVERSION);
     CHECK_EQ_INT(dmj_store_open(path, 0, 0, &s), DMJ_EVERSION);
+
+    /* a data file that is not LMDB at all */
+    snprintf(path, sizeof path, "%s/garbage", root);
+    CHECK_EQ_INT(mkdir(path, 0755), 0);
+    char file[600];
+    snprintf(file, sizeof file, "%s/data.mdb", path);
+    FILE *f = fopen(file, "wb");
+    CHECK(f != NULL);
+    if (f) {
+        for (int i = 0; i < 8192; i++)
+            fputc(i * 7, f);
+        fclose(f);
+    }
+    CHECK_EQ_INT(dmj_store_open(path, DMJ_STORE_RDONLY, 0, &s), DMJ_EVERSION);
+
+    /* a file where the directory should be */
+    CHECK_EQ_INT(dmj_store_open(file, 0, 0, &s), -ENOTDIR);
+
+    /* $DMJ_MAP_SIZE when the caller gives no size, with a suffix */
+    snprintf(path, sizeof path, "%s/mapsize", root);
+    setenv("DMJ_MAP_SIZE", "3M", 1);
+    CHECK_EQ_INT(dmj_store_open(path, 0, 0, &s), 0);
+    unsetenv("DMJ_MAP_SIZE");
+    uint64_t used2, map2;
+    dmj_store_sizes(s, &used2, &map2);
+    CHECK_EQ_INT(map2, 3u << 20);
+    dmj_store_close(s);
 }
 
 static void test_walks(const char *root)
