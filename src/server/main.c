@@ -21,7 +21,7 @@
 
 #define DEFAULT_LISTEN "127.0.0.1:8000"
 #define DEFAULT_MAX_LIMIT 1000
-#define RATE_TABLE_KEYS 8192 /* keys the rate limiter remembers at once (~9 MiB) */
+#define RATE_TABLE_KEYS 4096 /* keys the rate limiter remembers at once (~8 MiB) */
 /* The body is never read: keep what h2o buffers of one small. */
 #define MAX_REQUEST_BODY (1u << 20)
 

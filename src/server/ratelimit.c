@@ -2,15 +2,14 @@
  *
  * DRF counts the requests of the last period from a log of timestamps; with a log per key
  * per rule (4800 entries for 4800/hour) that does not stay small, so each rule keeps a ring
- * of per-slice counters instead: the period cut into SLICES slices, and a request counted
- * in its slice until SLICES + 1 slices have passed. A request is let through while fewer
- * than `count` requests are counted, so no window of one period ever holds more than
- * `count` (a request may be remembered up to one slice longer than DRF would). The answer
- * to a refused one is the time until its oldest counted slice expires, rounded up.
+ * of per-slice counters instead: the period cut into SLICES slices, each slice remembering
+ * how many requests it let through and when the last of them came. A slice's requests count
+ * until a whole period has passed since that last one, so no window of one period ever
+ * holds more than `count`, and a refused request is told when the oldest slice stops
+ * counting: DRF's answer, late by at most the spread of one slice.
  *
  * The table never grows: a new key takes an empty slot among the few its hash points to,
- * else one whose counts have all expired (forgetting it changes nothing), else the one used
- * least recently. */
+ * else the least recently used of them (one whose counts have all expired, if any). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,11 +19,13 @@
 #define KEY_MAX 96 /* "sha256$" + 64 hex digits fits with room to spare */
 #define PROBES 16  /* slots looked at per key: bounds the work under the lock */
 #define SLICES 60  /* slices per period: one second of a minute, one minute of an hour */
+/* A slice counts for at most one period after its end, so SLICES + 1 of them are live. */
 #define RING (SLICES + 1)
 
 struct rule_state {
-    uint64_t head; /* absolute index of the newest slice in the ring */
-    uint32_t counts[RING];
+    uint64_t head;           /* absolute index of the newest slice in the ring */
+    uint32_t counts[RING];   /* requests let through per slice */
+    uint32_t last_off[RING]; /* when the last of them came, µs after the slice's start */
 };
 
 struct slot {
@@ -129,8 +130,9 @@ int dmjd_ratelimit_new(const struct dmjd_rate_rule *rules, unsigned n, size_t ca
     }
     memcpy(rl->rules, rules, n * sizeof(rules[0]));
     rl->n_rules = n;
+    /* Rounded up, so that SLICES slices cover at least the period. */
     for (unsigned r = 0; r < n; r++)
-        rl->slice_us[r] = rules[r].period_us / SLICES;
+        rl->slice_us[r] = (rules[r].period_us + SLICES - 1) / SLICES;
     rl->mask = cap - 1;
     *out = rl;
     return 0;
@@ -188,33 +190,38 @@ static void advance(struct rule_state *st, uint64_t now)
         return;
     if (now - st->head >= RING) {
         memset(st->counts, 0, sizeof(st->counts));
+        memset(st->last_off, 0, sizeof(st->last_off));
     } else {
-        for (uint64_t k = st->head + 1; k <= now; k++)
+        for (uint64_t k = st->head + 1; k <= now; k++) {
             st->counts[k % RING] = 0;
+            st->last_off[k % RING] = 0;
+        }
     }
     st->head = now;
 }
 
-/* Microseconds until a request fits under the rule again, 0 if it fits now. */
+/* Microseconds until a request fits under rule `r` again, 0 if it fits now. */
 static uint64_t rule_wait(const struct dmjd_ratelimit *rl, unsigned r, struct rule_state *st,
                           uint64_t now_us)
 {
-    uint64_t now = now_us / rl->slice_us[r];
+    uint64_t slice = rl->slice_us[r];
+    uint64_t now = now_us / slice;
     advance(st, now);
-    uint64_t total = 0;
-    for (size_t i = 0; i < RING; i++)
-        total += st->counts[i];
-    if (total < rl->rules[r].count)
-        return 0;
-    /* The oldest slice that counts anything leaves the ring first. */
+    uint64_t total = 0, wait = UINT64_MAX;
     uint64_t first = now >= RING - 1 ? now - (RING - 1) : 0;
     for (uint64_t k = first; k <= now; k++) {
-        if (st->counts[k % RING] > 0) {
-            uint64_t leaves_us = (k + RING) * rl->slice_us[r];
-            return leaves_us > now_us ? leaves_us - now_us : 1;
-        }
+        uint32_t c = st->counts[k % RING];
+        if (c == 0)
+            continue;
+        uint64_t expires = k * slice + st->last_off[k % RING] + rl->rules[r].period_us;
+        if (expires <= now_us)
+            continue;
+        total += c;
+        if (expires - now_us < wait)
+            wait = expires - now_us;
     }
-    return 1; /* not reached: total > 0 */
+    /* Never more than `count` are counted, so freeing any slice makes room for one. */
+    return total < rl->rules[r].count ? 0 : wait;
 }
 
 unsigned dmjd_ratelimit_check_at(struct dmjd_ratelimit *rl, const char *secure_value,
@@ -234,6 +241,7 @@ unsigned dmjd_ratelimit_check_at(struct dmjd_ratelimit *rl, const char *secure_v
         for (unsigned r = 0; r < rl->n_rules; r++) {
             struct rule_state *st = &s->rules[r];
             st->counts[st->head % RING]++;
+            st->last_off[st->head % RING] = (uint32_t)(now_us - st->head * rl->slice_us[r]);
         }
     }
     pthread_mutex_unlock(&rl->lock);
