@@ -30,15 +30,13 @@ static void check_job(const struct dmj_job *a, const struct dmj_job *b)
              a->created_at == b->created_at && a->has_last_run_at == b->has_last_run_at &&
              a->last_run_at == b->last_run_at && str_eq(a->workflow_id, b->workflow_id) &&
              str_eq(a->workflow_run_id, b->workflow_run_id) &&
-             a->has_rows_expected == b->has_rows_expected &&
-             a->rows_expected == b->rows_expected && str_eq(a->engine, b->engine) &&
-             str_eq(a->run_mode, b->run_mode) &&
+             a->has_rows_expected == b->has_rows_expected && a->rows_expected == b->rows_expected &&
+             str_eq(a->engine, b->engine) && str_eq(a->run_mode, b->run_mode) &&
              str_eq(a->parent_workflow_id, b->parent_workflow_id) &&
              a->has_storage_delta_mib == b->has_storage_delta_mib &&
              (!a->has_storage_delta_mib || dbl_eq(a->storage_delta_mib, b->storage_delta_mib)) &&
-             a->has_created_by_id == b->has_created_by_id &&
-             a->created_by_id == b->created_by_id && a->has_updated_at == b->has_updated_at &&
-             a->updated_at == b->updated_at;
+             a->has_created_by_id == b->has_created_by_id && a->created_by_id == b->created_by_id &&
+             a->has_updated_at == b->has_updated_at && a->updated_at == b->updated_at;
     if (!eq)
         abort();
 }

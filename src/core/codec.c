@@ -169,9 +169,9 @@ int dmj_codec_encode_job(const struct dmj_job *job, struct dmj_buf *out)
     struct enc e;
     if ((unsigned)job->status >= DMJ_STATUS_COUNT)
         return DMJ_EINVAL;
-    enc_init(&e, out, 200 + slen(job->error) + slen(job->workflow_id) +
-                          slen(job->workflow_run_id) + slen(job->engine) + slen(job->run_mode) +
-                          slen(job->parent_workflow_id));
+    enc_init(&e, out,
+             200 + slen(job->error) + slen(job->workflow_id) + slen(job->workflow_run_id) +
+                 slen(job->engine) + slen(job->run_mode) + slen(job->parent_workflow_id));
     enc_array(&e, JOB_FIELDS);
     enc_int(&e, DMJ_CODEC_VERSION);
     enc_bin16(&e, job->id);

@@ -23,10 +23,17 @@
 enum walk_phase { PHASE_FRESH = 0, PHASE_MOVING = 1, PHASE_DONE = 2 };
 
 const char *const dmj__store_db_names[DB_COUNT] = {
-    [DB_JOBS] = "jobs",           [DB_JOB_IDS] = "job_ids",   [DB_BY_SQ] = "by_saved_query",
-    [DB_BY_STATUS] = "by_status", [DB_TEAMS] = "teams",       [DB_ORGS] = "orgs",
-    [DB_USERS] = "users",         [DB_MEMBERSHIPS] = "memberships",
-    [DB_ORG_TEAMS] = "org_teams", [DB_KEYS] = "keys",         [DB_META] = "meta",
+    [DB_JOBS] = "jobs",
+    [DB_JOB_IDS] = "job_ids",
+    [DB_BY_SQ] = "by_saved_query",
+    [DB_BY_STATUS] = "by_status",
+    [DB_TEAMS] = "teams",
+    [DB_ORGS] = "orgs",
+    [DB_USERS] = "users",
+    [DB_MEMBERSHIPS] = "memberships",
+    [DB_ORG_TEAMS] = "org_teams",
+    [DB_KEYS] = "keys",
+    [DB_META] = "meta",
 };
 
 /* A cursor kept by a read handle across transactions (renewed, never reopened). */
@@ -83,11 +90,28 @@ static size_t env_map_size(void)
         return 0;
     unsigned shift = 0;
     switch (*end) {
-    case 'k': case 'K': shift = 10; end++; break;
-    case 'm': case 'M': shift = 20; end++; break;
-    case 'g': case 'G': shift = 30; end++; break;
-    case 't': case 'T': shift = 40; end++; break;
-    default: break;
+    case 'k':
+    case 'K':
+        shift = 10;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        shift = 20;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        shift = 30;
+        end++;
+        break;
+    case 't':
+    case 'T':
+        shift = 40;
+        end++;
+        break;
+    default:
+        break;
     }
     if (*end != '\0' || n > (SIZE_MAX >> shift))
         return 0;
@@ -258,7 +282,7 @@ int dmj_read_new(struct dmj_store *s, struct dmj_read **out)
     r->epoch = 1;
     for (int i = 0; i < WALK_INDEXES; i++)
         for (int j = 0; j < WALK_SLOTS; j++)
-            r->walk[i][j].dbi = s->dbi[i == DMJ_WALK_TEAM       ? DB_JOBS
+            r->walk[i][j].dbi = s->dbi[i == DMJ_WALK_TEAM          ? DB_JOBS
                                        : i == DMJ_WALK_SAVED_QUERY ? DB_BY_SQ
                                                                    : DB_BY_STATUS];
     for (int i = 0; i < DB_COUNT; i++)
@@ -376,8 +400,7 @@ int dmj_read_job(struct dmj_read *r, const uint8_t id[16], struct dmj_job *out)
     memcpy(key + VAL_JOB_ID_LEN, id, 16);
     rc = job_at(r, key, out);
     /* an id whose record is gone is a broken index, not an absent job */
-    return rc == DMJ_ENOTFOUND && get(r, DB_JOBS, key, KEY_JOB_LEN, &v) != 0 ? DMJ_EBADRECORD
-                                                                             : rc;
+    return rc == DMJ_ENOTFOUND && get(r, DB_JOBS, key, KEY_JOB_LEN, &v) != 0 ? DMJ_EBADRECORD : rc;
 }
 
 int dmj_read_team(struct dmj_read *r, int32_t id, struct dmj_team *out)

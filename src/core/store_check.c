@@ -53,7 +53,8 @@ static int lookup(struct check *c, int db, const void *key, size_t klen, MDB_val
 }
 
 /* Calls `fn` on every entry of `db`; an LMDB failure ends the check. */
-static int each(struct check *c, int db, void (*fn)(struct check *, const MDB_val *, const MDB_val *))
+static int each(struct check *c, int db,
+                void (*fn)(struct check *, const MDB_val *, const MDB_val *))
 {
     MDB_cursor *cur;
     MDB_val k, v;
@@ -87,15 +88,16 @@ static void check_job(struct check *c, const MDB_val *k, const MDB_val *v)
     }
     if (j.team_id != dmj__get32(kp) || j.created_at != dmj__get64(kp + 4) ||
         memcmp(j.id, kp + 12, 16) != 0) {
-        problem(c, "jobs: %s: record (team %" PRId32 ", created_at %" PRId64
-                   ") does not match its key", ub, j.team_id, j.created_at);
+        problem(
+            c, "jobs: %s: record (team %" PRId32 ", created_at %" PRId64 ") does not match its key",
+            ub, j.team_id, j.created_at);
         return;
     }
     if (lookup(c, DB_JOB_IDS, j.id, 16, &x) != 0)
         problem(c, "job_ids: %s: missing", ub);
     else if (x.mv_size != VAL_JOB_ID_LEN || memcmp(x.mv_data, kp, VAL_JOB_ID_LEN) != 0)
-        problem(c, "job_ids: %s: points elsewhere than team %" PRId32 ", created_at %" PRId64,
-                ub, j.team_id, j.created_at);
+        problem(c, "job_ids: %s: points elsewhere than team %" PRId32 ", created_at %" PRId64, ub,
+                j.team_id, j.created_at);
     if (j.has_saved_query_id) {
         dmj__key_sq(key, j.team_id, j.saved_query_id, j.created_at, j.id);
         if (lookup(c, DB_BY_SQ, key, KEY_SQ_LEN, &x) != 0)
@@ -139,8 +141,9 @@ static void check_job_id(struct check *c, const MDB_val *k, const MDB_val *v)
     if (lookup(c, DB_JOBS, key, KEY_JOB_LEN, &x) != 0) {
         char ub[DMJ_UUID_TEXT_LEN + 1];
         dmj_uuid_format(k->mv_data, ub);
-        problem(c, "job_ids: %s: dangling entry (no job at team %" PRId32 ", created_at %" PRId64
-                   ")", ub, dmj__get32(key), dmj__get64(key + 4));
+        problem(c,
+                "job_ids: %s: dangling entry (no job at team %" PRId32 ", created_at %" PRId64 ")",
+                ub, dmj__get32(key), dmj__get64(key + 4));
     }
 }
 
@@ -210,8 +213,7 @@ static void check_org_team(struct check *c, const MDB_val *k, const MDB_val *v)
     if (lookup(c, DB_TEAMS, key, 4, &x) != 0 ||
         dmj_codec_decode_team(x.mv_data, x.mv_size, &t) != 0 ||
         memcmp(t.organization_id, k->mv_data, 16) != 0)
-        problem(c, "org_teams: key %s: no such team in that organization",
-                hex(k, hb, sizeof hb));
+        problem(c, "org_teams: key %s: no such team in that organization", hex(k, hb, sizeof hb));
 }
 
 static void check_org(struct check *c, const MDB_val *k, const MDB_val *v)
@@ -254,11 +256,16 @@ int dmj_store_verify(struct dmj_store *s, void *report)
         int db;
         void (*fn)(struct check *, const MDB_val *, const MDB_val *);
     } passes[] = {
-        {DB_JOBS, check_job},          {DB_JOB_IDS, check_job_id},
-        {DB_BY_SQ, check_by_sq},       {DB_BY_STATUS, check_by_status},
-        {DB_TEAMS, check_team},        {DB_ORG_TEAMS, check_org_team},
-        {DB_ORGS, check_org},          {DB_USERS, check_user},
-        {DB_MEMBERSHIPS, check_membership}, {DB_KEYS, check_key},
+        {DB_JOBS, check_job},
+        {DB_JOB_IDS, check_job_id},
+        {DB_BY_SQ, check_by_sq},
+        {DB_BY_STATUS, check_by_status},
+        {DB_TEAMS, check_team},
+        {DB_ORG_TEAMS, check_org_team},
+        {DB_ORGS, check_org},
+        {DB_USERS, check_user},
+        {DB_MEMBERSHIPS, check_membership},
+        {DB_KEYS, check_key},
     };
     struct check c = {.s = s, .out = report};
     c.key = malloc(sizeof *c.key);

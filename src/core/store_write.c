@@ -53,7 +53,7 @@ struct dmj_write {
     struct skey *keys, *tmp; /* sorting scratch, cap entries each */
     uint32_t seq;
     size_t batch_max; /* BATCH_MAX, or $DMJ_WRITE_BATCH for tests and tuning */
-    int err; /* a failure inside the transaction: everything after is refused */
+    int err;          /* a failure inside the transaction: everything after is refused */
     bool dirty;
     struct dmj_write_stats stats;
 };
@@ -492,8 +492,8 @@ int dmj_write_delete_job(struct dmj_write *w, const uint8_t id[16])
 /* ---- identities ---------------------------------------------------------------------- */
 
 /* Encodes with `enc` into a scratch buffer and puts it under `key`. */
-static int put_record(struct dmj_write *w, int db, const void *key, size_t klen,
-                      const void *rec, int (*enc)(const void *, struct dmj_buf *))
+static int put_record(struct dmj_write *w, int db, const void *key, size_t klen, const void *rec,
+                      int (*enc)(const void *, struct dmj_buf *))
 {
     struct dmj_buf b;
     dmj_buf_init(&b, (size_t)1 << 24);
@@ -585,8 +585,7 @@ int dmj_write_key(struct dmj_write *w, const struct dmj_key *k)
     const char *nul = memchr(k->secure_value, '\0', sizeof k->secure_value);
     if (!nul || nul == k->secure_value)
         return DMJ_EINVAL;
-    return put_record(w, DB_KEYS, k->secure_value, (size_t)(nul - k->secure_value), k,
-                      enc_key);
+    return put_record(w, DB_KEYS, k->secure_value, (size_t)(nul - k->secure_value), k, enc_key);
 }
 
 /* ---- commit -------------------------------------------------------------------------- */

@@ -7,13 +7,13 @@
 #include "check.h"
 #include "dmj/codec.h"
 
-static struct dmj_str S(const char *s)
-{
+static struct dmj_str S(const char *s) {
     struct dmj_str r = {s, s ? strlen(s) : 0};
     return r;
 }
 
-static bool str_eq(struct dmj_str a, struct dmj_str b)
+static bool
+str_eq(struct dmj_str a, struct dmj_str b)
 {
     if (!a.ptr || !b.ptr)
         return !a.ptr && !b.ptr;
@@ -272,8 +272,11 @@ static void test_identities(void)
     CHECK(o2.name.ptr == NULL && o2.id[15] == 3);
 
     dmj_buf_reset(&b);
-    struct dmj_user u = {.id = INT64_MIN, .is_active = true, .has_current_team = true,
-                         .current_team_id = 7, .has_current_org = false},
+    struct dmj_user u = {.id = INT64_MIN,
+                         .is_active = true,
+                         .has_current_team = true,
+                         .current_team_id = 7,
+                         .has_current_org = false},
                     u2;
     CHECK_EQ_INT(dmj_codec_encode_user(&u, &b), 0);
     CHECK_EQ_INT(dmj_codec_decode_user(b.data, b.len, &u2), 0);
@@ -283,7 +286,8 @@ static void test_identities(void)
 
     static struct dmj_key k, k2;
     memset(&k, 0, sizeof k);
-    strcpy(k.secure_value, "sha256$0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+    strcpy(k.secure_value,
+           "sha256$0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
     CHECK_EQ_INT(strlen(k.secure_value), DMJ_KEY_HASH_LEN);
     k.id = S("key1");
     k.user_id = 7;

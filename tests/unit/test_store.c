@@ -163,11 +163,11 @@ static void test_walks(const char *root)
 
     /* team 5: ties at created 200 (ids 3, 4, 7), one hidden job; teams 4 and 6 around it */
     struct dmj_job jobs[] = {
-        job(7, 5, 200, DMJ_STATUS_RUNNING, 2),   job(3, 5, 200, DMJ_STATUS_COMPLETED, 1),
-        job(1, 5, 100, DMJ_STATUS_RUNNING, 1),   job(9, 5, 300, DMJ_STATUS_FAILED, 0),
-        job(4, 5, 200, DMJ_STATUS_RUNNING, 1),   job(2, 5, -50, DMJ_STATUS_COMPLETED, 2),
-        job(8, 5, 250, DMJ_STATUS_RUNNING, 1),   job(20, 4, 150, DMJ_STATUS_RUNNING, 1),
-        job(21, 6, 150, DMJ_STATUS_RUNNING, 1),  job(22, -3, 1, DMJ_STATUS_RUNNING, 1),
+        job(7, 5, 200, DMJ_STATUS_RUNNING, 2),        job(3, 5, 200, DMJ_STATUS_COMPLETED, 1),
+        job(1, 5, 100, DMJ_STATUS_RUNNING, 1),        job(9, 5, 300, DMJ_STATUS_FAILED, 0),
+        job(4, 5, 200, DMJ_STATUS_RUNNING, 1),        job(2, 5, -50, DMJ_STATUS_COMPLETED, 2),
+        job(8, 5, 250, DMJ_STATUS_RUNNING, 1),        job(20, 4, 150, DMJ_STATUS_RUNNING, 1),
+        job(21, 6, 150, DMJ_STATUS_RUNNING, 1),       job(22, -3, 1, DMJ_STATUS_RUNNING, 1),
         job(23, INT32_MAX, 5, DMJ_STATUS_RUNNING, 1),
     };
     jobs[6].engine.ptr = "duckgres"; /* job 8 is hidden */
@@ -227,8 +227,8 @@ static void test_walks(const char *root)
     CHECK_EQ_STR(walk_ids(r, &q, buf, sizeof buf), "7,2");
 
     /* the status index, hidden job 8 skipped */
-    struct dmj_walk_spec t = {.team_id = 5, .index = DMJ_WALK_STATUS, .descending = true,
-                              .status = DMJ_STATUS_RUNNING};
+    struct dmj_walk_spec t = {
+        .team_id = 5, .index = DMJ_WALK_STATUS, .descending = true, .status = DMJ_STATUS_RUNNING};
     CHECK_EQ_STR(walk_ids(r, &t, buf, sizeof buf), "7,4,1");
     t.has_bound = true;
     t.bound_us = 200;
@@ -303,8 +303,8 @@ static void test_walks(const char *root)
     CHECK_EQ_INT(put_jobs(s, &more, 1, NULL), 0);
     CHECK_EQ_INT(dmj_read_begin(r), 0);
     CHECK(dmj_read_txnid(r) > tx1);
-    sp = (struct dmj_walk_spec){.team_id = 5, .index = DMJ_WALK_STATUS,
-                                .status = DMJ_STATUS_RUNNING, .descending = true};
+    sp = (struct dmj_walk_spec){
+        .team_id = 5, .index = DMJ_WALK_STATUS, .status = DMJ_STATUS_RUNNING, .descending = true};
     CHECK_EQ_STR(walk_ids(r, &sp, buf, sizeof buf), "30,7,4,1");
     dmj_read_end(r);
     dmj_read_free(r);
@@ -342,10 +342,8 @@ static void test_upsert(const char *root)
     /* job 2 changes status, created_at and saved query; job 3 loses its saved query; job 1
      * is put twice in one transaction, the last put wins */
     struct dmj_job upd[] = {
-        job(1, 2, 100, DMJ_STATUS_FAILED, 1),
-        job(2, 2, 50, DMJ_STATUS_COMPLETED, 3),
-        job(3, 2, 300, DMJ_STATUS_RUNNING, 0),
-        job(1, 2, 150, DMJ_STATUS_CANCELLED, 1),
+        job(1, 2, 100, DMJ_STATUS_FAILED, 1),  job(2, 2, 50, DMJ_STATUS_COMPLETED, 3),
+        job(3, 2, 300, DMJ_STATUS_RUNNING, 0), job(1, 2, 150, DMJ_STATUS_CANCELLED, 1),
         job(4, 2, 400, DMJ_STATUS_RUNNING, 2),
     };
     CHECK_EQ_INT(put_jobs(s, upd, 5, &st), 0);
@@ -499,8 +497,8 @@ static void test_big_batch(const char *root)
     const unsigned n = 30000;
     int rc = 0;
     for (unsigned i = n; i > 0 && rc == 0; i--) {
-        struct dmj_job j = job(0, (int32_t)(i % 3), (int64_t)(i / 7), (enum dmj_status)(i % 5),
-                               i % 11);
+        struct dmj_job j =
+            job(0, (int32_t)(i % 3), (int64_t)(i / 7), (enum dmj_status)(i % 5), i % 11);
         j.id[12] = (uint8_t)(i >> 16);
         j.id[13] = (uint8_t)(i >> 8);
         j.id[14] = (uint8_t)i;
@@ -565,8 +563,8 @@ static void test_identities(const char *root)
     memcpy(t9.organization_id, orgA, 16);
     memcpy(t3.organization_id, orgA, 16);
     memcpy(t7.organization_id, orgB, 16);
-    struct dmj_user u = {.id = 42, .is_active = true, .has_current_team = true,
-                         .current_team_id = 9};
+    struct dmj_user u = {
+        .id = 42, .is_active = true, .has_current_team = true, .current_team_id = 9};
     struct dmj_membership m1 = {.user_id = 42, .level = 8}, m2 = {.user_id = 42, .level = 1};
     memcpy(m1.organization_id, orgB, 16);
     memcpy(m2.organization_id, orgA, 16);
@@ -641,8 +639,8 @@ static void test_identities(const char *root)
 }
 
 /* Puts or deletes one entry straight through LMDB, behind the store's back. */
-static void tamper(const char *path, const char *db, const void *key, size_t klen,
-                   const void *val, size_t vlen, bool delete)
+static void tamper(const char *path, const char *db, const void *key, size_t klen, const void *val,
+                   size_t vlen, bool delete)
 {
     MDB_env *env;
     MDB_txn *txn;

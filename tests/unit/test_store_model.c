@@ -159,8 +159,7 @@ static void check_all(struct dmj_store *s, struct dmj_read *r, struct model_job 
         make_id(id, i);
         int rc = dmj_read_job(r, id, &got);
         if (m[i].present && !hidden(&m[i].j))
-            bad += rc != 0 || got.created_at != m[i].j.created_at ||
-                   got.team_id != m[i].j.team_id;
+            bad += rc != 0 || got.created_at != m[i].j.created_at || got.team_id != m[i].j.team_id;
         else
             bad += rc != DMJ_ENOTFOUND;
     }
