@@ -185,15 +185,20 @@ static uint64_t fnv_field(uint64_t h, const void *p, size_t n)
     return h;
 }
 
-/* A strong validator for this answer: the same committed store state (txnid) and the same
- * request (scheme, host, path, query, key) give the same bytes, whatever the method. */
+/* A strong validator for this answer: the same committed store state (txnid), the same
+ * request (scheme, host, path, query, key) and the same page-size maximum give the same
+ * bytes, whatever the method. */
 static void make_etag(struct dmj__api_ctx *c, bool https, char out[48])
 {
     const struct dmj_api_request *q = c->req;
     uint64_t h = 0xcbf29ce484222325ULL;
-    unsigned char scheme = https ? 1 : 0;
+    unsigned char fixed[5] = {https ? 1 : 0};
 
-    h = fnv_field(h, &scheme, 1);
+    /* The maximum page size, in a fixed byte order, so that servers with other settings
+     * over one store never share a validator. */
+    for (int i = 0; i < 4; i++)
+        fixed[1 + i] = (unsigned char)(c->w->cfg.max_limit >> (8 * i));
+    h = fnv_field(h, fixed, sizeof fixed);
     h = fnv_field(h, q->host.ptr ? q->host.ptr : "", q->host.ptr ? q->host.len : 0);
     h = fnv_field(h, c->w->path.data ? c->w->path.data : "", c->w->path.len);
     h = fnv_field(h, q->query.ptr ? "?" : "", q->query.ptr ? 1 : 0);

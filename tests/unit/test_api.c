@@ -11,6 +11,7 @@
 #include "dmj/store.h"
 #include "dmj/uuid.h"
 
+#include "store_impl.h"
 #include "test_api_fixture.h"
 
 static struct dmj_api_worker *W;
@@ -442,6 +443,51 @@ static void test_health(void)
     CHECK_EQ_INT(do_request("GET", "/_health/", NULL, NULL), 404);
 }
 
+/* Replaces a stored value with bytes no codec accepts, behind the store's back. */
+static int corrupt(struct dmj_store *s, enum dmj__db db, const void *key, size_t key_len)
+{
+    static const char junk[] = "\xc1\xc1 not msgpack";
+    MDB_txn *txn;
+    MDB_val k = {key_len, (void *)key}, v = {sizeof junk - 1, (void *)junk};
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc != 0)
+        return rc;
+    rc = mdb_put(txn, s->dbi[db], &k, &v, 0);
+    if (rc != 0) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    return mdb_txn_commit(txn);
+}
+
+/* Undecodable records answer 500 with the generic body, never a crash or a partial page. */
+static void test_bad_records(struct dmj_store *store)
+{
+    uint8_t team3[4], job2[KEY_JOB_LEN], id[16];
+    dmj__put32(team3, 3);
+    fixture_uuid(J2_ID, id);
+    dmj__key_job(job2, 1, FIXTURE_T0 + 4000000, id);
+    CHECK_EQ_INT(corrupt(store, DB_TEAMS, team3, sizeof team3), 0);
+    CHECK_EQ_INT(corrupt(store, DB_JOBS, job2, sizeof job2), 0);
+
+    static const char *e500 = ERR("server_error", "error", "A server error occurred.", "null");
+    CHECK_EQ_INT(get("/api/environments/3/data_modeling_jobs/", NULL, K_READ), 500);
+    CHECK_EQ_STR(body, e500);
+    CHECK_EQ_INT(get(L1, NULL, K_READ), 500);
+    CHECK_EQ_STR(body, e500);
+    CHECK(R.etag[0] == '\0');
+    CHECK_EQ_INT(get(L1 J2_ID, NULL, K_READ), 500);
+    CHECK_EQ_STR(body, e500);
+    /* Pages and jobs that do not touch the bad record are still served (recent stops at
+     * J1, newer than the damaged J2 of the same saved query). */
+    CHECK_EQ_INT(get(L1 "recent", NULL, K_READ), 200);
+    CHECK_EQ_STR(body, RECENT_TEAM1);
+    CHECK_EQ_INT(get(L1 J1_ID, NULL, K_READ), 200);
+    CHECK_EQ_INT(get(L1, "limit=2", K_READ), 200);
+    CHECK_EQ_INT(get(L1 "running", NULL, K_READ), 200);
+    CHECK_EQ_STR(body, RUNNING_TEAM1);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/dmj-test-api-XXXXXX";
@@ -471,6 +517,7 @@ int main(void)
     test_cross_team();
     test_etag();
     test_health();
+    test_bad_records(store); /* last: it damages the store */
 
     dmj_api_worker_free(W);
     dmj_store_close(store);
