@@ -24,6 +24,9 @@ DJANGO_PYTHON = "/usr/bin/python3"
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 LINK_HOST_RE = re.compile(r"^(https?)://127\.0\.0\.1:[0-9]+/")
 HIDDEN_ENGINE = "duckgres"
+# The error of the extra Failed jobs: every kind of escape; the extras are written with
+# ensure_ascii, so the importers must also decode \uXXXX and surrogate pairs.
+ERROR_TEXT = "edge \"case\" \\ / \u2028\u2029 \x01\x1f\x7f\b\f\n\r\t \U0001F4A5 \u00e9 nul\x00end"
 
 
 def skip(why):
@@ -66,7 +69,7 @@ def _job(rng, team, created, status="Completed", sq=None, workflow="materialize"
         "saved_query_id": sq,
         "status": status,
         "rows_materialized": rng.randrange(0, 100000),
-        "error": None if status != "Failed" else "edge \"case\" \\ \u2028 \U0001F4A5",
+        "error": None if status != "Failed" else ERROR_TEXT,
         "created_at": created,
         "last_run_at": created,
         "workflow_id": None if workflow is None else "%s-view-%s" % (workflow, _uuid4(rng)),
@@ -132,7 +135,7 @@ def generate(workdir, shared, bin_dir, jobs=3000, teams=4, seed=5, dup=True, ext
             fixtures = json.load(f)
         with open(jobs_path, "a", encoding="utf-8") as f:
             for job in extra_jobs(fixtures, long_run=long_run):
-                f.write(json.dumps(job, ensure_ascii=False) + "\n")
+                f.write(json.dumps(job, ensure_ascii=True) + "\n")
             marker = _job(random.Random(os.urandom(16)), 1, "2023-06-01T00:00:00Z", "Completed")
             f.write(json.dumps(marker) + "\n")
     return jobs_path, fx_path
