@@ -374,6 +374,16 @@ static int rd_opt_int(struct rd *r, int64_t lo, int64_t hi, bool *has, int64_t *
     return rd_int(r, lo, hi, out);
 }
 
+/* An int32 field (team ids): any msgpack integer in range. */
+static int rd_i32(struct rd *r, int32_t *out)
+{
+    int64_t v;
+    if (rd_int(r, INT32_MIN, INT32_MAX, &v))
+        return DMJ_EBADRECORD;
+    *out = (int32_t)v;
+    return 0;
+}
+
 static int rd_str(struct rd *r, struct dmj_str *out)
 {
     if (r->p >= r->end)
@@ -490,10 +500,8 @@ int dmj_codec_decode_job(const void *data, size_t len, struct dmj_job *out)
     if (rc)
         return rc;
     memset(&j, 0, sizeof j);
-    if (rd_bin16(&r, j.id) || rd_int(&r, INT32_MIN, INT32_MAX, &v))
-        return DMJ_EBADRECORD;
-    j.team_id = (int32_t)v;
-    if (rd_opt_bin16(&r, &j.has_saved_query_id, j.saved_query_id) ||
+    if (rd_bin16(&r, j.id) || rd_i32(&r, &j.team_id) ||
+        rd_opt_bin16(&r, &j.has_saved_query_id, j.saved_query_id) ||
         rd_int(&r, 0, DMJ_STATUS_COUNT - 1, &v))
         return DMJ_EBADRECORD;
     j.status = (enum dmj_status)v;
@@ -523,15 +531,11 @@ int dmj_codec_decode_team(const void *data, size_t len, struct dmj_team *out)
 {
     struct rd r;
     struct dmj_team t;
-    int64_t v;
     int rc = rd_header(&r, data, len, TEAM_FIELDS);
     if (rc)
         return rc;
-    if (rd_int(&r, INT32_MIN, INT32_MAX, &v))
-        return DMJ_EBADRECORD;
-    t.id = (int32_t)v;
-    if (rd_int(&r, INT64_MIN, INT64_MAX, &t.project_id) || rd_bin16(&r, t.organization_id) ||
-        rd_opt_str(&r, &t.name) || rd_end(&r))
+    if (rd_i32(&r, &t.id) || rd_int(&r, INT64_MIN, INT64_MAX, &t.project_id) ||
+        rd_bin16(&r, t.organization_id) || rd_opt_str(&r, &t.name) || rd_end(&r))
         return DMJ_EBADRECORD;
     *out = t;
     return 0;
@@ -574,7 +578,8 @@ int dmj_codec_decode_key(const void *data, size_t len, struct dmj_key *out)
 {
     struct rd r;
     struct dmj_str hash, id;
-    int64_t user_id, v;
+    int64_t user_id;
+    int32_t team;
     uint32_t n_scopes, n_teams, n_orgs;
     int rc = rd_header(&r, data, len, KEY_FIELDS);
     if (rc)
@@ -595,7 +600,7 @@ int dmj_codec_decode_key(const void *data, size_t len, struct dmj_key *out)
     if (rd_array(&r, &n_teams) || n_teams > DMJ_KEY_MAX_TEAMS)
         return DMJ_EBADRECORD;
     for (uint32_t i = 0; i < n_teams; i++)
-        if (rd_int(&r, INT32_MIN, INT32_MAX, &v))
+        if (rd_i32(&r, &team))
             return DMJ_EBADRECORD;
     if (rd_array(&r, &n_orgs) || n_orgs > DMJ_KEY_MAX_ORGS)
         return DMJ_EBADRECORD;
@@ -618,8 +623,7 @@ int dmj_codec_decode_key(const void *data, size_t len, struct dmj_key *out)
     (void)rd_array(&r, &n_teams);
     out->n_teams = n_teams;
     for (uint32_t i = 0; i < n_teams; i++) {
-        (void)rd_int(&r, INT32_MIN, INT32_MAX, &v);
-        out->scoped_teams[i] = (int32_t)v;
+        (void)rd_i32(&r, &out->scoped_teams[i]);
     }
     (void)rd_array(&r, &n_orgs);
     out->n_orgs = n_orgs;
