@@ -52,6 +52,7 @@ struct run {
     uint64_t records_before; /* records of the files read before this one */
     uint64_t bytes_before;
     uint64_t total_bytes; /* of all regular files, 0 when unknown */
+    bool progress_shown;  /* a progress line without its newline is on the terminal */
     struct dmj_import *imp;
 };
 
@@ -84,9 +85,18 @@ static int on_record(void *ctx, const struct dmj_import_record *rec)
     return rc;
 }
 
+/* Ends the progress line so that a message starts on a line of its own. */
+static void end_progress(struct run *r)
+{
+    if (r->progress_shown)
+        fputc('\n', stderr);
+    r->progress_shown = false;
+}
+
 static void on_skipped(void *ctx, const struct dmj_import_error *e)
 {
     struct run *r = ctx;
+    end_progress(r);
     fprintf(stderr, "%s:%llu: %s: %s (skipped)\n", r->file, (unsigned long long)e->line, e->field,
             e->reason);
 }
@@ -107,8 +117,9 @@ static void progress(struct run *r, bool final)
                  secs * (double)(r->total_bytes - bytes) / (double)bytes);
     fprintf(stderr, "\r%llu records, %.1f MB, %.0f records/s%s   ", (unsigned long long)recs,
             (double)bytes / 1e6, rate, eta);
+    r->progress_shown = true;
     if (final)
-        fputc('\n', stderr);
+        end_progress(r);
 }
 
 /* Reads one input through a fresh parser; prints FILE:LINE: field: reason on bad input. */
@@ -144,10 +155,12 @@ static int import_file(struct run *r, const char *path, const struct dmj_import_
         rc = dmj_import_finish(r->imp);
     if (rc != 0) {
         const struct dmj_import_error *e = dmj_import_last_error(r->imp);
+        end_progress(r);
         fprintf(stderr, "%s:%llu: %s: %s\n", path, (unsigned long long)e->line,
                 e->field[0] ? e->field : "input", e->reason[0] ? e->reason : dmj_strerror(rc));
     }
-    *records += dmj_import_count(r->imp);
+    /* "read" counts every record met, the skipped ones too */
+    *records += dmj_import_count(r->imp) + dmj_import_skipped(r->imp);
     *skipped += dmj_import_skipped(r->imp);
     r->records_before += dmj_import_count(r->imp);
     r->bytes_before += dmj_import_bytes_in(r->imp);
