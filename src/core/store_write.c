@@ -415,6 +415,7 @@ static int flush(struct dmj_write *w)
             return rc;
     }
     w->n = 0;
+    w->seq = 0; /* put order only matters within a batch: keeps seq below the batch size */
     dmj_buf_reset(&w->recs);
     return 0;
 }
