@@ -51,9 +51,7 @@ static size_t pg_unescape(struct dmj__import_decoder *d, const unsigned char *p,
                 continue;
             }
             out[n++] = (unsigned char)d->pg_value;
-            d->pg = PG_NORMAL;
-            i--; /* this byte is not part of the escape */
-            continue;
+            break; /* this byte is not part of the escape: an ordinary one */
         case PG_HEX:
             if (hexval(c) >= 0 && d->pg_digits < 2) {
                 d->pg_value = d->pg_value * 16 + (unsigned)hexval(c);
@@ -67,9 +65,7 @@ static size_t pg_unescape(struct dmj__import_decoder *d, const unsigned char *p,
                 out[n++] = 'x'; /* "\x" without digits is a plain x */
             else
                 out[n++] = (unsigned char)d->pg_value;
-            d->pg = PG_NORMAL;
-            i--;
-            continue;
+            break;
         case PG_BACKSLASH:
             d->pg = PG_NORMAL;
             switch (c) {
@@ -107,6 +103,10 @@ static size_t pg_unescape(struct dmj__import_decoder *d, const unsigned char *p,
             }
             continue;
         }
+        /* the byte after a finished octal or hex escape, in the ordinary state */
+        d->pg = c == '\\' ? PG_BACKSLASH : PG_NORMAL;
+        if (c != '\\')
+            out[n++] = c;
     }
     return n;
 }
