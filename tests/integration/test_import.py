@@ -485,6 +485,41 @@ def test_pg_copy():
     e = rows_of(export(path("pg3")))
     check(e and e[0]["error"] == "AB\nC", "--pg-copy: octal and hex escapes")
 
+    # Random lines in every escape spelling COPY's reader accepts must decode to the same
+    # JSON: shortest octal/hex forms only where the next byte cannot extend them.
+    import random
+    rng = random.Random(7)
+    lines, want = [], {}
+    for i in range(400):
+        err = "".join(rng.choice("ax0179\\\"z ") for _ in range(rng.randrange(0, 30)))
+        jid = "6e8d0d6c-1111-4111-8111-%012d" % (1000 + i)
+        text = json.dumps({"id": jid, "team_id": 1, "status": "Failed",
+                           "created_at": "2024-05-01T10:00:00Z", "error": err})
+        out = []
+        for k, ch in enumerate(text):
+            nxt = text[k + 1] if k + 1 < len(text) else ""
+            r = rng.random()
+            if ch == "\\":
+                out.append(rng.choice(["\\\\", "\\134", "\\x5c", "\\x5C"]))
+            elif r < 0.15:
+                out.append("\\%03o" % ord(ch))
+            elif r < 0.25 and nxt not in "01234567":
+                out.append("\\%o" % ord(ch))
+            elif r < 0.35:
+                out.append("\\x%02x" % ord(ch))
+            elif r < 0.4 and nxt.lower() not in "0123456789abcdef":
+                out.append("\\x%x" % ord(ch))
+            elif r < 0.45 and ch not in "bfnrtvx01234567":
+                out.append("\\" + ch)  # any other escaped byte stands for itself
+            else:
+                out.append(ch)
+        lines.append("".join(out))
+        want[jid] = err
+    f = write("copy-random.txt", "\n".join(lines) + "\n")
+    dmj("import", "--db", path("pg4"), "--pg-copy", f)
+    got = {r["id"]: r["error"] for r in rows_of(export(path("pg4")))}
+    check(got == want, "--pg-copy: 400 random lines in every escape spelling")
+
 
 def main():
     if not os.access(DMJ, os.X_OK):
