@@ -307,8 +307,8 @@ void dmj_api_handle(struct dmj_api_worker *w, const struct dmj_api_request *req,
     res->head = c.method == DMJ__API_HEAD;
 
     dmj_buf_reset(&w->path); /* decoding appends */
-    rc = dmj_query_decode_path(req->path.ptr ? req->path.ptr : "", req->path.ptr ? req->path.len : 0,
-                               &w->path);
+    rc = dmj_query_decode_path(req->path.ptr ? req->path.ptr : "",
+                               req->path.ptr ? req->path.len : 0, &w->path);
     if (rc != 0) {
         dmj__api_fail(&c, DMJ__API_ERR_BAD_REQUEST, DMJ__MSG_BAD_REQUEST);
         return;

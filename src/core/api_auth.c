@@ -207,8 +207,7 @@ static bool has_read_scope(const struct dmj_key *k)
 {
     for (unsigned i = 0; i < k->n_scopes && i < DMJ_KEY_MAX_SCOPES; i++) {
         const struct dmj_str *s = &k->scopes[i];
-        if (str_is(s, "*") || str_is(s, "warehouse_view:read") ||
-            str_is(s, "warehouse_view:write"))
+        if (str_is(s, "*") || str_is(s, "warehouse_view:read") || str_is(s, "warehouse_view:write"))
             return true;
     }
     return false;

@@ -81,10 +81,10 @@ static int add_link(struct dmj__api_ctx *c, const struct dmj_cursor *cur)
     dmj_buf_reset(&w->scratch);
     rc = dmj_cursor_encode(cur, &w->cursor);
     if (rc == 0)
-        rc = dmj_query_build_link(&w->scratch, dmj__api_https(c->req),
-                                  host->ptr ? host->ptr : "", host->ptr ? host->len : 0,
-                                  w->path.data ? w->path.data : "", w->path.len, &w->query,
-                                  w->cursor.data ? w->cursor.data : "", w->cursor.len);
+        rc = dmj_query_build_link(&w->scratch, dmj__api_https(c->req), host->ptr ? host->ptr : "",
+                                  host->ptr ? host->len : 0, w->path.data ? w->path.data : "",
+                                  w->path.len, &w->query, w->cursor.data ? w->cursor.data : "",
+                                  w->cursor.len);
     if (rc == 0) {
         struct dmj_str s = {w->scratch.data ? w->scratch.data : "", w->scratch.len};
         rc = dmj_json_add_string(&w->body, s);
@@ -124,8 +124,7 @@ static void serve_list(struct dmj__api_ctx *c)
     if (rc == 0)
         rc = dmj_buf_adds(&w->body, ",\"previous\":");
     if (rc == 0)
-        rc = links.has_previous ? add_link(c, &links.previous)
-                                : dmj_buf_adds(&w->body, "null");
+        rc = links.has_previous ? add_link(c, &links.previous) : dmj_buf_adds(&w->body, "null");
     if (rc == 0)
         rc = dmj_buf_adds(&w->body, ",\"results\":");
     if (rc == 0)
@@ -157,8 +156,7 @@ static void serve_retrieve(struct dmj__api_ctx *c)
     rc = dmj_read_job(w->read, id, &job);
     if (rc == 0 && job.team_id != c->team.id)
         rc = DMJ_ENOTFOUND; /* another team's job does not exist for this one */
-    if (rc == 0 && filter &&
-        (!job.has_saved_query_id || memcmp(job.saved_query_id, sq, 16) != 0))
+    if (rc == 0 && filter && (!job.has_saved_query_id || memcmp(job.saved_query_id, sq, 16) != 0))
         rc = DMJ_ENOTFOUND;
     if (rc == DMJ_ENOTFOUND) {
         dmj__api_fail(c, DMJ__API_ERR_NOT_FOUND, DMJ__MSG_NOT_FOUND);
@@ -296,21 +294,21 @@ void dmj__api_serve(struct dmj__api_ctx *c)
 
 /* DRF's SimpleMetadata for a read-only view: name, description (the view's or the action's
  * docstring), renderers and parsers; no "actions" since nothing accepts PUT or POST. */
-#define META_TAIL                                                                           \
-    "\"renders\":[\"application/json\"],\"parses\":[\"application/json\","                \
+#define META_TAIL                                                                                  \
+    "\"renders\":[\"application/json\"],\"parses\":[\"application/json\","                         \
     "\"application/x-www-form-urlencoded\",\"multipart/form-data\"]}"
-#define META_VIEW_DESCRIPTION                                                               \
+#define META_VIEW_DESCRIPTION                                                                      \
     "\"description\":\"List data modeling jobs which are \\\"runs\\\" for our saved queries.\","
 
-static const char meta_list[] = "{\"name\":\"Data Modeling Job List\"," META_VIEW_DESCRIPTION
-    META_TAIL;
-static const char meta_detail[] = "{\"name\":\"Data Modeling Job Instance\","
-    META_VIEW_DESCRIPTION META_TAIL;
+static const char meta_list[] =
+    "{\"name\":\"Data Modeling Job List\"," META_VIEW_DESCRIPTION META_TAIL;
+static const char meta_detail[] =
+    "{\"name\":\"Data Modeling Job Instance\"," META_VIEW_DESCRIPTION META_TAIL;
 static const char meta_running[] = "{\"name\":\"Running\",\"description\":\"Get all currently "
                                    "running jobs from the v2 backend.\"," META_TAIL;
-static const char meta_recent[] = "{\"name\":\"Recent\",\"description\":\"Get the most recent "
-                                  "non-running job for each saved query from the v2 backend.\","
-    META_TAIL;
+static const char meta_recent[] =
+    "{\"name\":\"Recent\",\"description\":\"Get the most recent "
+    "non-running job for each saved query from the v2 backend.\"," META_TAIL;
 
 void dmj__api_options(struct dmj__api_ctx *c)
 {

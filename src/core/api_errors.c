@@ -58,8 +58,8 @@ void dmj__api_fail(struct dmj__api_ctx *c, enum dmj__api_error kind, const char 
 void dmj__api_throttled(struct dmj__api_ctx *c, unsigned seconds)
 {
     char detail[96];
-    snprintf(detail, sizeof detail, "Request was throttled. Expected available in %u %s.",
-             seconds, seconds == 1 ? "second" : "seconds");
+    snprintf(detail, sizeof detail, "Request was throttled. Expected available in %u %s.", seconds,
+             seconds == 1 ? "second" : "seconds");
     dmj__api_fail(c, DMJ__API_ERR_THROTTLED, detail);
     if (c->res->status == 429)
         c->res->retry_after = seconds;

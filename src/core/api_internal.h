@@ -13,12 +13,12 @@
 #include "dmj/query.h"
 #include "dmj/store.h"
 
-#define DMJ__API_BODY_MAX ((size_t)64 << 20)    /* largest response body (bytes) */
-#define DMJ__API_PATH_MAX ((size_t)2 << 20)     /* largest decoded path */
+#define DMJ__API_BODY_MAX ((size_t)64 << 20) /* largest response body (bytes) */
+#define DMJ__API_PATH_MAX ((size_t)2 << 20)  /* largest decoded path */
 /* h2o takes request lines of up to ~400 KB; decoding can triple them (U+FFFD for each stray
  * byte) and re-quoting a link triples them again, so these leave room for both. */
-#define DMJ__API_QUERY_MAX ((size_t)4 << 20)    /* largest decoded query storage */
-#define DMJ__API_SCRATCH_MAX ((size_t)8 << 20)  /* tokens, links, cursors, messages */
+#define DMJ__API_QUERY_MAX ((size_t)4 << 20)   /* largest decoded query storage */
+#define DMJ__API_SCRATCH_MAX ((size_t)8 << 20) /* tokens, links, cursors, messages */
 #define DMJ__API_DEFAULT_LIMIT 100
 #define DMJ__API_DEFAULT_MAX_LIMIT 1000
 
@@ -58,13 +58,13 @@ struct dmj__api_ctx {
     struct dmj_api_response *res;
     enum dmj__api_endpoint endpoint;
     enum dmj__api_method method;
-    bool api_path;          /* "/api" or under "/api/": unmatched gives "Endpoint not found." */
-    const char *team_seg;   /* into w->path */
+    bool api_path;        /* "/api" or under "/api/": unmatched gives "Endpoint not found." */
+    const char *team_seg; /* into w->path */
     size_t team_len;
-    const char *job_seg;    /* retrieve only */
+    const char *job_seg; /* retrieve only */
     size_t job_len;
-    struct dmj_user user;   /* the key's owner, once authenticated */
-    struct dmj_team team;   /* the resolved team */
+    struct dmj_user user; /* the key's owner, once authenticated */
+    struct dmj_team team; /* the resolved team */
 };
 
 /** The error answers of spec/API.md section 6; each knows its status, type and code. */
@@ -83,7 +83,7 @@ enum dmj__api_error {
 
 /* Fixed texts (the peer's jobs/messages.py). */
 #define DMJ__MSG_NOT_AUTHENTICATED "Authentication credentials were not provided."
-#define DMJ__MSG_INVALID_KEY_HEADER                                                         \
+#define DMJ__MSG_INVALID_KEY_HEADER                                                                \
     "Personal API key found in request Authorization header is invalid."
 #define DMJ__MSG_INVALID_KEY_QUERY "Personal API key found in request query string is invalid."
 #define DMJ__MSG_INVALID_OAUTH "Invalid access token."
@@ -95,7 +95,7 @@ enum dmj__api_error {
 #define DMJ__MSG_INVALID_CURSOR "Invalid cursor"
 #define DMJ__MSG_SERVER_ERROR "A server error occurred."
 #define DMJ__MSG_NULL_CHARS "Null characters are not allowed."
-#define DMJ__MSG_INVALID_CHOICE                                                             \
+#define DMJ__MSG_INVALID_CHOICE                                                                    \
     "Select a valid choice. That choice is not one of the available choices."
 #define DMJ__MSG_BAD_REQUEST "Bad Request (400)"
 

@@ -58,13 +58,13 @@ static int get(const char *path, const char *query, const char *key)
     return do_request("GET", path, query, auth);
 }
 
-#define ERR(type, code, detail, attr)                                                      \
+#define ERR(type, code, detail, attr)                                                              \
     "{\"type\":\"" type "\",\"code\":\"" code "\",\"detail\":\"" detail "\",\"attr\":" attr "}"
 #define E404(detail) ERR("invalid_request", "not_found", detail, "null")
 #define E403(detail) ERR("authentication_error", "permission_denied", detail, "null")
 #define E401F(detail) ERR("authentication_error", "authentication_failed", detail, "null")
-#define E401_NONE                                                                          \
-    ERR("authentication_error", "not_authenticated",                                      \
+#define E401_NONE                                                                                  \
+    ERR("authentication_error", "not_authenticated",                                               \
         "Authentication credentials were not provided.", "null")
 
 #define L1 "/api/environments/1/data_modeling_jobs/"
@@ -202,15 +202,15 @@ static void test_methods(void)
     /* OPTIONS runs every check. */
     CHECK_EQ_INT(do_request("OPTIONS", L1, NULL, NULL), 401);
     CHECK_EQ_INT(do_request("OPTIONS", L1, NULL, "Bearer " K_WRONG_SCOPE), 403);
-    CHECK_EQ_INT(do_request("OPTIONS", "/api/projects/77/data_modeling_jobs/", NULL,
-                            "Bearer " K_READ),
-                 404);
+    CHECK_EQ_INT(
+        do_request("OPTIONS", "/api/projects/77/data_modeling_jobs/", NULL, "Bearer " K_READ), 404);
 }
 
 static void test_teams(void)
 {
-    static const char *bad[] = {"abc", "99", "2147483648", "-2147483649", "4294967297",
-                                "1e3", "0x1", "%E0%A5%A7", "99999999999999999999999"};
+    static const char *bad[] = {"abc",         "99",         "2147483648",
+                                "-2147483649", "4294967297", "1e3",
+                                "0x1",         "%E0%A5%A7",  "99999999999999999999999"};
     char path[128];
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(path, sizeof path, "/api/environments/%s/data_modeling_jobs/", bad[i]);
@@ -239,8 +239,9 @@ static void test_permissions(void)
     CHECK_EQ_STR(body, E403("API key does not have access to the requested project: ID 1."));
     CHECK_EQ_INT(get("/api/environments/3/data_modeling_jobs/", NULL, K_TEAM3), 200);
     CHECK_EQ_INT(get(L1, NULL, K_ORG2), 403);
-    CHECK_EQ_STR(body, E403("API key does not have access to the requested organization: ID "
-                            ORG1_TEXT "."));
+    CHECK_EQ_STR(
+        body,
+        E403("API key does not have access to the requested organization: ID " ORG1_TEXT "."));
     CHECK_EQ_INT(get("/api/environments/2/data_modeling_jobs/", NULL, K_ORG2), 200);
     /* Restrictions before the scope, the scope before the membership. */
     CHECK_EQ_INT(get(L1, NULL, K_TEAM3_WRONG_SCOPE), 403);
@@ -321,8 +322,8 @@ static void test_list(void)
     CHECK_EQ_INT(get(L1, "limit=1&b=2&a", K_READ), 200);
     CHECK(strstr(body, "\"next\":\"http://testserver/") != NULL);
     /* Limit rules: invalid or <= 0 -> 100 (all six of team 1's jobs), clamped to max. */
-    static const char *all[] = {"limit=0", "limit=-3", "limit=abc", "limit=", "limit=2.5",
-                                "limit=99999999999999999999999"};
+    static const char *all[] = {"limit=0", "limit=-3",  "limit=abc",
+                                "limit=",  "limit=2.5", "limit=99999999999999999999999"};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         CHECK_EQ_INT(get(L1, all[i], K_READ), 200);
         CHECK(strstr(body, "\"next\":null") == body + 1);

@@ -49,25 +49,25 @@
 /* 2024-01-01T00:00:00Z in microseconds. */
 #define FIXTURE_T0 1704067200000000LL
 
-#define J1_JSON                                                                             \
-    "{\"id\":\"" J1_ID "\",\"saved_query_id\":\"" SQ_A "\",\"status\":\"Completed\","      \
-    "\"rows_materialized\":10,\"error\":null,\"created_at\":\"2024-01-01T00:00:05Z\","     \
-    "\"last_run_at\":\"2024-01-01T00:10:00.500000Z\",\"workflow_id\":\"materialize-a\","   \
+#define J1_JSON                                                                                    \
+    "{\"id\":\"" J1_ID "\",\"saved_query_id\":\"" SQ_A "\",\"status\":\"Completed\","              \
+    "\"rows_materialized\":10,\"error\":null,\"created_at\":\"2024-01-01T00:00:05Z\","             \
+    "\"last_run_at\":\"2024-01-01T00:10:00.500000Z\",\"workflow_id\":\"materialize-a\","           \
     "\"workflow_run_id\":\"run-1\",\"rows_expected\":12}"
-#define J3_JSON                                                                             \
-    "{\"id\":\"" J3_ID "\",\"saved_query_id\":\"" SQ_B "\",\"status\":\"Completed\","      \
-    "\"rows_materialized\":0,\"error\":null,\"created_at\":\"2024-01-01T00:00:06Z\","      \
-    "\"last_run_at\":null,\"workflow_id\":\"materialize-b\",\"workflow_run_id\":null,"     \
+#define J3_JSON                                                                                    \
+    "{\"id\":\"" J3_ID "\",\"saved_query_id\":\"" SQ_B "\",\"status\":\"Completed\","              \
+    "\"rows_materialized\":0,\"error\":null,\"created_at\":\"2024-01-01T00:00:06Z\","              \
+    "\"last_run_at\":null,\"workflow_id\":\"materialize-b\",\"workflow_run_id\":null,"             \
     "\"rows_expected\":null}"
-#define J4_JSON                                                                             \
-    "{\"id\":\"" J4_ID "\",\"saved_query_id\":\"" SQ_B "\",\"status\":\"Running\","        \
-    "\"rows_materialized\":0,\"error\":null,\"created_at\":\"2024-01-01T00:00:07Z\","      \
-    "\"last_run_at\":null,\"workflow_id\":\"materialize-b\",\"workflow_run_id\":null,"     \
+#define J4_JSON                                                                                    \
+    "{\"id\":\"" J4_ID "\",\"saved_query_id\":\"" SQ_B "\",\"status\":\"Running\","                \
+    "\"rows_materialized\":0,\"error\":null,\"created_at\":\"2024-01-01T00:00:07Z\","              \
+    "\"last_run_at\":null,\"workflow_id\":\"materialize-b\",\"workflow_run_id\":null,"             \
     "\"rows_expected\":null}"
-#define J6_JSON                                                                             \
-    "{\"id\":\"" J6_ID "\",\"saved_query_id\":\"" SQ_A "\",\"status\":\"Running\","        \
-    "\"rows_materialized\":0,\"error\":null,\"created_at\":\"2024-01-01T00:00:02Z\","      \
-    "\"last_run_at\":null,\"workflow_id\":\"materialize-a\",\"workflow_run_id\":null,"     \
+#define J6_JSON                                                                                    \
+    "{\"id\":\"" J6_ID "\",\"saved_query_id\":\"" SQ_A "\",\"status\":\"Running\","                \
+    "\"rows_materialized\":0,\"error\":null,\"created_at\":\"2024-01-01T00:00:02Z\","              \
+    "\"last_run_at\":null,\"workflow_id\":\"materialize-a\",\"workflow_run_id\":null,"             \
     "\"rows_expected\":null}"
 
 #define RUNNING_TEAM1 "[" J4_JSON "," J6_JSON "]"
@@ -75,9 +75,9 @@
 
 /* The first page with limit=1&b=2&a: J4, and the link to the rows before 00:00:07. */
 #define SECOND_PAGE_CURSOR "cD0yMDI0LTAxLTAxKzAwJTNBMDAlM0EwNyUyQjAwJTNBMDA%3D"
-#define LIST_LIMIT1                                                                         \
-    "{\"next\":\"http://testserver/api/environments/1/data_modeling_jobs/?a=&b=2&cursor="   \
-    SECOND_PAGE_CURSOR "&limit=1\",\"previous\":null,\"results\":[" J4_JSON "]}"
+#define LIST_LIMIT1                                                                                \
+    "{\"next\":\"http://testserver/api/environments/1/data_modeling_jobs/"                         \
+    "?a=&b=2&cursor=" SECOND_PAGE_CURSOR "&limit=1\",\"previous\":null,\"results\":[" J4_JSON "]}"
 
 static inline void fixture_uuid(const char *text, uint8_t out[16])
 {
@@ -109,8 +109,8 @@ static inline struct dmj_job fixture_job(const char *id, int32_t team, const cha
     return j;
 }
 
-static inline int fixture_key(struct dmj_write *w, const char *key, int64_t user,
-                              const char *scope, int32_t team, const char *org)
+static inline int fixture_key(struct dmj_write *w, const char *key, int64_t user, const char *scope,
+                              int32_t team, const char *org)
 {
     static struct dmj_key k; /* large; the fixture is built once, on one thread */
     memset(&k, 0, sizeof k);
@@ -284,8 +284,7 @@ static inline int fixture_build(const char *dir, struct dmj_store **out)
     return 0;
 }
 
-static inline int fixture_unlink(const char *path, const struct stat *st, int flag,
-                                 struct FTW *ftw)
+static inline int fixture_unlink(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st;
     (void)flag;
