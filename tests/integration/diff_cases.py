@@ -226,7 +226,8 @@ def start_dmjd(bin_dir, db, workdir, extra_args=()):
     def drain():
         # Keeps reading so that a chatty dmjd never blocks on a full pipe.
         for raw in proc.stdout:
-            m = re.match(r"listening on http://127\.0\.0\.1:([0-9]+)", raw.decode("utf-8", "replace"))
+            line = raw.decode("utf-8", "replace")
+            m = re.match(r"listening on http://127\.0\.0\.1:([0-9]+)", line)
             if m and not found:
                 found.append(int(m.group(1)))
                 ready.set()
@@ -427,7 +428,8 @@ class World(object):
         team = self.teams[team_id]
         if key.get("scoped_teams") and team_id not in key["scoped_teams"]:
             return 403, "API key does not have access to the requested project: ID %d." % team_id
-        if key.get("scoped_organizations") and team["organization_id"] not in key["scoped_organizations"]:
+        scoped_orgs = key.get("scoped_organizations")
+        if scoped_orgs and team["organization_id"] not in scoped_orgs:
             return 403, ("API key does not have access to the requested organization: ID %s."
                          % team["organization_id"])
         scopes = key.get("scopes") or []

@@ -112,8 +112,9 @@ class Runner(object):
             self.compared += 1
             self.statuses[peer.status] = self.statuses.get(peer.status, 0) + 1
             if self.dump:
-                self.dump.write("%s\n  %s\n  -> %d %s\n" % (case.name, case.describe(), peer.status,
-                                                          peer.body[:200].decode("utf-8", "replace")))
+                self.dump.write("%s\n  %s\n  -> %d %s\n"
+                                % (case.name, case.describe(), peer.status,
+                                   peer.body[:200].decode("utf-8", "replace")))
         problems = []
         if peer.status != dmj.status:
             problems.append("status %d (peer) != %d (dmjd)" % (peer.status, dmj.status))
@@ -278,8 +279,8 @@ def build_cases(world):
     add("auth query key unknown", lst + "&personal_api_key=phx_nope", {})
     add("auth query key last wins", lst + "&personal_api_key=bad&personal_api_key=" + keys["read"],
         {})
-    add("auth query key last bad", lst + "&personal_api_key=" + keys["read"] + "&personal_api_key=x",
-        {})
+    add("auth query key last bad",
+        lst + "&personal_api_key=" + keys["read"] + "&personal_api_key=x", {})
     add("auth header beats query", lst + "&personal_api_key=" + keys["read"],
         {"Authorization": "Bearer phx_wrong"})
     add("auth basic then query", lst + "&personal_api_key=" + keys["read"],
@@ -326,7 +327,8 @@ def build_cases(world):
         add("list sq %r" % v, base() + "/?limit=3&saved_query_id=" + v)
         add("retrieve sq %r" % v, "%s/%s/?saved_query_id=%s" % (base(), job_sq["id"], v))
     add("list sq repeated", base() + "/?limit=3&saved_query_id=zzz&saved_query_id=" + sq)
-    add("list sq repeated bad last", base() + "/?limit=3&saved_query_id=" + sq + "&saved_query_id=x")
+    add("list sq repeated bad last",
+        base() + "/?limit=3&saved_query_id=" + sq + "&saved_query_id=x")
 
     # retrieve
     for jid in (job1, job1.upper(), "{%s}" % job1, "urn:uuid:" + job1, job1.replace("-", ""),
@@ -445,23 +447,23 @@ def build_cases(world):
     add("DELETE bad key", routes[1], {"Authorization": "Bearer phx_nope"}, "DELETE")
 
     # Paths that match no route (with and without a key), and paths that do after decoding.
+    d = "/api/environments/1/data_modeling_jobs"
     for path in ("/api/foo", "/foo", "/", "/api", "/api/", "/apifoo", "/api/environments",
                  "/api/environments/", "/api/environments/1", "/api/environments/1/",
-                 "/api/environments//data_modeling_jobs/", "/api/environments/1/data_modeling_jobs/x/y",
-                 "/api/environments/1/data_modeling_jobs.json", "/api/environments/1.5/data_modeling_jobs/",
-                 "/api/environments/1/data_modeling_jobs/recent.json",
-                 "/api/environments/1/data_modeling_jobs/a.b/", "/API/environments/1/data_modeling_jobs/",
-                 "/api/environments/1/data_modeling_jobs//", "//api/environments/1/data_modeling_jobs/",
-                 "/api/environments/1/data_modeling_jobs/recent/extra",
-                 "/api/organizations/1/data_modeling_jobs/", "/api/environments/1/data_modeling_job/",
-                 "/api/environments/1/data%5Fmodeling%5Fjobs/", "/api/environments/%31/data_modeling_jobs/",
-                 "/api/environments/%40current/data_modeling_jobs/", "/api%2Fenvironments/1/data_modeling_jobs/",
-                 "/api/environments/1/data_modeling_jobs%2F", "/api/environments/1/data_modeling_jobs/%72ecent/",
-                 "/api/environments/1/data_modeling_jobs/%2e%2e/", "/api/environments/%2E/data_modeling_jobs/",
-                 "/api/environments/1%2F2/data_modeling_jobs/", "/api/environments/%C3%A9/data_modeling_jobs/",
-                 "/api/environments/1/data_modeling_jobs/%00/", "/api/environments/1/data_modeling_jobs?",
-                 "/api/projects/1/data_modeling_jobs/running/?limit=1", "/api/foo?personal_api_key=x",
-                 "/api/environments/1/data_modeling_jobs/%FF/", "/api/environments/1/data_modeling_jobs/%zz/"):
+                 "/api/environments//data_modeling_jobs/", d + "/x/y", d + ".json",
+                 "/api/environments/1.5/data_modeling_jobs/", d + "/recent.json", d + "/a.b/",
+                 "/API/environments/1/data_modeling_jobs/", d + "//", "/" + d + "/",
+                 d + "/recent/extra", "/api/organizations/1/data_modeling_jobs/",
+                 "/api/environments/1/data_modeling_job/",
+                 "/api/environments/1/data%5Fmodeling%5Fjobs/",
+                 "/api/environments/%31/data_modeling_jobs/",
+                 "/api/environments/%40current/data_modeling_jobs/",
+                 "/api%2Fenvironments/1/data_modeling_jobs/", d + "%2F", d + "/%72ecent/",
+                 d + "/%2e%2e/", "/api/environments/%2E/data_modeling_jobs/",
+                 "/api/environments/1%2F2/data_modeling_jobs/",
+                 "/api/environments/%C3%A9/data_modeling_jobs/", d + "/%00/", d + "?",
+                 "/api/projects/1/data_modeling_jobs/running/?limit=1",
+                 "/api/foo?personal_api_key=x", d + "/%FF/", d + "/%zz/"):
         add("path %s" % path, path)
         add("path %s no key" % path, path, {})
         add("path %s POST" % path, path, {}, "POST")
@@ -576,7 +578,8 @@ def build_walks(world):
     # Small limits walk one saved query (a whole team at limit 1 is ~2,000 requests); team 3
     # at limit 7 crosses its run of 1,005 equal timestamps, past DRF's offset cap.
     plan = [("1", 7, None, "environments", ""), ("2", 3, sq_with_most(2), "projects", ""),
-            ("1", 1, sq_with_most(1), "environments", ""), ("1", 2, sq_with_most(1), "projects", ""),
+            ("1", 1, sq_with_most(1), "environments", ""),
+            ("1", 2, sq_with_most(1), "projects", ""),
             ("2", 2, sq_with_most(2), "environments", "&zeta=1&alpha=b&alpha=a"),
             ("3", 1, sq_with_most(3), "environments", ""),
             ("1", 100, None, "environments", ""), ("2", 100, None, "projects", ""),
@@ -701,7 +704,8 @@ def main():
               % (known["name"], runner.spec_checked.get(known["name"], 0)))
     print("peer statuses: %s" % ", ".join("%d x%d" % kv for kv in sorted(runner.statuses.items())))
     print("%d requests compared (%d cases, %d walks), %d mismatches, %.1fs"
-          % (runner.compared, len(cases), len(walks), len(runner.mismatches), time.time() - started))
+          % (runner.compared, len(cases), len(walks), len(runner.mismatches),
+             time.time() - started))
     return 1 if runner.mismatches else 0
 
 

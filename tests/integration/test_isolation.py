@@ -47,8 +47,8 @@ class Checker(object):
         return self.etags[target]
 
     def get(self, target, headers, team_id, method="GET"):
-        """GET (or another method); checks the body for ids of other teams' jobs (any job id when team_id is
-        None) and of hidden jobs; returns the response."""
+        """GET (or another method); checks the body for ids of other teams' jobs (any job id
+        when team_id is None) and of hidden jobs; returns the response."""
         self.requests += 1
         r = self.client.request(method, target, headers)
         text = r.body.decode("utf-8", "replace")
@@ -95,7 +95,8 @@ def expected_recent(world, team_id):
     best = {}
     for j in world.visible_by_team.get(team_id, []):
         sq = j.get("saved_query_id")
-        if not sq or j["status"] == "Running" or not (j.get("workflow_id") or "").startswith("materialize"):
+        materializes = (j.get("workflow_id") or "").startswith("materialize")
+        if not sq or j["status"] == "Running" or not materializes:
             continue
         rank = (dc.utc_us(j["created_at"]), j["id"])
         if sq not in best or rank > best[sq][0]:
