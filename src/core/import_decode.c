@@ -125,7 +125,7 @@ static size_t pg_flush(struct dmj__import_decoder *d, unsigned char *out)
     return n;
 }
 
-static int text_feed(struct dmj__import_decoder *d, const unsigned char *p, size_t len)
+static int unescape_feed(struct dmj__import_decoder *d, const unsigned char *p, size_t len)
 {
     if (!d->pg_copy)
         return d->sink(d->ctx, p, len);
@@ -139,6 +139,27 @@ static int text_feed(struct dmj__import_decoder *d, const unsigned char *p, size
         len -= take;
     }
     return 0;
+}
+
+static const unsigned char bom[3] = {0xef, 0xbb, 0xbf};
+
+/* Drops a UTF-8 byte order mark at the start of the text (some editors write one). */
+static int text_feed(struct dmj__import_decoder *d, const unsigned char *p, size_t len)
+{
+    while (!d->bom_done && len > 0) {
+        if (*p == bom[d->bom_seen]) {
+            p++;
+            len--;
+            d->bom_done = ++d->bom_seen == 3;
+            continue;
+        }
+        /* not a mark after all: what was held back is text */
+        d->bom_done = true;
+        int rc = unescape_feed(d, bom, d->bom_seen);
+        if (rc != 0)
+            return rc;
+    }
+    return len > 0 ? unescape_feed(d, p, len) : 0;
 }
 
 /* ---- the gzip stage --------------------------------------------------------------- */
@@ -249,6 +270,10 @@ int dmj__import_decoder_finish(struct dmj__import_decoder *d)
     if (rc == 0 && d->gz == GZ_INFLATE && !d->z_ended) {
         snprintf(d->why, sizeof d->why, "truncated input");
         return DMJ_EINVAL;
+    }
+    if (rc == 0 && !d->bom_done && d->bom_seen > 0) {
+        d->bom_done = true;
+        rc = unescape_feed(d, bom, d->bom_seen);
     }
     if (rc == 0 && d->pg_copy) {
         unsigned char tail[2];

@@ -109,6 +109,8 @@ struct dmj__import_decoder {
     unsigned pg_digits;
     unsigned pg_value;
     unsigned char *pgout;
+    unsigned bom_seen; /* bytes of a UTF-8 byte order mark matched at the start */
+    bool bom_done;
 };
 
 DMJ_MUST_CHECK int

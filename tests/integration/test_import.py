@@ -132,6 +132,10 @@ def test_input_forms():
     check(export(path("stdin")) == export(path("nd")), "standard input: same store")
     check(b"3000 records read" in p.stderr, "summary counts the records read")
 
+    bom = write("bom.json", b"\xef\xbb\xbf" + json.dumps(rows).encode())
+    dmj("import", "--db", path("bom"), bom)
+    check(export(path("bom")) == export(path("nd")), "a UTF-8 byte order mark is skipped")
+
     gz = write("forms.ndjson.gz", gzip.compress(open(src, "rb").read()))
     dmj("import", "--db", path("gz"), gz)
     check(export(path("gz")) == export(path("nd")), "gzip by name")
