@@ -612,18 +612,27 @@ def group_of(name):
 
 
 def report(mismatches):
-    """Prints a few mismatches of every family (so that one broken area does not hide the
-    others), then counts by family and by (peer, dmjd) status."""
+    """Prints a few mismatches of every family in full (so that one broken area does not hide
+    the others), every other one on a line, then counts by family and by status."""
     per_group = {}
     printed = 0
+    shown = set()
     for case, peer, dmj, what in mismatches:
         g = group_of(case.name)
         per_group[g] = per_group.get(g, 0) + 1
         if per_group[g] > 3 or printed >= MAX_PRINTED:
             continue
         printed += 1
+        shown.add(case.name)
         print("MISMATCH %s\n  request: %s\n  status: peer %d, dmjd %d\n  %s\n"
               % (case.name, case.describe(), peer.status, dmj.status, what.replace("\n", "\n  ")))
+    rest = [m for m in mismatches if m[0].name not in shown]
+    for case, peer, dmj, what in rest[:500]:
+        print("mismatch %s: %s %s -> peer %d, dmjd %d: %s"
+              % (case.name, case.method, case.target, peer.status, dmj.status,
+                 what.split("\n")[0]))
+    if len(rest) > 500:
+        print("... and %d more mismatches" % (len(rest) - 500))
     if not mismatches:
         return
     print("mismatches by family: " + ", ".join("%s x%d" % kv for kv in sorted(per_group.items())))
