@@ -277,19 +277,18 @@ static void answer(struct dmj__api_ctx *c)
         dmj__api_options(c);
         return;
     }
-    char etag[48];
-    make_etag(c, dmj__api_https(req), etag);
-    if (etag_listed(&req->if_none_match, etag)) {
+    /* The 304 is decided on the answer, not before it: a request that would fail (a bad
+     * cursor, a job of another team) has no representation to match, even for "*". */
+    dmj__api_serve(c);
+    if (res->status != 200)
+        return;
+    make_etag(c, dmj__api_https(req), res->etag);
+    if (etag_listed(&req->if_none_match, res->etag)) {
         res->status = 304;
         res->json = false;
         res->body = "";
         res->body_len = 0;
-        memcpy(res->etag, etag, sizeof etag);
-        return;
     }
-    dmj__api_serve(c);
-    if (res->status == 200)
-        memcpy(res->etag, etag, sizeof etag);
 }
 
 void dmj_api_handle(struct dmj_api_worker *w, const struct dmj_api_request *req,

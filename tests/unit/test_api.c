@@ -431,8 +431,13 @@ static void test_etag(void)
     next_inm = "*";
     CHECK_EQ_INT(get(L1, "limit=2", NULL), 401);
     CHECK(R.etag[0] == '\0');
+    next_inm = "*";
     CHECK_EQ_INT(get(L1 J_TEAM2_ID, NULL, K_READ), 404);
     CHECK(R.etag[0] == '\0');
+    next_inm = "*";
+    CHECK_EQ_INT(get(L1, "cursor=YQ", K_READ), 404);
+    next_inm = "*";
+    CHECK_EQ_INT(get(L1 J1_ID, NULL, K_READ), 304);
 }
 
 static void test_health(void)
