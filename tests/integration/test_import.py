@@ -207,6 +207,9 @@ def test_input_forms():
           b.get("parent_workflow_id") == "p" and
           to_us(b.get("updated_at")) == to_us("2024-05-02T00:00:00Z"),
           "stored-only fields survive")
+    e1 = export(path("spell"))
+    dmj("import", "--db", path("spell2"), "-", stdin=e1)
+    check(export(path("spell2")) == e1, "every field, hidden jobs too, round-trips as bytes")
 
 
 # ---- round trip ------------------------------------------------------------------------
