@@ -189,14 +189,14 @@ def stop(proc, timeout=15):
         return "killed"
 
 
-def stop_dmjd(proc, workdir):
+def stop_dmjd(proc, workdir, name="dmjd"):
     """Stops dmjd; returns a complaint unless it exited with status 0 on SIGTERM (a sanitizer
     report at exit, a leak or a hang shows up here), else None."""
     rc = stop(proc)
     if rc in (0, None):
         return None
     tail = ""
-    path = os.path.join(workdir, "dmjd.stderr")
+    path = os.path.join(workdir, name + ".stderr")
     if os.path.exists(path):
         with open(path, "rb") as f:
             tail = f.read().decode("utf-8", "replace")[-3000:]
@@ -214,9 +214,11 @@ def dmj_import(bin_dir, db, files, workdir):
         raise RuntimeError("dmj import failed with status %d" % rc)
 
 
-def start_dmjd(bin_dir, db, workdir, extra_args=()):
-    """Starts dmjd on 127.0.0.1:0; returns (proc, port) once it has said where it listens."""
-    err = open(os.path.join(workdir, "dmjd.stderr"), "wb")
+def start_dmjd(bin_dir, db, workdir, extra_args=(), name="dmjd"):
+    """Starts dmjd on 127.0.0.1:0; returns (proc, port) once it has said where it listens.
+    Its standard error goes to workdir/<name>.stderr."""
+    err_path = os.path.join(workdir, name + ".stderr")
+    err = open(err_path, "wb")
     proc = subprocess.Popen([os.path.join(bin_dir, "dmjd"), "--db", db, "--listen", "127.0.0.1:0"]
                             + list(extra_args), stdout=subprocess.PIPE, stderr=err)
     err.close()
@@ -237,7 +239,7 @@ def start_dmjd(bin_dir, db, workdir, extra_args=()):
     ready.wait(20)
     if not found:
         stop(proc)
-        with open(os.path.join(workdir, "dmjd.stderr"), "rb") as f:
+        with open(err_path, "rb") as f:
             sys.stdout.write(f.read().decode("utf-8", "replace")[-3000:])
         raise RuntimeError("dmjd did not print 'listening on http://127.0.0.1:PORT'")
     return proc, found[0]
@@ -257,7 +259,7 @@ def load_peer(shared, db, jobs_path, fx_path, workdir):
         raise RuntimeError("the peer's manage.py load failed with status %d" % rc)
 
 
-def start_peer(shared, db, workdir, probe):
+def start_peer(shared, db, workdir, probe, extra_env=None):
     """serve.sh on a free port in 18000-18099 (the peer's README); returns (proc, port).
     probe = (target, headers, text): the peer is ready when GET target answers 200 with text
     in its body -- which also proves that it is ours and not another peer that took the port
@@ -267,7 +269,7 @@ def start_peer(shared, db, workdir, probe):
     for attempt in range(3):
         port = free_port(18000, 18099)
         env = dict(os.environ, DRF_REF_DMJ="1", WORKERS="2", THREADS="4",
-                   PYTHONDONTWRITEBYTECODE="1")
+                   PYTHONDONTWRITEBYTECODE="1", **(extra_env or {}))
         log = open(os.path.join(workdir, "peer_%d.log" % port), "wb")
         proc = subprocess.Popen(["/bin/sh", os.path.join(peer, "serve.sh"), str(port), db], env=env,
                                 cwd=workdir, stdout=log, stderr=subprocess.STDOUT,

@@ -44,10 +44,26 @@ def _allow_on_unmatched(case, peer, dmj):
     return None
 
 
+def _huge_limit_unbounded(case, peer, dmj):
+    """spec/API.md section 4: `limit` is an integer, clamped only by the configured maximum
+    (0 = none). With no maximum and a limit past 2**63, the peer fails in SQLite (Python int
+    too large for an INTEGER: 500); the spec's answer is the whole list on one page."""
+    body = dmj.json()
+    if dmj.status != 200 or not isinstance(body, dict):
+        return "expected 200 with every job of the team, got %d" % dmj.status
+    if body.get("next") is not None or len(body.get("results", [])) != case.expect_rows:
+        return "expected all %d jobs and no next link, got %d rows, next %r" % (
+            case.expect_rows, len(body.get("results", [])), body.get("next"))
+    return None
+
+
 # Where the peer and spec/API.md disagree (the spec wins). Each entry: a name, when it
 # applies (to a case and the two responses), and the check dmjd's answer must pass instead
 # of being compared with the peer's on that point.
 KNOWN_SPEC_DIFFERENCES = [
+    {"name": "huge-limit-without-maximum", "part": "response",
+     "applies": lambda case, peer, dmj: peer.status == 500 and case.expect_rows is not None,
+     "check": _huge_limit_unbounded},
     {"name": "www-authenticate-on-401", "part": "header:www-authenticate",
      "applies": lambda case, peer, dmj: peer.status == 401, "check": _www_authenticate},
     {"name": "allow-on-unmatched-paths", "part": "header:allow",
@@ -62,6 +78,7 @@ class Case(object):
         self.method = method
         self.target = target
         self.headers = dict(headers or {})
+        self.expect_rows = None  # set where a known spec difference needs the row count
 
     def describe(self):
         hdrs = "".join("\n      %s: %s" % kv for kv in self.headers.items())
@@ -116,6 +133,15 @@ class Runner(object):
                                 % (case.name, case.describe(), peer.status,
                                    peer.body[:200].decode("utf-8", "replace")))
         problems = []
+        known = next((k for k in KNOWN_SPEC_DIFFERENCES
+                      if k["part"] == "response" and k["applies"](case, peer, dmj)), None)
+        if known is not None:
+            with self.lock:
+                self.spec_checked[known["name"]] = self.spec_checked.get(known["name"], 0) + 1
+            err = known["check"](case, peer, dmj)
+            if err:
+                self.fail(case, peer, dmj, "%s: %s" % (known["name"], err))
+            return peer, dmj
         if peer.status != dmj.status:
             problems.append("status %d (peer) != %d (dmjd)" % (peer.status, dmj.status))
         if case.method == "HEAD":
@@ -602,6 +628,8 @@ def build_walks(world):
 def group_of(name):
     """The family of a case ("cursor", "walk team 1 limit 7", "key read"...), for the report."""
     words = name.split()
+    if words[0] == "unlimited":
+        return " ".join(words[:3])
     if words[0] == "edge":
         return " ".join(words[:4])
     if words[0] == "walk":
@@ -643,6 +671,56 @@ def report(mismatches):
           + ", ".join("%d/%d x%d" % (p, d, n) for (p, d), n in sorted(pairs.items())))
 
 
+def run_phase(runner, cases, walks):
+    with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+        futures = [pool.submit(runner.walk, *w) for w in walks]
+        futures += [pool.submit(runner.compare, c) for c in cases]
+        for f in futures:
+            f.result()
+
+
+def check_dmjd_end(runner, proc, work, name, peer_vs_peer):
+    """Records as mismatches a dmjd that died during the phase (with the first request it did
+    not answer) or that did not exit with 0 on SIGTERM (sanitizer reports at exit)."""
+    if proc.poll() is not None:
+        where = runner.first_dead.describe() if runner.first_dead else "?"
+        print("DMJD DIED (exit status %s; negative = signal); first request without an "
+              "answer (the crash is this one or one sent just before it on another "
+              "connection):\n  %s" % (proc.returncode, where))
+        with open(os.path.join(work, name + ".stderr"), "rb") as f:
+            sys.stdout.write(f.read().decode("utf-8", "replace")[-2000:])
+        runner.mismatches.insert(0, (Case("dmjd process", "-"), dc.Response(0, {}, b""),
+                                     dc.Response(0, {}, b""),
+                                     "dmjd exited with status %s" % proc.returncode))
+    problem = None if peer_vs_peer else dc.stop_dmjd(proc, work, name)
+    if problem:
+        print(problem)
+        runner.mismatches.append((Case("dmjd shutdown", "-"), dc.Response(0, {}, b""),
+                                  dc.Response(0, {}, b""), problem))
+
+
+def build_unlimited_cases(world):
+    """Phase 2 (no page-size maximum on either side): huge limits and long pages."""
+    auth = {"Authorization": "Bearer " + world.keys["read"]["key"]}
+    cases = []
+    for team in ("1", "3"):
+        for limit in ("1001", "2500", "99999999999", "99999999999999999999999", "0", "-5", "x"):
+            case = Case("unlimited team %s limit %s" % (team, limit),
+                        "/api/environments/%s/data_modeling_jobs/?limit=%s" % (team, limit), auth)
+            if len(limit) > 18:
+                case.expect_rows = len(world.expected_list(int(team)))
+            cases.append(case)
+        for tokens in ([("o", "1000")], [("o", "999"), ("r", "1")], [("o", "1001")]):
+            cases.append(Case("unlimited team %s cursor %s" % (team, tokens),
+                              "/api/projects/%s/data_modeling_jobs/?limit=1500&cursor=%s"
+                              % (team, q(cursor_of(tokens))), auth))
+    walks = [("unlimited walk team 3 limit 1500", "/api/environments/3/data_modeling_jobs/"
+              "?limit=1500", auth, 10, None),
+             ("unlimited walk team 1 limit 700", "/api/projects/1/data_modeling_jobs/?limit=700",
+              auth, 10, [j["id"] for j in world.expected_list(1)])]
+    return cases, walks
+
+
 def main():
     bin_dir, _source, shared = dc.env_dirs()
     if shared is None or not os.path.isdir(os.path.join(shared, "peers", "drf_ref")):
@@ -652,70 +730,68 @@ def main():
     peer_vs_peer = os.environ.get("DMJ_DIFF_PEER_VS_PEER") == "1"
     if not peer_vs_peer:
         dc.require_binaries(bin_dir)
+    else:
+        # Checks this harness itself: a second peer stands in for dmjd, so every comparison
+        # must agree (the known spec differences are not checked then).
+        KNOWN_SPEC_DIFFERENCES[:] = []
 
     started = time.time()
     work = dc.make_workdir("dmj_differential_")
-    peer_proc = dmj_proc = None
+    procs = []
+    runners = []
+    n_cases = n_walks = 0
     try:
         jobs_path, fx_path = dc.generate(work, shared, bin_dir, jobs=3000, teams=4, seed=5)
         world = dc.World(dc.load_fixtures(fx_path), dc.load_jobs(jobs_path))
-        dc.load_peer(shared, os.path.join(work, "ref.sqlite3"), jobs_path, fx_path, work)
+        db = os.path.join(work, "ref.sqlite3")
+        dc.load_peer(shared, db, jobs_path, fx_path, work)
         store = os.path.join(work, "store")
         if not peer_vs_peer:
             dc.dmj_import(bin_dir, store, [fx_path, jobs_path], work)
         probe = ("/api/environments/1/data_modeling_jobs/%s/" % world.marker,
                  {"Authorization": "Bearer " + world.keys["read"]["key"]}, world.marker)
-        peer_proc, peer_port = dc.start_peer(shared, os.path.join(work, "ref.sqlite3"), work,
-                                             probe)
-        if os.environ.get("DMJ_DIFF_PEER_VS_PEER") == "1":
-            # Checks this harness itself: a second peer stands in for dmjd, so every
-            # comparison must agree (the known spec differences are not checked then).
-            KNOWN_SPEC_DIFFERENCES[:] = []
-            dmj_proc, dmj_port = dc.start_peer(shared, os.path.join(work, "ref.sqlite3"), work,
-                                               probe)
-        else:
-            dmj_proc, dmj_port = dc.start_dmjd(bin_dir, store, work)
-        print("data ready, peer on %d, dmjd on %d (%.1fs)" % (peer_port, dmj_port,
-                                                            time.time() - started), flush=True)
 
-        runner = Runner(peer_port, dmj_port)
-        cases = build_cases(world) + build_random_cases(world, 300)
-        walks = build_walks(world)
-        with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
-            futures = [pool.submit(runner.walk, *w) for w in walks]
-            futures += [pool.submit(runner.compare, c) for c in cases]
-            for f in futures:
-                f.result()
-        if dmj_proc.poll() is not None:
-            where = runner.first_dead.describe() if runner.first_dead else "?"
-            print("DMJD DIED (exit status %s; negative = signal); first request without an "
-                  "answer (the crash is this one or one sent just before it on another "
-                  "connection):\n  %s" % (dmj_proc.returncode, where))
-            with open(os.path.join(work, "dmjd.stderr"), "rb") as f:
-                sys.stdout.write(f.read().decode("utf-8", "replace")[-2000:])
-            runner.mismatches.insert(0, (Case("dmjd process", "-"), dc.Response(0, {}, b""),
-                                         dc.Response(0, {}, b""),
-                                         "dmjd exited with status %s" % dmj_proc.returncode))
-        # dmjd must shut down cleanly (exit 0 on SIGTERM, no sanitizer report at exit).
-        exit_problem = None if peer_vs_peer else dc.stop_dmjd(dmj_proc, work)
-        if exit_problem:
-            print(exit_problem)
-            runner.mismatches.append((Case("dmjd shutdown", "-"), dc.Response(0, {}, b""),
-                                      dc.Response(0, {}, b""), exit_problem))
+        # Phase 1: default configuration (page size at most 1000). Phase 2: no maximum.
+        phases = [("dmjd", {}, [], build_cases(world) + build_random_cases(world, 300),
+                   build_walks(world))]
+        phases.append(("dmjd-unlimited", {"DRF_REF_MAX_LIMIT": "0"}, ["--max-limit", "0"])
+                      + build_unlimited_cases(world))
+        for name, peer_env, dmjd_args, cases, walks in phases:
+            peer_proc, peer_port = dc.start_peer(shared, db, work, probe, peer_env)
+            procs.append(peer_proc)
+            if peer_vs_peer:
+                dmj_proc, dmj_port = dc.start_peer(shared, db, work, probe, peer_env)
+            else:
+                dmj_proc, dmj_port = dc.start_dmjd(bin_dir, store, work, dmjd_args, name)
+            procs.append(dmj_proc)
+            print("%s: peer on %d, dmjd on %d (%.1fs)" % (name, peer_port, dmj_port,
+                                                        time.time() - started), flush=True)
+            runner = Runner(peer_port, dmj_port)
+            runners.append(runner)
+            run_phase(runner, cases, walks)
+            n_cases += len(cases)
+            n_walks += len(walks)
+            check_dmjd_end(runner, dmj_proc, work, name, peer_vs_peer)
+            dc.stop(peer_proc)
     finally:
-        dc.stop(dmj_proc)
-        dc.stop(peer_proc)
+        for proc in procs:
+            dc.stop(proc)
         dc.remove_workdir(work)
 
-    report(runner.mismatches)
+    mismatches = [m for r in runners for m in r.mismatches]
+    report(mismatches)
     for known in KNOWN_SPEC_DIFFERENCES:
         print("known spec difference %s: dmjd checked against the spec %d times"
-              % (known["name"], runner.spec_checked.get(known["name"], 0)))
-    print("peer statuses: %s" % ", ".join("%d x%d" % kv for kv in sorted(runner.statuses.items())))
+              % (known["name"], sum(r.spec_checked.get(known["name"], 0) for r in runners)))
+    statuses = {}
+    for r in runners:
+        for k, v in r.statuses.items():
+            statuses[k] = statuses.get(k, 0) + v
+    print("peer statuses: %s" % ", ".join("%d x%d" % kv for kv in sorted(statuses.items())))
     print("%d requests compared (%d cases, %d walks), %d mismatches, %.1fs"
-          % (runner.compared, len(cases), len(walks), len(runner.mismatches),
+          % (sum(r.compared for r in runners), n_cases, n_walks, len(mismatches),
              time.time() - started))
-    return 1 if runner.mismatches else 0
+    return 1 if mismatches else 0
 
 
 if __name__ == "__main__":
