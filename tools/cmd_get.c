@@ -1,5 +1,4 @@
 /* dmj get: one job by id, rendered as the API serves it. */
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -12,41 +11,24 @@
 #include "dmj_tool.h"
 
 static const char usage_text[] = "usage: dmj get [--db DIR] ID\n";
+static const char help_text[] =
+    "Prints the job with this UUID (any team) as the API's retrieve renders it. Exit status 1\n"
+    "when there is no such job (or it is hidden).\n";
 
 int dmj_cmd_get(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"db", required_argument, NULL, 'd'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *db = NULL;
-    int c;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'd':
-            db = optarg;
-            break;
-        case 'h':
-            printf(
-                "%s\nPrints the job with this UUID (any team) as the API's retrieve renders it.\n"
-                "Exit status 1 when there is no such job (or it is hidden).\n",
-                usage_text);
-            return DMJ_TOOL_OK;
-        default:
-            return dmj_tool_usage(usage_text);
-        }
-    }
-    if (optind + 1 != argc)
-        return dmj_tool_usage(usage_text);
+    const char *db;
+    int status = dmj_tool_db_args(argc, argv, 1, usage_text, help_text, &db);
+    if (status >= 0)
+        return status;
     uint8_t id[16];
-    if (dmj_uuid_parse(argv[optind], strlen(argv[optind]), id) != 0)
-        return dmj_tool_fail("get", "not a UUID: %s", argv[optind]);
+    if (dmj_uuid_parse(argv[argc - 1], strlen(argv[argc - 1]), id) != 0)
+        return dmj_tool_fail("get", "not a UUID: %s", argv[argc - 1]);
 
     struct dmj_store *s;
-    if (dmj_tool_open(dmj_tool_db(db), DMJ_STORE_RDONLY, &s) != 0)
+    if (dmj_tool_open(db, DMJ_STORE_RDONLY, &s) != 0)
         return DMJ_TOOL_FAIL;
-    int status = DMJ_TOOL_FAIL;
+    status = DMJ_TOOL_FAIL;
     struct dmj_read *r = NULL;
     struct dmj_buf out;
     dmj_buf_init(&out, 64u << 20);
@@ -63,7 +45,7 @@ int dmj_cmd_get(int argc, char **argv)
         rc = dmj_json_add_job(&out, &job);
     dmj_read_end(r);
     if (rc == DMJ_ENOTFOUND) {
-        dmj_tool_fail("get", "no job %s", argv[optind]);
+        dmj_tool_fail("get", "no job %s", argv[argc - 1]);
         goto Exit;
     }
     if (rc != 0) {

@@ -168,28 +168,11 @@ static void print_key(const struct dmj_key *k)
 
 static int check(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"db", required_argument, NULL, 'd'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *db = NULL;
-    int c;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'd':
-            db = optarg;
-            break;
-        case 'h':
-            printf("%s\n%s", usage_text, help_text);
-            return DMJ_TOOL_OK;
-        default:
-            return dmj_tool_usage(usage_text);
-        }
-    }
-    if (optind + 1 != argc)
-        return dmj_tool_usage(usage_text);
-    const char *arg = argv[optind];
+    const char *db;
+    int status = dmj_tool_db_args(argc, argv, 1, usage_text, help_text, &db);
+    if (status >= 0)
+        return status;
+    const char *arg = argv[argc - 1];
     char hash[DMJ_KEY_HASH_LEN + 1];
     if (strncmp(arg, "sha256$", 7) == 0 && strlen(arg) == DMJ_KEY_HASH_LEN)
         memcpy(hash, arg, sizeof hash);
@@ -197,7 +180,7 @@ static int check(int argc, char **argv)
         dmj_key_hash(arg, strlen(arg), hash);
 
     struct dmj_store *s;
-    if (dmj_tool_open(dmj_tool_db(db), DMJ_STORE_RDONLY, &s) != 0)
+    if (dmj_tool_open(db, DMJ_STORE_RDONLY, &s) != 0)
         return DMJ_TOOL_FAIL;
     struct dmj_key k;
     struct dmj_read *r = NULL;

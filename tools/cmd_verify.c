@@ -1,5 +1,4 @@
 /* dmj verify: checks every index of the store against the job records. */
-#include <getopt.h>
 #include <stdio.h>
 
 #include "dmj/error.h"
@@ -8,34 +7,17 @@
 #include "dmj_tool.h"
 
 static const char usage_text[] = "usage: dmj verify [--db DIR]\n";
+static const char help_text[] =
+    "Checks that every index entry points at a record that has it and that every record\n"
+    "has all its index entries. Prints one line per problem and exits with status 1 when\n"
+    "there is any.\n";
 
 int dmj_cmd_verify(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"db", required_argument, NULL, 'd'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *db = NULL;
-    int c;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'd':
-            db = optarg;
-            break;
-        case 'h':
-            printf("%s\nChecks that every index entry points at a record that has it and that\n"
-                   "every record has all its index entries. Prints one line per problem and\n"
-                   "exits with status 1 when there is any.\n",
-                   usage_text);
-            return DMJ_TOOL_OK;
-        default:
-            return dmj_tool_usage(usage_text);
-        }
-    }
-    if (optind != argc)
-        return dmj_tool_usage(usage_text);
-    db = dmj_tool_db(db);
+    const char *db;
+    int status = dmj_tool_db_args(argc, argv, 0, usage_text, help_text, &db);
+    if (status >= 0)
+        return status;
     struct dmj_store *s;
     if (dmj_tool_open(db, DMJ_STORE_RDONLY, &s) != 0)
         return DMJ_TOOL_FAIL;

@@ -24,6 +24,11 @@ int dmj_cmd_backup(int argc, char **argv);
 int dmj_cmd_prune(int argc, char **argv);
 int dmj_cmd_generate(int argc, char **argv);
 
+/* Parses the options of a command that takes only --db and --help, and exactly `operands`
+ * operands after them. Returns -1 to go on (`*db` resolved, the operands last in argv: getopt
+ * moves them there), else the exit status (--help printed `usage` and `help`; bad usage). */
+int dmj_tool_db_args(int argc, char **argv, int operands, const char *usage, const char *help,
+                     const char **db);
 /* The store directory: --db if given, else $DMJ_DB, else ./dmj-data. */
 const char *dmj_tool_db(const char *opt);
 /* Opens the store, printing why not on stderr. */

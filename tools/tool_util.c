@@ -1,5 +1,6 @@
 /* Helpers every dmj subcommand shares: the store location, errors, number and date parsing. */
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,34 @@ const char *dmj_tool_db(const char *opt)
     if (env && *env)
         return env;
     return "./dmj-data";
+}
+
+int dmj_tool_db_args(int argc, char **argv, int operands, const char *usage, const char *help,
+                     const char **db)
+{
+    static const struct option longopts[] = {
+        {"db", required_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *dir = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'd':
+            dir = optarg;
+            break;
+        case 'h':
+            printf("%s\n%s", usage, help);
+            return DMJ_TOOL_OK;
+        default:
+            return dmj_tool_usage(usage);
+        }
+    }
+    if (argc - optind != operands)
+        return dmj_tool_usage(usage);
+    *db = dmj_tool_db(dir);
+    return -1;
 }
 
 int dmj_tool_open_sized(const char *db, unsigned flags, uint64_t map_size, struct dmj_store **out)
