@@ -194,10 +194,9 @@ static int get_str(struct ctx *c, int field, bool required, bool nullable, struc
 
 /* Hex digit values plus one, so that 0 marks a byte that is not a hex digit. */
 static const uint8_t hex1[256] = {
-    ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,
-    ['7'] = 8,  ['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14,
-    ['e'] = 15, ['f'] = 16, ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15,
-    ['F'] = 16,
+    ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,  ['7'] = 8,
+    ['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+    ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
 };
 
 /* The canonical 36-character spelling parsed in place (nearly every input uses it);
@@ -220,40 +219,40 @@ static int parse_uuid(const char *s, size_t len, uint8_t out[16])
     return 0;
 }
 
-static int get_uuid(struct ctx *c, int field, bool required, bool *present, uint8_t out[16])
+/* A string that a parser turns into a value: required (never null), or optional (null or
+ * absent leave `*present` false). */
+static int get_parsed(struct ctx *c, int field, bool required, bool *present,
+                      bool (*parse)(struct dmj_str s, void *out), void *out, const char *reason)
 {
     struct dmj_str s;
     int rc = get_str(c, field, required, !required, &s);
     if (rc != 0)
         return rc;
-    if (!s.ptr) {
-        if (present)
-            *present = false;
-        return 0;
-    }
-    if (parse_uuid(s.ptr, s.len, out) != 0)
-        return fail(c, field, "not a UUID");
+    if (s.ptr && !parse(s, out))
+        return fail(c, field, reason);
     if (present)
-        *present = true;
+        *present = s.ptr != NULL;
     return 0;
+}
+
+static bool uuid_of(struct dmj_str s, void *out)
+{
+    return parse_uuid(s.ptr, s.len, out) == 0;
+}
+
+static bool time_of(struct dmj_str s, void *out)
+{
+    return dmj_time_parse(s.ptr, s.len, out) == 0;
+}
+
+static int get_uuid(struct ctx *c, int field, bool required, bool *present, uint8_t out[16])
+{
+    return get_parsed(c, field, required, present, uuid_of, out, "not a UUID");
 }
 
 static int get_time(struct ctx *c, int field, bool required, bool *present, int64_t *out)
 {
-    struct dmj_str s;
-    int rc = get_str(c, field, required, !required, &s);
-    if (rc != 0)
-        return rc;
-    if (!s.ptr) {
-        if (present)
-            *present = false;
-        return 0;
-    }
-    if (dmj_time_parse(s.ptr, s.len, out) != 0)
-        return fail(c, field, "not a timestamp");
-    if (present)
-        *present = true;
-    return 0;
+    return get_parsed(c, field, required, present, time_of, out, "not a timestamp");
 }
 
 static int build_job(struct ctx *c, const struct dmj_import_options *o, struct dmj_job *j)
