@@ -6,6 +6,7 @@ own pid.
 """
 
 import base64
+import calendar
 import hashlib
 import http.client
 import json
@@ -17,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -293,7 +295,6 @@ def start_peer(shared, db, workdir, probe, extra_env=None):
 
 
 def make_workdir(prefix):
-    import tempfile
     return tempfile.mkdtemp(prefix=prefix)
 
 
@@ -467,7 +468,6 @@ _TS_RE = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[T ]([0-9]{2}):([0-9]{2})
 
 def utc_us(text):
     """An import timestamp -> UTC microseconds since the epoch (for ordering)."""
-    import calendar
     m = _TS_RE.match(text)
     if not m:
         raise ValueError("bad timestamp %r" % text)

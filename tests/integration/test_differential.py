@@ -12,9 +12,11 @@ Needs $DMJ_SHARED_DIR/peers/drf_ref (exit 77 = skipped without it).
 """
 
 import concurrent.futures
+import datetime
 import difflib
 import json
 import os
+import random
 import sys
 import threading
 import time
@@ -243,7 +245,6 @@ def cursor_of(pairs):
 
 def py_pos(us):
     """Python's str() of an aware UTC datetime, from microseconds (the cursor position)."""
-    import datetime
     dt = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc) + \
         datetime.timedelta(microseconds=us)
     return str(dt)
@@ -530,7 +531,6 @@ def position_texts(us, rng):
     """Ways to write the instant `us` as a cursor position: Python's str() (what links carry),
     ISO with Z, another offset, and the neighbouring microseconds. DRF compares positions as
     text when it builds links, so equal instants written differently take other branches."""
-    import datetime
     dt = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc) + \
         datetime.timedelta(microseconds=us)
     plus1 = dt.astimezone(datetime.timezone(datetime.timedelta(hours=1)))
@@ -543,7 +543,6 @@ def build_random_cases(world, n, seed=7):
     """n list requests with cursors made at the edges of runs of equal created_at (position at
     or next to a run, offsets inside and past it, both directions), random limits and filters;
     deterministic for a seed."""
-    import random
     rng = random.Random(seed)
     key = world.keys["read"]["key"]
     auth = {"Authorization": "Bearer " + key}
