@@ -3,7 +3,9 @@
  *
  * A streaming SAX parser (yajl): bytes go in through dmj_import_feed in chunks of any size,
  * and every complete record comes out through the caller's callback while the bytes are
- * being fed. Line numbers are tracked for error messages (`FILE:LINE: field: reason`). */
+ * being fed. Line numbers are tracked for error messages (`FILE:LINE: field: reason`).
+ * A UTF-8 byte order mark at the start is skipped. A job's engine "clickhouse" (the default)
+ * comes out as absent (ptr NULL); a raw API key is hashed and never handed out. */
 #ifndef DMJ_IMPORT_H
 #define DMJ_IMPORT_H
 
