@@ -1,0 +1,343 @@
+#!/bin/bash
+# The Debian package end to end: packaging/build-deb.sh builds it, dpkg installs it on this
+# machine, dmj and dmjd run from it as the dmj user on a store in /var/lib/dmj, then dpkg -r
+# keeps the data and dpkg -P leaves the machine exactly as it was before the test.
+set -u
+
+SRC=${DMJ_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+BIN=${DMJ_BIN_DIR:-}
+STATE=/var/lib/dmj
+
+skip() {
+    echo "skipped: $*"
+    exit 77
+}
+
+# ---- may this run here? -----------------------------------------------------------------
+if [ "$(id -u)" != 0 ]; then
+    skip "not root: the test installs and purges the package with dpkg"
+fi
+for tool in dpkg dpkg-deb dpkg-query cmake curl setpriv runuser gzip systemd-analyze flock \
+    python3; do
+    if ! command -v "$tool" >/dev/null; then
+        skip "$tool is not installed"
+    fi
+done
+# CI runs the suite twice (release, then ASan+UBSan): the package is built and installed once.
+if [ -n "$BIN" ] && [ -f "$BIN/CMakeCache.txt" ] &&
+    ! grep -q '^DMJ_SANITIZE:STRING=$' "$BIN/CMakeCache.txt"; then
+    skip "$BIN is a sanitizer build: the package test runs in the release run only"
+fi
+
+# Runs from other build directories of this checkout wait for each other: they install the
+# same package. The lock is on this script (no lock file is left behind).
+exec 9<"$0"
+if ! flock -w 300 9; then
+    echo "FAIL: another test_package.sh held the lock for 5 minutes"
+    exit 1
+fi
+
+# A machine that already has any of it is not disturbed: the test would replace or purge it.
+status=$(dpkg-query -W -f '${db:Status-Status}' dmj 2>/dev/null || true)
+if [ -n "$status" ] && [ "$status" != not-installed ]; then
+    skip "a dmj package is on this machine ($status): the test would replace and purge it"
+fi
+if getent passwd dmj >/dev/null || getent group dmj >/dev/null; then
+    skip "a dmj user or group exists already: the test would delete it on purge"
+fi
+for p in "$STATE" /etc/default/dmjd /usr/bin/dmj /usr/sbin/dmjd /lib/systemd/system/dmjd.service; do
+    if [ -e "$p" ]; then
+        skip "$p exists already: the package would take it over"
+    fi
+done
+
+TMP=$(mktemp -d /tmp/dmj-test-package-XXXXXX)
+PID=
+cleanup() {
+    if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
+        kill -KILL "$PID"
+    fi
+    # A failure anywhere still leaves the machine as it was (all checked absent above).
+    if [ -n "$(dpkg-query -W -f '${db:Status-Status}' dmj 2>/dev/null |
+        grep -v '^not-installed$')" ]; then
+        dpkg -P dmj >/dev/null 2>&1 || dpkg -P --force-all dmj >/dev/null 2>&1
+    fi
+    if getent passwd dmj >/dev/null; then
+        userdel dmj 2>/dev/null
+    fi
+    if getent group dmj >/dev/null; then
+        groupdel dmj 2>/dev/null
+    fi
+    rm -rf "$STATE" "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+FAILED=0
+fail() {
+    echo "FAIL: $*"
+    FAILED=$((FAILED + 1))
+}
+ok() {
+    echo "ok   $*"
+}
+# Stops at the first failure that makes the rest meaningless.
+fatal() {
+    echo "FAIL: $*"
+    exit 1
+}
+
+# What the package may touch, as names, owners and modes: equal before install and after purge.
+snapshot() {
+    local d
+    for d in /usr/bin /usr/sbin /usr/share/man/man1 /usr/share/man/man8 /usr/share/doc \
+        /lib/systemd/system /etc/default /etc/systemd/system /var/lib \
+        /var/lib/systemd/deb-systemd-helper-enabled /var/lib/systemd/deb-systemd-helper-masked; do
+        if [ -d "$d" ]; then
+            find "$d" -maxdepth 3 -printf '%p %u %g %m %y\n' 2>/dev/null
+        fi
+    done | grep -v '^/var/lib/dpkg/' | sort
+    ls /var/lib/dpkg/info | grep '^dmj\.' || true
+    dpkg-statoverride --list | grep " $STATE\$" || true
+    getent passwd | sort
+    getent group | sort
+}
+snapshot >"$TMP/before"
+
+# ---- build ------------------------------------------------------------------------------
+start=$(date +%s)
+if ! JOBS=2 "$SRC/packaging/build-deb.sh" "$TMP/out" "$TMP/build" >"$TMP/build.log" 2>&1; then
+    cat "$TMP/build.log"
+    fatal "packaging/build-deb.sh failed"
+fi
+DEB=$(tail -n 1 "$TMP/build.log")
+case "$DEB" in
+    "$TMP"/out/dmj_*_amd64.deb | "$TMP"/out/dmj_*_"$(dpkg --print-architecture)".deb) ;;
+    *) fatal "build-deb.sh printed '$DEB', not the path of dmj_<version>_<arch>.deb" ;;
+esac
+[ -f "$DEB" ] || fatal "$DEB was not written"
+ok "built $(basename "$DEB") in $(($(date +%s) - start)) s"
+
+depends=$(dpkg-deb -f "$DEB" Depends)
+for lib in adduser libc6 liblmdb0 libyajl2 libssl3 zlib1g libh2o-evloop; do
+    case "$depends" in
+        *"$lib"*) ;;
+        *) fail "Depends lacks $lib: $depends" ;;
+    esac
+done
+ok "Depends: $depends"
+contents=$(dpkg-deb -c "$DEB" | awk '{ print $6 }')
+for f in ./usr/bin/dmj ./usr/sbin/dmjd ./usr/share/man/man1/dmj.1.gz \
+    ./usr/share/man/man8/dmjd.8.gz ./lib/systemd/system/dmjd.service ./etc/default/dmjd; do
+    if ! grep -qx "$f" <<<"$contents"; then
+        fail "the package lacks $f"
+    fi
+done
+if grep -v '^\./\(usr/\|lib/systemd/system/\|etc/default/\|etc/$\|lib/$\|lib/systemd/$\|$\)' \
+    <<<"$contents" |
+    grep -q .; then
+    fail "the package holds files outside /usr, /lib/systemd/system and /etc/default: $contents"
+fi
+if [ "$(dpkg-deb -c "$DEB" | awk '$2 != "root/root"' | wc -l)" != 0 ]; then
+    fail "files in the package not owned by root:root"
+fi
+
+# ---- install ----------------------------------------------------------------------------
+if ! dpkg -i "$DEB" >"$TMP/install.log" 2>&1; then
+    cat "$TMP/install.log"
+    fatal "dpkg -i failed"
+fi
+[ "$(dpkg-query -W -f '${db:Status-Status}' dmj)" = installed ] || fatal "dmj is not installed"
+ok "dpkg -i"
+
+for f in /usr/bin/dmj /usr/sbin/dmjd; do
+    [ -x "$f" ] || fail "$f is not an executable"
+done
+"/usr/sbin/dmjd" --help >"$TMP/dmjd.help" 2>&1 || fail "dmjd --help failed"
+"/usr/bin/dmj" --help >"$TMP/dmj.help" 2>&1 || fail "dmj --help failed"
+if ! dpkg-query -W -f '${Conffiles}\n' dmj | grep -q '^ /etc/default/dmjd '; then
+    fail "/etc/default/dmjd is not a conffile"
+fi
+grep -q '^DMJD_OPTS=".*--db /var/lib/dmj/store.*--listen ' /etc/default/dmjd ||
+    fail "/etc/default/dmjd does not set DMJD_OPTS with --db /var/lib/dmj/store --listen"
+
+# Manual pages: gzip, valid roff, and every option --help lists is documented.
+for page in /usr/share/man/man1/dmj.1.gz /usr/share/man/man8/dmjd.8.gz; do
+    gzip -t "$page" || fail "$page is not gzip"
+    if command -v groff >/dev/null; then
+        warn=$(zcat "$page" | groff -man -ww -z 2>&1)
+        [ -z "$warn" ] || fail "groff warns about $page: $warn"
+    fi
+done
+zcat /usr/share/man/man8/dmjd.8.gz | sed 's/\\-/-/g; s/\\f[BIRP]//g' >"$TMP/dmjd.man"
+zcat /usr/share/man/man1/dmj.1.gz | sed 's/\\-/-/g; s/\\f[BIRP]//g' >"$TMP/dmj.man"
+for opt in $(grep -o -- '--[a-z][a-z-]*' "$TMP/dmjd.help" | sort -u); do
+    grep -q -- "$opt" "$TMP/dmjd.man" || fail "dmjd(8) does not document $opt"
+done
+for cmd in $(awk '/^  [a-z]+  / { print $1 }' "$TMP/dmj.help"); do
+    # an entry is the line after .TP that starts with the command, bold
+    awk -v c="$cmd" 'p && ($1 == c || ($1 == ".B" && $2 == c)) { f = 1 } { p = ($0 == ".TP") }
+        END { exit !f }' "$TMP/dmj.man" || fail "dmj(1) has no entry for the command $cmd"
+    for opt in $(/usr/bin/dmj "$cmd" --help 2>&1 | grep -o -- '--[a-z][a-z-]*' | sort -u); do
+        grep -q -- "$opt" "$TMP/dmj.man" || fail "dmj(1) does not document $cmd $opt"
+    done
+done
+ok "binaries, conffile, manual pages"
+
+# The user and its directory.
+IFS=: read -r _ _ uid gid _ home shell <<<"$(getent passwd dmj)"
+if [ -z "${uid:-}" ]; then
+    fatal "postinst made no dmj user"
+fi
+[ "$uid" -lt 1000 ] || fail "dmj is not a system user (uid $uid)"
+[ "$home" = "$STATE" ] || fail "dmj's home is $home, not $STATE"
+case "$shell" in
+    */nologin | /bin/false) ;;
+    *) fail "dmj has a login shell: $shell" ;;
+esac
+[ "$(getent group dmj | cut -d: -f3)" = "$gid" ] || fail "dmj's primary group is not dmj"
+[ "$(stat -c '%U:%G %a' "$STATE")" = "dmj:dmj 750" ] ||
+    fail "$STATE is $(stat -c '%U:%G %a' "$STATE"), not dmj:dmj 750"
+ok "system user dmj ($uid:$gid, $shell), $STATE dmj:dmj 750"
+
+# The unit: systemd accepts it, runs dmjd as dmj with the hardening, and scores it well.
+UNIT=/lib/systemd/system/dmjd.service
+if ! systemd-analyze verify "$UNIT" >"$TMP/verify.log" 2>&1 || [ -s "$TMP/verify.log" ]; then
+    fail "systemd-analyze verify $UNIT: $(cat "$TMP/verify.log")"
+fi
+for line in User=dmj Group=dmj EnvironmentFile=/etc/default/dmjd \
+    'ExecStart=/usr/sbin/dmjd $DMJD_OPTS' Restart=on-failure KillSignal=SIGTERM \
+    NoNewPrivileges=yes ProtectSystem=strict "ReadWritePaths=$STATE" PrivateTmp=yes \
+    ProtectHome=yes 'RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX' CapabilityBoundingSet= \
+    SystemCallFilter=@system-service ProtectKernelTunables=yes ProtectKernelModules=yes \
+    ProtectControlGroups=yes RestrictNamespaces=yes LockPersonality=yes \
+    MemoryDenyWriteExecute=yes RestrictRealtime=yes RestrictSUIDSGID=yes PrivateDevices=yes \
+    ProtectClock=yes ProtectHostname=yes ProtectKernelLogs=yes ProtectProc=invisible \
+    UMask=0077 SystemCallArchitectures=native WantedBy=multi-user.target; do
+    grep -qxF -- "$line" "$UNIT" || fail "$UNIT lacks the line $line"
+done
+if [ "$(grep -c '^ReadWritePaths=' "$UNIT")" != 1 ]; then
+    fail "$UNIT has more than one ReadWritePaths="
+fi
+score=$(systemd-analyze security --offline=yes "$UNIT" 2>/dev/null |
+    sed -n 's/.*Overall exposure level for dmjd.service: \([0-9.]*\).*/\1/p')
+if [ -z "$score" ]; then
+    fail "systemd-analyze security --offline=yes gave no exposure level"
+elif ! awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }'; then
+    fail "exposure level $score (more than 2.0)"
+else
+    ok "systemd-analyze verify; security exposure level $score"
+fi
+if command -v deb-systemd-helper >/dev/null; then
+    [ -L /etc/systemd/system/multi-user.target.wants/dmjd.service ] ||
+        fail "postinst did not enable dmjd.service"
+fi
+
+# ---- the installed binaries as dmj, on a store in /var/lib/dmj --------------------------
+as_dmj() {
+    (cd "$STATE" && runuser -u dmj -- "$@")
+}
+as_dmj /usr/bin/dmj generate --jobs 300 --teams 3 --seed 7 --out "$STATE/jobs.ndjson" \
+    --fixtures-out "$STATE/fixtures.json" >"$TMP/generate.log" 2>&1 ||
+    fatal "dmj generate as dmj failed: $(cat "$TMP/generate.log")"
+as_dmj /usr/bin/dmj import --db "$STATE/store" "$STATE/fixtures.json" "$STATE/jobs.ndjson" \
+    >"$TMP/import.log" 2>&1 || fatal "dmj import as dmj failed: $(cat "$TMP/import.log")"
+as_dmj /usr/bin/dmj verify --db "$STATE/store" >"$TMP/verify-store.log" 2>&1 ||
+    fail "dmj verify: $(cat "$TMP/verify-store.log")"
+[ "$(stat -c %U "$STATE/store/data.mdb")" = dmj ] || fail "the store is not owned by dmj"
+ok "dmj generate, import, verify as dmj"
+
+KEY=$(python3 -c 'import json, sys
+keys = json.load(open(sys.argv[1], encoding="utf-8"))["personal_api_keys"]
+print(next(k["key"] for k in keys if k.get("label") == "read"))' "$STATE/fixtures.json")
+case "$KEY" in
+    phx_*) ;;
+    *) fatal "no \"read\" key in $STATE/fixtures.json" ;;
+esac
+
+# dmjd as the unit runs it: the options of /etc/default/dmjd (port 0 for the test), user dmj,
+# no new privileges, no capabilities, umask 077, working directory /var/lib/dmj.
+DMJD_OPTS=
+# shellcheck disable=SC1091
+. /etc/default/dmjd
+opts=${DMJD_OPTS//127.0.0.1:8000/127.0.0.1:0}
+[ "$opts" != "$DMJD_OPTS" ] || fatal "DMJD_OPTS does not listen on 127.0.0.1:8000: $DMJD_OPTS"
+# shellcheck disable=SC2086 # DMJD_OPTS is split into words as systemd splits $DMJD_OPTS
+(cd "$STATE" && umask 077 && exec setpriv --reuid=dmj --regid=dmj --clear-groups \
+    --no-new-privs --bounding-set=-all --inh-caps=-all /usr/sbin/dmjd $opts) \
+    >"$TMP/dmjd.log" 2>&1 &
+PID=$!
+URL=
+for _ in $(seq 100); do
+    URL=$(sed -n 's/^listening on \(http:\/\/127\.0\.0\.1:[0-9]*\).*/\1/p' "$TMP/dmjd.log")
+    [ -n "$URL" ] && break
+    kill -0 "$PID" 2>/dev/null || break
+    sleep 0.1
+done
+[ -n "$URL" ] || fatal "dmjd did not start: $(cat "$TMP/dmjd.log")"
+[ "$(awk '/^Uid:/ { print $2 }' "/proc/$PID/status")" = "$uid" ] || fail "dmjd does not run as dmj"
+[ "$(awk '/^NoNewPrivs:/ { print $2 }' "/proc/$PID/status")" = 1 ] || fail "dmjd may gain privileges"
+[ "$(awk '/^CapBnd:/ { print $2 }' "/proc/$PID/status")" = 0000000000000000 ] ||
+    fail "dmjd has a capability bounding set"
+
+code=$(curl -s -o "$TMP/page.json" -w '%{http_code}' -H "Authorization: Bearer $KEY" \
+    "$URL/api/environments/1/data_modeling_jobs/?limit=2")
+if [ "$code" != 200 ]; then
+    fail "GET with the generated key: HTTP $code: $(head -c 300 "$TMP/page.json")"
+elif [ "$(grep -o '"saved_query_id"' "$TMP/page.json" | wc -l)" != 2 ] ||
+    ! grep -q '"next":"http' "$TMP/page.json"; then
+    fail "the page is not two jobs and a next link: $(head -c 300 "$TMP/page.json")"
+else
+    ok "dmjd as dmj on $URL: 200 with two jobs and a next link"
+fi
+code=$(curl -s -o /dev/null -w '%{http_code}' "$URL/api/environments/1/data_modeling_jobs/")
+case "$code" in
+    401 | 403) ok "no key: HTTP $code" ;;
+    *) fail "no key: HTTP $code" ;;
+esac
+kill -TERM "$PID"
+wait "$PID"
+rc=$?
+PID=
+[ "$rc" = 0 ] || fail "dmjd exited $rc on SIGTERM"
+
+# ---- remove: programs gone, configuration, user and data kept ---------------------------
+if ! dpkg -r dmj >"$TMP/remove.log" 2>&1; then
+    cat "$TMP/remove.log"
+    fatal "dpkg -r failed"
+fi
+[ "$(dpkg-query -W -f '${db:Status-Status}' dmj)" = config-files ] ||
+    fail "after dpkg -r the package is $(dpkg-query -W -f '${db:Status-Status}' dmj)"
+for f in /usr/bin/dmj /usr/sbin/dmjd "$UNIT" /usr/share/man/man8/dmjd.8.gz; do
+    [ ! -e "$f" ] || fail "dpkg -r left $f"
+done
+[ -f /etc/default/dmjd ] || fail "dpkg -r removed the conffile /etc/default/dmjd"
+[ -f "$STATE/store/data.mdb" ] || fail "dpkg -r removed the data in $STATE"
+getent passwd dmj >/dev/null || fail "dpkg -r removed the dmj user"
+ok "dpkg -r: programs gone; /etc/default/dmjd, $STATE/store and the dmj user kept"
+
+# ---- purge: everything gone, the machine as before --------------------------------------
+if ! dpkg -P dmj >"$TMP/purge.log" 2>&1; then
+    cat "$TMP/purge.log"
+    fatal "dpkg -P failed"
+fi
+status=$(dpkg-query -W -f '${db:Status-Status}' dmj 2>/dev/null || true)
+[ -z "$status" ] || [ "$status" = not-installed ] || fail "after dpkg -P the package is $status"
+[ ! -e /etc/default/dmjd ] || fail "dpkg -P left /etc/default/dmjd"
+[ ! -e "$STATE" ] || fail "dpkg -P left $STATE"
+! getent passwd dmj >/dev/null || fail "dpkg -P left the dmj user"
+! getent group dmj >/dev/null || fail "dpkg -P left the dmj group"
+snapshot >"$TMP/after"
+if ! diff -u "$TMP/before" "$TMP/after" >"$TMP/diff"; then
+    fail "dpkg -P did not leave the machine as it was:"
+    cat "$TMP/diff"
+else
+    ok "dpkg -P: no file, user, group or package state left"
+fi
+ok "done in $(($(date +%s) - start)) s"
+
+if [ "$FAILED" != 0 ]; then
+    echo "$FAILED check(s) failed"
+    exit 1
+fi
+exit 0
