@@ -245,6 +245,20 @@ bool dmj__api_https(const struct dmj_api_request *req)
     return req->tls || (fp->ptr != NULL && fp->len == 5 && memcmp(fp->ptr, "https", 5) == 0);
 }
 
+/* Django parses the query string on first use only: a request that never looks at it (a
+ * Bearer key on `running`, `recent`, OPTIONS or a 405) is answered whatever the query holds,
+ * and one that does look at an unparsable query (too many fields) gets a 500, as there. */
+const struct dmj_query *dmj__api_query(struct dmj__api_ctx *c)
+{
+    const struct dmj_str *raw = &c->req->query;
+    if (!c->query_parsed) {
+        c->query_parsed = true;
+        c->query_rc = dmj_query_parse(&c->w->query, raw->ptr ? raw->ptr : "",
+                                      raw->ptr ? raw->len : 0);
+    }
+    return c->query_rc == 0 ? &c->w->query : NULL;
+}
+
 static void reset_response(struct dmj_api_response *res)
 {
     res->status = 500;
@@ -329,15 +343,6 @@ void dmj_api_handle(struct dmj_api_worker *w, const struct dmj_api_request *req,
         return;
     }
     res->allow = true;
-    rc = dmj_query_parse(&w->query, req->query.ptr ? req->query.ptr : "",
-                         req->query.ptr ? req->query.len : 0);
-    if (rc != 0) {
-        if (rc == DMJ_ETOOBIG)
-            dmj__api_fail(&c, DMJ__API_ERR_BAD_REQUEST, DMJ__MSG_BAD_REQUEST);
-        else
-            dmj__api_internal(&c, rc);
-        return;
-    }
     rc = dmj_read_begin(w->read);
     if (rc != 0) {
         dmj__api_internal(&c, rc);

@@ -120,7 +120,12 @@ int dmj__api_authenticate(struct dmj__api_ctx *c)
         return 0;
     }
 
-    const struct dmj_query_param *qp = dmj_query_last(&w->query, "personal_api_key");
+    const struct dmj_query *query = dmj__api_query(c);
+    if (query == NULL) {
+        dmj__api_internal(c, DMJ_ETOOBIG);
+        return 1;
+    }
+    const struct dmj_query_param *qp = dmj_query_last(query, "personal_api_key");
     if (qp == NULL) {
         dmj__api_fail(c, DMJ__API_ERR_NOT_AUTHENTICATED, DMJ__MSG_NOT_AUTHENTICATED);
         return 1;

@@ -27,7 +27,12 @@ static void ok(struct dmj__api_ctx *c)
  * when `res` holds the error. */
 static int saved_query_filter(struct dmj__api_ctx *c, bool *has, uint8_t id[16])
 {
-    const struct dmj_query_param *p = dmj_query_last(&c->w->query, "saved_query_id");
+    const struct dmj_query *query = dmj__api_query(c);
+    if (query == NULL) {
+        dmj__api_internal(c, DMJ_ETOOBIG);
+        return 1;
+    }
+    const struct dmj_query_param *p = dmj_query_last(query, "saved_query_id");
     *has = false;
     if (p == NULL || p->value_len == 0)
         return 0;
@@ -46,6 +51,7 @@ static int saved_query_filter(struct dmj__api_ctx *c, bool *has, uint8_t id[16])
 /* DRF's get_page_size with dmj's maximum: not a positive integer -> 100, else clamped. */
 static unsigned page_limit(const struct dmj__api_ctx *c)
 {
+    /* Only called once saved_query_filter has parsed the query. */
     const struct dmj_query_param *p = dmj_query_last(&c->w->query, "limit");
     unsigned max = c->w->cfg.max_limit;
     long long v;

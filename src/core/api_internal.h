@@ -63,6 +63,8 @@ struct dmj__api_ctx {
     size_t team_len;
     const char *job_seg; /* retrieve only */
     size_t job_len;
+    bool query_parsed; /* dmj__api_query ran (its result is query_rc) */
+    int query_rc;
     struct dmj_user user; /* the key's owner, once authenticated */
     struct dmj_team team; /* the resolved team */
 };
@@ -112,6 +114,9 @@ void dmj__api_internal(struct dmj__api_ctx *c, int err);
 
 /* api.c */
 
+/** The request's parsed query, parsed on first use; NULL when it cannot be parsed (the
+ * caller answers 500, as Django does for too many fields). */
+const struct dmj_query *dmj__api_query(struct dmj__api_ctx *c);
 /** Whether links say https: a TLS listener, or X-Forwarded-Proto exactly "https". */
 bool dmj__api_https(const struct dmj_api_request *req);
 

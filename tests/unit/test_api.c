@@ -8,6 +8,7 @@
 #include "check.h"
 #include "dmj/api.h"
 #include "dmj/identity.h"
+#include "dmj/query.h"
 #include "dmj/store.h"
 #include "dmj/uuid.h"
 
@@ -386,6 +387,25 @@ static void test_running_recent(void)
     CHECK_EQ_STR(body, "[]");
 }
 
+/* Django parses the query only when something reads it; past the field limit that is a 500. */
+static void test_unparsable_query(void)
+{
+    static char q[4 * DMJ_QUERY_MAX_PARAMS + 64];
+    size_t n = 0;
+    for (unsigned i = 0; i < DMJ_QUERY_MAX_PARAMS + 10; i++)
+        n += (size_t)snprintf(q + n, sizeof q - n, "%sa", i ? "&" : "");
+    CHECK_EQ_INT(get(L1 "running", q, K_READ), 200);
+    CHECK_EQ_STR(body, RUNNING_TEAM1);
+    CHECK_EQ_INT(get(L1 "recent", q, K_READ), 200);
+    CHECK_EQ_INT(do_request("OPTIONS", L1, q, "Bearer " K_READ), 200);
+    CHECK_EQ_INT(do_request("POST", L1, q, "Bearer " K_READ), 405);
+    CHECK_EQ_INT(get(L1, q, "pha_x"), 401);
+    CHECK_EQ_INT(get(L1 "running", q, NULL), 500); /* looks for personal_api_key */
+    CHECK_EQ_STR(body, ERR("server_error", "error", "A server error occurred.", "null"));
+    CHECK_EQ_INT(get(L1, q, K_READ), 500);
+    CHECK_EQ_INT(get(L1 J1_ID, q, K_READ), 500);
+}
+
 static void test_cross_team(void)
 {
     /* No key of any kind lists a job of team 2 under team 1 or team 3, or team 1's under 2. */
@@ -520,6 +540,7 @@ int main(void)
     test_list();
     test_retrieve();
     test_running_recent();
+    test_unparsable_query();
     test_cross_team();
     test_etag();
     test_health();
