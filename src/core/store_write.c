@@ -76,15 +76,18 @@ static void insertion_sort(struct skey *a, size_t n, size_t d, size_t len)
 }
 
 /* MSD radix sort on fixed-length keys whose first `d` bytes are already equal. Bytes where
- * every key agrees (the team, the high bytes of timestamps) cost one counting pass. */
-static void radix_sort(struct skey *a, struct skey *tmp, size_t n, size_t d, size_t len)
+ * every key agrees (the team, the high bytes of timestamps) cost one counting pass. The
+ * keys are in `src`; they end sorted in `src` when `in_src`, else in `other`: each level
+ * scatters into the other array, so no level copies back. */
+static void radix_sort(struct skey *src, struct skey *other, size_t n, size_t d, size_t len,
+                       bool in_src)
 {
     size_t cnt[256];
     while (n > SMALL_SORT && d < len) {
         memset(cnt, 0, sizeof cnt);
         for (size_t i = 0; i < n; i++)
-            cnt[a[i].k[d]]++;
-        if (cnt[a[0].k[d]] == n) {
+            cnt[src[i].k[d]]++;
+        if (cnt[src[0].k[d]] == n) {
             d++;
             continue;
         }
@@ -94,18 +97,22 @@ static void radix_sort(struct skey *a, struct skey *tmp, size_t n, size_t d, siz
             at += cnt[b];
         }
         for (size_t i = 0; i < n; i++)
-            tmp[pos[a[i].k[d]]++] = a[i];
-        memcpy(a, tmp, n * sizeof *a);
+            other[pos[src[i].k[d]]++] = src[i];
+        /* the keys are now in `other`; each bucket finishes where the caller wants them */
         at = 0;
         for (int b = 0; b < 256; b++) {
             if (cnt[b] > 1)
-                radix_sort(a + at, tmp, cnt[b], d + 1, len);
+                radix_sort(other + at, src + at, cnt[b], d + 1, len, !in_src);
+            else if (cnt[b] == 1 && in_src)
+                src[at] = other[at];
             at += cnt[b];
         }
         return;
     }
     if (d < len)
-        insertion_sort(a, n, d, len);
+        insertion_sort(src, n, d, len);
+    if (!in_src)
+        memcpy(other, src, n * sizeof *src);
 }
 
 static void sort_keys(struct skey *a, struct skey *tmp, size_t n, size_t len)
@@ -114,7 +121,7 @@ static void sort_keys(struct skey *a, struct skey *tmp, size_t n, size_t len)
     while (i < n && memcmp(a[i - 1].k, a[i].k, len) <= 0)
         i++;
     if (i < n) /* input that is already in order (an export, say) skips the sort */
-        radix_sort(a, tmp, n, 0, len);
+        radix_sort(a, tmp, n, 0, len, true);
 }
 
 /* ---- the transaction ----------------------------------------------------------------- */
