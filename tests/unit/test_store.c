@@ -761,6 +761,31 @@ static void test_verify(const char *root)
     CHECK_EQ_INT(verify_lines(path, &rc), 0);
 }
 
+/* Damage to the identity tables: verify names each problem (runs on test_identities' store). */
+static void test_verify_identities(const char *root)
+{
+    char path[512];
+    int rc;
+    snprintf(path, sizeof path, "%s/ident", root);
+    CHECK_EQ_INT(verify_lines(path, &rc), 0);
+    uint8_t ot[20];
+    memset(ot, 0xa0, 16); /* organization A's entry of team 9 goes */
+    ot[16] = 0x80;
+    ot[17] = ot[18] = 0;
+    ot[19] = 9;
+    tamper(path, "org_teams", ot, sizeof ot, NULL, 0, true);
+    CHECK_EQ_INT(verify_lines(path, &rc), 1);
+    CHECK_EQ_INT(rc, DMJ_EBADRECORD);
+    memset(ot, 0xc0, 16); /* ... and shows up under an organization it is not in */
+    tamper(path, "org_teams", ot, sizeof ot, "", 0, false);
+    CHECK_EQ_INT(verify_lines(path, &rc), 2);
+    uint8_t user[8] = {0x80, 0, 0, 0, 0, 0, 0, 42};
+    tamper(path, "users", user, sizeof user, "\xc0", 1, false);
+    CHECK_EQ_INT(verify_lines(path, &rc), 3);
+    tamper(path, "keys", "sha256$zz", 9, "\x97\x01", 2, false);
+    CHECK_EQ_INT(verify_lines(path, &rc), 4);
+}
+
 static int rm_rf(const char *root)
 {
     char cmd[600];
@@ -781,6 +806,7 @@ int main(void)
     test_map_full(root);
     test_identities(root);
     test_verify(root);
+    test_verify_identities(root);
     test_big_batch(root);
     if (rm_rf(root) != 0)
         fprintf(stderr, "could not remove %s\n", root);
