@@ -8,7 +8,7 @@
 #include "dmj/buf.h"
 #include "dmj/error.h"
 
-#define DMJ_QUERY_MAX_PARAMS 256 /**< more fields than this: DMJ_ETOOBIG (400) */
+#define DMJ_QUERY_MAX_PARAMS 1000 /**< Django's DATA_UPLOAD_MAX_NUMBER_FIELDS; more: DMJ_ETOOBIG */
 
 /** One decoded field; key and value point into the query's storage, NUL-terminated. */
 struct dmj_query_param {
