@@ -16,9 +16,16 @@ static int b64_char(unsigned char c)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct dmj_cursor c, again;
-    if (dmj_cursor_decode((const char *)data, size, &c) != 0)
+    struct dmj_cursor c, again, untouched;
+    /* Out-parameters are written only on success (STYLE.md): a refused cursor leaves a
+     * poisoned struct exactly as it was. */
+    memset(&c, 0xA5, sizeof c);
+    memcpy(&untouched, &c, sizeof c);
+    if (dmj_cursor_decode((const char *)data, size, &c) != 0) {
+        if (memcmp(&c, &untouched, sizeof c) != 0)
+            abort();
         return 0;
+    }
     if (c.offset > DMJ_CURSOR_OFFSET_CUTOFF || c.position_len > DMJ_CURSOR_POSITION_MAX ||
         (c.has_position && c.position[c.position_len] != '\0'))
         abort();

@@ -1,5 +1,6 @@
 /* Fuzz target: arbitrary bytes through every record decoder; what decodes must re-encode to a
- * record that decodes to the same fields (encode(decode(x)) is stable). */
+ * record that decodes to the same fields, and encoding that again gives the same bytes
+ * (encode(decode(x)) is stable). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +42,14 @@ static void check_job(const struct dmj_job *a, const struct dmj_job *b)
         abort();
 }
 
-static void fuzz_job(const uint8_t *data, size_t size, struct dmj_buf *b)
+/* The second encoding (of the re-decoded record) must equal the first byte for byte. */
+static void same_bytes(const struct dmj_buf *a, const struct dmj_buf *b)
+{
+    if (a->len != b->len || (a->len && memcmp(a->data, b->data, a->len) != 0))
+        abort();
+}
+
+static void fuzz_job(const uint8_t *data, size_t size, struct dmj_buf *b, struct dmj_buf *b2)
 {
     struct dmj_job j1, j2;
     if (dmj_codec_decode_job(data, size, &j1) != 0)
@@ -52,9 +60,13 @@ static void fuzz_job(const uint8_t *data, size_t size, struct dmj_buf *b)
     if (dmj_codec_decode_job(b->data, b->len, &j2) != 0)
         abort();
     check_job(&j1, &j2);
+    dmj_buf_reset(b2);
+    if (dmj_codec_encode_job(&j2, b2) != 0)
+        abort();
+    same_bytes(b, b2);
 }
 
-static void fuzz_team(const uint8_t *data, size_t size, struct dmj_buf *b)
+static void fuzz_team(const uint8_t *data, size_t size, struct dmj_buf *b, struct dmj_buf *b2)
 {
     struct dmj_team t1, t2;
     if (dmj_codec_decode_team(data, size, &t1) != 0)
@@ -65,9 +77,13 @@ static void fuzz_team(const uint8_t *data, size_t size, struct dmj_buf *b)
     if (t1.id != t2.id || t1.project_id != t2.project_id ||
         memcmp(t1.organization_id, t2.organization_id, 16) != 0 || !str_eq(t1.name, t2.name))
         abort();
+    dmj_buf_reset(b2);
+    if (dmj_codec_encode_team(&t2, b2) != 0)
+        abort();
+    same_bytes(b, b2);
 }
 
-static void fuzz_org(const uint8_t *data, size_t size, struct dmj_buf *b)
+static void fuzz_org(const uint8_t *data, size_t size, struct dmj_buf *b, struct dmj_buf *b2)
 {
     struct dmj_org o1, o2;
     if (dmj_codec_decode_org(data, size, &o1) != 0)
@@ -77,9 +93,13 @@ static void fuzz_org(const uint8_t *data, size_t size, struct dmj_buf *b)
         abort();
     if (memcmp(o1.id, o2.id, 16) != 0 || !str_eq(o1.name, o2.name))
         abort();
+    dmj_buf_reset(b2);
+    if (dmj_codec_encode_org(&o2, b2) != 0)
+        abort();
+    same_bytes(b, b2);
 }
 
-static void fuzz_user(const uint8_t *data, size_t size, struct dmj_buf *b)
+static void fuzz_user(const uint8_t *data, size_t size, struct dmj_buf *b, struct dmj_buf *b2)
 {
     struct dmj_user u1, u2;
     if (dmj_codec_decode_user(data, size, &u1) != 0)
@@ -93,9 +113,13 @@ static void fuzz_user(const uint8_t *data, size_t size, struct dmj_buf *b)
         u1.has_current_org != u2.has_current_org ||
         (u1.has_current_org && memcmp(u1.current_org, u2.current_org, 16) != 0))
         abort();
+    dmj_buf_reset(b2);
+    if (dmj_codec_encode_user(&u2, b2) != 0)
+        abort();
+    same_bytes(b, b2);
 }
 
-static void fuzz_key(const uint8_t *data, size_t size, struct dmj_buf *b)
+static void fuzz_key(const uint8_t *data, size_t size, struct dmj_buf *b, struct dmj_buf *b2)
 {
     /* static: the struct is ~7 KB, and fuzzing is single-threaded */
     static struct dmj_key k1, k2;
@@ -117,17 +141,23 @@ static void fuzz_key(const uint8_t *data, size_t size, struct dmj_buf *b)
     for (unsigned i = 0; i < k1.n_orgs; i++)
         if (memcmp(k1.scoped_orgs[i], k2.scoped_orgs[i], 16) != 0)
             abort();
+    dmj_buf_reset(b2);
+    if (dmj_codec_encode_key(&k2, b2) != 0)
+        abort();
+    same_bytes(b, b2);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct dmj_buf b;
+    struct dmj_buf b, b2;
     dmj_buf_init(&b, 1u << 26);
-    fuzz_job(data, size, &b);
-    fuzz_team(data, size, &b);
-    fuzz_org(data, size, &b);
-    fuzz_user(data, size, &b);
-    fuzz_key(data, size, &b);
+    dmj_buf_init(&b2, 1u << 26);
+    fuzz_job(data, size, &b, &b2);
+    fuzz_team(data, size, &b, &b2);
+    fuzz_org(data, size, &b, &b2);
+    fuzz_user(data, size, &b, &b2);
+    fuzz_key(data, size, &b, &b2);
+    dmj_buf_dispose(&b2);
     dmj_buf_dispose(&b);
     return 0;
 }

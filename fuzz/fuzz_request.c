@@ -1,10 +1,16 @@
 /* libFuzzer target: arbitrary bytes split on NUL into method, path, query, Authorization, Host,
- * If-None-Match and X-Forwarded-Proto, answered by dmj_api_handle over a small fixed store. */
+ * If-None-Match and X-Forwarded-Proto, answered by dmj_api_handle over a small fixed store.
+ * The last byte sets TLS (bit 0) and whether the rate limiter refuses (bit 1, for bits 2-7 + 1
+ * seconds). Checked: a known status, a body of valid UTF-8 JSON (empty for 304), the headers
+ * each status implies, the same answer to the same request asked again, and a 304 for a 200's
+ * own ETag sent back in If-None-Match. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <yajl/yajl_parse.h>
 
 #include "dmj/api.h"
 #include "dmj/query.h"
@@ -20,7 +26,18 @@ static struct {
     char dir[64];
     struct dmj_store *store;
     struct dmj_api_worker *worker;
+    unsigned wait; /* what the rate limiter answers for the current input */
+    unsigned limiter_calls;
 } fz;
+
+static unsigned fz_rate_limit(void *ctx, const char *secure_value)
+{
+    (void)ctx;
+    if (strncmp(secure_value, "sha256$", 7) != 0 || strlen(secure_value) != 71)
+        abort(); /* the limiter is only ever asked about a stored key's hash */
+    fz.limiter_calls++;
+    return fz.wait;
+}
 
 static void fz_cleanup(void)
 {
@@ -31,7 +48,7 @@ static void fz_cleanup(void)
 
 static void fz_setup(void)
 {
-    static const struct dmj_api_config cfg = {.max_limit = 1000};
+    static const struct dmj_api_config cfg = {.max_limit = 1000, .rate_limit = fz_rate_limit};
     snprintf(fz.dir, sizeof fz.dir, "/tmp/dmj-fuzz-request-XXXXXX");
     if (mkdtemp(fz.dir) == NULL || fixture_build(fz.dir, &fz.store) != 0 ||
         dmj_api_worker_new(fz.store, &cfg, &fz.worker) != 0) {
@@ -66,6 +83,52 @@ static bool query_parses(const struct dmj_str *raw)
     return dmj_query_parse(&q, raw->ptr ? raw->ptr : "", raw->ptr ? raw->len : 0) == 0;
 }
 
+/* The body is one JSON value of valid UTF-8 (yajl validates strings by default). */
+static bool json_valid(const char *body, size_t len)
+{
+    yajl_handle h = yajl_alloc(NULL, NULL, NULL);
+    if (!h)
+        abort();
+    bool ok = yajl_parse(h, (const unsigned char *)body, len) == yajl_status_ok &&
+              yajl_complete_parse(h) == yajl_status_ok;
+    yajl_free(h);
+    return ok;
+}
+
+/* A copy of what an answer says, to compare with a second asking. */
+struct answer {
+    int status;
+    bool json, allow, www_authenticate, head;
+    unsigned retry_after;
+    char etag[48];
+    size_t body_len;
+    char *body;
+};
+
+static void keep(struct answer *a, const struct dmj_api_response *res)
+{
+    a->status = res->status;
+    a->json = res->json;
+    a->allow = res->allow;
+    a->www_authenticate = res->www_authenticate;
+    a->head = res->head;
+    a->retry_after = res->retry_after;
+    memcpy(a->etag, res->etag, sizeof a->etag);
+    a->body_len = res->body_len;
+    a->body = malloc(res->body_len + 1);
+    if (!a->body)
+        abort();
+    memcpy(a->body, res->body, res->body_len);
+}
+
+static bool same(const struct answer *a, const struct dmj_api_response *res)
+{
+    return a->status == res->status && a->json == res->json && a->allow == res->allow &&
+           a->www_authenticate == res->www_authenticate && a->head == res->head &&
+           a->retry_after == res->retry_after && strcmp(a->etag, res->etag) == 0 &&
+           a->body_len == res->body_len && memcmp(a->body, res->body, a->body_len) == 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const uint8_t empty[1];
@@ -85,7 +148,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     req.host = next_field(&p, end);
     req.if_none_match = next_field(&p, end);
     req.forwarded_proto = next_field(&p, end);
-    req.tls = size > 0 && (data[size - 1] & 1);
+    uint8_t last = size > 0 ? data[size - 1] : 0;
+    req.tls = last & 1;
+    fz.wait = last & 2 ? (unsigned)(last >> 2) + 1 : 0;
+    fz.limiter_calls = 0;
     if (req.method.ptr == NULL)
         req.method = (struct dmj_str){"GET", 3};
     if (req.path.ptr == NULL)
@@ -107,8 +173,34 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                (res.body[res.body_len - 1] != '}' && res.body[res.body_len - 1] != ']')) {
         abort();
     }
+    if (res.status != 304 && !json_valid(res.body, res.body_len))
+        abort();
+    if (res.etag[0] && res.status != 200 && res.status != 304)
+        abort();
+    if ((res.status == 401) != res.www_authenticate)
+        abort();
+    if ((res.status == 429) != (res.retry_after != 0) ||
+        (res.status == 429 && (fz.limiter_calls == 0 || res.retry_after != fz.wait)))
+        abort();
+    if (fz.limiter_calls > 1 || (fz.wait == 0 && res.status == 429))
+        abort();
     /* The fixture store is sound: the only 500 is Django's for a query it cannot parse. */
     if (res.status == 500 && query_parses(&req.query))
         abort();
+
+    /* Asked again, the same answer: nothing of one request stays behind in the worker. */
+    struct answer first;
+    keep(&first, &res);
+    dmj_api_handle(fz.worker, &req, &res);
+    if (!same(&first, &res))
+        abort();
+    /* A 200 sent back its own validator is a 304 with that validator. */
+    if (first.status == 200 && first.etag[0]) {
+        req.if_none_match = (struct dmj_str){first.etag, strlen(first.etag)};
+        dmj_api_handle(fz.worker, &req, &res);
+        if (res.status != 304 || strcmp(res.etag, first.etag) != 0 || res.body_len != 0)
+            abort();
+    }
+    free(first.body);
     return 0;
 }

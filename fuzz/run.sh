@@ -1,7 +1,8 @@
 #!/bin/sh
 # run.sh [SECONDS] - builds every libFuzzer target with clang (ASan + UBSan) and runs each for
-# SECONDS (default 60) on a copy of its seed corpus. Fails on any crash, leak or sanitizer
-# report, printing the reproducer. Keep a reproducer: copy it to fuzz/regression/<target>/.
+# SECONDS (default 60) on a copy of its seed corpus. Fails on any crash, timeout, leak
+# (LeakSanitizer is on) or sanitizer report, printing the reproducer. Keep a reproducer
+# as fuzz/regression/<target>/crash-<sha1>: the test suite replays it from then on.
 set -eu
 SECONDS_EACH=${1:-60}
 cd "$(dirname "$0")/.."
@@ -31,7 +32,9 @@ for bin in "$BUILD"/fuzz/fuzz_*; do
         grep -E "ERROR|SUMMARY|runtime error|Test unit written" "$WORK/log-$target" | head -20
         for f in "$artifacts"*; do
             [ -f "$f" ] || continue
-            echo "reproducer $f (copy it to fuzz/regression/$target/):"
+            sha=$(sha1sum "$f" | cut -d' ' -f1)
+            echo "reproducer $f; keep it with:"
+            echo "  cp '$f' fuzz/regression/$target/crash-$sha"
             od -A d -c "$f" | head -20
         done
     else
