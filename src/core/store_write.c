@@ -4,6 +4,9 @@
 #include <lmdb.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include "dmj/buf.h"
@@ -598,6 +601,28 @@ int dmj_write_key(struct dmj_write *w, const struct dmj_key *k)
 
 /* ---- commit -------------------------------------------------------------------------- */
 
+/* Free space below which a failed write is taken for a full disk. */
+#define LOW_SPACE ((uint64_t)1 << 20)
+
+/* LMDB reports a short write of the data file as EIO ("filesystem full?"). A short write to a
+ * regular file means the file system is full or the file size limit was reached, so say which
+ * when it shows, rather than let a full disk read as a hardware error. */
+static int commit_error(struct dmj_store *s, int rc)
+{
+    mdb_filehandle_t fd;
+    struct statvfs vfs;
+    struct rlimit rl;
+    struct stat st;
+    if (rc != -EIO || mdb_env_get_fd(s->env, &fd) != 0)
+        return rc;
+    if (fstatvfs(fd, &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < LOW_SPACE)
+        return -ENOSPC;
+    if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && fstat(fd, &st) == 0 &&
+        (uint64_t)st.st_size + LOW_SPACE >= (uint64_t)rl.rlim_cur)
+        return -EFBIG;
+    return rc;
+}
+
 int dmj_write_commit(struct dmj_write *w, struct dmj_write_stats *stats)
 {
     int rc = w->err;
@@ -617,7 +642,7 @@ int dmj_write_commit(struct dmj_write *w, struct dmj_write_stats *stats)
         return rc;
     }
     /* mdb_txn_commit frees the transaction whether or not it succeeds */
-    rc = dmj__store_err(mdb_txn_commit(w->txn));
+    rc = commit_error(w->s, dmj__store_err(mdb_txn_commit(w->txn)));
     if (!rc && stats)
         *stats = w->stats;
     write_free(w);

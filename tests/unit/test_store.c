@@ -2,10 +2,12 @@
  * and that verify finds damage written behind the store's back. */
 #include <errno.h>
 #include <lmdb.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -480,6 +482,59 @@ static void test_map_full(const char *root)
     dmj_store_close(s);
 }
 
+/* A data file that cannot grow (here: the file size limit; a full disk is the same short
+ * write): LMDB says EIO, the store says why, and keeps what it had. */
+static void test_file_limit(const char *root)
+{
+    char path[512], data[600];
+    struct dmj_store *s;
+    struct stat st;
+    struct rlimit old, rl;
+    snprintf(path, sizeof path, "%s/limit", root);
+    snprintf(data, sizeof data, "%s/data.mdb", path);
+    CHECK_EQ_INT(dmj_store_open(path, 0, 64u << 20, &s), 0);
+    struct dmj_job first = job(1, 1, 1, DMJ_STATUS_RUNNING, 0);
+    CHECK_EQ_INT(put_jobs(s, &first, 1, NULL), 0);
+    CHECK_EQ_INT(stat(data, &st), 0);
+    CHECK_EQ_INT(getrlimit(RLIMIT_FSIZE, &old), 0);
+    /* past the limit a write fails with EFBIG instead of raising SIGXFSZ */
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    rl = old;
+    rl.rlim_cur = (rlim_t)st.st_size + 64 * 1024;
+    CHECK_EQ_INT(setrlimit(RLIMIT_FSIZE, &rl), 0);
+
+    struct dmj_write *w;
+    CHECK_EQ_INT(dmj_write_begin(s, &w), 0);
+    char err[2000];
+    memset(err, 'e', sizeof err);
+    int rc = 0;
+    for (unsigned i = 2; i < 2000 && rc == 0; i++) {
+        struct dmj_job j = job(i, 1, i, DMJ_STATUS_FAILED, 1);
+        j.error.ptr = err;
+        j.error.len = sizeof err;
+        rc = dmj_write_job(w, &j);
+    }
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_INT(dmj_write_commit(w, NULL), -EFBIG); /* not LMDB's EIO */
+    CHECK_EQ_INT(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, prev);
+
+    unsigned n = 0;
+    CHECK_EQ_INT(dmj_store_each_job(s, -1, count_job, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(dmj_store_verify(s, stderr), 0);
+    dmj_store_close(s);
+    /* reopened, and with room again, it takes writes */
+    CHECK_EQ_INT(dmj_store_open(path, 0, 64u << 20, &s), 0);
+    struct dmj_job second = job(2, 1, 2, DMJ_STATUS_RUNNING, 0);
+    CHECK_EQ_INT(put_jobs(s, &second, 1, NULL), 0);
+    n = 0;
+    CHECK_EQ_INT(dmj_store_each_job(s, -1, count_job, &n), 0);
+    CHECK_EQ_INT(n, 2);
+    CHECK_EQ_INT(dmj_store_verify(s, stderr), 0);
+    dmj_store_close(s);
+}
+
 static void test_big_batch(const char *root)
 {
     /* more jobs than one batch holds, in reverse order, with a repeat across batches: the
@@ -804,6 +859,7 @@ int main(void)
     test_walks(root);
     test_upsert(root);
     test_map_full(root);
+    test_file_limit(root);
     test_identities(root);
     test_verify(root);
     test_verify_identities(root);

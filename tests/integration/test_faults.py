@@ -1,0 +1,529 @@
+#!/usr/bin/python3
+"""Faults the store and the tools must survive without losing what is stored: dmjd killed with
+SIGKILL under load (while an import commits), a store whose map size is exhausted, a full disk
+(a small tmpfs, when mount is permitted), and stores holding a job record of an unknown format
+version, a corrupted job record, or an unknown store format.
+
+Each case asserts the outcome and prints the figure it measured."""
+
+import base64
+import datetime
+import http.client
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_server import LIST, Server, Store, binary, generate, get  # noqa: E402
+
+SERVER_ERROR = {"type": "server_error", "code": "error", "detail": "A server error occurred.",
+                "attr": None}
+HOST = {"Host": "testserver"}  # so that links in bodies do not depend on the port
+
+
+def tool(*args, env=None):
+    """Runs dmj; returns (exit status, stdout, stderr)."""
+    res = subprocess.run([binary("dmj"), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env=env)
+    return res.returncode, res.stdout, res.stderr.decode(errors="replace")
+
+
+def ok(*args, env=None):
+    code, out, err = tool(*args, env=env)
+    assert code == 0, "dmj %s failed (%d): %s" % (" ".join(args), code, err[-2000:])
+    return out
+
+
+def verify_clean(db):
+    code, out, err = tool("verify", "--db", db)
+    assert code == 0 and b"consistent" in out, (code, out[-2000:], err[-2000:])
+
+
+def export(db):
+    return ok("export", "--db", db)
+
+
+def env_with(**kw):
+    env = dict(os.environ)
+    env.update(kw)
+    return env
+
+
+def ids_of(ndjson_path):
+    with open(ndjson_path) as f:
+        return [json.loads(line)["id"] for line in f if line.strip()]
+
+
+def exported_ids(data):
+    return {json.loads(line)["id"] for line in data.splitlines()}
+
+
+def fetch(port, path, key, timeout=30):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        res, body = get(c, path, key, headers=HOST)
+        return res.status, body
+    finally:
+        c.close()
+
+
+def assert_serves(srv, key, expect_ids=None):
+    """dmjd answers the list with 200 (and, when given, walking its pages gives exactly the
+    team's jobs)."""
+    url, got = LIST + "?limit=1000", set()
+    while url:
+        status, body = fetch(srv.port, url, key)
+        assert status == 200, (status, body[:300])
+        page = json.loads(body)
+        got.update(j["id"] for j in page["results"])
+        url = page["next"] and page["next"].split("testserver", 1)[1]
+        if expect_ids is None:
+            break
+    if expect_ids is not None:
+        assert got == expect_ids, (len(got), len(expect_ids))
+    assert srv.proc.poll() is None, "dmjd exited"
+
+
+def team1_ids(db):
+    """The ids the API lists for team 1 (visible jobs), from `dmj export`."""
+    out = set()
+    for line in export(db).splitlines():
+        j = json.loads(line)
+        if j["team_id"] == 1 and j.get("engine") != "duckgres":
+            out.add(j["id"])
+    return out
+
+
+# ---- dmjd killed under load ----------------------------------------------------------------
+
+def hammer(port, key, ids, stop, stats, seed):
+    """One client: list pages, retrieves, recent and running over one keep-alive connection,
+    reconnecting after errors; counts answers by status and connection failures."""
+    rng = random.Random(seed)
+    base = LIST
+    paths = [base + "?limit=%d" % n for n in (1, 10, 100, 500)] + [
+        base + "running/", base + "recent/"]
+    conn = None
+    while not stop.is_set():
+        try:
+            if conn is None:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            path = rng.choice(paths) if rng.random() < 0.5 else base + rng.choice(ids) + "/"
+            res, _ = get(conn, path, key)
+            stats.setdefault(res.status, 0)
+            stats[res.status] += 1
+        except (OSError, http.client.HTTPException):
+            stats["conn_errors"] = stats.get("conn_errors", 0) + 1
+            if conn is not None:
+                conn.close()
+            conn = None
+            time.sleep(0.01)
+    if conn is not None:
+        conn.close()
+
+
+def case_dmjd_sigkill(store, tmp):
+    extra, _ = generate(tmp, "extra", 20000, 2, seed=11)
+    db = os.path.join(tmp, "db")
+    shutil.copytree(store.dir, db)
+    ids = sorted(store.served_ids(1))
+    figures = []
+    for cycle in range(3):
+        srv = Server(db, "--threads", "2")
+        stop = threading.Event()
+        stats = [{} for _ in range(4)]
+        threads = [threading.Thread(target=hammer, args=(srv.port, store.read_key, ids, stop,
+                                                         stats[i], cycle * 10 + i))
+                   for i in range(4)]
+        imp = None
+        try:
+            for t in threads:
+                t.start()
+            # A writer commits batches while the reader is killed.
+            imp = subprocess.Popen([binary("dmj"), "import", "--db", db, "--batch", "500",
+                                    extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            time.sleep(0.4 + 0.3 * cycle)
+            srv.proc.send_signal(signal.SIGKILL)
+            srv.proc.wait(timeout=30)
+            assert srv.proc.returncode == -signal.SIGKILL, srv.proc.returncode
+            time.sleep(0.1)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=60)
+            srv.kill()
+            if imp is not None:
+                _, err = imp.communicate(timeout=300)
+        assert imp.returncode == 0, "the import failed while dmjd was killed: %s" % err[-2000:]
+        total = {}
+        for s in stats:
+            for k, v in s.items():
+                total[k] = total.get(k, 0) + v
+        bad = {k: v for k, v in total.items() if k not in (200, "conn_errors")}
+        assert not bad, "answers other than 200 before the kill: %r" % total
+        assert total.get(200, 0) > 20, total
+        verify_clean(db)
+        started = time.monotonic()
+        srv2 = Server(db, "--threads", "2")
+        try:
+            status, body = fetch(srv2.port, LIST + "?limit=5", store.read_key)
+            first = time.monotonic() - started
+            assert status == 200, (status, body[:300])
+            assert_serves(srv2, store.read_key, team1_ids(db))
+        finally:
+            code, err = srv2.stop()
+        assert code == 0, (code, err)
+        figures.append((total.get(200, 0), total.get("conn_errors", 0), first))
+    verify_clean(db)
+    for n, (answered, errors, first) in enumerate(figures):
+        print("  kill %d: %d requests answered 200 before it, %d connections cut, restarted "
+              "and answered 200 in %.3f s; verify clean" % (n + 1, answered, errors, first))
+
+
+# ---- full store / full disk ----------------------------------------------------------------
+
+def check_refused(db, code, err, exported_before, srv, key, team_ids, words):
+    assert code != 0, "the import succeeded on a full store"
+    for w in words:
+        assert w in err, "%r not in the message: %s" % (w, err[-2000:])
+    assert "nothing of this import was stored" in err, err[-2000:]
+    assert export(db) == exported_before, "the store changed after a failed import"
+    verify_clean(db)
+    assert_serves(srv, key, team_ids)
+
+
+def check_batches_kept(db, code, err, exported_before, new_ids, batch, words):
+    """A failed --batch import keeps whole batches of the new input; returns how many jobs."""
+    assert code != 0, "the import succeeded on a full store"
+    for w in words:
+        assert w in err, "%r not in the message: %s" % (w, err[-2000:])
+    assert "batches committed before the error are stored" in err, err[-2000:]
+    verify_clean(db)
+    after = exported_ids(export(db))
+    before = exported_ids(exported_before)
+    assert before <= after, "jobs stored before the import were lost"
+    added = after - before
+    k = len(added)
+    assert k % batch == 0, "%d jobs of the failed import stored: not whole batches" % k
+    assert added == set(new_ids[:k]), "the stored jobs are not the first %d of the input" % k
+    assert k < len(new_ids)
+    return k
+
+
+def case_map_full(store, tmp):
+    db = os.path.join(tmp, "db")
+    small, fixtures = generate(tmp, "small", 400, 2, seed=21)
+    big, _ = generate(tmp, "big", 4000, 2, seed=22)
+    ok("import", "--db", db, "--map-size", "1M", fixtures, small)
+    with open(fixtures) as f:
+        key = next(k["key"] for k in json.load(f)["personal_api_keys"] if k["label"] == "read")
+    before = export(db)
+    with Server(db, "--threads", "2") as srv:
+        ids1 = team1_ids(db)
+        assert_serves(srv, key, ids1)
+        # One transaction: refused whole, by the environment variable and by the option.
+        code, _, err = tool("import", "--db", db, big, env=env_with(DMJ_MAP_SIZE="1M"))
+        check_refused(db, code, err, before, srv, key, ids1, ["map size", "--map-size"])
+        code, _, err = tool("import", "--db", db, "--map-size", "1M", big)
+        check_refused(db, code, err, before, srv, key, ids1, ["map size", "--map-size"])
+        # Batches: the ones that fit stay, as a prefix of the input.
+        code, _, err = tool("import", "--db", db, "--map-size", "1M", "--batch", "100", big)
+        k = check_batches_kept(db, code, err, before, ids_of(big), 100,
+                               ["map size", "--map-size"])
+        ids1 = team1_ids(db)
+        assert_serves(srv, key, ids1)
+        # The option the message names is the way out.
+        ok("import", "--db", db, "--map-size", "64M", big)
+        verify_clean(db)
+        assert exported_ids(export(db)) == exported_ids(before) | set(ids_of(big))
+        assert_serves(srv, key, team1_ids(db))
+    print("  map size 1 MiB: a 4000-job import refused with the option named, store unchanged; "
+          "with --batch 100, %d jobs (%d whole batches) kept; dmjd served throughout" % (
+              k, k // 100))
+
+
+def mount_tmpfs(path, size):
+    if os.geteuid() != 0:
+        return "not root"
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s" % size, "tmpfs", path],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return None if res.returncode == 0 else (res.stdout.strip() or "mount failed")
+
+
+def case_disk_full(store, tmp):
+    mnt = os.path.join(tmp, "mnt")
+    os.makedirs(mnt)
+    why = mount_tmpfs(mnt, "8m")
+    if why:
+        print("  full disk part skipped: cannot mount a tmpfs (%s)" % why)
+        return
+    srv = None
+    try:
+        db = os.path.join(mnt, "db")
+        small, fixtures = generate(tmp, "small", 400, 2, seed=31)
+        big, _ = generate(tmp, "big", 30000, 2, seed=32)
+        ok("import", "--db", db, fixtures, small)
+        with open(fixtures) as f:
+            key = next(k["key"] for k in json.load(f)["personal_api_keys"]
+                       if k["label"] == "read")
+        before = export(db)
+        srv = Server(db, "--threads", "2")
+        ids1 = team1_ids(db)
+        assert_serves(srv, key, ids1)
+        code, _, err = tool("import", "--db", db, big)
+        check_refused(db, code, err, before, srv, key, ids1, ["No space left on device"])
+        code, _, err = tool("import", "--db", db, "--batch", "2000", big)
+        k = check_batches_kept(db, code, err, before, ids_of(big), 2000,
+                               ["No space left on device"])
+        assert k > 0, "not even one batch of 2000 fitted in 8 MiB"
+        assert_serves(srv, key, team1_ids(db))
+        # Room again: the same import completes.
+        subprocess.run(["mount", "-o", "remount,size=64m", mnt], check=True)
+        ok("import", "--db", db, big)
+        verify_clean(db)
+        assert exported_ids(export(db)) == exported_ids(before) | set(ids_of(big))
+        assert_serves(srv, key, team1_ids(db))
+        code, err = srv.stop()
+        srv = None
+        assert code == 0, (code, err)
+        print("  tmpfs of 8 MiB: a 30000-job import refused with 'No space left on device', "
+              "store unchanged; with --batch 2000, %d jobs kept; after growing the tmpfs the "
+              "import completed" % k)
+    finally:
+        if srv is not None:
+            srv.kill()
+        subprocess.run(["umount", mnt], check=False)
+
+
+# ---- damaged records -----------------------------------------------------------------------
+
+def mdb_tools():
+    return all(shutil.which(t) for t in ("mdb_dump", "mdb_load"))
+
+
+def dump(db, sub):
+    """The header lines and the (key hex, value hex) pairs of one sub-database."""
+    res = subprocess.run(["mdb_dump", "-s", sub, db], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, check=True)
+    lines = res.stdout.splitlines()
+    end = lines.index("HEADER=END")
+    body = lines[end + 1:lines.index("DATA=END")]
+    pairs = [(body[i].strip(), body[i + 1].strip()) for i in range(0, len(body), 2)]
+    # keep only the keywords every mdb_load knows
+    header = [h for h in lines[:end + 1] if not h.startswith("db_pagesize=")]
+    return header, pairs
+
+
+def load(db, sub, header, pairs, tmp):
+    """Overwrites the given entries of a sub-database with mdb_load."""
+    path = os.path.join(tmp, "load-%s.txt" % sub)
+    with open(path, "w") as f:
+        f.write("\n".join(header) + "\n")
+        for k, v in pairs:
+            f.write(" %s\n %s\n" % (k, v))
+        f.write("DATA=END\n")
+    subprocess.run(["mdb_load", "-s", sub, "-f", path, db], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def position(ts):
+    """A DRF cursor position: str(datetime) of a created_at."""
+    d = datetime.datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    return str(d)
+
+
+def cursor(ts, reverse=False):
+    items = ([("r", "1")] if reverse else []) + [("p", position(ts))]
+    return base64.b64encode(urllib.parse.urlencode(items).encode()).decode()
+
+
+def case_damaged_records(store, tmp):
+    if not mdb_tools():
+        print("  damaged records part skipped: mdb_dump/mdb_load (lmdb-utils) not installed")
+        return
+    key = store.read_key
+    # Team 1's jobs in list order (created_at desc, id desc), with unique timestamps around
+    # the two victims so that pages can be aimed at them with cursors.
+    team = sorted((j for j in store.jobs if j["team_id"] == 1 and
+                   j.get("engine", "clickhouse") != "duckgres"),
+                  key=lambda j: (datetime.datetime.fromisoformat(
+                      j["created_at"].replace("Z", "+00:00")), j["id"]), reverse=True)
+    stamps = [position(j["created_at"]) for j in team]
+
+    def unique_at(i):
+        return all(stamps[i] != stamps[n] for n in range(max(0, i - 30), min(len(team), i + 30))
+                   if n != i)
+
+    ia = next(i for i in range(60, len(team)) if unique_at(i))
+    ib = next(i for i in range(ia + 80, len(team)) if unique_at(i))
+    va, vb = team[ia], team[ib]
+    # Another team-1 job with a saved query that neither victim has.
+    other_sq = next(j["saved_query_id"] for j in team if j.get("saved_query_id") and
+                    j["saved_query_id"] not in (va.get("saved_query_id"),
+                                                vb.get("saved_query_id")))
+
+    bad = os.path.join(tmp, "bad")
+    shutil.copytree(store.dir, bad)
+    header, pairs = dump(bad, "jobs")
+    patched = []
+    for victim, how in ((va, "version"), (vb, "garbage")):
+        hexid = victim["id"].replace("-", "")
+        k, v = next((k, v) for k, v in pairs if k.endswith(hexid))
+        rec = bytearray.fromhex(v)
+        assert rec[0] == 0xdc and rec[3] == 1, "record layout changed: %s" % v[:16]
+        if how == "version":
+            rec[3] = 0x7f  # a record format from the future
+        else:
+            rec = rec[:40]  # cut short inside the saved_query_id
+        patched.append((k, rec.hex()))
+    load(bad, "jobs", header, patched, tmp)
+
+    # dmj verify names both records and fails.
+    code, out, err = tool("verify", "--db", bad)
+    out = out.decode()
+    assert code == 1, (code, out, err)
+    assert "jobs: %s: record does not decode (unknown record format version)" % va["id"] in out, out
+    assert "jobs: %s: record does not decode (corrupted record)" % vb["id"] in out, out
+    assert "inconsistent" in err, err
+    for v in (va, vb):
+        code, out, err = tool("get", "--db", bad, v["id"])
+        assert code != 0 and ("version" in err or "corrupted" in err), (code, out, err)
+
+    # (path, what the answer must be: 200 = the intact store's answer, 500 = PostHog's 500,
+    # None = either: a page reads one row past its end to know whether there is a next one,
+    # and may fail on a victim it would not show)
+    requests = []
+    n = len(team)
+    L = 25
+
+    def expect(inside, peeked):
+        return 500 if inside else (None if peeked else 200)
+
+    requests.append((LIST + "?limit=%d" % (ia - 1), 200))
+    requests.append((LIST + "?limit=%d" % ia, None))
+    requests.append((LIST + "?limit=%d" % (ia + 1), 500))
+    for i in list(range(0, min(n, ib + 40), 9)) + [ia - L - 1, ia - L, ia - 1, ia, ib - L - 1,
+                                                     ib - L, ib - 1, ib]:
+        if not 0 <= i < n or not unique_at(i):
+            continue
+        # forward from row i: rows i+1 .. i+L (and i+L+1 peeked); reverse from row i: rows
+        # i-L .. i-1 (and i-L-1 peeked)
+        fwd = expect(any(i + 1 <= x <= i + L for x in (ia, ib)), i + L + 1 in (ia, ib))
+        rev = expect(any(i - L <= x <= i - 1 for x in (ia, ib)), i - L - 1 in (ia, ib))
+        requests.append((LIST + "?limit=%d&cursor=%s" % (L, urllib.parse.quote(
+            cursor(team[i]["created_at"]))), fwd))
+        requests.append((LIST + "?limit=%d&cursor=%s" % (L, urllib.parse.quote(
+            cursor(team[i]["created_at"], reverse=True))), rev))
+    for v in (va, vb):
+        requests.append((LIST + v["id"] + "/", 500))
+        if v.get("saved_query_id"):
+            requests.append((LIST + "?limit=1000&saved_query_id=" + v["saved_query_id"], 500))
+    requests.append((LIST + "?limit=1000&saved_query_id=" + other_sq, 200))
+    for j in random.Random(5).sample(team, 40):
+        if j["id"] not in (va["id"], vb["id"]):
+            requests.append((LIST + j["id"] + "/", 200))
+    team2 = "/api/environments/2/data_modeling_jobs/"
+    for p in (team2, team2 + "?limit=1000", team2 + "running/", team2 + "recent/", "/_health"):
+        requests.append((p, 200))
+    maybe = [LIST + "running/", LIST + "recent/"]  # 500 only if they must read a victim
+
+    with Server(store.dir, "--threads", "2") as good, Server(bad, "--threads", "2") as srv:
+        errors = served = 0
+        for rounds in range(2):  # twice: the 500s leave nothing behind in the workers
+            for path, want in requests:
+                status, body = fetch(srv.port, path, key)
+                gstatus, gbody = fetch(good.port, path, key)
+                assert gstatus == 200, (path, gstatus)
+                if want == 500 or (want is None and status == 500):
+                    assert status == 500, (path, status, body[:300])
+                    assert json.loads(body) == SERVER_ERROR, (path, body)
+                    errors += 1
+                else:
+                    assert status == 200 and body == gbody, (path, status, body[:300])
+                    served += 1
+            for path in maybe:
+                status, body = fetch(srv.port, path, key)
+                gstatus, gbody = fetch(good.port, path, key)
+                names = va["id"].encode() in gbody or vb["id"].encode() in gbody
+                if status == 500:
+                    assert json.loads(body) == SERVER_ERROR, (path, body)
+                else:
+                    assert not names and status == 200 and body == gbody, (path, status)
+            assert srv.proc.poll() is None, "dmjd died"
+        # Walking team 1 with `next` links stops at the page holding the first victim.
+        url = LIST + "?limit=%d" % L
+        pages = 0
+        while True:
+            status, body = fetch(srv.port, url, key)
+            if status == 500:
+                break
+            assert status == 200, status
+            page = json.loads(body)
+            pages += 1
+            assert page["next"], "walked past the victim"
+            url = page["next"].split("testserver", 1)[1]
+        # the page that shows the victim fails, or the one before it when it peeks at it
+        assert pages in (ia // L, max(0, ia // L - 1)), (pages, ia)
+    print("  damaged job records (format version 127, cut to 40 bytes): %d requests answered "
+          "500 with PostHog's body, %d others identical to the intact store's; verify names "
+          "both" % (errors, served))
+
+    # An unknown store format: every tool and dmjd refuse it with the reason, and leave it.
+    fmt = os.path.join(tmp, "fmt")
+    shutil.copytree(store.dir, fmt)
+    header, pairs = dump(fmt, "meta")
+    fk = "format".encode().hex()
+    assert any(k == fk for k, _ in pairs), pairs
+    load(fmt, "meta", header, [(fk, "00000002")], tmp)
+    for args in (("verify", "--db", fmt), ("stats", "--db", fmt),
+                 ("import", "--db", fmt, store.jobs_path)):
+        code, out, err = tool(*args)
+        assert code != 0 and "version" in err, (args, code, err)
+    srv = subprocess.run([binary("dmjd"), "--db", fmt, "--listen", "127.0.0.1:0"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
+    assert srv.returncode != 0 and "version" in srv.stderr, (srv.returncode, srv.stderr)
+    _, pairs = dump(fmt, "meta")
+    assert (fk, "00000002") in pairs, "a refused store was changed"
+    print("  unknown store format: dmjd, import, verify and stats refuse it, naming the version")
+
+
+CASES = [case_dmjd_sigkill, case_map_full, case_disk_full, case_damaged_records]
+
+
+def main():
+    binary("dmjd")
+    binary("dmj")
+    only = sys.argv[1:]
+    tmp = tempfile.mkdtemp(prefix="dmj-test-faults-")
+    failed = 0
+    try:
+        store = Store(tmp)
+        cases = [c for c in CASES if not only or c.__name__ in only]
+        for case in cases:
+            sub = tempfile.mkdtemp(dir=tmp)
+            started = time.time()
+            try:
+                case(store, sub)
+                print("ok   %s (%.1fs)" % (case.__name__, time.time() - started))
+            except Exception:
+                failed += 1
+                print("FAIL %s" % case.__name__)
+                traceback.print_exc()
+            sys.stdout.flush()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("%d of %d cases failed" % (failed, len(cases)))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
