@@ -29,9 +29,12 @@ if [ -n "$BIN" ] && [ -f "$BIN/CMakeCache.txt" ] &&
     skip "$BIN is a sanitizer build: the package test runs in the release run only"
 fi
 
-# Runs from other build directories of this checkout wait for each other: they install the
-# same package. The lock is on this script (no lock file is left behind).
-exec 9<"$0"
+# Runs from other build directories (and checkouts) wait for each other: they install the
+# same package. The lock file stays in /run/lock (a tmpfs), which is what it is for; it is not
+# this script, which git or an editor may replace by a new file while another run holds it.
+LOCK=/run/lock/dmj-test-package.lock
+[ -d /run/lock ] || LOCK=/tmp/dmj-test-package.lock
+exec 9>>"$LOCK"
 if ! flock -w 300 9; then
     echo "FAIL: another test_package.sh held the lock for 5 minutes"
     exit 1
@@ -53,11 +56,21 @@ done
 
 TMP=$(mktemp -d /tmp/dmj-test-package-XXXXXX)
 PID=
+DPID=
+OURS=
 cleanup() {
-    if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
-        kill -KILL "$PID"
+    local p
+    for p in "$DPID" "$PID"; do
+        if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then
+            kill -KILL "$p"
+        fi
+    done
+    # A failure anywhere still leaves the machine as it was (all checked absent above). Nothing
+    # is touched before this run started installing.
+    if [ -z "$OURS" ]; then
+        rm -rf "$TMP"
+        return
     fi
-    # A failure anywhere still leaves the machine as it was (all checked absent above).
     if [ -n "$(dpkg-query -W -f '${db:Status-Status}' dmj 2>/dev/null |
         grep -v '^not-installed$')" ]; then
         dpkg -P dmj >/dev/null 2>&1 || dpkg -P --force-all dmj >/dev/null 2>&1
@@ -80,6 +93,14 @@ fail() {
 }
 ok() {
     echo "ok   $*"
+}
+# "ok" for a group of checks only when none of them failed since `MARK=$FAILED`.
+MARK=0
+ok_since_mark() {
+    if [ "$FAILED" = "$MARK" ]; then
+        ok "$@"
+    fi
+    MARK=$FAILED
 }
 # Stops at the first failure that makes the rest meaningless.
 fatal() {
@@ -125,7 +146,7 @@ for lib in adduser libc6 liblmdb0 libyajl2 libssl3 zlib1g libh2o-evloop; do
         *) fail "Depends lacks $lib: $depends" ;;
     esac
 done
-ok "Depends: $depends"
+
 contents=$(dpkg-deb -c "$DEB" | awk '{ print $6 }')
 for f in ./usr/bin/dmj ./usr/sbin/dmjd ./usr/share/man/man1/dmj.1.gz \
     ./usr/share/man/man8/dmjd.8.gz ./lib/systemd/system/dmjd.service ./etc/default/dmjd; do
@@ -142,9 +163,27 @@ if [ "$(dpkg-deb -c "$DEB" | awk '$2 != "root/root"' | wc -l)" != 0 ]; then
     fail "files in the package not owned by root:root"
 fi
 
+ok_since_mark "contents; Depends: $depends"
+
 # ---- install ----------------------------------------------------------------------------
-if ! dpkg -i "$DEB" >"$TMP/install.log" 2>&1; then
-    cat "$TMP/install.log"
+# dpkg fails at once while apt or another dpkg holds its lock: wait up to a minute for it.
+# Standard error of the last attempt is in $TMP/dpkg.err.
+dpkg_wait() {
+    local i
+    for i in $(seq 60); do
+        if dpkg "$@" 2>"$TMP/dpkg.err"; then
+            return 0
+        fi
+        if ! grep -q 'frontend lock\|dpkg status database is locked' "$TMP/dpkg.err"; then
+            return 1
+        fi
+        sleep 1
+    done
+    return 1
+}
+OURS=1
+if ! dpkg_wait -i "$DEB" >"$TMP/install.log"; then
+    cat "$TMP/install.log" "$TMP/dpkg.err"
     fatal "dpkg -i failed"
 fi
 [ "$(dpkg-query -W -f '${db:Status-Status}' dmj)" = installed ] || fatal "dmj is not installed"
@@ -161,6 +200,7 @@ fi
 grep -q '^DMJD_OPTS=".*--db /var/lib/dmj/store.*--listen ' /etc/default/dmjd ||
     fail "/etc/default/dmjd does not set DMJD_OPTS with --db /var/lib/dmj/store --listen"
 
+MARK=$FAILED
 # Manual pages: gzip, valid roff, and every option --help lists is documented.
 for page in /usr/share/man/man1/dmj.1.gz /usr/share/man/man8/dmjd.8.gz; do
     gzip -t "$page" || fail "$page is not gzip"
@@ -182,9 +222,10 @@ for cmd in $(awk '/^  [a-z]+  / { print $1 }' "$TMP/dmj.help"); do
         grep -q -- "$opt" "$TMP/dmj.man" || fail "dmj(1) does not document $cmd $opt"
     done
 done
-ok "binaries, conffile, manual pages"
+ok_since_mark "binaries, conffile, manual pages"
 
 # The user and its directory.
+MARK=$FAILED
 IFS=: read -r _ _ uid gid _ home shell <<<"$(getent passwd dmj)"
 if [ -z "${uid:-}" ]; then
     fatal "postinst made no dmj user"
@@ -198,7 +239,7 @@ esac
 [ "$(getent group dmj | cut -d: -f3)" = "$gid" ] || fail "dmj's primary group is not dmj"
 [ "$(stat -c '%U:%G %a' "$STATE")" = "dmj:dmj 750" ] ||
     fail "$STATE is $(stat -c '%U:%G %a' "$STATE"), not dmj:dmj 750"
-ok "system user dmj ($uid:$gid, $shell), $STATE dmj:dmj 750"
+ok_since_mark "system user dmj ($uid:$gid, $shell), $STATE dmj:dmj 750"
 
 # The unit: systemd accepts it, runs dmjd as dmj with the hardening, and scores it well.
 UNIT=/lib/systemd/system/dmjd.service
@@ -234,6 +275,7 @@ if command -v deb-systemd-helper >/dev/null; then
 fi
 
 # ---- the installed binaries as dmj, on a store in /var/lib/dmj --------------------------
+MARK=$FAILED
 as_dmj() {
     (cd "$STATE" && runuser -u dmj -- "$@")
 }
@@ -245,7 +287,7 @@ as_dmj /usr/bin/dmj import --db "$STATE/store" "$STATE/fixtures.json" "$STATE/jo
 as_dmj /usr/bin/dmj verify --db "$STATE/store" >"$TMP/verify-store.log" 2>&1 ||
     fail "dmj verify: $(cat "$TMP/verify-store.log")"
 [ "$(stat -c %U "$STATE/store/data.mdb")" = dmj ] || fail "the store is not owned by dmj"
-ok "dmj generate, import, verify as dmj"
+ok_since_mark "dmj generate, import, verify as dmj"
 
 KEY=$(python3 -c 'import json, sys
 keys = json.load(open(sys.argv[1], encoding="utf-8"))["personal_api_keys"]
@@ -256,28 +298,40 @@ case "$KEY" in
 esac
 
 # dmjd as the unit runs it: the options of /etc/default/dmjd (port 0 for the test), user dmj,
-# no new privileges, no capabilities, umask 077, working directory /var/lib/dmj.
+# no new privileges, no capabilities, umask 077, working directory /var/lib/dmj. Under strace
+# when it is installed, to check below that the unit's SystemCallFilter allows every call.
 DMJD_OPTS=
 # shellcheck disable=SC1091
 . /etc/default/dmjd
 opts=${DMJD_OPTS//127.0.0.1:8000/127.0.0.1:0}
 [ "$opts" != "$DMJD_OPTS" ] || fatal "DMJD_OPTS does not listen on 127.0.0.1:8000: $DMJD_OPTS"
+tracer=()
+if command -v strace >/dev/null; then
+    # the trace goes to dmjd's standard error, a file opened here as root
+    tracer=(strace -f -qq)
+fi
 # shellcheck disable=SC2086 # DMJD_OPTS is split into words as systemd splits $DMJD_OPTS
 (cd "$STATE" && umask 077 && exec setpriv --reuid=dmj --regid=dmj --clear-groups \
-    --no-new-privs --bounding-set=-all --inh-caps=-all /usr/sbin/dmjd $opts) \
-    >"$TMP/dmjd.log" 2>&1 &
+    --no-new-privs --bounding-set=-all --inh-caps=-all "${tracer[@]}" /usr/sbin/dmjd $opts) \
+    >"$TMP/dmjd.log" 2>"$TMP/dmjd.err" &
 PID=$!
 URL=
+touch "$TMP/dmjd.log"
 for _ in $(seq 100); do
     URL=$(sed -n 's/^listening on \(http:\/\/127\.0\.0\.1:[0-9]*\).*/\1/p' "$TMP/dmjd.log")
     [ -n "$URL" ] && break
     kill -0 "$PID" 2>/dev/null || break
     sleep 0.1
 done
-[ -n "$URL" ] || fatal "dmjd did not start: $(cat "$TMP/dmjd.log")"
-[ "$(awk '/^Uid:/ { print $2 }' "/proc/$PID/status")" = "$uid" ] || fail "dmjd does not run as dmj"
-[ "$(awk '/^NoNewPrivs:/ { print $2 }' "/proc/$PID/status")" = 1 ] || fail "dmjd may gain privileges"
-[ "$(awk '/^CapBnd:/ { print $2 }' "/proc/$PID/status")" = 0000000000000000 ] ||
+[ -n "$URL" ] || fatal "dmjd did not start: $(cat "$TMP/dmjd.log"; tail -n 20 "$TMP/dmjd.err")"
+DPID=$PID
+if [ ${#tracer[@]} != 0 ]; then
+    DPID=$(pgrep -P "$PID" -x dmjd) || fatal "no dmjd under strace ($PID)"
+fi
+proc=/proc/$DPID/status
+[ "$(awk '/^Uid:/ { print $2 }' "$proc")" = "$uid" ] || fail "dmjd does not run as dmj"
+[ "$(awk '/^NoNewPrivs:/ { print $2 }' "$proc")" = 1 ] || fail "dmjd may gain privileges"
+[ "$(awk '/^CapBnd:/ { print $2 }' "$proc")" = 0000000000000000 ] ||
     fail "dmjd has a capability bounding set"
 
 code=$(curl -s -o "$TMP/page.json" -w '%{http_code}' -H "Authorization: Bearer $KEY" \
@@ -295,15 +349,46 @@ case "$code" in
     401 | 403) ok "no key: HTTP $code" ;;
     *) fail "no key: HTTP $code" ;;
 esac
-kill -TERM "$PID"
+kill -TERM "$DPID"
 wait "$PID"
 rc=$?
 PID=
 [ "$rc" = 0 ] || fail "dmjd exited $rc on SIGTERM"
 
+# Every system call dmjd made is in the unit's filter: @system-service minus @privileged and
+# @resources (the groups expanded, as systemd-analyze lists them nested).
+expand_group() {
+    local x
+    systemd-analyze syscall-filter "$1" | awk 'NR > 1 && $1 !~ /^#/ && NF { print $1 }' |
+        while read -r x; do
+            case "$x" in
+                @*) expand_group "$x" ;;
+                *) echo "$x" ;;
+            esac
+        done
+}
+if [ ${#tracer[@]} != 0 ]; then
+    # lines are "name(args) = rc", or "[pid N] name(..." from the other threads
+    sed -n 's/^\(\[pid *[0-9]*\] \)\{0,1\}\([a-z0-9_]*\)(.*/\2/p' "$TMP/dmjd.err" |
+        sort -u >"$TMP/used"
+    expand_group @system-service | sort -u >"$TMP/allowed"
+    { expand_group @privileged; expand_group @resources; } | sort -u >"$TMP/denied"
+    outside=$(comm -23 "$TMP/used" "$TMP/allowed"; comm -12 "$TMP/used" "$TMP/denied")
+    if [ ! -s "$TMP/used" ] || [ ! -s "$TMP/allowed" ]; then
+        fail "no system calls traced or no @system-service list"
+    elif [ -n "$outside" ]; then
+        fail "dmjd made system calls SystemCallFilter= denies: $(echo $outside)"
+    else
+        ok "dmjd's $(wc -l <"$TMP/used") distinct system calls are all in the unit's filter"
+    fi
+else
+    echo "note: strace is not installed; dmjd's system calls were not checked against the unit"
+fi
+
 # ---- remove: programs gone, configuration, user and data kept ---------------------------
-if ! dpkg -r dmj >"$TMP/remove.log" 2>&1; then
-    cat "$TMP/remove.log"
+MARK=$FAILED
+if ! dpkg_wait -r dmj >"$TMP/remove.log"; then
+    cat "$TMP/remove.log" "$TMP/dpkg.err"
     fatal "dpkg -r failed"
 fi
 [ "$(dpkg-query -W -f '${db:Status-Status}' dmj)" = config-files ] ||
@@ -314,11 +399,11 @@ done
 [ -f /etc/default/dmjd ] || fail "dpkg -r removed the conffile /etc/default/dmjd"
 [ -f "$STATE/store/data.mdb" ] || fail "dpkg -r removed the data in $STATE"
 getent passwd dmj >/dev/null || fail "dpkg -r removed the dmj user"
-ok "dpkg -r: programs gone; /etc/default/dmjd, $STATE/store and the dmj user kept"
+ok_since_mark "dpkg -r: programs gone; /etc/default/dmjd, $STATE/store and the dmj user kept"
 
 # ---- purge: everything gone, the machine as before --------------------------------------
-if ! dpkg -P dmj >"$TMP/purge.log" 2>&1; then
-    cat "$TMP/purge.log"
+if ! dpkg_wait -P dmj >"$TMP/purge.log"; then
+    cat "$TMP/purge.log" "$TMP/dpkg.err"
     fatal "dpkg -P failed"
 fi
 status=$(dpkg-query -W -f '${db:Status-Status}' dmj 2>/dev/null || true)
