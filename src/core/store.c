@@ -179,6 +179,11 @@ int dmj_store_open(const char *dir, unsigned flags, size_t map_size, struct dmj_
             return -ENAMETOOLONG;
         if (stat(path, &st) != 0)
             return -errno;
+        /* A writer killed (or out of space) right after creating the file leaves it empty:
+         * there is no store yet, and LMDB would fail to initialise it through a read-only
+         * handle with a puzzling EBADF. The next writer initialises it. */
+        if (st.st_size == 0)
+            return -ENODATA;
     } else if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
         return -errno;
     }

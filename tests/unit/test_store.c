@@ -482,6 +482,32 @@ static void test_map_full(const char *root)
     dmj_store_close(s);
 }
 
+/* An empty data.mdb (a first writer killed before LMDB wrote to it): readers are told there
+ * is no data yet, and the next writer makes it a store. */
+static void test_empty_file(const char *root)
+{
+    char path[512], data[600];
+    struct dmj_store *s;
+    snprintf(path, sizeof path, "%s/empty", root);
+    snprintf(data, sizeof data, "%s/data.mdb", path);
+    CHECK_EQ_INT(mkdir(path, 0755), 0);
+    FILE *f = fopen(data, "w");
+    CHECK(f != NULL);
+    if (f)
+        fclose(f);
+    CHECK_EQ_INT(dmj_store_open(path, DMJ_STORE_RDONLY, 0, &s), -ENODATA);
+    CHECK_EQ_INT(dmj_store_open(path, 0, 0, &s), 0);
+    struct dmj_job one = job(1, 1, 1, DMJ_STATUS_RUNNING, 0);
+    CHECK_EQ_INT(put_jobs(s, &one, 1, NULL), 0);
+    dmj_store_close(s);
+    CHECK_EQ_INT(dmj_store_open(path, DMJ_STORE_RDONLY, 0, &s), 0);
+    unsigned n = 0;
+    CHECK_EQ_INT(dmj_store_each_job(s, -1, count_job, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(dmj_store_verify(s, stderr), 0);
+    dmj_store_close(s);
+}
+
 /* A data file that cannot grow (here: the file size limit; a full disk is the same short
  * write): LMDB says EIO, the store says why, and keeps what it had. */
 static void test_file_limit(const char *root)
@@ -860,6 +886,7 @@ int main(void)
     test_upsert(root);
     test_map_full(root);
     test_file_limit(root);
+    test_empty_file(root);
     test_identities(root);
     test_verify(root);
     test_verify_identities(root);
