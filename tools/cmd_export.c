@@ -8,6 +8,7 @@
 #include "dmj/error.h"
 #include "dmj/json.h"
 #include "dmj/store.h"
+#include "dmj/uuid.h"
 
 #include "dmj_tool.h"
 
@@ -16,6 +17,7 @@ static const char usage_text[] = "usage: dmj export [--db DIR] [--team ID]\n";
 struct out {
     struct dmj_buf buf;
     FILE *f;
+    unsigned long long bad; /* records that do not decode, skipped */
 };
 
 /* Flushes the rendered lines in large writes rather than one per job. */
@@ -36,6 +38,19 @@ static int each(void *ctx, const struct dmj_job *job)
     if (rc == 0 && o->buf.len >= (1u << 20))
         rc = flush(o);
     return rc;
+}
+
+/* A damaged record is named and skipped: one of them must not cost the export every other job. */
+static int bad(void *ctx, const uint8_t *id, int err)
+{
+    struct out *o = ctx;
+    char text[DMJ_UUID_TEXT_LEN + 1] = "(malformed key)";
+    if (id)
+        dmj_uuid_format(id, text);
+    fprintf(stderr, "dmj export: job %s: record does not decode (%s); skipped\n", text,
+            dmj_strerror(err));
+    o->bad++;
+    return 0;
 }
 
 int dmj_cmd_export(int argc, char **argv)
@@ -75,7 +90,7 @@ int dmj_cmd_export(int argc, char **argv)
         return DMJ_TOOL_FAIL;
     struct out o = {.f = stdout};
     dmj_buf_init(&o.buf, 64u << 20);
-    int rc = dmj_store_each_job(s, (int32_t)team, each, &o);
+    int rc = dmj_store_each_job_tolerant(s, (int32_t)team, each, bad, &o);
     if (rc == 0)
         rc = flush(&o);
     if (rc == 0 && fflush(stdout) != 0)
@@ -84,5 +99,7 @@ int dmj_cmd_export(int argc, char **argv)
     dmj_store_close(s);
     if (rc != 0)
         return dmj_tool_fail("export", "%s", dmj_strerror(rc));
+    if (o.bad)
+        return dmj_tool_fail("export", "%llu damaged records skipped (see dmj verify)", o.bad);
     return DMJ_TOOL_OK;
 }

@@ -8,6 +8,7 @@
 #include "dmj/error.h"
 #include "dmj/job.h"
 #include "dmj/store.h"
+#include "dmj/uuid.h"
 
 #include "dmj_tool.h"
 
@@ -23,6 +24,7 @@ struct team_count {
 struct counts {
     struct team_count *teams;
     size_t n, cap;
+    unsigned long long bad; /* records that do not decode, not counted */
 };
 
 /* Jobs come in (team, created_at, id) order, so a team's jobs are contiguous: a new entry
@@ -90,6 +92,19 @@ static void print_json(const struct counts *c, uint64_t used, uint64_t map)
     printf("]}\n");
 }
 
+/* A damaged record is named and left out, so that the rest of the store can still be counted. */
+static int bad(void *ctx, const uint8_t *id, int err)
+{
+    struct counts *c = ctx;
+    char text[DMJ_UUID_TEXT_LEN + 1] = "(malformed key)";
+    if (id)
+        dmj_uuid_format(id, text);
+    fprintf(stderr, "dmj stats: job %s: record does not decode (%s); not counted\n", text,
+            dmj_strerror(err));
+    c->bad++;
+    return 0;
+}
+
 int dmj_cmd_stats(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -126,7 +141,7 @@ int dmj_cmd_stats(int argc, char **argv)
     if (dmj_tool_open(db, DMJ_STORE_RDONLY, &s) != 0)
         return DMJ_TOOL_FAIL;
     struct counts counts = {0};
-    int rc = dmj_store_each_job(s, -1, each, &counts);
+    int rc = dmj_store_each_job_tolerant(s, -1, each, bad, &counts);
     uint64_t used = 0, map = 0;
     dmj_store_sizes(s, &used, &map);
     dmj_store_close(s);
@@ -139,5 +154,8 @@ int dmj_cmd_stats(int argc, char **argv)
     free(counts.teams);
     if (rc != 0)
         return dmj_tool_fail("stats", "%s", dmj_strerror(rc));
+    if (counts.bad)
+        return dmj_tool_fail("stats", "%llu damaged records not counted (see dmj verify)",
+                             counts.bad);
     return DMJ_TOOL_OK;
 }

@@ -127,6 +127,14 @@ void dmj_write_abort(struct dmj_write *w);
  * stops and returns fn's value when it returns non-zero. team_id < 0: all teams. */
 DMJ_MUST_CHECK int dmj_store_each_job(struct dmj_store *s, int32_t team_id,
                                       int (*fn)(void *ctx, const struct dmj_job *job), void *ctx);
+/** The same walk, except that a record that does not decode goes to `bad` with its job id
+ * (NULL when its key is malformed too) and the decode error, and the walk goes on past it
+ * unless `bad` returns non-zero (which it then returns). For export and stats, so that one
+ * damaged record does not hide every other job. */
+DMJ_MUST_CHECK int dmj_store_each_job_tolerant(struct dmj_store *s, int32_t team_id,
+                                               int (*fn)(void *ctx, const struct dmj_job *job),
+                                               int (*bad)(void *ctx, const uint8_t *id, int err),
+                                               void *ctx);
 /** Checks every index against the records; writes one line per problem to `report`
  * (a FILE *); returns 0 when consistent, DMJ_EBADRECORD otherwise. */
 DMJ_MUST_CHECK int dmj_store_verify(struct dmj_store *s, void *report);

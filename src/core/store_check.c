@@ -288,8 +288,10 @@ int dmj_store_verify(struct dmj_store *s, void *report)
     return c.problems ? DMJ_EBADRECORD : 0;
 }
 
-int dmj_store_each_job(struct dmj_store *s, int32_t team_id,
-                       int (*fn)(void *ctx, const struct dmj_job *job), void *ctx)
+/* The walk of dmj_store_each_job; `bad` (may be NULL: stop) takes records that do not decode. */
+static int each_job(struct dmj_store *s, int32_t team_id,
+                    int (*fn)(void *ctx, const struct dmj_job *job),
+                    int (*bad)(void *ctx, const uint8_t *id, int err), void *ctx)
 {
     MDB_txn *txn;
     MDB_cursor *cur;
@@ -320,6 +322,8 @@ int dmj_store_each_job(struct dmj_store *s, int32_t team_id,
         int err = dmj_codec_decode_job(v.mv_data, v.mv_size, &j);
         if (!err)
             err = fn(ctx, &j);
+        else if (bad)
+            err = bad(ctx, k.mv_size == KEY_JOB_LEN ? (const uint8_t *)k.mv_data + 12 : NULL, err);
         if (err) {
             mdb_cursor_close(cur);
             mdb_txn_abort(txn);
@@ -330,6 +334,19 @@ int dmj_store_each_job(struct dmj_store *s, int32_t team_id,
     mdb_cursor_close(cur);
     mdb_txn_abort(txn);
     return rc == MDB_NOTFOUND ? 0 : dmj__store_err(rc);
+}
+
+int dmj_store_each_job(struct dmj_store *s, int32_t team_id,
+                       int (*fn)(void *ctx, const struct dmj_job *job), void *ctx)
+{
+    return each_job(s, team_id, fn, NULL, ctx);
+}
+
+int dmj_store_each_job_tolerant(struct dmj_store *s, int32_t team_id,
+                                int (*fn)(void *ctx, const struct dmj_job *job),
+                                int (*bad)(void *ctx, const uint8_t *id, int err), void *ctx)
+{
+    return each_job(s, team_id, fn, bad, ctx);
 }
 
 int dmj_store_backup(struct dmj_store *s, const char *dest)

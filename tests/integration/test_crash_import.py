@@ -217,8 +217,8 @@ def phase(db, new, old, batch, kills, rng, figures, name):
 def main():
     binary("dmj")
     slow = sanitized()
-    jobs = int(os.environ.get("DMJ_CRASH_JOBS", 40000 if slow else 119876))
-    batch = int(os.environ.get("DMJ_CRASH_BATCH", 1000 if slow else 3000))
+    jobs = int(os.environ.get("DMJ_CRASH_JOBS", 30000 if slow else 99876))
+    batch = int(os.environ.get("DMJ_CRASH_BATCH", 750 if slow else 2500))
     kills = int(os.environ.get("DMJ_CRASH_KILLS", 32))
     seed = int(os.environ.get("DMJ_CRASH_SEED", 20261127))
     rng = random.Random(seed)

@@ -400,6 +400,18 @@ def case_damaged_records(store, tmp):
     for v in (va, vb):
         code, out, err = tool("get", "--db", bad, v["id"])
         assert code != 0 and ("version" in err or "corrupted" in err), (code, out, err)
+    # export and stats name them, leave them out, and still give every other job (exit 1).
+    whole = export(store.dir).splitlines()
+    code, out, err = tool("export", "--db", bad)
+    assert code == 1, (code, err)
+    for v, why in ((va, "unknown record format version"), (vb, "corrupted record")):
+        assert "job %s: record does not decode (%s); skipped" % (v["id"], why) in err, err
+    victims = (va["id"].encode(), vb["id"].encode())
+    assert out.splitlines() == [line for line in whole if line[7:43] not in victims], \
+        "the export of the damaged store is not the intact one without the two records"
+    code, out, err = tool("stats", "--db", bad, "--json")
+    assert code == 1 and "2 damaged records not counted" in err, (code, err)
+    assert json.loads(out)["jobs"] == len(whole) - 2, out
 
     # (path, what the answer must be: 200 = the intact store's answer, 500 = PostHog's 500,
     # None = either: a page reads one row past its end to know whether there is a next one,

@@ -741,6 +741,27 @@ static void tamper(const char *path, const char *db, const void *key, size_t kle
     mdb_env_close(env);
 }
 
+struct tolerant {
+    unsigned jobs, bad, bad_id;
+    int err, stop;
+};
+
+static int tolerant_job(void *ctx, const struct dmj_job *j)
+{
+    (void)j;
+    ((struct tolerant *)ctx)->jobs++;
+    return 0;
+}
+
+static int tolerant_bad(void *ctx, const uint8_t *id, int err)
+{
+    struct tolerant *t = ctx;
+    t->bad++;
+    t->bad_id = id ? id_num(id) : 0;
+    t->err = err;
+    return t->stop;
+}
+
 /* The number of lines verify reports. */
 static unsigned verify_lines(const char *path, int *rc)
 {
@@ -828,6 +849,21 @@ static void test_verify(const char *root)
     CHECK_EQ_INT(dmj_read_job(r, id, &j), DMJ_EBADRECORD);
     dmj_read_end(r);
     dmj_read_free(r);
+    dmj_store_close(s);
+
+    /* each_job stops at it; the tolerant walk names it and gives every other job */
+    CHECK_EQ_INT(dmj_store_open(path, DMJ_STORE_RDONLY, 0, &s), 0);
+    unsigned n = 0;
+    CHECK_EQ_INT(dmj_store_each_job(s, 2, count_job, &n), DMJ_EBADRECORD);
+    struct tolerant t = {0};
+    CHECK_EQ_INT(dmj_store_each_job_tolerant(s, 2, tolerant_job, tolerant_bad, &t), 0);
+    CHECK_EQ_INT(t.jobs, 2);
+    CHECK_EQ_INT(t.bad, 1);
+    CHECK_EQ_INT(t.bad_id, 4);
+    CHECK_EQ_INT(t.err, DMJ_EBADRECORD);
+    t.stop = 99; /* and stops when told to */
+    CHECK_EQ_INT(dmj_store_each_job_tolerant(s, 2, tolerant_job, tolerant_bad, &t), 99);
+    CHECK_EQ_INT(t.bad, 2);
     dmj_store_close(s);
 
     /* re-importing over the damage repairs it */
