@@ -108,15 +108,17 @@ fatal() {
 }
 
 # What the package may touch, as names, owners and modes: equal before install and after purge.
+# Only the top of /var/lib (and all of /var/lib/dmj), as other tests may make databases below.
 snapshot() {
     local d
     for d in /usr/bin /usr/sbin /usr/share/man/man1 /usr/share/man/man8 /usr/share/doc \
-        /lib/systemd/system /etc/default /etc/systemd/system /var/lib \
+        /lib/systemd/system /etc/default /etc/systemd/system "$STATE" \
         /var/lib/systemd/deb-systemd-helper-enabled /var/lib/systemd/deb-systemd-helper-masked; do
         if [ -d "$d" ]; then
             find "$d" -maxdepth 3 -printf '%p %u %g %m %y\n' 2>/dev/null
         fi
-    done | grep -v '^/var/lib/dpkg/' | sort
+    done | sort
+    find /var/lib -maxdepth 1 -printf '%p %u %g %m %y\n' | sort
     find /var/lib/dpkg/info -maxdepth 1 -name 'dmj.*' | sort
     dpkg-statoverride --list | grep " $STATE\$" || true
     getent passwd | sort
