@@ -402,6 +402,10 @@ fi
 
 # ---- remove: programs gone, configuration, user and data kept ---------------------------
 MARK=$FAILED
+exported=$(as_dmj /usr/bin/dmj export --db "$STATE/store" | sha256sum)
+[ "$exported" != "$(sha256sum </dev/null)" ] || fail "dmj export wrote nothing"
+# An administrator's edit of the conffile, which remove and reinstall must keep.
+echo '# edited by test_package.sh' >>/etc/default/dmjd
 if ! dpkg_wait -r dmj >"$TMP/remove.log"; then
     cat "$TMP/remove.log" "$TMP/dpkg.err"
     fatal "dpkg -r failed"
@@ -415,6 +419,26 @@ done
 [ -f "$STATE/store/data.mdb" ] || fail "dpkg -r removed the data in $STATE"
 getent passwd dmj >/dev/null || fail "dpkg -r removed the dmj user"
 ok_since_mark "dpkg -r: programs gone; /etc/default/dmjd, $STATE/store and the dmj user kept"
+
+# ---- reinstall: the kept configuration, user and store are taken up again ---------------
+if ! dpkg_wait -i "$DEB" >"$TMP/reinstall.log"; then
+    cat "$TMP/reinstall.log" "$TMP/dpkg.err"
+    fatal "dpkg -i after dpkg -r failed"
+fi
+grep -qx '# edited by test_package.sh' /etc/default/dmjd ||
+    fail "the reinstall replaced the edited /etc/default/dmjd"
+[ "$(id -u dmj)" = "$uid" ] || fail "the reinstall made a new dmj user ($(id -u dmj), was $uid)"
+[ "$(stat -c '%U:%G %a' "$STATE")" = "dmj:dmj 750" ] || fail "$STATE changed on reinstall"
+as_dmj /usr/bin/dmj verify --db "$STATE/store" >"$TMP/verify-again.log" 2>&1 ||
+    fail "the kept store does not verify: $(cat "$TMP/verify-again.log")"
+[ "$(as_dmj /usr/bin/dmj export --db "$STATE/store" | sha256sum)" = "$exported" ] ||
+    fail "the store's export changed across remove and reinstall"
+if command -v deb-systemd-helper >/dev/null; then
+    [ ! -e /etc/systemd/system/dmjd.service ] || fail "dmjd.service is still masked after reinstall"
+    [ -L /etc/systemd/system/multi-user.target.wants/dmjd.service ] ||
+        fail "dmjd.service is not enabled after reinstall"
+fi
+ok_since_mark "dpkg -i again: edited conffile, user $uid, store and enablement as they were"
 
 # ---- purge: everything gone, the machine as before --------------------------------------
 if ! dpkg_wait -P dmj >"$TMP/purge.log"; then
