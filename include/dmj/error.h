@@ -12,6 +12,7 @@
 #define DMJ_EMAPFULL -1007   /**< the store's map size is exhausted (see --map-size) */
 #define DMJ_ESTORE -1008     /**< any other storage engine failure */
 #define DMJ_EBUSY -1009      /**< the store is locked or has too many readers */
+#define DMJ_ETRUNCATED -1010 /**< the store's data file is shorter than its pages (cut copy) */
 
 /** A static, human-readable text for any dmj or -errno code. */
 const char *dmj_strerror(int err);

@@ -28,6 +28,8 @@ const char *dmj_strerror(int err)
         return "storage engine failure";
     case DMJ_EBUSY:
         return "store busy";
+    case DMJ_ETRUNCATED:
+        return "the store's data file is shorter than its contents (a truncated copy?)";
     }
     if (err < 0 && err > -4096)
         return strerror(-err);
