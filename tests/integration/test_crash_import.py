@@ -6,8 +6,8 @@ of the input (whole batches, in input order), never fewer than before the kill.
 Two phases share one store. Phase 1 inserts: each restart resumes the input where the store
 ends (standard input seeked to the first record past the stored prefix). Phase 2 replaces: a
 second version of every job (status rotated, so that by_status entries move) is imported over
-the first the same way, and after each kill the first K*N jobs must be of the new version and
-the rest still of the old one. After each phase's final complete run the export equals its
+the first the same way (and the first over the second, if kills are left), and after each kill
+the first K*N jobs must be of the new version and the rest still of the old one. After each phase's final complete run the export equals its
 input, record for record. The figures (kills, records committed per kill, time to the first
 commit after a restart) are printed at the end.
 
@@ -234,8 +234,14 @@ def main():
         db = os.path.join(tmp, "db")
         figures = {"kills": []}
         phase(db, v1, None, batch, kills // 2, rng, figures, "insert")
-        # (a first phase that ran out of input early leaves its kills to the second)
-        phase(db, v2, v1, batch, kills - len(figures["kills"]), rng, figures, "replace")
+        # Then replacing, one version over the other, until every kill has landed (a phase
+        # whose import outran its kills leaves them to the next).
+        old, new = v1, v2
+        for _ in range(6):
+            if len(figures["kills"]) >= kills:
+                break
+            phase(db, new, old, batch, kills - len(figures["kills"]), rng, figures, "replace")
+            old, new = new, old
         k = figures["kills"]
         assert len(k) >= kills, "only %d kills landed before the imports ended" % len(k)
         moved = [a - b for _, _, b, a in k]
