@@ -10,7 +10,7 @@
 # compiler, the -dev packages of tools/deps.sh and dpkg-dev; not root (files are owned by root
 # in the package all the same). Prints the path of the package on its last line.
 # Environment: DMJ_DEB_VERSION (default: the project version in CMakeLists.txt),
-# DMJ_DEB_MAINTAINER, JOBS (parallel build jobs, default 2).
+# DMJ_DEB_MAINTAINER (default: DEBFULLNAME <DEBEMAIL>), JOBS (parallel build jobs, default 2).
 set -eu
 
 if [ $# -lt 1 ] || [ $# -gt 2 ] || [ "$1" = --help ] || [ "$1" = -h ]; then
@@ -39,13 +39,20 @@ if [ -z "$version" ]; then
     exit 1
 fi
 arch=$(dpkg --print-architecture)
-maintainer=${DMJ_DEB_MAINTAINER:-"dmj developers <dmj@localhost>"}
+# Debian's usual DEBFULLNAME / DEBEMAIL, else a placeholder.
+if [ -n "${DEBEMAIL:-}" ]; then
+    maintainer="${DEBFULLNAME:-dmj developers} <$DEBEMAIL>"
+else
+    maintainer="dmj developers <dmj@example.org>"
+fi
+maintainer=${DMJ_DEB_MAINTAINER:-$maintainer}
 
 # -- build and stage ---------------------------------------------------------------------------
 # DMJ_SANITIZE is cleared in case BUILDDIR was configured with it before: a package ships
 # release binaries only.
 cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr \
-    -DDMJ_BUILD_TESTS=OFF -DDMJ_BUILD_FUZZERS=OFF -DDMJ_SANITIZE= -DDMJ_WERROR=OFF >/dev/null
+    -DDMJ_SYSTEMD_UNIT_DIR=/lib/systemd/system -DDMJ_BUILD_TESTS=OFF -DDMJ_BUILD_FUZZERS=OFF \
+    -DDMJ_SANITIZE= -DDMJ_WERROR=OFF >/dev/null
 cmake --build "$build" --target dmj dmjd -j "$jobs" >/dev/null
 DESTDIR=$root cmake --install "$build" --strip >/dev/null
 
@@ -61,6 +68,13 @@ gzip -9n "$root/usr/share/man/man1/dmj.1" "$root/usr/share/man/man8/dmjd.8"
 install -d "$root/usr/share/doc/dmj"
 install -m 0644 "$src/README.md" "$root/usr/share/doc/dmj/README.md"
 install -m 0644 "$src/packaging/README.md" "$root/usr/share/doc/dmj/README.Debian"
+install -m 0644 "$src/packaging/copyright" "$root/usr/share/doc/dmj/copyright"
+# A one-entry changelog dated like the last commit (or now, outside git) so that the same tree
+# gives the same package.
+when=$(git -C "$src" log -1 --format=%cD 2>/dev/null || true)
+[ -n "$when" ] || when=$(date -R)
+printf 'dmj (%s) unstable; urgency=medium\n\n  * Built from the dmj source tree by packaging/build-deb.sh.\n\n -- %s  %s\n' \
+    "$version" "$maintainer" "$when" | gzip -9n >"$root/usr/share/doc/dmj/changelog.gz"
 find "$root" -type d -exec chmod 0755 {} +
 find "$root" -type f ! -path "$root/usr/*bin/*" -exec chmod 0644 {} +
 
@@ -109,13 +123,14 @@ Depends: adduser, $shlibs
 Section: net
 Priority: optional
 Description: PostHog data modeling jobs API server on an LMDB store
- dmjd serves PostHog's "data modeling jobs" REST API (list with cursor pagination,
- retrieve, recent, running) over HTTP/1.1 and HTTP/2 with personal API keys, from an
- embedded LMDB store; dmj imports the run history into it (PostgreSQL dumps, API pages,
- NDJSON) and exports, verifies, backs up and prunes it.
+ dmjd serves PostHog's "data modeling jobs" REST API (list with cursor
+ pagination, retrieve, recent, running) over HTTP/1.1 and HTTP/2 with personal
+ API keys, from an embedded LMDB store; dmj imports the run history into it
+ (PostgreSQL dumps, API pages, NDJSON) and exports, verifies, backs up and
+ prunes it.
  .
- The package runs dmjd as the dmj system user from a sandboxed systemd unit, with its
- options in /etc/default/dmjd and its store under /var/lib/dmj.
+ The package runs dmjd as the dmj system user from a sandboxed systemd unit,
+ with its options in /etc/default/dmjd and its store under /var/lib/dmj.
 CONTROL
 
 deb=$out/dmj_${version}_${arch}.deb

@@ -164,7 +164,17 @@ if [ "$(dpkg-deb -c "$DEB" | awk '$2 != "root/root"' | wc -l)" != 0 ]; then
     fail "files in the package not owned by root:root"
 fi
 
-ok_since_mark "contents; Depends: $depends"
+# Debian's own checker, when it is installed: no error and no warning.
+LINTED=
+if command -v lintian >/dev/null; then
+    LINTED=1
+    if ! lintian --fail-on error,warning "$DEB" >"$TMP/lintian.log" 2>&1; then
+        fail "lintian: $(grep -v 'root privileges' "$TMP/lintian.log")"
+    fi
+else
+    echo "note: lintian is not installed: the package was not linted"
+fi
+ok_since_mark "contents; Depends: $depends${LINTED:+; lintian clean}"
 
 # ---- install ----------------------------------------------------------------------------
 # dpkg fails at once while apt or another dpkg holds its lock: wait up to a minute for it.
