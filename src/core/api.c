@@ -32,6 +32,8 @@ int dmj_api_worker_new(struct dmj_store *store, const struct dmj_api_config *cfg
     dmj_buf_init(&w->results, DMJ__API_BODY_MAX);
     dmj_buf_init(&w->scratch, DMJ__API_SCRATCH_MAX);
     dmj_buf_init(&w->cursor, DMJ__API_SCRATCH_MAX);
+    w->use_cache = w->cfg.rate_limit == NULL;
+    dmj__api_cache_init(&w->cache);
     *out = w;
     return 0;
 }
@@ -40,6 +42,7 @@ void dmj_api_worker_free(struct dmj_api_worker *w)
 {
     if (w == NULL)
         return;
+    dmj__api_cache_dispose(&w->cache);
     dmj_buf_dispose(&w->cursor);
     dmj_buf_dispose(&w->scratch);
     dmj_buf_dispose(&w->results);
@@ -288,6 +291,8 @@ static void reset_response(struct dmj_api_response *res)
     res->endpoint = "unmatched";
 }
 
+static void not_modified(struct dmj__api_ctx *c);
+
 /* Everything after the route is known and the read transaction has begun. */
 static void answer(struct dmj__api_ctx *c)
 {
@@ -312,6 +317,16 @@ static void answer(struct dmj__api_ctx *c)
     if (res->status != 200)
         return;
     make_etag(c, dmj__api_https(req), res->etag);
+    if (c->cacheable)
+        dmj__api_cache_store(&c->w->cache, res->body, res->body_len, res->etag);
+    not_modified(c);
+}
+
+/* Turns a 200 into a 304 when If-None-Match lists its ETag. */
+static void not_modified(struct dmj__api_ctx *c)
+{
+    const struct dmj_api_request *req = c->req;
+    struct dmj_api_response *res = c->res;
     if (etag_listed(&req->if_none_match, res->etag)) {
         res->status = 304;
         res->json = false;
@@ -376,6 +391,21 @@ void dmj_api_handle(struct dmj_api_worker *w, const struct dmj_api_request *req,
     if (rc != 0) {
         dmj__api_internal(&c, rc);
         return;
+    }
+    /* GET and HEAD answer with the same body and ETag: one entry serves both. */
+    if (w->use_cache && (c.method == DMJ__API_GET || c.method == DMJ__API_HEAD) &&
+        dmj__api_cache_prepare(&w->cache, req, dmj_read_txnid(w->read))) {
+        const struct dmj__api_cache_entry *hit = dmj__api_cache_find(&w->cache);
+        if (hit != NULL) {
+            res->status = 200;
+            res->body = hit->body.data ? hit->body.data : "";
+            res->body_len = hit->body.len;
+            memcpy(res->etag, hit->etag, sizeof res->etag);
+            not_modified(&c);
+            dmj_read_end(w->read);
+            return;
+        }
+        c.cacheable = true;
     }
     answer(&c);
     /* The body lives in the worker's buffers: nothing points into LMDB past this point. */

@@ -22,6 +22,29 @@
 #define DMJ__API_DEFAULT_LIMIT 100
 #define DMJ__API_DEFAULT_MAX_LIMIT 1000
 
+/* The response cache (api_cache.c): a few direct-mapped slots per worker, each answer up to
+ * a list page of 300 jobs; larger answers and requests are served uncached. */
+#define DMJ__API_CACHE_SLOTS 32
+#define DMJ__API_CACHE_BODY_MAX ((size_t)128 << 10)
+#define DMJ__API_CACHE_KEY_MAX ((size_t)16 << 10)
+
+/** One rendered 200: the serialised request it answers (txnid first), its body and ETag. */
+struct dmj__api_cache_entry {
+    bool used;
+    uint64_t hash;
+    struct dmj_buf key;
+    struct dmj_buf body;
+    char etag[48];
+};
+
+/** A worker's cache; `probe` holds the current request, serialised, once prepared. */
+struct dmj__api_cache {
+    struct dmj__api_cache_entry slot[DMJ__API_CACHE_SLOTS];
+    struct dmj_buf probe;
+    uint64_t hash;
+    bool ready; /* probe and hash describe the current request */
+};
+
 /** Per-thread state; everything is reused from one request to the next. */
 struct dmj_api_worker {
     struct dmj_api_config cfg; /* a copy: immutable for the worker's life */
@@ -33,6 +56,8 @@ struct dmj_api_worker {
     struct dmj_buf scratch; /* bearer token, 405 message, link text */
     struct dmj_buf cursor;  /* an encoded cursor */
     struct dmj_key key;     /* the authenticated key (large: kept out of the stack) */
+    bool use_cache;         /* no rate limiter: answers may be served from `cache` */
+    struct dmj__api_cache cache;
 };
 
 enum dmj__api_endpoint {
@@ -65,6 +90,7 @@ struct dmj__api_ctx {
     size_t job_len;
     bool query_parsed; /* dmj__api_query ran (its result is query_rc) */
     int query_rc;
+    bool cacheable; /* a 200 answer goes into the worker's cache */
     struct dmj_user user; /* the key's owner, once authenticated */
     struct dmj_team team; /* the resolved team */
 };
@@ -139,5 +165,19 @@ void dmj__api_serve(struct dmj__api_ctx *c);
 void dmj__api_options(struct dmj__api_ctx *c);
 /** GET /_health. */
 void dmj__api_health(struct dmj__api_ctx *c);
+
+/** Sets up an empty cache (allocates nothing) / frees its memory. */
+void dmj__api_cache_init(struct dmj__api_cache *cache);
+void dmj__api_cache_dispose(struct dmj__api_cache *cache);
+/** Serialises the request and the store state it is answered in; false when it is too
+ * large to cache (find and store then do nothing). */
+bool dmj__api_cache_prepare(struct dmj__api_cache *cache, const struct dmj_api_request *req,
+                            uint64_t txnid);
+/** The cached answer to the prepared request, or NULL; valid until the next store. */
+const struct dmj__api_cache_entry *dmj__api_cache_find(const struct dmj__api_cache *cache);
+/** Keeps a 200 answer to the prepared request (bodies over DMJ__API_CACHE_BODY_MAX are not
+ * kept; a failure only means no entry). */
+void dmj__api_cache_store(struct dmj__api_cache *cache, const char *body, size_t len,
+                          const char *etag);
 
 #endif

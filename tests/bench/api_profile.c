@@ -6,7 +6,7 @@
  *       $(pkg-config --cflags --libs lmdb msgpack yajl libcrypto zlib) -o BUILD/api_profile
  * Use:
  *   api_profile --db STORE --key KEY --team T --endpoint list|deep|filtered|retrieve|recent|
- *               running|401 [--job UUID] [--saved-query UUID] [--n N] [--print]
+ *               running|401 [--job UUID] [--saved-query UUID] [--n N] [--print] [--miss]
  *   valgrind --tool=callgrind --collect-atstart=no BUILD/api_profile ... --n 200
  * Only the measured loop is collected (callgrind's client requests, no-ops outside valgrind):
  * instructions / N is the cost of one request. The deep page follows `next` 50 times first,
@@ -26,12 +26,13 @@ struct opts {
     int team;
     long n;
     int print;
+    int miss; /* a new Host each time: every request misses the worker's response cache */
 };
 
 static int usage(void)
 {
     fprintf(stderr, "usage: api_profile --db DIR --key KEY --team T --endpoint E [--job UUID]\n"
-                    "                   [--saved-query UUID] [--n N] [--print]\n");
+                    "                   [--saved-query UUID] [--n N] [--print] [--miss]\n");
     return 2;
 }
 
@@ -45,6 +46,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--print") == 0) {
             o->print = 1;
+            continue;
+        }
+        if (strcmp(a, "--miss") == 0) {
+            o->miss = 1;
             continue;
         }
         if (v == NULL)
@@ -79,8 +84,10 @@ struct req_text {
 };
 
 static void answer(struct dmj_api_worker *w, const struct req_text *t, const char *method,
-                   struct dmj_api_response *res)
+                   struct dmj_api_response *res, unsigned host_port)
 {
+    char host[32];
+    int host_len = snprintf(host, sizeof host, "127.0.0.1:%u", host_port);
     struct dmj_api_request q;
     memset(&q, 0, sizeof q);
     q.method = (struct dmj_str){method, strlen(method)};
@@ -89,7 +96,7 @@ static void answer(struct dmj_api_worker *w, const struct req_text *t, const cha
         q.query = (struct dmj_str){t->query, strlen(t->query)};
     if (t->auth[0])
         q.authorization = (struct dmj_str){t->auth, strlen(t->auth)};
-    q.host = (struct dmj_str){"127.0.0.1:8000", 14};
+    q.host = (struct dmj_str){host, (size_t)host_len};
     dmj_api_handle(w, &q, res);
 }
 
@@ -159,7 +166,7 @@ int main(int argc, char **argv)
     }
     if (strcmp(e, "deep") == 0) {
         for (int page = 0; page < 50; page++) {
-            answer(w, &t, "GET", &res);
+            answer(w, &t, "GET", &res, 8000);
             if (res.status != 200 || follow_next(&res, &t) != 0) {
                 fprintf(stderr, "api_profile: no next link at page %d\n", page);
                 return 1;
@@ -168,7 +175,7 @@ int main(int argc, char **argv)
     }
     /* Warm-up: buffers reach their working size, pages are mapped. */
     for (int i = 0; i < 20; i++)
-        answer(w, &t, "GET", &res);
+        answer(w, &t, "GET", &res, 8000);
     if (o.print) {
         fwrite(res.body, 1, res.body_len, stdout);
         putchar('\n');
@@ -177,7 +184,7 @@ int main(int argc, char **argv)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     CALLGRIND_TOGGLE_COLLECT;
     for (long i = 0; i < o.n; i++)
-        answer(w, &t, "GET", &res);
+        answer(w, &t, "GET", &res, o.miss ? 10000 + (unsigned)(i % 50000) : 8000);
     CALLGRIND_TOGGLE_COLLECT;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double us = ((double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec)) / 1e3;

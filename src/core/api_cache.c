@@ -1,0 +1,111 @@
+/* A worker's cache of rendered 200 answers, keyed on everything an answer depends on: the
+ * committed store state (txnid) and every field of the request but If-None-Match and GET/HEAD.
+ *
+ * Why it is correct: an answer is a function of the store's committed state, the request
+ * and the worker's immutable configuration. A commit (an import, a new key, a prune) makes
+ * a new txnid, so nothing cached before it is ever served after it. The configuration's one
+ * stateful part, the rate limiter, must see every request: workers that have one keep no
+ * cache. Why it pays: a dashboard polls the same page with the same key; a hit costs a hash
+ * and a compare of the request instead of the key hash, four look-ups and a render. */
+#include <string.h>
+
+#include "api_internal.h"
+
+/* Appends one field, its length first (SIZE_MAX for an absent one) so that fields cannot
+ * run together. */
+static int add_field(struct dmj_buf *b, const struct dmj_str *s)
+{
+    size_t len = s->ptr ? s->len : SIZE_MAX;
+    int rc = dmj_buf_add(b, &len, sizeof len);
+    if (rc == 0 && s->ptr)
+        rc = dmj_buf_add(b, s->ptr, s->len);
+    return rc;
+}
+
+/* 64-bit FNV-1a over the serialised request. */
+static uint64_t hash_bytes(const char *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+void dmj__api_cache_init(struct dmj__api_cache *cache)
+{
+    memset(cache, 0, sizeof *cache);
+    dmj_buf_init(&cache->probe, DMJ__API_CACHE_KEY_MAX);
+    for (size_t i = 0; i < DMJ__API_CACHE_SLOTS; i++) {
+        dmj_buf_init(&cache->slot[i].key, DMJ__API_CACHE_KEY_MAX);
+        dmj_buf_init(&cache->slot[i].body, DMJ__API_CACHE_BODY_MAX);
+    }
+}
+
+void dmj__api_cache_dispose(struct dmj__api_cache *cache)
+{
+    dmj_buf_dispose(&cache->probe);
+    for (size_t i = 0; i < DMJ__API_CACHE_SLOTS; i++) {
+        dmj_buf_dispose(&cache->slot[i].key);
+        dmj_buf_dispose(&cache->slot[i].body);
+    }
+}
+
+bool dmj__api_cache_prepare(struct dmj__api_cache *cache, const struct dmj_api_request *req,
+                            uint64_t txnid)
+{
+    struct dmj_buf *b = &cache->probe;
+    unsigned char tls = req->tls ? 1 : 0;
+    int rc;
+
+    cache->ready = false;
+    dmj_buf_reset(b);
+    rc = dmj_buf_add(b, &txnid, sizeof txnid);
+    if (rc == 0)
+        rc = dmj_buf_add(b, &tls, 1);
+    if (rc == 0)
+        rc = add_field(b, &req->path);
+    if (rc == 0)
+        rc = add_field(b, &req->query);
+    if (rc == 0)
+        rc = add_field(b, &req->authorization);
+    if (rc == 0)
+        rc = add_field(b, &req->host);
+    if (rc == 0)
+        rc = add_field(b, &req->forwarded_proto);
+    if (rc != 0)
+        return false; /* too large to be worth keeping (or no memory): answer uncached */
+    cache->hash = hash_bytes(b->data, b->len);
+    cache->ready = true;
+    return true;
+}
+
+const struct dmj__api_cache_entry *dmj__api_cache_find(const struct dmj__api_cache *cache)
+{
+    if (!cache->ready)
+        return NULL;
+    const struct dmj__api_cache_entry *e = &cache->slot[cache->hash % DMJ__API_CACHE_SLOTS];
+    if (!e->used || e->hash != cache->hash || e->key.len != cache->probe.len ||
+        memcmp(e->key.data, cache->probe.data, cache->probe.len) != 0)
+        return NULL;
+    return e;
+}
+
+void dmj__api_cache_store(struct dmj__api_cache *cache, const char *body, size_t len,
+                          const char *etag)
+{
+    if (!cache->ready || len > DMJ__API_CACHE_BODY_MAX)
+        return;
+    struct dmj__api_cache_entry *e = &cache->slot[cache->hash % DMJ__API_CACHE_SLOTS];
+    e->used = false;
+    dmj_buf_reset(&e->key);
+    dmj_buf_reset(&e->body);
+    if (dmj_buf_add(&e->key, cache->probe.data, cache->probe.len) != 0 ||
+        dmj_buf_add(&e->body, body, len) != 0)
+        return;
+    e->hash = cache->hash;
+    memcpy(e->etag, etag, sizeof e->etag);
+    e->etag[sizeof e->etag - 1] = '\0';
+    e->used = true;
+}
