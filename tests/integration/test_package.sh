@@ -259,7 +259,11 @@ UNIT=/lib/systemd/system/dmjd.service
 HAVE_ANALYZE=
 if command -v systemd-analyze >/dev/null; then
     HAVE_ANALYZE=1
-    if ! systemd-analyze verify "$UNIT" >"$TMP/verify.log" 2>&1 || [ -s "$TMP/verify.log" ]; then
+    # verify also looks the unit's Documentation= pages up with man(1), when there is one
+    man_opt=--man=yes
+    command -v man >/dev/null || man_opt=--man=no
+    if ! systemd-analyze verify "$man_opt" "$UNIT" >"$TMP/verify.log" 2>&1 ||
+        [ -s "$TMP/verify.log" ]; then
         fail "systemd-analyze verify $UNIT: $(cat "$TMP/verify.log")"
     fi
 else
