@@ -26,7 +26,7 @@ static const char help_text[] =
     "usable by both `dmj import` and the Django reference peer. Same arguments, same\n"
     "bytes, on every machine (splitmix64). Defaults: 2 organizations, seed 1, 8 saved\n"
     "queries per team, created_at from 2024-01-01 over 30 days; the last team of three or\n"
-    "more gets no jobs. About 5%% of jobs are Running; runs of equal created_at values,\n"
+    "more gets no jobs. About 5% of jobs are Running; runs of equal created_at values,\n"
     "whole-second timestamps, null saved queries and awkward unicode errors are mixed in.\n";
 
 #define OUT_FLUSH (1u << 20)

@@ -7,7 +7,8 @@ PKGS="build-essential cmake pkg-config liblmdb-dev libh2o-evloop-dev libmsgpack-
 libyajl-dev libssl-dev zlib1g-dev curl python3"
 if [ "${1:-}" = "--test" ]; then
     PKGS="$PKGS lmdb-utils nghttp2-client h2o wrk postgresql clang libclang-rt-14-dev
-python3-django python3-djangorestframework python3-django-filters gunicorn"
+python3-django python3-djangorestframework python3-django-filters gunicorn
+systemd strace lintian"
 fi
 missing=""
 for p in $PKGS; do
