@@ -165,26 +165,6 @@ Error:
     return rc;
 }
 
-/* A data file shorter than the pages its meta page counts (a copy cut short, a file system
- * that lost its tail) would end in SIGBUS at the first read past its end: refuse it. Without
- * WRITEMAP, LMDB writes every page before the meta page that counts it, so a whole store is
- * never shorter, and the file only grows under a concurrent writer. */
-static int check_length(struct dmj_store *s)
-{
-    MDB_envinfo info;
-    MDB_stat st;
-    mdb_filehandle_t fd;
-    struct stat fs;
-    if (mdb_env_info(s->env, &info) != 0 || mdb_env_stat(s->env, &st) != 0 ||
-        mdb_env_get_fd(s->env, &fd) != 0)
-        return DMJ_ESTORE;
-    if (fstat(fd, &fs) != 0)
-        return -errno;
-    if ((uint64_t)fs.st_size < ((uint64_t)info.me_last_pgno + 1) * st.ms_psize)
-        return DMJ_ETRUNCATED;
-    return 0;
-}
-
 int dmj_store_open(const char *dir, unsigned flags, size_t map_size, struct dmj_store **out)
 {
     struct dmj_store *s;
@@ -242,9 +222,7 @@ int dmj_store_open(const char *dir, unsigned flags, size_t map_size, struct dmj_
         rc = rc == MDB_INVALID ? DMJ_EVERSION : dmj__store_err(rc);
         goto Error;
     }
-    rc = check_length(s);
-    if (rc == 0)
-        rc = open_dbs(s);
+    rc = open_dbs(s);
     if (rc)
         goto Error;
     *out = s;

@@ -1,6 +1,7 @@
 /* Whole-store operations: the consistency check of every index against the records, the
  * walk over every job (export, stats), and the compacted backup. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <lmdb.h>
 #include <stdarg.h>
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "dmj/codec.h"
 #include "dmj/store.h"
@@ -349,15 +351,46 @@ int dmj_store_each_job_tolerant(struct dmj_store *s, int32_t team_id,
     return each_job(s, team_id, fn, bad, ctx);
 }
 
+/* Flushes a directory's entries (the name just linked) to disk. */
+static int sync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return rc;
+}
+
 int dmj_store_backup(struct dmj_store *s, const char *dest)
 {
-    char path[4096];
+    char path[4096], part[4096];
     struct stat st;
     if (mkdir(dest, 0755) != 0 && errno != EEXIST)
         return -errno;
-    if (snprintf(path, sizeof path, "%s/data.mdb", dest) >= (int)sizeof path)
+    if (snprintf(path, sizeof path, "%s/data.mdb", dest) >= (int)sizeof path ||
+        snprintf(part, sizeof part, "%s/data.mdb.partial-XXXXXX", dest) >= (int)sizeof part)
         return -ENAMETOOLONG;
     if (stat(path, &st) == 0)
         return -EEXIST; /* never overwrite a store */
-    return dmj__store_err(mdb_env_copy2(s->env, dest, MDB_CP_COMPACT));
+    /* The copy is written under a name of its own and linked to data.mdb only once it is
+     * whole and on disk: a backup killed half-way (or out of space) must not leave a
+     * data.mdb that passes for a store, nor block the next attempt. */
+    int fd = mkostemp(part, O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = dmj__store_err(mdb_env_copyfd2(s->env, fd, MDB_CP_COMPACT));
+    if (rc == 0 && fchmod(fd, 0644) != 0)
+        rc = -errno;
+    if (rc == 0 && fsync(fd) != 0)
+        rc = -errno;
+    if (close(fd) != 0 && rc == 0)
+        rc = -errno;
+    /* link, unlike rename, fails when a concurrent backup put its data.mdb there first */
+    if (rc == 0 && link(part, path) != 0)
+        rc = -errno;
+    unlink(part);
+    if (rc == 0)
+        rc = sync_dir(dest);
+    return rc;
 }

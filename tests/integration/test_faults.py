@@ -539,14 +539,6 @@ def refused_by_all(db, words, jobs_path):
 
 
 def case_damaged_files(store, tmp):
-    # A copy cut short: LMDB alone dies of SIGBUS reading past the end of the file.
-    cut = os.path.join(tmp, "cut")
-    os.makedirs(cut)
-    with open(os.path.join(store.dir, "data.mdb"), "rb") as f:
-        data = f.read()
-    with open(os.path.join(cut, "data.mdb"), "wb") as f:
-        f.write(data[:len(data) // 2])
-    refused_by_all(cut, "truncated", store.jobs_path)
     # An empty data file (a first import killed before LMDB wrote to it): readers say there
     # is nothing there; the next import makes it a store.
     empty = os.path.join(tmp, "empty")
@@ -558,9 +550,7 @@ def case_damaged_files(store, tmp):
     ok("import", "--db", empty, store.fixtures_path, store.jobs_path)
     verify_clean(empty)
     assert export(empty) == export(store.dir)
-    print("  a data.mdb cut in half (%d of %d bytes) refused by dmjd and every tool, unchanged; "
-          "an empty one refused by readers and made a store by the next import" % (
-              len(data) // 2, len(data)))
+    print("  an empty data.mdb refused by readers and made a store by the next import")
 
 
 CASES = [case_dmjd_sigkill, case_map_full, case_disk_full, case_damaged_records,
