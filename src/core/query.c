@@ -378,18 +378,33 @@ static int key_cmp(const struct link_item *a, const struct link_item *b)
     return (a->key_len > b->key_len) - (a->key_len < b->key_len);
 }
 
-/* Stable insertion sort: repeated keys keep their order (parse_qs's lists, doseq). */
-static void sort_items(struct link_item *it, unsigned n)
+/* Stable merge sort of the items' order (bottom-up, ping-ponging between `ord` and `tmp`):
+ * repeated keys keep their order (parse_qs's lists, doseq). Not insertion sort: with up to
+ * 1001 items that is half a million comparisons per link, which the query fuzzer found to be
+ * most of a list request's time. */
+static void sort_items(const struct link_item *it, unsigned n, uint16_t *ord, uint16_t *tmp)
 {
-    for (unsigned i = 1; i < n; i++) {
-        struct link_item x = it[i];
-        unsigned j = i;
-        while (j > 0 && key_cmp(&it[j - 1], &x) > 0) {
-            it[j] = it[j - 1];
-            j--;
+    uint16_t *src = ord, *dst = tmp;
+    for (unsigned i = 0; i < n; i++)
+        ord[i] = (uint16_t)i;
+    for (unsigned width = 1; width < n; width *= 2) {
+        for (unsigned lo = 0; lo < n; lo += 2 * width) {
+            unsigned mid = lo + width < n ? lo + width : n;
+            unsigned hi = lo + 2 * width < n ? lo + 2 * width : n;
+            unsigned a = lo, b = mid, k = lo;
+            while (a < mid && b < hi)
+                dst[k++] = key_cmp(&it[src[b]], &it[src[a]]) < 0 ? src[b++] : src[a++];
+            while (a < mid)
+                dst[k++] = src[a++];
+            while (b < hi)
+                dst[k++] = src[b++];
         }
-        it[j] = x;
+        uint16_t *t = src;
+        src = dst;
+        dst = t;
     }
+    if (src != ord)
+        memcpy(ord, src, n * sizeof *ord);
 }
 
 static int add_link(struct dmj_buf *out, bool https, const char *host, size_t host_len,
@@ -405,7 +420,8 @@ static int add_link(struct dmj_buf *out, bool https, const char *host, size_t ho
         items[n++] = (struct link_item){p->key, p->key_len, p->value, p->value_len};
     }
     items[n++] = (struct link_item){"cursor", 6, cursor_value, cursor_len};
-    sort_items(items, n);
+    uint16_t ord[DMJ_QUERY_MAX_PARAMS + 1], tmp[DMJ_QUERY_MAX_PARAMS + 1];
+    sort_items(items, n, ord, tmp);
 
     int rc = dmj_buf_adds(out, https ? "https://" : "http://");
     if (!rc)
@@ -413,13 +429,14 @@ static int add_link(struct dmj_buf *out, bool https, const char *host, size_t ho
     if (!rc)
         rc = add_quoted(out, path, path_len, "/:@&+$,!*'()", false);
     for (unsigned i = 0; i < n && !rc; i++) {
+        const struct link_item *x = &items[ord[i]];
         rc = dmj_buf_addc(out, i ? '&' : '?');
         if (!rc)
-            rc = add_quoted(out, items[i].key, items[i].key_len, "", true);
+            rc = add_quoted(out, x->key, x->key_len, "", true);
         if (!rc)
             rc = dmj_buf_addc(out, '=');
         if (!rc)
-            rc = add_quoted(out, items[i].value, items[i].value_len, "", true);
+            rc = add_quoted(out, x->value, x->value_len, "", true);
     }
     return rc;
 }
