@@ -307,15 +307,8 @@ static int open_access_log(const char *path)
 }
 
 /* Runs the workers until SIGTERM or SIGINT; returns the exit status. */
-static int serve(struct dmjd_server *srv, unsigned threads)
+static int serve(struct dmjd_server *srv, unsigned threads, const sigset_t *stop)
 {
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGTERM);
-    sigaddset(&stop, SIGINT);
-    /* Blocked before the threads start, so they inherit the mask and only sigwait sees them. */
-    pthread_sigmask(SIG_BLOCK, &stop, NULL);
-
     pthread_mutex_init(&srv->start_lock, NULL);
     pthread_cond_init(&srv->start_cond, NULL);
     srv->workers = calloc(threads, sizeof(srv->workers[0]));
@@ -356,7 +349,7 @@ static int serve(struct dmjd_server *srv, unsigned threads)
             printf("listening on %s\n", srv->listeners[i].url);
         fflush(stdout);
         int sig = 0;
-        sigwait(&stop, &sig);
+        sigwait(stop, &sig);
         status = 0;
     }
     for (unsigned i = 0; i < started; i++)
@@ -388,6 +381,18 @@ int main(int argc, char **argv)
     if (rc != 0)
         return rc;
     signal(SIGPIPE, SIG_IGN);
+    /* Blocked from the start: the worker threads inherit the mask so that only the main
+     * thread's sigwait sees these, and one that comes during start-up is answered by a
+     * clean stop once serving has begun rather than by dying half set up. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    /* A shell starts background jobs with SIGINT ignored, and an ignored signal is dropped
+     * instead of waiting for sigwait. */
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
 
     struct dmjd_server srv;
     memset(&srv, 0, sizeof(srv));
@@ -438,7 +443,7 @@ int main(int argc, char **argv)
     srv.h2o.server_name = h2o_iovec_init(H2O_STRLIT("dmjd"));
     srv.h2o.max_request_entity_size = MAX_REQUEST_BODY;
     dmjd_handler_register(&srv);
-    status = serve(&srv, o.threads);
+    status = serve(&srv, o.threads, &stop);
     h2o_config_dispose(&srv.h2o);
 
 Exit:
