@@ -516,8 +516,12 @@ def case_sigterm(store, tmp):
         assert time.time() - started < 9.5, "shutdown waited on an idle connection"
     finally:
         srv.kill()
-    # SIGINT too, with nothing open.
-    with Server(store.dir, "--threads", "3") as srv2:
+    # SIGINT too, with nothing open, even when started as a shell starts background jobs:
+    # with SIGINT ignored.
+    def as_background_job():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    with Server(store.dir, "--threads", "3", preexec_fn=as_background_job) as srv2:
         c = srv2.conn()
         res, _ = get(c, "/_health")
         assert res.status == 200
