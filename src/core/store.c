@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "dmj/codec.h"
 #include "dmj/store.h"
@@ -165,6 +166,93 @@ Error:
     return rc;
 }
 
+/* Where LMDB's meta page (data format 1, 64-bit) keeps what check_length reads: the
+ * meta follows the 16-byte page header; its two tree records (free, main) are 48 bytes
+ * each, the root page number last in each. */
+#define META_AT 16
+#define META_MAGIC 0xBEEFC0DEu
+#define META_FREE_ROOT (META_AT + 24 + 40)
+#define META_MAIN_ROOT (META_AT + 24 + 48 + 40)
+#define META_TXNID (META_AT + 24 + 96 + 8)
+#define NO_PAGE UINT64_MAX /* LMDB's P_INVALID: an empty tree */
+
+static uint64_t u64_at(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof v); /* native order, as LMDB writes it */
+    return v;
+}
+
+/* The free and main tree roots of the newer of the two meta pages; false when they do not
+ * read as LMDB's format 1 (then LMDB's own checks decide). */
+static bool meta_roots(int fd, size_t psize, uint64_t roots[2])
+{
+    uint8_t page[2][256];
+    uint64_t best = 0;
+    bool found = false;
+    for (int i = 0; i < 2; i++) {
+        if (pread(fd, page[i], sizeof page[i], (off_t)(i * psize)) != (ssize_t)sizeof page[i])
+            return false;
+        uint32_t magic, version;
+        memcpy(&magic, page[i] + META_AT, 4);
+        memcpy(&version, page[i] + META_AT + 4, 4);
+        if (magic != META_MAGIC || version != 1)
+            return false;
+        uint64_t txnid = u64_at(page[i] + META_TXNID);
+        if (!found || txnid > best) {
+            best = txnid;
+            roots[0] = u64_at(page[i] + META_FREE_ROOT);
+            roots[1] = u64_at(page[i] + META_MAIN_ROOT);
+            found = true;
+        }
+    }
+    return found;
+}
+
+/* A data file cut short (a partial copy, a file system that lost its tail) ends in SIGBUS
+ * at the first read past its end, in every reader and writer: refuse it at open. LMDB's
+ * own "last page" cannot be the test (a whole store may be shorter: pages freed in the
+ * transaction that allocated them are never written); these are. The tree roots must lie
+ * in the file (the main tree's is read to find ours), and the file must hold at least as
+ * many pages as the trees use (distinct pages, all written in a whole store). A cut that
+ * spares that many pages can still go unnoticed; a cut compacted backup never does. */
+static int check_length(struct dmj_store *s)
+{
+    mdb_filehandle_t fd;
+    MDB_stat st;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    struct stat fs;
+    uint64_t roots[2] = {NO_PAGE, NO_PAGE};
+    if (mdb_env_get_fd(s->env, &fd) != 0 || mdb_env_stat(s->env, &st) != 0 || st.ms_psize < 512)
+        return DMJ_ESTORE;
+    if (fstat(fd, &fs) != 0)
+        return -errno;
+    uint64_t have = (uint64_t)fs.st_size / st.ms_psize;
+    if (!meta_roots(fd, st.ms_psize, roots))
+        return 0;
+    if ((roots[0] != NO_PAGE && roots[0] >= have) || (roots[1] != NO_PAGE && roots[1] >= have))
+        return DMJ_ETRUNCATED;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return dmj__store_err(rc);
+    uint64_t used = 2; /* the meta pages */
+    for (int i = -2; i < DB_COUNT && rc == 0; i++) {
+        /* -2, -1: LMDB's free tree (dbi 0) and main tree (dbi 1); a sub-database not
+         * there yet (a new store) uses no page */
+        dbi = (MDB_dbi)(i + 2);
+        if (i >= 0 && mdb_dbi_open(txn, dmj__store_db_names[i], 0, &dbi) != 0)
+            continue;
+        rc = mdb_stat(txn, dbi, &st);
+        if (rc == 0)
+            used += st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
+    }
+    mdb_txn_abort(txn);
+    if (rc)
+        return dmj__store_err(rc);
+    return used > have ? DMJ_ETRUNCATED : 0;
+}
+
 int dmj_store_open(const char *dir, unsigned flags, size_t map_size, struct dmj_store **out)
 {
     struct dmj_store *s;
@@ -222,7 +310,9 @@ int dmj_store_open(const char *dir, unsigned flags, size_t map_size, struct dmj_
         rc = rc == MDB_INVALID ? DMJ_EVERSION : dmj__store_err(rc);
         goto Error;
     }
-    rc = open_dbs(s);
+    rc = check_length(s);
+    if (rc == 0)
+        rc = open_dbs(s);
     if (rc)
         goto Error;
     *out = s;

@@ -539,6 +539,22 @@ def refused_by_all(db, words, jobs_path):
 
 
 def case_damaged_files(store, tmp):
+    # A copy cut short: LMDB alone dies of SIGBUS reading past the end of the file. A store
+    # cut in half, and a (compacted) backup one page short.
+    cut = os.path.join(tmp, "cut")
+    os.makedirs(cut)
+    with open(os.path.join(store.dir, "data.mdb"), "rb") as f:
+        data = f.read()
+    with open(os.path.join(cut, "data.mdb"), "wb") as f:
+        f.write(data[:len(data) // 2])
+    refused_by_all(cut, "truncated", store.jobs_path)
+    backup = os.path.join(tmp, "backup")
+    ok("backup", "--db", store.dir, backup)
+    with open(os.path.join(backup, "data.mdb"), "rb") as f:
+        copy = f.read()
+    with open(os.path.join(backup, "data.mdb"), "wb") as f:
+        f.write(copy[:len(copy) - 4096])
+    refused_by_all(backup, "truncated", store.jobs_path)
     # An empty data file (a first import killed before LMDB wrote to it): readers say there
     # is nothing there; the next import makes it a store.
     empty = os.path.join(tmp, "empty")
@@ -550,11 +566,45 @@ def case_damaged_files(store, tmp):
     ok("import", "--db", empty, store.fixtures_path, store.jobs_path)
     verify_clean(empty)
     assert export(empty) == export(store.dir)
-    print("  an empty data.mdb refused by readers and made a store by the next import")
+    print("  a data.mdb cut in half, and a backup one page short, refused by dmjd and every "
+          "tool, unchanged; an empty one refused by readers and made a store by the next import")
+
+
+def case_backup_killed(store, tmp):
+    """`dmj backup` killed at random moments: the destination never holds a data.mdb that is
+    not the whole copy, and the next backup into it succeeds."""
+    db = os.path.join(tmp, "db")
+    jobs, fixtures = generate(tmp, "many", 40000, 2, seed=41)
+    ok("import", "--db", db, fixtures, jobs)
+    whole = export(db)
+    rng = random.Random(41)
+    started = time.monotonic()
+    ok("backup", "--db", db, os.path.join(tmp, "timed"))
+    took = time.monotonic() - started
+    killed = 0
+    for n in range(8):
+        dest = os.path.join(tmp, "backup-%d" % n)
+        proc = subprocess.Popen([binary("dmj"), "backup", "--db", db, dest],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(0, took))
+        proc.kill()
+        _, err = proc.communicate()
+        if proc.returncode == -signal.SIGKILL:
+            killed += 1
+            assert not os.path.exists(os.path.join(dest, "data.mdb")), \
+                "a killed backup left a data.mdb"
+        else:
+            assert proc.returncode == 0, err
+        ok("backup", "--db", db, dest)
+        verify_clean(dest)
+        assert export(dest) == whole
+    assert killed >= 3, "only %d of 8 backups were killed before they ended" % killed
+    print("  dmj backup (%.3f s) killed %d times of 8: never a data.mdb left, every next backup "
+          "whole" % (took, killed))
 
 
 CASES = [case_dmjd_sigkill, case_map_full, case_disk_full, case_damaged_records,
-         case_damaged_files]
+         case_damaged_files, case_backup_killed]
 
 
 def main():

@@ -627,6 +627,45 @@ static void test_empty_file(const char *root)
     dmj_store_close(s);
 }
 
+/* A data file cut short (a partial copy): refused at open with its own code, where LMDB
+ * would have died of SIGBUS reading past the end; a writer leaves it as it is. */
+static void test_truncated(const char *root)
+{
+    char path[512], data[600];
+    struct dmj_store *s;
+    struct stat st;
+    snprintf(path, sizeof path, "%s/cut", root);
+    snprintf(data, sizeof data, "%s/data.mdb", path);
+    CHECK_EQ_INT(dmj_store_open(path, 0, 0, &s), 0);
+    struct dmj_job jobs[400];
+    for (unsigned i = 0; i < 400; i++)
+        jobs[i] = job(i + 1, 1 + (int32_t)(i % 3), i, DMJ_STATUS_COMPLETED, i % 7);
+    CHECK_EQ_INT(put_jobs(s, jobs, 400, NULL), 0);
+    dmj_store_close(s);
+    CHECK_EQ_INT(stat(data, &st), 0);
+    CHECK(st.st_size > 16 * 4096);
+    off_t cut = (st.st_size / 2) & ~(off_t)4095;
+    CHECK_EQ_INT(truncate(data, cut), 0);
+    CHECK_EQ_INT(dmj_store_open(path, DMJ_STORE_RDONLY, 0, &s), DMJ_ETRUNCATED);
+    CHECK_EQ_INT(dmj_store_open(path, 0, 0, &s), DMJ_ETRUNCATED);
+    CHECK_EQ_INT(stat(data, &st), 0);
+    CHECK_EQ_INT(st.st_size, cut);
+    CHECK(strstr(dmj_strerror(DMJ_ETRUNCATED), "truncated") != NULL);
+
+    /* a compacted backup has no free page: one page less is already too short */
+    char bpath[600], bdata[700];
+    snprintf(path, sizeof path, "%s/cut2", root);
+    snprintf(bpath, sizeof bpath, "%s/cut2-backup", root);
+    snprintf(bdata, sizeof bdata, "%s/data.mdb", bpath);
+    CHECK_EQ_INT(dmj_store_open(path, 0, 0, &s), 0);
+    CHECK_EQ_INT(put_jobs(s, jobs, 400, NULL), 0);
+    CHECK_EQ_INT(dmj_store_backup(s, bpath), 0);
+    dmj_store_close(s);
+    CHECK_EQ_INT(stat(bdata, &st), 0);
+    CHECK_EQ_INT(truncate(bdata, st.st_size - 4096), 0);
+    CHECK_EQ_INT(dmj_store_open(bpath, DMJ_STORE_RDONLY, 0, &s), DMJ_ETRUNCATED);
+}
+
 /* A data file that cannot grow (here: the file size limit; a full disk is the same short
  * write): LMDB says EIO, the store says why, and keeps what it had. */
 static void test_file_limit(const char *root)
@@ -1042,6 +1081,7 @@ int main(void)
     test_map_full(root);
     test_file_limit(root);
     test_empty_file(root);
+    test_truncated(root);
     test_backup_killed(root);
     test_identities(root);
     test_verify(root);
