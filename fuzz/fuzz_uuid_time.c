@@ -18,8 +18,14 @@ static void check_uuid(const char *s, size_t n)
 {
     uint8_t id[16], back[16];
     char text[DMJ_UUID_TEXT_LEN + 1];
-    if (dmj_uuid_parse(s, n, id) != 0)
+    memset(id, 0xA5, sizeof id);
+    if (dmj_uuid_parse(s, n, id) != 0) {
+        for (size_t i = 0; i < sizeof id; i++) {
+            if (id[i] != 0xA5)
+                abort(); /* out-parameters are written only on success */
+        }
         return;
+    }
     dmj_uuid_format(id, text);
     if (strlen(text) != DMJ_UUID_TEXT_LEN || dmj_uuid_parse(text, DMJ_UUID_TEXT_LEN, back) != 0 ||
         memcmp(id, back, 16) != 0)
@@ -120,10 +126,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int64_t us;
 
     check_uuid(s, size);
+    us = INT64_C(0x5A5A5A5A5A5A5A5A);
     if (dmj_time_parse(s, size, &us) == 0)
         check_time_value(us);
+    else if (us != INT64_C(0x5A5A5A5A5A5A5A5A))
+        abort(); /* written on failure */
+    us = INT64_C(0x5A5A5A5A5A5A5A5A);
     if (dmj_time_parse_django(s, size, &us) == 0)
         check_time_value(us);
+    else if (us != INT64_C(0x5A5A5A5A5A5A5A5A))
+        abort();
     /* The input read as a microsecond count, when it is eight bytes: any int64 prints. */
     if (size == 8) {
         char t[DMJ_TIME_TEXT_MAX];
