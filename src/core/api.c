@@ -32,7 +32,10 @@ int dmj_api_worker_new(struct dmj_store *store, const struct dmj_api_config *cfg
     dmj_buf_init(&w->results, DMJ__API_BODY_MAX);
     dmj_buf_init(&w->scratch, DMJ__API_SCRATCH_MAX);
     dmj_buf_init(&w->cursor, DMJ__API_SCRATCH_MAX);
-    w->use_cache = w->cfg.rate_limit == NULL;
+    /* DMJ_RESPONSE_CACHE=0 turns the cache off (to measure the uncached path, or to rule
+     * it out); read once here, so it is configuration like the rest. */
+    const char *env = getenv("DMJ_RESPONSE_CACHE");
+    w->use_cache = w->cfg.rate_limit == NULL && !(env != NULL && strcmp(env, "0") == 0);
     dmj__api_cache_init(&w->cache);
     *out = w;
     return 0;
