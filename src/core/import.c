@@ -46,6 +46,7 @@ struct dmj_import {
     const unsigned char *chunk;
     size_t chunk_len;
     size_t counted;
+    size_t next_nl; /* offset of the first newline at or after `counted`, or chunk_len */
     uint64_t line;
     bool resync; /* skip_invalid after a syntax error: drop bytes up to the next newline */
 
@@ -136,11 +137,16 @@ static int keep(struct dmj_import *imp, struct dmj__import_value *v, int type, c
     v->len = len;
     if (type != DMJ__V_STRING && type != DMJ__V_NUMBER)
         return 1;
-    int rc = dmj_buf_add(&imp->fl.arena, s, len);
-    if (rc == 0)
-        rc = dmj_buf_addc(&imp->fl.arena, '\0');
+    /* one reservation for the text and its NUL (the buffer keeps a byte past len spare) */
+    struct dmj_buf *a = &imp->fl.arena;
+    int rc = dmj_buf_reserve(a, len + 1);
     if (rc != 0)
         return fatal(imp, rc, "record", rc == DMJ_ETOOBIG ? "record too large" : "out of memory");
+    if (len > 0)
+        memcpy(a->data + a->len, s, len);
+    a->data[a->len + len] = '\0';
+    a->len += len + 1;
+    a->data[a->len] = '\0';
     return 1;
 }
 
@@ -221,23 +227,32 @@ static int cb_string(void *ctx, const unsigned char *s, size_t len)
 /* The container kinds a top-level object may hold: an API page or a fixtures document. */
 static int container_lookup(const unsigned char *k, size_t len)
 {
-    static const struct {
-        const char *key;
-        size_t len;
-        int kind;
-    } keys[] = {
-        {"results", 7, DMJ_IMPORT_JOB},
-        {"organizations", 13, DMJ_IMPORT_ORG},
-        {"teams", 5, DMJ_IMPORT_TEAM},
-        {"users", 5, DMJ_IMPORT_USER},
-        {"organization_memberships", 24, DMJ_IMPORT_MEMBERSHIP},
-        {"personal_api_keys", 17, DMJ_IMPORT_KEY},
-    };
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        if (keys[i].len == len && memcmp(keys[i].key, k, len) == 0)
-            return keys[i].kind;
+    /* Runs for every key of every NDJSON record: the length picks the one candidate. */
+    const char *key;
+    int kind;
+    switch (len) {
+    case 5:
+        if (k[0] == 't')
+            key = "teams", kind = DMJ_IMPORT_TEAM;
+        else
+            key = "users", kind = DMJ_IMPORT_USER;
+        break;
+    case 7:
+        key = "results", kind = DMJ_IMPORT_JOB;
+        break;
+    case 13:
+        key = "organizations", kind = DMJ_IMPORT_ORG;
+        break;
+    case 17:
+        key = "personal_api_keys", kind = DMJ_IMPORT_KEY;
+        break;
+    case 24:
+        key = "organization_memberships", kind = DMJ_IMPORT_MEMBERSHIP;
+        break;
+    default:
+        return -1;
     }
-    return -1;
+    return memcmp(key, k, len) == 0 ? kind : -1;
 }
 
 static int cb_map_key(void *ctx, const unsigned char *k, size_t len)
@@ -388,20 +403,29 @@ static int new_yajl(struct dmj_import *imp)
     return 0;
 }
 
-/* Counts the newlines of chunk[counted, upto). */
+/* Counts the newlines of chunk[counted, upto). The next newline's offset is remembered, so
+ * that the many calls within one line (one per known key) cost a comparison each. */
 static void count_to(struct dmj_import *imp, size_t upto)
 {
     if (upto <= imp->counted)
         return;
-    const unsigned char *p = imp->chunk + imp->counted, *end = imp->chunk + upto;
-    while (p < end) {
-        const unsigned char *nl = memchr(p, '\n', (size_t)(end - p));
-        if (!nl)
-            break;
+    while (imp->next_nl < upto) {
         imp->line++;
-        p = nl + 1;
+        const unsigned char *from = imp->chunk + imp->next_nl + 1;
+        const unsigned char *nl = memchr(from, '\n', imp->chunk_len - imp->next_nl - 1);
+        imp->next_nl = nl ? (size_t)(nl - imp->chunk) : imp->chunk_len;
     }
     imp->counted = upto;
+}
+
+/* Starts counting lines in a new slice chunk[0, len) at offset 0. */
+static void set_chunk(struct dmj_import *imp, const unsigned char *p, size_t len)
+{
+    imp->chunk = p;
+    imp->chunk_len = len;
+    imp->counted = 0;
+    const unsigned char *nl = len > 0 ? memchr(p, '\n', len) : NULL;
+    imp->next_nl = nl ? (size_t)(nl - p) : len;
 }
 
 /* yajl's message for the error it just reported, without its trailing newline. */
@@ -428,9 +452,7 @@ static bool blank(const unsigned char *p, size_t len)
 static int json_feed(struct dmj_import *imp, const unsigned char *p, size_t len)
 {
     while (len > 0) {
-        imp->chunk = p;
-        imp->chunk_len = len;
-        imp->counted = 0;
+        set_chunk(imp, p, len);
         if (imp->resync) {
             const unsigned char *nl = memchr(p, '\n', len);
             size_t drop = nl ? (size_t)(nl - p) + 1 : len;
@@ -466,7 +488,6 @@ static int json_feed(struct dmj_import *imp, const unsigned char *p, size_t len)
         imp->resync = true;
         p += at;
         len -= at;
-        imp->counted = 0;
     }
     return 0;
 }
@@ -503,9 +524,7 @@ int dmj_import_finish(struct dmj_import *imp)
         return imp->failed;
     int rc = dmj__import_decoder_finish(&imp->dec);
     if (rc == 0 && imp->saw_value && !imp->resync) {
-        imp->chunk = (const unsigned char *)"";
-        imp->chunk_len = 0;
-        imp->counted = 0;
+        set_chunk(imp, (const unsigned char *)"", 0);
         yajl_status st = yajl_complete_parse(imp->yajl);
         if (st == yajl_status_client_canceled) {
             rc = imp->failed ? imp->failed : DMJ_EINVAL;
