@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dmj/codec.h"
@@ -20,6 +21,8 @@
 #define WALK_SLOTS 4
 #define WALK_INDEXES 3
 #define GEN_MASK 0xffffff
+/* How long a map resize waits for the reads in progress to end (requests are short). */
+#define RESIZE_WAIT_MS 10000
 
 enum walk_phase { PHASE_FRESH = 0, PHASE_MOVING = 1, PHASE_DONE = 2 };
 
@@ -289,8 +292,15 @@ int dmj_store_open(const char *dir, unsigned flags, size_t map_size, struct dmj_
     if (!s)
         return -ENOMEM;
     s->rdonly = rdonly;
+    atomic_init(&s->readers, 0);
+    atomic_init(&s->resizing, false);
+    if (pthread_mutex_init(&s->resize_lock, NULL) != 0) {
+        free(s);
+        return -ENOMEM;
+    }
     rc = mdb_env_create(&s->env);
     if (rc) {
+        pthread_mutex_destroy(&s->resize_lock);
         free(s);
         return dmj__store_err(rc);
     }
@@ -319,6 +329,7 @@ int dmj_store_open(const char *dir, unsigned flags, size_t map_size, struct dmj_
     return 0;
 Error:
     mdb_env_close(s->env);
+    pthread_mutex_destroy(&s->resize_lock);
     free(s);
     return rc;
 }
@@ -328,14 +339,65 @@ void dmj_store_close(struct dmj_store *s)
     if (!s)
         return;
     mdb_env_close(s->env);
+    pthread_mutex_destroy(&s->resize_lock);
     free(s);
+}
+
+/* ---- map resizes --------------------------------------------------------------------- */
+
+/* A read of this process starts: counted in, unless a resize is under way (then it waits).
+ * Both sides are sequentially consistent: a reader that missed `resizing` is seen in
+ * `readers` by the resizer, which waits for it. */
+static void reader_enter(struct dmj_store *s)
+{
+    for (;;) {
+        atomic_fetch_add(&s->readers, 1);
+        if (!atomic_load(&s->resizing))
+            return;
+        atomic_fetch_sub(&s->readers, 1);
+        while (atomic_load(&s->resizing)) {
+            struct timespec ts = {0, 100000};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+static void reader_leave(struct dmj_store *s)
+{
+    atomic_fetch_sub(&s->readers, 1);
+}
+
+int dmj__store_adopt_map_size(struct dmj_store *s)
+{
+    int rc = 0;
+    pthread_mutex_lock(&s->resize_lock);
+    atomic_store(&s->resizing, true);
+    for (long waited = 0; atomic_load(&s->readers) != 0; waited++) {
+        if (waited == RESIZE_WAIT_MS * 10L) {
+            rc = DMJ_EBUSY;
+            break;
+        }
+        struct timespec ts = {0, 100000};
+        nanosleep(&ts, NULL);
+    }
+    if (rc == 0)
+        rc = dmj__store_err(mdb_env_set_mapsize(s->env, 0));
+    atomic_store(&s->resizing, false);
+    pthread_mutex_unlock(&s->resize_lock);
+    return rc;
 }
 
 void dmj_store_sizes(struct dmj_store *s, uint64_t *used, uint64_t *map_size)
 {
     MDB_envinfo info;
     MDB_stat st;
-    if (mdb_env_info(s->env, &info) != 0 || mdb_env_stat(s->env, &st) != 0) {
+    /* the meta pages it reads move when the map is resized */
+    reader_enter(s);
+    int rc = mdb_env_info(s->env, &info);
+    if (rc == 0)
+        rc = mdb_env_stat(s->env, &st);
+    reader_leave(s);
+    if (rc != 0) {
         *used = 0;
         *map_size = 0;
         return;
@@ -352,6 +414,7 @@ int dmj_read_new(struct dmj_store *s, struct dmj_read **out)
     if (!r)
         return -ENOMEM;
     r->s = s;
+    reader_enter(s);
     int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &r->txn);
     if (rc == MDB_READERS_FULL) {
         /* slots of processes that died without closing (a killed dmjd) can be reclaimed */
@@ -359,12 +422,23 @@ int dmj_read_new(struct dmj_store *s, struct dmj_read **out)
         if (mdb_reader_check(s->env, &dead) == 0 && dead > 0)
             rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &r->txn);
     }
+    if (rc == MDB_MAP_RESIZED) {
+        /* another process grew the data file past our map */
+        reader_leave(s);
+        int err = dmj__store_adopt_map_size(s);
+        reader_enter(s);
+        rc = err ? err : dmj__store_err(mdb_txn_begin(s->env, NULL, MDB_RDONLY, &r->txn));
+    } else {
+        rc = dmj__store_err(rc);
+    }
     if (rc) {
+        reader_leave(s);
         free(r);
-        return dmj__store_err(rc);
+        return rc;
     }
     /* keep the reader slot, start ended */
     mdb_txn_reset(r->txn);
+    reader_leave(s);
     r->epoch = 1;
     for (int i = 0; i < WALK_INDEXES; i++)
         for (int j = 0; j < WALK_SLOTS; j++)
@@ -394,6 +468,8 @@ void dmj_read_free(struct dmj_read *r)
     for (int i = 0; i < DB_COUNT; i++)
         slot_close(&r->misc[i]);
     mdb_txn_abort(r->txn);
+    if (r->active)
+        reader_leave(r->s);
     free(r);
 }
 
@@ -401,9 +477,20 @@ int dmj_read_begin(struct dmj_read *r)
 {
     if (r->active)
         dmj_read_end(r);
-    int rc = mdb_txn_renew(r->txn);
-    if (rc)
-        return dmj__store_err(rc);
+    for (int attempt = 0;; attempt++) {
+        reader_enter(r->s);
+        int rc = mdb_txn_renew(r->txn);
+        if (rc == 0)
+            break;
+        reader_leave(r->s);
+        /* Another process grew the data file past our map (an import with a larger
+         * --map-size): adopt its size rather than fail every read until a restart. */
+        if (rc != MDB_MAP_RESIZED || attempt == 2)
+            return dmj__store_err(rc);
+        rc = dmj__store_adopt_map_size(r->s);
+        if (rc)
+            return rc;
+    }
     r->epoch++;
     r->active = true;
     return 0;
@@ -414,6 +501,7 @@ void dmj_read_end(struct dmj_read *r)
     if (!r->active)
         return;
     mdb_txn_reset(r->txn);
+    reader_leave(r->s);
     r->active = false;
     /* walks of this transaction must not go on in the next one */
     for (int i = 0; i < WALK_INDEXES; i++)

@@ -4,6 +4,8 @@
 #define DMJ_STORE_IMPL_H
 
 #include <lmdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -37,10 +39,20 @@ struct dmj_store {
     MDB_env *env;
     MDB_dbi dbi[DB_COUNT];
     bool rdonly;
+    /* Adopting a map grown by another process (mdb_env_set_mapsize) is only allowed while
+     * no transaction of this process is active: read handles count themselves in
+     * `readers` while they are begun, and wait while `resizing` is set (store.c). */
+    atomic_int readers;
+    atomic_bool resizing;
+    pthread_mutex_t resize_lock;
 };
 
 /** Sub-database names, indexed by enum dmj__db. */
 extern const char *const dmj__store_db_names[DB_COUNT];
+
+/** Adopts the map size of a data file another process grew (MDB_MAP_RESIZED), once no read
+ * handle of this process is begun; DMJ_EBUSY if they do not all end within seconds. */
+int dmj__store_adopt_map_size(struct dmj_store *s);
 
 /** An LMDB (or errno) result as a dmj code. */
 int dmj__store_err(int mdb_rc);

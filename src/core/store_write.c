@@ -151,14 +151,16 @@ int dmj_write_begin(struct dmj_store *s, struct dmj_write **out)
     dmj_buf_init(&w->recs, RECORDS_MAX);
     int rc = mdb_txn_begin(s->env, NULL, 0, &w->txn);
     if (rc == MDB_MAP_RESIZED) {
-        /* another process grew the map: adopt its size (no transaction of ours is live) */
-        rc = mdb_env_set_mapsize(s->env, 0);
+        /* another process grew the map: adopt its size once no read of ours is live */
+        rc = dmj__store_adopt_map_size(s);
         if (!rc)
-            rc = mdb_txn_begin(s->env, NULL, 0, &w->txn);
+            rc = dmj__store_err(mdb_txn_begin(s->env, NULL, 0, &w->txn));
+    } else {
+        rc = dmj__store_err(rc);
     }
     if (rc) {
         free(w);
-        return dmj__store_err(rc);
+        return rc;
     }
     *out = w;
     return 0;

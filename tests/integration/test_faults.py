@@ -264,6 +264,46 @@ def case_map_full(store, tmp):
               k, k // 100))
 
 
+def case_map_grown(store, tmp):
+    """An import with a larger --map-size grows the store past the map dmjd opened it with:
+    dmjd adopts the new size and keeps answering (it answered 500 to everything until a
+    restart)."""
+    db = os.path.join(tmp, "db")
+    small, fixtures = generate(tmp, "small", 400, 2, seed=51)
+    big, _ = generate(tmp, "big", 30000, 2, seed=52)
+    ok("import", "--db", db, "--map-size", "1M", fixtures, small)
+    with open(fixtures) as f:
+        key = next(k["key"] for k in json.load(f)["personal_api_keys"] if k["label"] == "read")
+    with Server(db, "--threads", "2", "--map-size", str(1 << 20)) as srv:
+        assert_serves(srv, key, team1_ids(db))
+        stop = threading.Event()
+        stats = [{} for _ in range(2)]
+        ids = sorted(team1_ids(db))
+        threads = [threading.Thread(target=hammer, args=(srv.port, key, ids, stop, stats[i], i))
+                   for i in range(2)]
+        for t in threads:
+            t.start()
+        try:
+            ok("import", "--db", db, "--map-size", "64M", "--batch", "3000", big)
+            time.sleep(0.2)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=60)
+        total = {}
+        for s in stats:
+            for k, v in s.items():
+                total[k] = total.get(k, 0) + v
+        assert set(total) == {200}, "answers while the store grew: %r" % total
+        status, body = fetch(srv.port, "/_health", None)
+        assert status == 200 and json.loads(body) == {"status": "ok"}, (status, body)
+        assert_serves(srv, key, team1_ids(db))
+        size = os.path.getsize(os.path.join(db, "data.mdb"))
+        assert size > 4 << 20, size
+    print("  dmjd opened with a 1 MiB map answered %d requests, all 200, while an import grew "
+          "the store to %d bytes" % (total[200], size))
+
+
 def mount_tmpfs(path, size):
     if os.geteuid() != 0:
         return "not root"
@@ -609,7 +649,7 @@ def case_backup_killed(store, tmp):
           "every next backup whole" % (took, killed, mid_copy))
 
 
-CASES = [case_dmjd_sigkill, case_map_full, case_disk_full, case_damaged_records,
+CASES = [case_dmjd_sigkill, case_map_full, case_map_grown, case_disk_full, case_damaged_records,
          case_damaged_files, case_backup_killed]
 
 
