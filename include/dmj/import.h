@@ -88,6 +88,14 @@ uint64_t dmj_import_skipped(const struct dmj_import *imp);
 /** Compressed bytes fed so far (for progress against a file's size). */
 uint64_t dmj_import_bytes_in(const struct dmj_import *imp);
 
+/** The line the parser is on: 1 + the newlines fed so far. */
+uint64_t dmj_import_line(const struct dmj_import *imp);
+/** Whether the input fed so far ends between top-level values, with nothing pending (no open
+ * container, no error, plain text without COPY escaping): a fresh parser could then take the
+ * rest of the input, which is how an NDJSON file is split between threads. Meaningful when
+ * the bytes fed end with a newline (a number at the very end could still go on). */
+bool dmj_import_at_boundary(const struct dmj_import *imp);
+
 /** Stores one record through the store's write calls (dmj_write_job, dmj_write_team...). */
 DMJ_MUST_CHECK int dmj_import_write(struct dmj_write *w, const struct dmj_import_record *rec);
 

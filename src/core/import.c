@@ -593,6 +593,17 @@ uint64_t dmj_import_bytes_in(const struct dmj_import *imp)
     return imp->bytes_in;
 }
 
+uint64_t dmj_import_line(const struct dmj_import *imp)
+{
+    return imp->line;
+}
+
+bool dmj_import_at_boundary(const struct dmj_import *imp)
+{
+    return !imp->failed && imp->depth == 0 && imp->skip == 0 && !imp->resync &&
+           imp->dec.gz == GZ_PLAIN && imp->dec.bom_done && !imp->dec.pg_copy;
+}
+
 int dmj_import_write(struct dmj_write *w, const struct dmj_import_record *rec)
 {
     switch (rec->kind) {
