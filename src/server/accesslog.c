@@ -31,6 +31,36 @@ static int add_escaped(struct dmj_buf *out, const char *s, size_t len)
     return 0;
 }
 
+static bool is_key_char(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* add_escaped, with anything shaped like a personal API key ("phx_" and letters or digits)
+ * cut to its first KEY_KEPT characters wherever it stands: a client that puts its key in a
+ * path segment or under another parameter name must not find it in the log either. */
+static int add_masked(struct dmj_buf *out, const char *s, size_t len)
+{
+    size_t done = 0;
+    for (size_t i = 0; i + 4 <= len; i++) {
+        if (memcmp(s + i, "phx_", 4) != 0)
+            continue;
+        size_t run = 4;
+        while (i + run < len && is_key_char(s[i + run]))
+            run++;
+        if (run <= KEY_KEPT)
+            continue;
+        int rc = add_escaped(out, s + done, i + KEY_KEPT - done);
+        if (rc == 0)
+            rc = dmj_buf_adds(out, "...");
+        if (rc != 0)
+            return rc;
+        done = i + run;
+        i = done - 1;
+    }
+    return add_escaped(out, s + done, len - done);
+}
+
 static int hexval(char c)
 {
     if (c >= '0' && c <= '9')
@@ -67,9 +97,9 @@ int dmjd_accesslog_redact_target(struct dmj_buf *out, const char *target, size_t
 {
     const char *q = memchr(target, '?', len);
     if (q == NULL)
-        return add_escaped(out, target, len);
+        return add_masked(out, target, len);
     size_t path_len = (size_t)(q - target) + 1;
-    int rc = add_escaped(out, target, path_len);
+    int rc = add_masked(out, target, path_len);
     const char *p = q + 1, *end = target + len;
     while (rc == 0 && p <= end) {
         const char *amp = memchr(p, '&', (size_t)(end - p));
@@ -84,7 +114,7 @@ int dmjd_accesslog_redact_target(struct dmj_buf *out, const char *target, size_t
             if (rc == 0 && vlen > keep)
                 rc = dmj_buf_adds(out, "...");
         } else {
-            rc = add_escaped(out, p, (size_t)(stop - p));
+            rc = add_masked(out, p, (size_t)(stop - p));
         }
         if (amp == NULL)
             break;

@@ -174,11 +174,27 @@ static void add_response_headers(h2o_req_t *req, const struct dmj_api_response *
     }
 }
 
+/* Request smuggling: h2o 2.2.5 takes Transfer-Encoding over Content-Length, the first of two
+ * differing Content-Lengths, and chunk lines ended by a bare LF, and then reads the next
+ * request from what follows the body as it framed it; a proxy in front that frames the body
+ * otherwise would see a request hidden in it answered. h2o keeps neither header in
+ * req->headers, so dmjd cannot tell the framings apart; it reads no request body at all, so
+ * it closes every HTTP/1 connection after answering a request that came with one (for
+ * Transfer-Encoding, RFC 9112 6.1 asks that anyway). */
+static void close_after_body(h2o_req_t *req)
+{
+    /* h2o points entity at "" for a zero-length body: a body was framed all the same. */
+    if (req->version < 0x200 && req->entity.base != NULL)
+        req->http1_is_persistent = 0;
+}
+
 static int on_request(h2o_handler_t *self, h2o_req_t *req)
 {
     struct dmjd_worker *w = H2O_STRUCT_FROM_MEMBER(struct dmjd_worker, ctx, req->conn->ctx);
     uint64_t started = dmjd_now_us();
     size_t path_len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+
+    close_after_body(req);
 
     if (h2o_memis(req->path.base, path_len, H2O_STRLIT("/metrics"))) {
         serve_metrics(w, req, started);
