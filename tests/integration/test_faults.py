@@ -612,7 +612,8 @@ def case_damaged_files(store, tmp):
 
 def case_backup_killed(store, tmp):
     """`dmj backup` killed at random moments: the destination never holds a data.mdb that is
-    not the whole copy, and the next backup into it succeeds."""
+    not the whole copy, and the next backup into it succeeds. `dmj prune` killed at random
+    moments: the store is as before or wholly pruned."""
     db = os.path.join(tmp, "db")
     jobs, fixtures = generate(tmp, "many", 40000, 2, seed=41)
     ok("import", "--db", db, fixtures, jobs)
@@ -621,8 +622,11 @@ def case_backup_killed(store, tmp):
     started = time.monotonic()
     ok("backup", "--db", db, os.path.join(tmp, "timed"))
     took = time.monotonic() - started
-    killed = mid_copy = 0
-    for n in range(8):
+    killed = mid_copy = attempts = 0
+    for n in range(20):
+        if killed >= 4:
+            break
+        attempts += 1
         dest = os.path.join(tmp, "backup-%d" % n)
         proc = subprocess.Popen([binary("dmj"), "backup", "--db", db, dest],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -644,9 +648,38 @@ def case_backup_killed(store, tmp):
         ok("backup", "--db", db, dest)
         verify_clean(dest)
         assert export(dest) == whole
-    assert killed >= 3, "only %d of 8 backups were killed before they ended" % killed
-    print("  dmj backup (%.3f s) killed %d times of 8 (%d mid-copy): never a partial data.mdb, "
-          "every next backup whole" % (took, killed, mid_copy))
+    assert killed >= 2, "only %d of 20 backups were killed before they ended" % killed
+    print("  dmj backup (%.3f s) killed %d times in %d tries (%d mid-copy): never a partial "
+          "data.mdb, every next backup whole" % (took, killed, attempts, mid_copy))
+
+    # dmj prune killed at random moments: one transaction, so all or nothing.
+    lines = whole.splitlines()
+    stamps = sorted(json.loads(line)["created_at"] for line in lines)
+    cut = stamps[len(stamps) // 2]
+    kept = [line for line in lines if json.loads(line)["created_at"] >= cut]
+    scratch = os.path.join(tmp, "scratch")
+    shutil.copytree(db, scratch)
+    started = time.monotonic()
+    ok("prune", "--db", scratch, "--before", cut)
+    took = time.monotonic() - started
+    assert export(scratch).splitlines() == kept, "prune did not keep what it should"
+    outcomes = {"nothing": 0, "all": 0}
+    for n in range(8):
+        proc = subprocess.Popen([binary("dmj"), "prune", "--db", db, "--before", cut],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(0, 0.8 * took))
+        proc.kill()
+        proc.communicate()
+        verify_clean(db)
+        now = export(db).splitlines()
+        assert now in (lines, kept), "a killed prune left %d of %d jobs" % (len(now), len(lines))
+        outcomes["all" if now == kept else "nothing"] += 1
+        if now == kept:
+            # put the pruned jobs back for the next round
+            ok("import", "--db", db, jobs)
+            assert export(db) == whole
+    print("  dmj prune (%.3f s) killed 8 times: %d left the store whole, %d found it pruned; "
+          "never half" % (took, outcomes["nothing"], outcomes["all"]))
 
 
 CASES = [case_dmjd_sigkill, case_map_full, case_map_grown, case_disk_full, case_damaged_records,
