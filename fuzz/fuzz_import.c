@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "dmj/buf.h"
@@ -81,7 +82,12 @@ static void fz_cleanup(void)
 
 static void fz_open(void)
 {
-    const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    /* tmpfs when it has room (a container's /dev/shm may have 64 MB), else /tmp. */
+    struct statvfs vfs;
+    const char *base = "/tmp";
+    if (access("/dev/shm", W_OK) == 0 && statvfs("/dev/shm", &vfs) == 0 &&
+        (uint64_t)vfs.f_bavail * vfs.f_frsize >= (uint64_t)512 << 20)
+        base = "/dev/shm";
     snprintf(fz.dir, sizeof fz.dir, "%s/dmj-fuzz-import-XXXXXX", base);
     if (mkdtemp(fz.dir) == NULL || dmj_store_open(fz.dir, 0, (size_t)1 << 30, &fz.store) != 0 ||
         dmj_read_new(fz.store, &fz.read) != 0) {
