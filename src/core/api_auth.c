@@ -52,17 +52,23 @@ static bool bearer_token(const char *h, size_t len, const char **tok, size_t *to
 static int latin1_to_utf8(const char *s, size_t len, struct dmj_buf *out)
 {
     dmj_buf_reset(out);
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        int rc;
-        if (ch < 0x80) {
-            rc = dmj_buf_addc(out, (char)ch);
-        } else {
-            char two[2] = {(char)(0xc0 | (ch >> 6)), (char)(0x80 | (ch & 0x3f))};
-            rc = dmj_buf_add(out, two, 2);
-        }
+    size_t i = 0;
+    while (i < len) {
+        /* ASCII runs (every real key) are copied at once. */
+        size_t run = i;
+        while (run < len && (unsigned char)s[run] < 0x80)
+            run++;
+        int rc = run > i ? dmj_buf_add(out, s + i, run - i) : 0;
         if (rc != 0)
             return rc;
+        if (run == len)
+            break;
+        unsigned char ch = (unsigned char)s[run];
+        char two[2] = {(char)(0xc0 | (ch >> 6)), (char)(0x80 | (ch & 0x3f))};
+        rc = dmj_buf_add(out, two, 2);
+        if (rc != 0)
+            return rc;
+        i = run + 1;
     }
     return 0;
 }
