@@ -1,6 +1,7 @@
 #!/bin/sh
 # test.sh - installs what is needed, builds dmj twice (release with -Werror, then with
-# AddressSanitizer and UBSan) and runs the whole test suite on each.
+# AddressSanitizer and UBSan) and runs the whole test suite on each, then dmjd and dmj with
+# ThreadSanitizer under load (tests/integration/test_tsan.sh).
 set -eu
 cd "$(dirname "$0")/.."
 sh tools/deps.sh --test
@@ -17,6 +18,13 @@ for variant in release asan; do
     echo "== $variant tests"
     (cd "$dir" && ctest --output-on-failure -j "$JOBS")
 done
+# ThreadSanitizer: only dmjd and dmj, and only the test that loads one with the other.
+echo "== tsan build (dmjd, dmj)"
+cmake -S . -B build-test-tsan -DDMJ_WERROR=ON -DCMAKE_BUILD_TYPE=Debug -DDMJ_SANITIZE=thread \
+    >/dev/null
+cmake --build build-test-tsan -j "$JOBS" --target dmjd dmj
+echo "== tsan test"
+(cd build-test-tsan && ctest --output-on-failure -R '^integration\.test_tsan$')
 if [ -x fuzz/run.sh ]; then
     echo "== fuzzers"
     fuzz/run.sh "${DMJ_FUZZ_SECONDS:-20}"

@@ -35,7 +35,20 @@ END_STREAM, ACK, END_HEADERS, PADDED, PRIO = 0x1, 0x1, 0x4, 0x8, 0x20
 
 # Growth of dmjd's resident memory any one attack may cause (MiB); sanitizer builds keep
 # freed memory in quarantine, so they get more room.
-SANITIZED = os.environ.get("DMJ_SANITIZED") == "1"
+def sanitized():
+    """True for an ASan/UBSan/TSan build (from the build's CMakeCache.txt)."""
+    cache = os.path.join(os.environ.get("DMJ_BIN_DIR", ""), "CMakeCache.txt")
+    try:
+        with open(cache) as f:
+            for line in f:
+                if line.startswith("DMJ_SANITIZE:"):
+                    return line.strip().split("=", 1)[1] != ""
+    except OSError:
+        pass
+    return False
+
+
+SANITIZED = sanitized()
 RSS_BOUND_MB = 96 if SANITIZED else 48
 SCALE = 4 if SANITIZED else 1  # fewer frames per flood under ASan (it is ~4x slower)
 

@@ -1,0 +1,111 @@
+#!/bin/bash
+# test_tsan.sh - a ThreadSanitizer build of dmjd under load (h2load over h2c and HTTP/1.1,
+# /metrics scrapes, the shared rate limiter, the access log) while `dmj import` commits into
+# the store it serves: neither reports anything, every request is answered, dmjd stops
+# cleanly. Skipped (77) unless DMJ_BIN_DIR is a -DDMJ_SANITIZE=thread build; tools/test.sh
+# makes one in build-test-tsan and runs this test there.
+set -u
+
+BIN=${DMJ_BIN_DIR:-}
+if ! grep -q '^DMJ_SANITIZE:[A-Z]*=thread$' "$BIN/CMakeCache.txt" 2>/dev/null; then
+    echo "skipped: DMJ_BIN_DIR ($BIN) is not a -DDMJ_SANITIZE=thread build"
+    exit 77
+fi
+for b in dmj dmjd; do
+    [ -x "$BIN/$b" ] || { echo "skipped: $BIN/$b is not built"; exit 77; }
+done
+if ! command -v h2load >/dev/null; then
+    echo "skipped: h2load (nghttp2-client) is not installed"
+    exit 77
+fi
+
+tmp=$(mktemp -d)
+dmjd_pid=""
+cleanup() {
+    [ -n "$dmjd_pid" ] && kill -9 "$dmjd_pid" 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+fail() {
+    echo "FAIL: $*"
+    exit 1
+}
+
+# halt_on_error=0: see every report, not just the first; the exit code says there was one.
+export TSAN_OPTIONS="halt_on_error=0 exitcode=66 second_deadlock_stack=1"
+
+"$BIN/dmj" generate --jobs 3000 --teams 2 --seed 5 --out "$tmp/jobs.ndjson" \
+    --fixtures-out "$tmp/fixtures.json" >/dev/null 2>"$tmp/gen.err" || fail "generate: $(cat "$tmp/gen.err")"
+"$BIN/dmj" generate --jobs 4000 --teams 2 --seed 6 --out "$tmp/more.ndjson" \
+    --fixtures-out "$tmp/more-fixtures.json" >/dev/null 2>>"$tmp/gen.err" || fail "generate"
+"$BIN/dmj" import --db "$tmp/store" "$tmp/fixtures.json" "$tmp/jobs.ndjson" \
+    >/dev/null 2>"$tmp/import0.err" || fail "first import: $(cat "$tmp/import0.err")"
+key=$(python3 -c 'import json,sys
+print(next(k["key"] for k in json.load(open(sys.argv[1]))["personal_api_keys"]
+           if k.get("label") == "read"))' "$tmp/fixtures.json")
+
+"$BIN/dmjd" --db "$tmp/store" --listen 127.0.0.1:0 --threads 4 \
+    --rate-limit 1000000/second --access-log "$tmp/access.log" \
+    >"$tmp/dmjd.out" 2>"$tmp/dmjd.err" &
+dmjd_pid=$!
+port=""
+for _ in $(seq 1 300); do
+    port=$(sed -n 's|^listening on http://127.0.0.1:\([0-9]*\)$|\1|p' "$tmp/dmjd.out")
+    [ -n "$port" ] && break
+    kill -0 "$dmjd_pid" 2>/dev/null || fail "dmjd did not start: $(cat "$tmp/dmjd.err")"
+    sleep 0.1
+done
+[ -n "$port" ] || fail "dmjd did not say where it listens"
+base="http://127.0.0.1:$port/api/environments/1/data_modeling_jobs"
+
+# Writers while the load runs: the rest of the history in batches (many commits), then again
+# (every job replaced).
+(
+    for round in 1 2; do
+        "$BIN/dmj" import --db "$tmp/store" --batch 500 "$tmp/more.ndjson" \
+            >/dev/null 2>>"$tmp/import.err" || echo "import round $round failed" >>"$tmp/import.fail"
+    done
+) &
+import_pid=$!
+(
+    for _ in $(seq 1 40); do
+        curl -s -o /dev/null "http://127.0.0.1:$port/metrics"
+        curl -s -o /dev/null -H "Authorization: Bearer $key" "$base/?limit=3"
+        curl -s -o /dev/null "$base/?personal_api_key=$key&limit=1"
+    done
+) &
+scrape_pid=$!
+h2load -n 6000 -c 40 -m 10 -H "Authorization: Bearer $key" \
+    "$base/?limit=10" "$base/recent/" "$base/running/" "http://127.0.0.1:$port/_health" \
+    >"$tmp/h2.out" 2>&1 || fail "h2load (h2c): $(tail -5 "$tmp/h2.out")"
+h2load --h1 -n 3000 -c 40 -H "Authorization: Bearer $key" "$base/?limit=5" \
+    >"$tmp/h1.out" 2>&1 || fail "h2load (h1): $(tail -5 "$tmp/h1.out")"
+wait "$import_pid"
+wait "$scrape_pid"
+
+kill -TERM "$dmjd_pid"
+status=0
+wait "$dmjd_pid" || status=$?
+dmjd_pid=""
+
+for f in h2 h1; do
+    grep -E "^requests:|^status codes:" "$tmp/$f.out" | sed "s/^/  $f: /"
+    done_n=$(sed -n 's/^requests: [0-9]* total, [0-9]* started, \([0-9]*\) done.*/\1/p' "$tmp/$f.out")
+    ok_n=$(sed -n 's/^status codes: \([0-9]*\) 2xx.*/\1/p' "$tmp/$f.out")
+    total=$(sed -n 's/^requests: \([0-9]*\) total.*/\1/p' "$tmp/$f.out")
+    [ -n "$total" ] && [ "$done_n" = "$total" ] && [ "$ok_n" = "$total" ] ||
+        fail "$f: not every request answered 2xx (total $total, done $done_n, 2xx $ok_n)"
+done
+[ ! -e "$tmp/import.fail" ] || fail "$(cat "$tmp/import.fail"): $(tail -20 "$tmp/import.err")"
+for f in dmjd.err import0.err import.err; do
+    if grep -q "ThreadSanitizer" "$tmp/$f" 2>/dev/null; then
+        echo "ThreadSanitizer reports in $f:"
+        head -80 "$tmp/$f"
+        fail "ThreadSanitizer reported in $f"
+    fi
+done
+[ "$status" -eq 0 ] || fail "dmjd exited $status: $(tail -20 "$tmp/dmjd.err")"
+[ ! -s "$tmp/dmjd.err" ] || fail "dmjd wrote to stderr: $(head -20 "$tmp/dmjd.err")"
+"$BIN/dmj" verify --db "$tmp/store" >/dev/null 2>"$tmp/verify.err" ||
+    fail "verify: $(tail -5 "$tmp/verify.err")"
+echo "ok: no ThreadSanitizer report from dmjd (4 workers) or dmj import; $(wc -l <"$tmp/access.log") requests logged"
