@@ -15,6 +15,7 @@
 
 #define RECORD_MAX (16u * 1024u * 1024u) /* text of one record's known fields */
 #define MAX_FRAMES 8
+#define DMJ__IMPORT_MAX_TOKS 128 /* 64 keys: a job has 19 */
 
 /* What an open JSON container is to the importer. */
 enum frame {
@@ -49,6 +50,9 @@ struct dmj_import {
     size_t next_nl; /* offset of the first newline at or after `counted`, or chunk_len */
     uint64_t line;
     bool resync; /* skip_invalid after a syntax error: drop bytes up to the next newline */
+    bool clean;  /* at the start of a line with yajl between top-level values */
+    bool fast;   /* the callbacks are being called by the fast path, not by yajl */
+    struct dmj__import_tok toks[DMJ__IMPORT_MAX_TOKS];
 
     struct dmj__import_decoder dec; /* gzip and COPY escapes, in front of yajl */
 
@@ -62,6 +66,8 @@ static void count_to(struct dmj_import *imp, size_t upto);
 /* The line of the token yajl just read: newlines are counted up to its end, once. */
 static uint64_t cur_line(struct dmj_import *imp)
 {
+    if (imp->fast)
+        return imp->line; /* a fast-path line: every token is on it */
     size_t off = yajl_get_bytes_consumed(imp->yajl);
     count_to(imp, off < imp->chunk_len ? off : imp->chunk_len);
     return imp->line;
@@ -449,45 +455,120 @@ static bool blank(const unsigned char *p, size_t len)
     return true;
 }
 
+/* Feeds p[0, len) to yajl; `*used` is how far it got (all of it, or up to a syntax error that
+ * skip_invalid skips, after which the parser is fresh and resyncing). */
+static int yajl_step(struct dmj_import *imp, const unsigned char *p, size_t len, size_t *used)
+{
+    set_chunk(imp, p, len);
+    if (!imp->saw_value && !blank(p, len))
+        imp->saw_value = true;
+    yajl_status st = yajl_parse(imp->yajl, p, len);
+    if (st == yajl_status_ok) {
+        count_to(imp, len);
+        *used = len;
+        return 0;
+    }
+    if (st == yajl_status_client_canceled)
+        return imp->failed ? imp->failed : DMJ_EINVAL;
+    size_t at = yajl_get_bytes_consumed(imp->yajl);
+    if (at > len)
+        at = len;
+    count_to(imp, at);
+    struct dmj_import_error e;
+    char why[160];
+    yajl_reason(imp, why, sizeof why);
+    set_error(&e, imp->line, "json", why);
+    if (!bad_record(imp, &e))
+        return DMJ_EINVAL;
+    /* Skipping: start again with a fresh parser at the next line. */
+    int rc = new_yajl(imp);
+    if (rc != 0)
+        return rc;
+    imp->resync = true;
+    *used = at;
+    return 0;
+}
+
+/* Hands the tokens of a line the fast scanner took to the callbacks yajl would have called. */
+static int replay(struct dmj_import *imp, const unsigned char *p, int n)
+{
+    const struct dmj__import_tok *t = imp->toks;
+    imp->fast = true;
+    int ok = open_value(imp, true);
+    for (int i = 0; ok && i < n; i += 2) {
+        const struct dmj__import_tok *v = &t[i + 1];
+        ok = cb_map_key(imp, p + t[i].off, t[i].len);
+        if (!ok)
+            break;
+        switch (v->type) {
+        case DMJ__T_STRING:
+            ok = cb_string(imp, p + v->off, v->len);
+            break;
+        case DMJ__T_NUMBER:
+            ok = cb_number(imp, (const char *)p + v->off, v->len);
+            break;
+        case DMJ__T_TRUE:
+        case DMJ__T_FALSE:
+            ok = cb_bool(imp, v->type == DMJ__T_TRUE);
+            break;
+        default:
+            ok = cb_null(imp);
+            break;
+        }
+    }
+    if (ok)
+        ok = close_value(imp);
+    imp->fast = false;
+    return ok ? 0 : imp->failed ? imp->failed : DMJ_EINVAL;
+}
+
+/* Whether yajl stands between top-level values at the start of a line, so that the next line
+ * may go to the fast scanner. */
+static bool settled(const struct dmj_import *imp, const unsigned char *p, size_t used)
+{
+    return used > 0 && p[used - 1] == '\n' && !imp->resync && imp->depth == 0 && imp->skip == 0;
+}
+
 static int json_feed(struct dmj_import *imp, const unsigned char *p, size_t len)
 {
+    int rc;
     while (len > 0) {
-        set_chunk(imp, p, len);
         if (imp->resync) {
+            set_chunk(imp, p, len);
             const unsigned char *nl = memchr(p, '\n', len);
             size_t drop = nl ? (size_t)(nl - p) + 1 : len;
             count_to(imp, drop);
             imp->resync = nl == NULL;
+            imp->clean = nl != NULL; /* a fresh parser at the start of a line */
             p += drop;
             len -= drop;
             continue;
         }
-        if (!imp->saw_value && !blank(p, len))
-            imp->saw_value = true;
-        yajl_status st = yajl_parse(imp->yajl, p, len);
-        if (st == yajl_status_ok) {
-            count_to(imp, len);
-            return 0;
+        size_t take = len, used;
+        if (imp->clean || imp->depth <= 1) {
+            /* Line by line while NDJSON is possible: a whole line at the start of one, with
+             * yajl between values, may take the fast path. */
+            const unsigned char *nl = memchr(p, '\n', len);
+            if (nl)
+                take = (size_t)(nl - p) + 1;
+            if (nl && imp->clean && take - 1 < UINT32_MAX) {
+                int n = dmj__import_scan_line(p, take - 1, imp->toks, DMJ__IMPORT_MAX_TOKS);
+                if (n >= 0) {
+                    set_chunk(imp, p, take - 1);
+                    if ((rc = replay(imp, p, n)) != 0)
+                        return rc;
+                    imp->line++;
+                    p += take;
+                    len -= take;
+                    continue;
+                }
+            }
         }
-        if (st == yajl_status_client_canceled)
-            return imp->failed ? imp->failed : DMJ_EINVAL;
-        size_t at = yajl_get_bytes_consumed(imp->yajl);
-        if (at > len)
-            at = len;
-        count_to(imp, at);
-        struct dmj_import_error e;
-        char why[160];
-        yajl_reason(imp, why, sizeof why);
-        set_error(&e, imp->line, "json", why);
-        if (!bad_record(imp, &e))
-            return DMJ_EINVAL;
-        /* Skipping: start again with a fresh parser at the next line. */
-        int rc = new_yajl(imp);
-        if (rc != 0)
+        if ((rc = yajl_step(imp, p, take, &used)) != 0)
             return rc;
-        imp->resync = true;
-        p += at;
-        len -= at;
+        imp->clean = settled(imp, p, used);
+        p += used;
+        len -= used;
     }
     return 0;
 }
@@ -549,6 +630,7 @@ int dmj_import_new(const struct dmj_import_options *opts, struct dmj_import **ou
         return -ENOMEM;
     imp->o = *opts;
     imp->line = 1;
+    imp->clean = true;
     dmj_buf_init(&imp->fl.arena, RECORD_MAX);
     int rc = dmj__import_decoder_init(&imp->dec, opts->pg_copy, json_sink, imp);
     if (rc == 0)

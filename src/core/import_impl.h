@@ -91,6 +91,29 @@ DMJ_MUST_CHECK int dmj__import_build(const struct dmj__import_fields *fl,
                                      const struct dmj_import_options *o,
                                      struct dmj_import_record *rec, struct dmj_import_error *err);
 
+/* A token of a line the fast scanner took (import_fast.c): text at line + off, len bytes. */
+enum dmj__import_ttype {
+    DMJ__T_KEY,
+    DMJ__T_STRING,
+    DMJ__T_NUMBER,
+    DMJ__T_TRUE,
+    DMJ__T_FALSE,
+    DMJ__T_NULL,
+};
+
+struct dmj__import_tok {
+    uint8_t type;
+    uint32_t off;
+    uint32_t len;
+};
+
+/* Tokenizes one line (without its newline) that holds one flat JSON object whose strings are
+ * printable ASCII without escapes, keys and values alternating in `toks`; returns their
+ * number, or -1 for a line to give to yajl (anything else, valid or not, or more than `max`
+ * tokens). Never reads outside p[0, len). */
+int dmj__import_scan_line(const unsigned char *p, size_t len, struct dmj__import_tok *toks,
+                          size_t max);
+
 /* The byte stages in front of the JSON parser (import_decode.c): gzip, detected from the
  * first two bytes, then COPY text escapes when asked. Decoded bytes go to `sink`. */
 struct dmj__import_decoder {
