@@ -90,7 +90,7 @@ struct dmj__api_ctx {
     size_t job_len;
     bool query_parsed; /* dmj__api_query ran (its result is query_rc) */
     int query_rc;
-    bool cacheable; /* a 200 answer goes into the worker's cache */
+    bool cacheable;       /* a 200 answer goes into the worker's cache */
     struct dmj_user user; /* the key's owner, once authenticated */
     struct dmj_team team; /* the resolved team */
 };

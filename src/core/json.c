@@ -72,10 +72,9 @@ static size_t next_special(const unsigned char *s, size_t n, size_t from)
                   e2 = _mm_set1_epi8((char)0xE2), ctl = _mm_set1_epi8(0x1f);
     for (; n - i >= 16; i += 16) {
         __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
-        __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quote),
-                                                _mm_cmpeq_epi8(x, backslash)),
-                                   _mm_or_si128(_mm_cmpeq_epi8(x, e2),
-                                                _mm_cmpeq_epi8(_mm_min_epu8(x, ctl), x)));
+        __m128i hit = _mm_or_si128(
+            _mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, backslash)),
+            _mm_or_si128(_mm_cmpeq_epi8(x, e2), _mm_cmpeq_epi8(_mm_min_epu8(x, ctl), x)));
         unsigned mask = (unsigned)_mm_movemask_epi8(hit);
         if (mask)
             return i + (size_t)__builtin_ctz(mask);
@@ -87,8 +86,8 @@ static size_t next_special(const unsigned char *s, size_t n, size_t from)
         q = x ^ (ones * '"');
         b = x ^ (ones * '\\');
         e = x ^ (ones * 0xE2);
-        uint64_t hit = ((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b) |
-                       ((e - ones) & ~e);
+        uint64_t hit =
+            ((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b) | ((e - ones) & ~e);
         if (hit & highs)
             break;
     }

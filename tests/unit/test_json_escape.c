@@ -47,7 +47,7 @@ static size_t reference(const unsigned char *s, size_t n, char *out)
 
 int main(void)
 {
-    static const unsigned char special[] = {'"', '\\', '\n', 0x00, 0x01, 0x1f, 0x20, 0xE2,
+    static const unsigned char special[] = {'"',  '\\', '\n', 0x00, 0x01, 0x1f, 0x20, 0xE2,
                                             0x80, 0xA8, 0xA9, 0x7f, 0xff, 0xE1, 0x21, '/'};
     unsigned char s[96];
     char want[96 * 6 + 2];
@@ -68,15 +68,16 @@ int main(void)
             x ^= x >> 7;
             x ^= x << 17;
             bool pick = density == 0 || (x >> 20) % 20 == 0;
-            s[i] = pick ? special[(x >> 32) % sizeof special] : (unsigned char)('a' + (x >> 40) % 26);
+            s[i] =
+                pick ? special[(x >> 32) % sizeof special] : (unsigned char)('a' + (x >> 40) % 26);
         }
         dmj_buf_reset(&b);
         CHECK_EQ_INT(dmj_json_add_string(&b, (struct dmj_str){(const char *)s, n}), 0);
         size_t k = reference(s, n, want);
         if (b.len != k || memcmp(b.data, want, k) != 0) {
             if (mismatches++ < 5)
-                fprintf(stderr, "string %d (%zu bytes): got %.*s, want %.*s\n", t, n,
-                        (int)b.len, b.data, (int)k, want);
+                fprintf(stderr, "string %d (%zu bytes): got %.*s, want %.*s\n", t, n, (int)b.len,
+                        b.data, (int)k, want);
         }
     }
     CHECK_EQ_INT((int)mismatches, 0);
@@ -84,7 +85,9 @@ int main(void)
     /* A served job renders its strings the same way. */
     struct dmj_job job;
     memset(&job, 0, sizeof job);
-    job.workflow_id = (struct dmj_str){"a\"b\\c\xe2\x80\xa8" "0123456789abcdef\x01", 25};
+    job.workflow_id = (struct dmj_str){"a\"b\\c\xe2\x80\xa8"
+                                       "0123456789abcdef\x01",
+                                       25};
     dmj_buf_reset(&b);
     CHECK_EQ_INT(dmj_json_add_job(&b, &job), 0);
     CHECK(strstr(b.data, "\"workflow_id\":\"a\\\"b\\\\c\\u20280123456789abcdef\\u0001\",") != NULL);
