@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "import_impl.h"
 
@@ -35,13 +36,25 @@ static size_t skip_blank(const unsigned char *p, size_t i, size_t len)
 static size_t string_end(const unsigned char *p, size_t i, size_t len)
 {
     i++;
-    /* eight bytes at a time while none of them is special */
+    /* Eight bytes at a time while none of them is special (the classic SWAR tests: a byte
+     * below 0x20, one with the top bit, one equal to '"' or '\\'); little-endian loads make
+     * the lowest flagged byte the first in the text. */
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
     while (i + 8 <= len) {
-        if (!plain(p[i]) || !plain(p[i + 1]) || !plain(p[i + 2]) || !plain(p[i + 3]) ||
-            !plain(p[i + 4]) || !plain(p[i + 5]) || !plain(p[i + 6]) || !plain(p[i + 7]))
-            break;
+        uint64_t v;
+        memcpy(&v, p + i, 8);
+        uint64_t q = v ^ (ones * '"'), b = v ^ (ones * '\\');
+        uint64_t special = ((v - ones * 0x20) & ~v) | v | ((q - ones) & ~q) | ((b - ones) & ~b);
+        special &= high;
+        if (special) {
+            /* the lowest flag is exact (borrows only run upwards): the first special byte */
+            i += (size_t)__builtin_ctzll(special) / 8;
+            return p[i] == '"' ? i : 0;
+        }
         i += 8;
     }
+#endif
     while (i < len && plain(p[i]))
         i++;
     return i < len && p[i] == '"' ? i : 0;
