@@ -95,6 +95,41 @@ static bool json_valid(const char *body, size_t len)
     return ok;
 }
 
+/* The team a path names by number (/api/{environments,projects}/<int>/...), as Python's int()
+ * reads the segment; -1 for @current, anything else, or another route. */
+static long long path_team(const struct dmj_str *raw)
+{
+    struct dmj_buf path;
+    long long team = -1;
+    dmj_buf_init(&path, 1 << 16);
+    if (dmj_query_decode_path(raw->ptr, raw->len, &path) == 0 && path.len > 0) {
+        const char *p = path.data, *end = path.data + path.len;
+        static const char *const prefixes[] = {"/api/environments/", "/api/projects/"};
+        for (size_t i = 0; i < 2; i++) {
+            size_t n = strlen(prefixes[i]);
+            if ((size_t)(end - p) <= n || memcmp(p, prefixes[i], n) != 0)
+                continue;
+            const char *seg = p + n, *slash = memchr(seg, '/', (size_t)(end - seg));
+            long long v;
+            bool over;
+            if (dmj_parse_int(seg, (size_t)((slash ? slash : end) - seg), &v, &over) == 0 &&
+                !over)
+                team = v;
+        }
+    }
+    dmj_buf_dispose(&path);
+    return team;
+}
+
+/* Whether the body serves a job whose id starts with `prefix` (as a JSON member: text that
+ * came from the request is escaped or percent-quoted and cannot look like this). */
+static bool serves(const struct dmj_api_response *res, const char *prefix)
+{
+    char pat[64];
+    int n = snprintf(pat, sizeof pat, "\"id\":\"%s", prefix);
+    return res->body_len > 0 && memmem(res->body, res->body_len, pat, (size_t)n) != NULL;
+}
+
 /* A copy of what an answer says, to compare with a second asking. */
 struct answer {
     int status;
@@ -183,6 +218,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (res.status == 429 && (fz.limiter_calls == 0 || res.retry_after != fz.wait)))
         abort();
     if (fz.limiter_calls > 1 || (fz.wait == 0 && res.status == 429))
+        abort();
+    /* Isolation: the duckgres job is never served, team 1's and team 2's jobs only under a
+     * path naming that team (or @current), whoever asks. */
+    if (serves(&res, "10000000-0000-4000-8000-000000000007"))
+        abort();
+    long long team = path_team(&req.path);
+    if ((serves(&res, "10000000-") && team != -1 && team != 1) ||
+        (serves(&res, "20000000-") && team != -1 && team != 2))
         abort();
     /* The fixture store is sound: the only 500 is Django's for a query it cannot parse. */
     if (res.status == 500 && query_parses(&req.query))
