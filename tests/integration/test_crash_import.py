@@ -167,7 +167,12 @@ def export_equals_input(db, path):
 
 
 def start_import(db, inp, start, batch):
-    """`dmj import --batch N -` reading the input from record `start` on."""
+    """`dmj import --batch N` reading the input from record `start` on: the file itself from
+    the start (a large file is parsed by two threads, one per half, and the batches must
+    still be stored in input order), else standard input seeked to the record."""
+    if start == 0:
+        return subprocess.Popen([binary("dmj"), "import", "--db", db, "--batch", str(batch),
+                                 inp.path], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     f = open(inp.path, "rb")
     f.seek(inp.offsets[start] if start < len(inp.offsets) else os.path.getsize(inp.path))
     proc = subprocess.Popen([binary("dmj"), "import", "--db", db, "--batch", str(batch), "-"],
