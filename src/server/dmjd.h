@@ -149,6 +149,17 @@ bool dmjd_worker_wait(struct dmjd_worker *w);
 /** Frees a waited-for (or never started) worker whose context is torn down. */
 void dmjd_worker_free(struct dmjd_worker *w);
 
+/** What dmjd keeps per connection (worker.c allocates it at accept, frees it at close). */
+struct dmjd_conn {
+    struct dmjd_worker *worker;
+    uint64_t body_queued; /**< body bytes handed to h2o on this connection */
+    size_t largest_body;  /**< the largest of them */
+    bool cut;             /**< shut down as abusive: later requests get no work */
+};
+
+/** The state of the connection `req` came on, or NULL (not accepted by a worker). */
+struct dmjd_conn *dmjd_conn_of(h2o_req_t *req);
+
 /** Registers the request handler at "/" of the global configuration. */
 void dmjd_handler_register(struct dmjd_server *srv);
 

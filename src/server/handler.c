@@ -8,6 +8,15 @@
 
 #include "dmjd.h"
 
+/* Rapid reset (CVE-2023-44487): h2o 2.2.5 answers every stream a client opens and resets at
+ * once, beyond its 100-stream bound (a reset stream no longer counts), so one connection
+ * gets unbounded work done without reading what it asked for. An honest client has at most
+ * 100 answers outstanding (h2o runs no more of its streams at once); one whose unsent body
+ * bytes pass UNSENT_STREAMS of its largest answers (and UNSENT_MIN bytes) is throwing
+ * them away. */
+#define UNSENT_STREAMS 128u
+#define UNSENT_MIN (1u << 20)
+
 static const char *reason_of(int status)
 {
     switch (status) {
@@ -188,6 +197,26 @@ static void close_after_body(h2o_req_t *req)
         req->http1_is_persistent = 0;
 }
 
+/* Counts an HTTP/2 answer's body against its connection, and shuts down a connection whose
+ * answers mostly go unsent (see UNSENT_STREAMS). h2o then sees the connection end and frees
+ * it as it would for a vanished client; until then it goes on with the frames it already
+ * read (one read can hold thousands of streams), which the caller answers without work. */
+static void account_h2_body(h2o_req_t *req, struct dmjd_conn *conn, size_t body_len)
+{
+    conn->body_queued += body_len;
+    if (body_len > conn->largest_body)
+        conn->largest_body = body_len;
+    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+    uint64_t written = sock->bytes_written;
+    uint64_t unsent = conn->body_queued > written ? conn->body_queued - written : 0;
+    if (unsent <= UNSENT_MIN || unsent <= (uint64_t)UNSENT_STREAMS * conn->largest_body)
+        return;
+    conn->cut = true;
+    int fd = h2o_socket_get_fd(sock);
+    if (fd >= 0)
+        shutdown(fd, SHUT_RDWR);
+}
+
 static int on_request(h2o_handler_t *self, h2o_req_t *req)
 {
     struct dmjd_worker *w = H2O_STRUCT_FROM_MEMBER(struct dmjd_worker, ctx, req->conn->ctx);
@@ -195,6 +224,14 @@ static int on_request(h2o_handler_t *self, h2o_req_t *req)
     size_t path_len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
 
     close_after_body(req);
+    struct dmjd_conn *conn = req->version >= 0x200 ? dmjd_conn_of(req) : NULL;
+    if (conn != NULL && conn->cut) {
+        req->res.status = 429;
+        req->res.reason = reason_of(429);
+        send_body(w, req, "", 0, true);
+        dmjd_metrics_count(&w->metrics, "cut", 429, dmjd_now_us() - started);
+        return 0;
+    }
 
     if (h2o_memis(req->path.base, path_len, H2O_STRLIT("/metrics"))) {
         serve_metrics(w, req, started);
@@ -230,6 +267,8 @@ static int on_request(h2o_handler_t *self, h2o_req_t *req)
     add_response_headers(req, &res);
     bool head = res.head || method_is(req, "HEAD");
     size_t sent = send_body(w, req, res.body != NULL ? res.body : "", res.body_len, head);
+    if (conn != NULL)
+        account_h2_body(req, conn, sent);
     dmjd_metrics_count(&w->metrics, res.endpoint, res.status, dmjd_now_us() - started);
     write_access_log(w, req, res.status, sent);
     return 0;

@@ -19,8 +19,17 @@
 
 static void on_conn_close(void *data)
 {
-    struct dmjd_worker *w = data;
-    atomic_fetch_sub_explicit(&w->metrics.open_connections, 1, memory_order_relaxed);
+    struct dmjd_conn *conn = data;
+    atomic_fetch_sub_explicit(&conn->worker->metrics.open_connections, 1, memory_order_relaxed);
+    free(conn);
+}
+
+struct dmjd_conn *dmjd_conn_of(h2o_req_t *req)
+{
+    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+    if (sock == NULL || sock->on_close.cb != on_conn_close)
+        return NULL;
+    return sock->on_close.data;
 }
 
 static void on_accept(h2o_socket_t *listener, const char *err);
@@ -61,10 +70,16 @@ static void on_accept(h2o_socket_t *listener, const char *err)
                 pause_accepting(w);
             return;
         }
+        struct dmjd_conn *conn = calloc(1, sizeof(*conn));
+        if (conn == NULL) {
+            h2o_socket_close(sock); /* out of memory: refuse rather than serve untracked */
+            continue;
+        }
+        conn->worker = w;
         atomic_fetch_add_explicit(&w->metrics.open_connections, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&w->metrics.accepted_connections, 1, memory_order_relaxed);
         sock->on_close.cb = on_conn_close;
-        sock->on_close.data = w;
+        sock->on_close.data = conn;
         h2o_accept(actx, sock);
     }
 }
