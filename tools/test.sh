@@ -24,7 +24,7 @@ cmake -S . -B build-test-tsan -DDMJ_WERROR=ON -DCMAKE_BUILD_TYPE=Debug -DDMJ_SAN
     >/dev/null
 cmake --build build-test-tsan -j "$JOBS" --target dmjd dmj
 echo "== tsan test"
-(cd build-test-tsan && ctest --output-on-failure -R '^integration\.test_tsan$')
+(cd build-test-tsan && ctest --output-on-failure --no-tests=error -R '^integration\.test_tsan$')
 if [ -x fuzz/run.sh ]; then
     echo "== fuzzers"
     fuzz/run.sh "${DMJ_FUZZ_SECONDS:-20}"

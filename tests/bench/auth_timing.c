@@ -131,8 +131,8 @@ int main(int argc, char **argv)
             means[c * rounds + r] = (now_ns() - t0) / (double)batch;
         }
     }
-    printf("%-16s %12s %12s %12s   (%ld rounds x %ld requests, ns per request)\n", "key",
-           "median", "p10", "p90", rounds, batch);
+    printf("%-16s %12s %12s %12s   (%ld rounds x %ld requests, ns per request)\n", "key", "median",
+           "p10", "p90", rounds, batch);
     for (int c = 0; c < CLASSES; c++) {
         double *m = means + c * rounds;
         qsort(m, (size_t)rounds, sizeof(double), cmp_double);
