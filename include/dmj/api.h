@@ -61,4 +61,8 @@ void dmj_api_worker_free(struct dmj_api_worker *w);
 void dmj_api_handle(struct dmj_api_worker *w, const struct dmj_api_request *req,
                     struct dmj_api_response *res);
 
+/** Appends the OpenAPI 3.0 document (JSON) of the served endpoints to `out`, as
+ * `GET /api/schema/` serves it. -ENOMEM or DMJ_ETOOBIG. */
+DMJ_MUST_CHECK int dmj_api_schema_render(struct dmj_buf *out);
+
 #endif

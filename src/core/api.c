@@ -353,6 +353,33 @@ static int decode_path(const struct dmj_str *path, struct dmj_buf *out)
     return n ? dmj_buf_add(out, p, n) : 0;
 }
 
+static bool is_schema_path(const struct dmj_buf *path)
+{
+    const char *p = path->data ? path->data : "";
+    return lit_eq(p, path->len, "/api/schema") || lit_eq(p, path->len, "/api/schema/");
+}
+
+/* The OpenAPI document: public, as PostHog serves its own, so no key is asked for. */
+static void schema(struct dmj__api_ctx *c)
+{
+    struct dmj_api_response *res = c->res;
+    res->endpoint = "schema";
+    res->allow = true;
+    if (c->method == DMJ__API_OTHER) {
+        dmj__api_method_not_allowed(c);
+        return;
+    }
+    dmj_buf_reset(&c->w->body);
+    int rc = dmj_api_schema_render(&c->w->body);
+    if (rc != 0) {
+        dmj__api_internal(c, rc);
+        return;
+    }
+    res->status = 200;
+    res->body = c->w->body.data;
+    res->body_len = c->w->body.len;
+}
+
 void dmj_api_handle(struct dmj_api_worker *w, const struct dmj_api_request *req,
                     struct dmj_api_response *res)
 {
@@ -382,6 +409,10 @@ void dmj_api_handle(struct dmj_api_worker *w, const struct dmj_api_request *req,
     /* Django checks the Host (CommonMiddleware) before it resolves the URL. */
     if (req->host.ptr != NULL && !dmj__api_host_valid(req->host.ptr, req->host.len)) {
         dmj__api_fail(&c, DMJ__API_ERR_BAD_REQUEST, DMJ__MSG_BAD_REQUEST);
+        return;
+    }
+    if (c.endpoint == DMJ__API_NONE && is_schema_path(&w->path)) {
+        schema(&c);
         return;
     }
     if (c.endpoint == DMJ__API_NONE) {
