@@ -337,10 +337,10 @@ static int fresh(struct seg *g, size_t need)
             return -ENOMEM;
         }
         b->cap = cap;
+        b->ident = NULL;
     }
     b->n = 0;
     b->used = 0;
-    b->ident = NULL;
     g->cur = b;
     return 0;
 }
@@ -570,6 +570,8 @@ static int import_piped(struct run *r, int fd, const char *path, const struct st
             if (!b)
                 break;
             rc = consume(r, b, line_off);
+            free(b->ident);
+            b->ident = NULL;
             pthread_mutex_lock(&g->mu);
             b->next = g->spare; /* recycled: fresh batches would fault their pages in again */
             g->spare = b;
