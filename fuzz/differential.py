@@ -215,8 +215,8 @@ def compare(driver, mode, paths):
         return 0, 0
     got = {}
     # Batches keep the argument list well under the system limit.
-    for i in range(0, len(paths), 500):
-        res = subprocess.run([driver, mode] + paths[i:i + 500], stdout=subprocess.PIPE, check=True)
+    for i in range(0, len(paths), 4000):
+        res = subprocess.run([driver, mode] + paths[i:i + 4000], stdout=subprocess.PIPE, check=True)
         for line in res.stdout.decode().splitlines():
             path, _, what = line.partition(" ")
             got[path] = what
