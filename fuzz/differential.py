@@ -216,7 +216,8 @@ def compare(driver, mode, paths):
     got = {}
     # Batches keep the argument list well under the system limit.
     for i in range(0, len(paths), 4000):
-        res = subprocess.run([driver, mode] + paths[i:i + 4000], stdout=subprocess.PIPE, check=True)
+        res = subprocess.run([driver, mode] + paths[i:i + 4000], stdout=subprocess.PIPE,
+                             check=True)
         for line in res.stdout.decode().splitlines():
             path, _, what = line.partition(" ")
             got[path] = what
