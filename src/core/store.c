@@ -1,6 +1,7 @@
 /* The LMDB store's environment and its read side: opening, per-thread read handles, look-ups
  * and index walks (writes are in store_write.c, whole-store checks in store_check.c). */
 #include <errno.h>
+#include <fcntl.h>
 #include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -256,6 +257,30 @@ static int check_length(struct dmj_store *s)
     return used > have ? DMJ_ETRUNCATED : 0;
 }
 
+/* Reserves the blocks of the lock file (LMDB's reader table, which it maps and writes
+ * through the map) before LMDB opens it: a page of a sparse file written through a map when
+ * the file system is full is SIGBUS for the whole process (a store restored without
+ * lock.mdb onto a full disk killed every reader and writer). A file system that cannot
+ * reserve is left to LMDB. Only before: once LMDB has the file open, closing any other
+ * descriptor of it would drop this process's fcntl locks on it, and the next process to
+ * open the store would take itself for the only one and reset the reader table. */
+static int reserve_lock(const char *dir, off_t size)
+{
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/lock.mdb", dir) >= (int)sizeof path)
+        return -ENAMETOOLONG;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return 0; /* read-only file system or directory: LMDB decides */
+    int rc = 0;
+    /* KEEP_SIZE: LMDB sizes the file itself (and takes a file of any other size as its
+     * reader count) */
+    if (fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, size) != 0 && errno == ENOSPC)
+        rc = -ENOSPC;
+    close(fd);
+    return rc;
+}
+
 int dmj_store_open(const char *dir, unsigned flags, size_t map_size, struct dmj_store **out)
 {
     struct dmj_store *s;
@@ -283,6 +308,10 @@ int dmj_store_open(const char *dir, unsigned flags, size_t map_size, struct dmj_
     if (!S_ISDIR(st.st_mode))
         return -ENOTDIR;
 
+    /* the reader table of MAX_READERS slots is below 128 KiB */
+    rc = reserve_lock(dir, 128 * 1024);
+    if (rc)
+        return rc;
     if (map_size == 0)
         map_size = env_map_size();
     if (map_size == 0)

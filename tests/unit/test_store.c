@@ -601,6 +601,26 @@ static void test_backup_killed(const char *root)
     dmj_store_close(s);
 }
 
+/* The reader table is written through a map: its blocks are reserved before, or a full disk
+ * would be SIGBUS at the first reader to touch a fresh page of it. A store restored without
+ * its lock file gets a reserved one too. */
+static void test_lock_reserved(const char *root)
+{
+    char path[512], lock[600];
+    struct dmj_store *s;
+    struct stat st;
+    snprintf(path, sizeof path, "%s/lockres", root);
+    snprintf(lock, sizeof lock, "%s/lock.mdb", path);
+    for (int round = 0; round < 2; round++) {
+        CHECK_EQ_INT(dmj_store_open(path, round ? DMJ_STORE_RDONLY : 0, 0, &s), 0);
+        CHECK_EQ_INT(stat(lock, &st), 0);
+        CHECK(st.st_size > 16 * 1024);
+        CHECK((long long)st.st_blocks * 512 >= (long long)st.st_size);
+        dmj_store_close(s);
+        CHECK_EQ_INT(unlink(lock), 0);
+    }
+}
+
 /* An empty data.mdb (a first writer killed before LMDB wrote to it): readers are told there
  * is no data yet, and the next writer makes it a store. */
 static void test_empty_file(const char *root)
@@ -1081,6 +1101,7 @@ int main(void)
     test_map_full(root);
     test_file_limit(root);
     test_empty_file(root);
+    test_lock_reserved(root);
     test_truncated(root);
     test_backup_killed(root);
     test_identities(root);
