@@ -1,6 +1,7 @@
 #!/bin/bash
 # test_tsan.sh - a ThreadSanitizer build of dmjd under load (h2load over h2c and HTTP/1.1,
-# /metrics scrapes, the shared rate limiter, the access log) while `dmj import` commits into
+# 1,000 held connections and 300 reset mid-answer, /metrics scrapes, the shared rate limiter,
+# the access log; scaled down from test_load.py's 10,000) while `dmj import` commits into
 # the store it serves: neither reports anything, every request is answered, dmjd stops
 # cleanly. Skipped (77) unless DMJ_BIN_DIR is a -DDMJ_SANITIZE=thread build; tools/test.sh
 # makes one in build-test-tsan and runs this test there.
@@ -14,11 +15,15 @@ fi
 for b in dmj dmjd; do
     [ -x "$BIN/$b" ] || { echo "skipped: $BIN/$b is not built"; exit 77; }
 done
+# "Reports nothing" means something only from an instrumented binary.
+ldd "$BIN/dmjd" | grep -q libtsan || { echo "FAIL: $BIN/dmjd is not linked with libtsan"; exit 1; }
 if ! command -v h2load >/dev/null; then
     echo "skipped: h2load (nghttp2-client) is not installed"
     exit 77
 fi
 
+# 1,000 held connections on both sides: more descriptors than a default soft limit of 1024.
+ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 tmp=$(mktemp -d)
 dmjd_pid=""
 cleanup() {
@@ -50,7 +55,7 @@ print(next(k["key"] for k in json.load(open(sys.argv[1]))["personal_api_keys"]
 dmjd_pid=$!
 port=""
 for _ in $(seq 1 300); do
-    port=$(sed -n 's|^listening on http://127.0.0.1:\([0-9]*\)$|\1|p' "$tmp/dmjd.out")
+    port=$(sed -n 's|^listening on http://127.0.0.1:\([0-9]*\)$|\1|p' "$tmp/dmjd.out" 2>/dev/null)
     [ -n "$port" ] && break
     kill -0 "$dmjd_pid" 2>/dev/null || fail "dmjd did not start: $(cat "$tmp/dmjd.err")"
     sleep 0.1
@@ -75,6 +80,27 @@ import_pid=$!
     done
 ) &
 scrape_pid=$!
+# Many open connections, and clients that reset theirs mid-answer, during the rest.
+/usr/bin/python3 - "$port" "$key" >"$tmp/conns.out" 2>&1 <<'PY' &
+import socket, struct, sys, time
+port, key = int(sys.argv[1]), sys.argv[2]
+held = []
+for i in range(1000):
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.sendall(b"GET /_health HTTP/1.1\r\nHost: t\r\n\r\n")
+    held.append(s)
+for s in held:
+    assert b" 200 " in s.recv(4096).split(b"\r\n")[0]
+for i in range(300):
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.sendall(("GET /api/environments/1/data_modeling_jobs/?limit=500&n=%d HTTP/1.1\r\n"
+               "Host: t\r\nAuthorization: Bearer %s\r\n\r\n" % (i, key)).encode())
+    s.close()
+time.sleep(2)
+print("held 1000 connections, reset 300")
+PY
+conns_pid=$!
 h2load -n 6000 -c 40 -m 10 -H "Authorization: Bearer $key" \
     "$base/?limit=10" "$base/recent/" "$base/running/" "http://127.0.0.1:$port/_health" \
     >"$tmp/h2.out" 2>&1 || fail "h2load (h2c): $(tail -5 "$tmp/h2.out")"
@@ -82,6 +108,7 @@ h2load --h1 -n 3000 -c 40 -H "Authorization: Bearer $key" "$base/?limit=5" \
     >"$tmp/h1.out" 2>&1 || fail "h2load (h1): $(tail -5 "$tmp/h1.out")"
 wait "$import_pid"
 wait "$scrape_pid"
+wait "$conns_pid" || fail "connection load: $(tail -5 "$tmp/conns.out")"
 
 kill -TERM "$dmjd_pid"
 status=0
