@@ -1,4 +1,4 @@
-/* A conservative scanner for the common NDJSON line (one flat object of ASCII strings without
+/* A conservative scanner for the common NDJSON line (one flat object of strings without
  * escapes, numbers and literals): such a line is tokenized here at a few instructions a
  * byte, anything else is left to yajl, which then gives its usual values and messages. */
 #include <stdbool.h>
@@ -32,32 +32,62 @@ static size_t skip_blank(const unsigned char *p, size_t i, size_t len)
     return i;
 }
 
-/* A string at p[i] (the opening quote): its contents' end, or 0 when it needs yajl. */
+/* The length of the UTF-8 sequence led by `c` (>= 0x80) as yajl validates it: the lead's
+ * top bits only, then continuation bytes; 0 for a byte that cannot lead. */
+static size_t utf8_more(unsigned char c)
+{
+    if ((c >> 5) == 0x6)
+        return 1;
+    if ((c >> 4) == 0xe)
+        return 2;
+    if ((c >> 3) == 0x1e)
+        return 3;
+    return 0;
+}
+
+/* A string at p[i] (the opening quote): its contents' end, or 0 when it needs yajl (an
+ * escape, a control character, UTF-8 that yajl would refuse, no closing quote). */
 static size_t string_end(const unsigned char *p, size_t i, size_t len)
 {
     i++;
-    /* Eight bytes at a time while none of them is special (the classic SWAR tests: a byte
-     * below 0x20, one with the top bit, one equal to '"' or '\\'); little-endian loads make
-     * the lowest flagged byte the first in the text. */
+    for (;;) {
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
-    while (i + 8 <= len) {
-        uint64_t v;
-        memcpy(&v, p + i, 8);
-        uint64_t q = v ^ (ones * '"'), b = v ^ (ones * '\\');
-        uint64_t special = ((v - ones * 0x20) & ~v) | v | ((q - ones) & ~q) | ((b - ones) & ~b);
-        special &= high;
-        if (special) {
-            /* the lowest flag is exact (borrows only run upwards): the first special byte */
-            i += (size_t)__builtin_ctzll(special) / 8;
-            return p[i] == '"' ? i : 0;
+        /* Eight bytes at a time while none of them is special (the classic SWAR tests: a
+         * byte below 0x20, one with the top bit, one equal to '"' or '\\'); little-endian
+         * loads make the lowest flagged byte the first in the text, and that flag is exact
+         * (borrows only run upwards). */
+        const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
+        while (i + 8 <= len) {
+            uint64_t v;
+            memcpy(&v, p + i, 8);
+            uint64_t q = v ^ (ones * '"'), b = v ^ (ones * '\\');
+            uint64_t special = ((v - ones * 0x20) & ~v) | v | ((q - ones) & ~q) | ((b - ones) & ~b);
+            special &= high;
+            if (special) {
+                i += (size_t)__builtin_ctzll(special) / 8;
+                break;
+            }
+            i += 8;
         }
-        i += 8;
-    }
 #endif
-    while (i < len && plain(p[i]))
-        i++;
-    return i < len && p[i] == '"' ? i : 0;
+        while (i < len && plain(p[i]))
+            i++;
+        if (i >= len)
+            return 0;
+        unsigned char c = p[i];
+        if (c == '"')
+            return i;
+        if (c < 0x80)
+            return 0; /* a backslash or a control character */
+        size_t k = utf8_more(c);
+        if (k == 0 || len - i - 1 < k)
+            return 0;
+        for (size_t j = 1; j <= k; j++) {
+            if ((p[i + j] >> 6) != 0x2)
+                return 0;
+        }
+        i += k + 1;
+    }
 }
 
 /* A number by JSON's grammar at p[i]: its end, or 0 when it is not one. */

@@ -107,10 +107,10 @@ struct dmj__import_tok {
     uint32_t len;
 };
 
-/* Tokenizes one line (without its newline) that holds one flat JSON object whose strings are
- * printable ASCII without escapes, keys and values alternating in `toks`; returns their
- * number, or -1 for a line to give to yajl (anything else, valid or not, or more than `max`
- * tokens). Never reads outside p[0, len). */
+/* Tokenizes one line (without its newline) that holds one flat JSON object whose strings have
+ * no escapes (and UTF-8 as yajl checks it), keys and values alternating in `toks`; returns
+ * their number, or -1 for a line to give to yajl (anything else, valid or not, or more than
+ * `max` tokens). Never reads outside p[0, len). */
 int dmj__import_scan_line(const unsigned char *p, size_t len, struct dmj__import_tok *toks,
                           size_t max);
 
