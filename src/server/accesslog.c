@@ -1,10 +1,16 @@
-/** Access-log lines in the combined log format, with API keys cut out of request targets. */
+/** Access-log lines (combined format or JSON), with API keys cut out of request targets,
+ * and the error log. */
 #include <arpa/inet.h>
+#include <inttypes.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
+
+#include "dmj/time.h"
 
 #include "dmjd.h"
 
@@ -188,4 +194,102 @@ int dmjd_accesslog_format(struct dmj_buf *out, h2o_req_t *req, int status, size_
     if (rc == 0)
         rc = dmj_buf_adds(out, "\"\n");
     return rc;
+}
+
+/* Makes what was appended to `out` since `from` (text from add_escaped: printable ASCII with
+ * no '"', where only the escapes hold a '\') the inside of a JSON string, by doubling each
+ * backslash in place. */
+static int json_tail(struct dmj_buf *out, size_t from)
+{
+    size_t extra = 0;
+    for (size_t i = from; i < out->len; i++)
+        extra += out->data[i] == '\\';
+    if (extra == 0)
+        return 0;
+    int rc = dmj_buf_reserve(out, extra + 1);
+    if (rc != 0)
+        return rc;
+    size_t src = out->len, dst = out->len + extra;
+    out->data[dst] = '\0';
+    while (src > from) {
+        char c = out->data[--src];
+        out->data[--dst] = c;
+        if (c == '\\')
+            out->data[--dst] = c;
+    }
+    out->len += extra;
+    return 0;
+}
+
+/* A JSON string of client text, escaped as the combined format escapes it. */
+static int add_json_text(struct dmj_buf *out, const char *s, size_t len, bool redact)
+{
+    int rc = dmj_buf_addc(out, '"');
+    size_t from = out->len;
+    if (rc == 0)
+        rc = redact ? dmjd_accesslog_redact_target(out, s, len) : add_escaped(out, s, len);
+    if (rc == 0)
+        rc = json_tail(out, from);
+    if (rc == 0)
+        rc = dmj_buf_addc(out, '"');
+    return rc;
+}
+
+int dmjd_accesslog_format_json(struct dmj_buf *out, h2o_req_t *req, int status, size_t body_len,
+                               uint64_t duration_us)
+{
+    char when[DMJ_TIME_TEXT_MAX];
+    int64_t us = (int64_t)req->processed_at.at.tv_sec * 1000000 + req->processed_at.at.tv_usec;
+    dmj_time_format_drf(us, when);
+    const char *proto = req->version >= 0x200   ? "HTTP/2"
+                        : req->version == 0x100 ? "HTTP/1.0"
+                                                : "HTTP/1.1";
+    int rc = dmj_buf_printf(out, "{\"time\":\"%s\",\"remote\":\"", when);
+    if (rc == 0)
+        rc = add_peer(out, req);
+    if (rc == 0)
+        rc = dmj_buf_adds(out, "\",\"method\":");
+    if (rc == 0)
+        rc = add_json_text(out, req->input.method.base, req->input.method.len, false);
+    if (rc == 0)
+        rc = dmj_buf_adds(out, ",\"path\":");
+    if (rc == 0)
+        rc = add_json_text(out, req->input.path.base, req->input.path.len, true);
+    if (rc == 0)
+        rc = dmj_buf_printf(out,
+                            ",\"status\":%d,\"bytes\":%zu,\"duration_us\":%" PRIu64
+                            ",\"protocol\":\"%s\",\"user_agent\":",
+                            status, body_len, duration_us, proto);
+    if (rc == 0) {
+        ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_USER_AGENT, -1);
+        if (i < 0)
+            rc = dmj_buf_adds(out, "null");
+        else
+            rc = add_json_text(out, req->headers.entries[i].value.base,
+                               req->headers.entries[i].value.len, true);
+    }
+    if (rc == 0)
+        rc = dmj_buf_adds(out, "}\n");
+    return rc;
+}
+
+void dmjd_log(const char *fmt, ...)
+{
+    char line[1024];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    size_t n = dmj_time_format_drf((int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000, line);
+    int k = snprintf(line + n, sizeof(line) - n, " dmjd: ");
+    if (k > 0)
+        n += (size_t)k;
+    va_list ap;
+    va_start(ap, fmt);
+    k = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
+    va_end(ap);
+    /* A longer message is cut, but the line still ends. */
+    if (k > 0)
+        n += (size_t)k < sizeof(line) - n - 1 ? (size_t)k : sizeof(line) - n - 2;
+    line[n++] = '\n';
+    ssize_t w = write(STDERR_FILENO, line, n);
+    (void)w; /* nowhere left to report that stderr is gone */
 }

@@ -81,6 +81,13 @@ unsigned dmjd_ratelimit_check_at(struct dmjd_ratelimit *rl, const char *secure_v
  * with the personal_api_key query value cut to its first 8 characters + "...". */
 DMJ_MUST_CHECK int dmjd_accesslog_format(struct dmj_buf *out, h2o_req_t *req, int status,
                                          size_t body_len);
+/** Appends one JSON line for `req`: time (ISO 8601 UTC), remote, method, path (redacted as
+ * above), status, bytes, duration_us, protocol, user_agent. */
+DMJ_MUST_CHECK int dmjd_accesslog_format_json(struct dmj_buf *out, h2o_req_t *req, int status,
+                                              size_t body_len, uint64_t duration_us);
+/** Prints one error-log line to stderr: an ISO 8601 UTC timestamp, "dmjd:", the message
+ * (printf-style) and a newline, with one write(2) so that threads never mix lines. */
+void dmjd_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /** Writes the redacted form of a request target (path and query) to `out`. */
 DMJ_MUST_CHECK int dmjd_accesslog_redact_target(struct dmj_buf *out, const char *target,
                                                 size_t len);
@@ -90,6 +97,7 @@ DMJ_MUST_CHECK int dmjd_accesslog_redact_target(struct dmj_buf *out, const char 
 struct dmjd_listener {
     int fd; /**< the bound, listening socket (each worker dup()s it) */
     bool tls;
+    bool metrics; /**< the --metrics-listen listener: /metrics (and nothing else) */
     char url[96]; /**< "http://127.0.0.1:8000" as printed */
 };
 
@@ -101,7 +109,13 @@ struct dmjd_server {
     SSL_CTX *ssl_ctx;
     struct dmjd_listener listeners[DMJD_MAX_LISTENERS];
     unsigned n_listeners;
-    int access_log_fd; /**< -1 = no access log */
+    int access_log_fd;     /**< -1 = no access log */
+    bool access_log_json;  /**< --access-log-format json: JSON lines instead of combined */
+    bool metrics_listener; /**< /metrics is served on its own listener, not the API's */
+    /* NULL-terminated host lists for h2o_accept_ctx_t: API listeners see only the API host,
+     * the metrics listener only its own, whatever Host a client sends. */
+    h2o_hostconf_t *api_hosts[2];
+    h2o_hostconf_t *metrics_hosts[2];
     struct dmjd_ratelimit *ratelimit;
     struct dmjd_worker **workers;
     unsigned n_workers;

@@ -99,12 +99,17 @@ static bool method_is(h2o_req_t *req, const char *m)
 
 /* Writes one access-log line with a single write(2): lines from different threads may
  * interleave with each other but never mix within a line. */
-static void write_access_log(struct dmjd_worker *w, h2o_req_t *req, int status, size_t body_len)
+static void write_access_log(struct dmjd_worker *w, h2o_req_t *req, int status, size_t body_len,
+                             uint64_t started)
 {
     if (w->server->access_log_fd < 0)
         return;
     dmj_buf_reset(&w->scratch);
-    if (dmjd_accesslog_format(&w->scratch, req, status, body_len) != 0)
+    int rc = w->server->access_log_json
+                 ? dmjd_accesslog_format_json(&w->scratch, req, status, body_len,
+                                              dmjd_now_us() - started)
+                 : dmjd_accesslog_format(&w->scratch, req, status, body_len);
+    if (rc != 0)
         return;
     ssize_t n = write(w->server->access_log_fd, w->scratch.data, w->scratch.len);
     (void)n; /* a full disk must not take the server down; the line is lost */
@@ -158,7 +163,7 @@ static void serve_metrics(struct dmjd_worker *w, h2o_req_t *req, uint64_t starte
     size_t sent = send_body(w, req, body, len, head);
     if (status != 200)
         dmjd_metrics_count(&w->metrics, "metrics", status, dmjd_now_us() - started);
-    write_access_log(w, req, status, sent);
+    write_access_log(w, req, status, sent, started);
 }
 
 static void add_response_headers(h2o_req_t *req, const struct dmj_api_response *res)
@@ -233,7 +238,8 @@ static int on_request(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
 
-    if (h2o_memis(req->path.base, path_len, H2O_STRLIT("/metrics"))) {
+    if (!w->server->metrics_listener &&
+        h2o_memis(req->path.base, path_len, H2O_STRLIT("/metrics"))) {
         serve_metrics(w, req, started);
         return 0;
     }
@@ -270,15 +276,50 @@ static int on_request(h2o_handler_t *self, h2o_req_t *req)
     if (conn != NULL)
         account_h2_body(req, conn, sent);
     dmjd_metrics_count(&w->metrics, res.endpoint, res.status, dmjd_now_us() - started);
-    write_access_log(w, req, res.status, sent);
+    write_access_log(w, req, res.status, sent, started);
     return 0;
+}
+
+/* The --metrics-listen listener: /metrics, and a plain 404 for anything else (the API and
+ * its keys stay off a port that is often open to a whole monitoring network). */
+static int on_metrics_request(h2o_handler_t *self, h2o_req_t *req)
+{
+    struct dmjd_worker *w = H2O_STRUCT_FROM_MEMBER(struct dmjd_worker, ctx, req->conn->ctx);
+    uint64_t started = dmjd_now_us();
+    size_t path_len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+
+    close_after_body(req);
+    if (h2o_memis(req->path.base, path_len, H2O_STRLIT("/metrics"))) {
+        serve_metrics(w, req, started);
+        return 0;
+    }
+    static const char text_type[] = "text/plain; charset=utf-8";
+    req->res.status = 404;
+    req->res.reason = reason_of(404);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, text_type,
+                   sizeof(text_type) - 1);
+    size_t sent = send_body(w, req, "Not found\n", 10, method_is(req, "HEAD"));
+    dmjd_metrics_count(&w->metrics, "metrics_other", 404, dmjd_now_us() - started);
+    write_access_log(w, req, 404, sent, started);
+    return 0;
+}
+
+static h2o_hostconf_t *register_host(struct dmjd_server *srv, const char *name,
+                                     int (*on_req)(h2o_handler_t *, h2o_req_t *))
+{
+    h2o_hostconf_t *host =
+        h2o_config_register_host(&srv->h2o, h2o_iovec_init(name, strlen(name)), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    h2o_handler_t *handler = h2o_create_handler(path, sizeof(*handler));
+    handler->on_req = on_req;
+    return host;
 }
 
 void dmjd_handler_register(struct dmjd_server *srv)
 {
-    h2o_hostconf_t *host =
-        h2o_config_register_host(&srv->h2o, h2o_iovec_init(H2O_STRLIT("default")), 65535);
-    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
-    h2o_handler_t *handler = h2o_create_handler(path, sizeof(*handler));
-    handler->on_req = on_request;
+    srv->api_hosts[0] = register_host(srv, "default", on_request);
+    srv->api_hosts[1] = NULL;
+    srv->metrics_hosts[0] =
+        srv->metrics_listener ? register_host(srv, "dmjd-metrics", on_metrics_request) : NULL;
+    srv->metrics_hosts[1] = NULL;
 }

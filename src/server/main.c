@@ -35,6 +35,8 @@ struct options {
     unsigned max_limit;
     const char *rate_limit;
     const char *access_log;
+    bool access_log_json;
+    const char *metrics_listen;
     size_t map_size;
 };
 
@@ -44,6 +46,7 @@ static void usage(FILE *f)
             "usage: dmjd [--db DIR] [--listen [http://|https://]HOST:PORT]... [--threads N]\n"
             "            [--tls-cert FILE --tls-key FILE] [--max-limit N]\n"
             "            [--rate-limit 480/minute,4800/hour] [--access-log FILE|-]\n"
+            "            [--access-log-format combined|json] [--metrics-listen HOST:PORT]\n"
             "            [--map-size BYTES]\n"
             "\n"
             "Serves PostHog's data-modeling-jobs API from a dmj store (read-only).\n"
@@ -57,12 +60,19 @@ static void usage(FILE *f)
             "  --tls-key FILE     PEM private key\n"
             "  --max-limit N      largest page size (default %d; 0 = no maximum)\n"
             "  --rate-limit R     per-key limits, e.g. 480/minute,4800/hour (default: none)\n"
-            "  --access-log F     combined-format access log to F, or - for stdout\n"
+            "  --access-log F     access log to F, or - for stdout\n"
+            "  --access-log-format combined|json\n"
+            "                     combined log format (default), or one JSON object a line\n"
+            "  --metrics-listen HOST:PORT\n"
+            "                     serve /metrics on this listener only (default: on the API\n"
+            "                     listeners); plain HTTP\n"
             "  --map-size BYTES   LMDB map size (default: $DMJ_MAP_SIZE or the store's)\n"
             "  --help             this text\n"
             "\n"
-            "Prints `listening on URL` once per listener when ready. SIGTERM or SIGINT:\n"
-            "stop accepting, finish the responses in flight, exit 0.\n",
+            "Prints `listening on URL` once per listener when ready (the metrics listener\n"
+            "last, as `metrics on URL`). Messages after start-up go to stderr with an ISO 8601\n"
+            "UTC timestamp. GET /api/schema/ serves the OpenAPI document (no key needed).\n"
+            "SIGTERM or SIGINT: stop accepting, finish the responses in flight, exit 0.\n",
             DEFAULT_MAX_LIMIT);
 }
 
@@ -81,7 +91,19 @@ static int parse_unsigned(const char *s, unsigned long long max, unsigned long l
 
 static int parse_options(int argc, char **argv, struct options *o)
 {
-    enum { O_DB = 256, O_LISTEN, O_THREADS, O_CERT, O_KEY, O_MAXLIMIT, O_RATE, O_LOG, O_MAP };
+    enum {
+        O_DB = 256,
+        O_LISTEN,
+        O_THREADS,
+        O_CERT,
+        O_KEY,
+        O_MAXLIMIT,
+        O_RATE,
+        O_LOG,
+        O_MAP,
+        O_LOG_FORMAT,
+        O_METRICS,
+    };
     static const struct option longopts[] = {
         {"db", required_argument, NULL, O_DB},
         {"listen", required_argument, NULL, O_LISTEN},
@@ -92,6 +114,8 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"rate-limit", required_argument, NULL, O_RATE},
         {"access-log", required_argument, NULL, O_LOG},
         {"map-size", required_argument, NULL, O_MAP},
+        {"access-log-format", required_argument, NULL, O_LOG_FORMAT},
+        {"metrics-listen", required_argument, NULL, O_METRICS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -140,6 +164,16 @@ static int parse_options(int argc, char **argv, struct options *o)
             break;
         case O_LOG:
             o->access_log = optarg;
+            break;
+        case O_LOG_FORMAT:
+            if (strcmp(optarg, "combined") != 0 && strcmp(optarg, "json") != 0) {
+                fprintf(stderr, "dmjd: --access-log-format takes combined or json\n");
+                return 2;
+            }
+            o->access_log_json = strcmp(optarg, "json") == 0;
+            break;
+        case O_METRICS:
+            o->metrics_listen = optarg;
             break;
         case O_MAP:
             if (parse_unsigned(optarg, SIZE_MAX, &v) != 0) {
@@ -317,7 +351,7 @@ static int serve(struct dmjd_server *srv, unsigned threads, const sigset_t *stop
     for (unsigned i = 0; i < threads; i++) {
         int rc = dmjd_worker_new(srv, i, &srv->workers[i]);
         if (rc != 0) {
-            fprintf(stderr, "dmjd: worker %u: %s\n", i, dmj_strerror(rc));
+            dmjd_log("worker %u: %s", i, dmj_strerror(rc));
             for (unsigned j = 0; j < i; j++)
                 dmjd_worker_free(srv->workers[j]);
             free(srv->workers);
@@ -330,14 +364,14 @@ static int serve(struct dmjd_server *srv, unsigned threads, const sigset_t *stop
     for (; started < threads; started++) {
         int rc = dmjd_worker_start(srv->workers[started]);
         if (rc != 0) {
-            fprintf(stderr, "dmjd: cannot start worker %u: %s\n", started, dmj_strerror(rc));
+            dmjd_log("cannot start worker %u: %s", started, dmj_strerror(rc));
             break;
         }
     }
     int status = 1;
     int rc = dmjd_workers_go(srv, started);
     if (rc != 0)
-        fprintf(stderr, "dmjd: cannot set up the workers: %s\n", dmj_strerror(rc));
+        dmjd_log("cannot set up the workers: %s", dmj_strerror(rc));
     /* Every worker holds its own dup() of each listener now; once they close theirs on
      * shutdown the port refuses connections instead of queueing them for no one. */
     for (unsigned i = 0; i < srv->n_listeners; i++) {
@@ -346,7 +380,8 @@ static int serve(struct dmjd_server *srv, unsigned threads, const sigset_t *stop
     }
     if (started == threads && rc == 0) {
         for (unsigned i = 0; i < srv->n_listeners; i++)
-            printf("listening on %s\n", srv->listeners[i].url);
+            printf("%s %s\n", srv->listeners[i].metrics ? "metrics on" : "listening on",
+                   srv->listeners[i].url);
         fflush(stdout);
         int sig = 0;
         sigwait(stop, &sig);
@@ -360,7 +395,7 @@ static int serve(struct dmjd_server *srv, unsigned threads, const sigset_t *stop
     if (!clean) {
         /* A client kept a response open past the deadline: h2o cannot free a context with
          * live connections, and the process is ending anyway. */
-        fprintf(stderr, "dmjd: closing connections still open after %d ms\n", DMJD_DRAIN_MS);
+        dmjd_log("closing connections still open after %d ms", DMJD_DRAIN_MS);
         fflush(NULL);
         _exit(status);
     }
@@ -438,6 +473,27 @@ int main(int argc, char **argv)
             goto Exit;
         }
     }
+
+    if (o.metrics_listen != NULL) {
+        if (srv.n_listeners == DMJD_MAX_LISTENERS) {
+            fprintf(stderr, "dmjd: at most %d listeners with --metrics-listen\n",
+                    DMJD_MAX_LISTENERS - 1);
+            goto Exit;
+        }
+        /* Plain HTTP whatever --tls-cert says: scrapers rarely hold the API's CA. */
+        struct dmjd_listener *ml = &srv.listeners[srv.n_listeners];
+        if (open_listener(o.metrics_listen, false, ml) != 0)
+            goto Exit;
+        srv.n_listeners++;
+        if (ml->tls) {
+            fprintf(stderr, "dmjd: --metrics-listen %s: serves plain HTTP only\n",
+                    o.metrics_listen);
+            goto Exit;
+        }
+        ml->metrics = true;
+        srv.metrics_listener = true;
+    }
+    srv.access_log_json = o.access_log_json;
 
     h2o_config_init(&srv.h2o);
     srv.h2o.server_name = h2o_iovec_init(H2O_STRLIT("dmjd"));

@@ -123,7 +123,7 @@ static int setup_loop(struct dmjd_worker *w)
         h2o_accept_ctx_t *actx = &w->accept_ctx[i];
         memset(actx, 0, sizeof(*actx));
         actx->ctx = &w->ctx;
-        actx->hosts = srv->h2o.hosts;
+        actx->hosts = srv->listeners[i].metrics ? srv->metrics_hosts : srv->api_hosts;
         actx->ssl_ctx = srv->listeners[i].tls ? srv->ssl_ctx : NULL;
         /* The h2o socket owns (and closes) its fd, so each worker gets its own dup(). */
         int fd = fcntl(srv->listeners[i].fd, F_DUPFD_CLOEXEC, 0);
@@ -178,7 +178,7 @@ static void *run(void *arg)
     struct dmjd_worker *w = arg;
     w->setup_rc = setup_loop(w);
     if (w->setup_rc != 0)
-        fprintf(stderr, "dmjd: worker %u: %s\n", w->index, dmj_strerror(w->setup_rc));
+        dmjd_log("worker %u: %s", w->index, dmj_strerror(w->setup_rc));
     wait_for_all(w->server);
     if (w->setup_rc == 0) {
         for (unsigned i = 0; i < w->server->n_listeners; i++)
