@@ -29,6 +29,9 @@ DMJ_MUST_CHECK int dmj_store_open(const char *dir, unsigned flags, size_t map_si
 void dmj_store_close(struct dmj_store *s);
 /** Bytes used by the data file, and the map size, for stats and metrics. */
 void dmj_store_sizes(struct dmj_store *s, uint64_t *used, uint64_t *map_size);
+/** Stored jobs (hidden ones included; the jobs tree's own count, no walk) and the time of
+ * the last committed change (an import, prune or keys), unix microseconds, 0 if none. */
+DMJ_MUST_CHECK int dmj_store_counts(struct dmj_store *s, uint64_t *jobs, int64_t *last_write_us);
 
 /* ---- reading ---------------------------------------------------------------------- */
 

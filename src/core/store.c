@@ -435,6 +435,45 @@ void dmj_store_sizes(struct dmj_store *s, uint64_t *used, uint64_t *map_size)
     *map_size = info.me_mapsize;
 }
 
+int dmj_store_counts(struct dmj_store *s, uint64_t *jobs, int64_t *last_write_us)
+{
+    MDB_txn *txn = NULL;
+    int rc;
+    /* Its own short transaction (MDB_NOTLS: any thread may), as dmj_read_begin does it. */
+    for (int attempt = 0;; attempt++) {
+        reader_enter(s);
+        rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+        if (rc == 0)
+            break;
+        reader_leave(s);
+        if (rc != MDB_MAP_RESIZED || attempt == 2)
+            return dmj__store_err(rc);
+        rc = dmj__store_adopt_map_size(s);
+        if (rc)
+            return rc;
+    }
+    /* The tree's own count: no walk, whatever the store holds. */
+    MDB_stat st;
+    int64_t when = 0;
+    rc = mdb_stat(txn, s->dbi[DB_JOBS], &st);
+    if (rc == 0) {
+        char name[] = "last_write_us";
+        MDB_val k = {sizeof name - 1, name}, v;
+        int got = mdb_get(txn, s->dbi[DB_META], &k, &v);
+        if (got == 0 && v.mv_size == 8)
+            when = dmj__get64(v.mv_data);
+        else if (got != 0 && got != MDB_NOTFOUND)
+            rc = got;
+    }
+    mdb_txn_abort(txn);
+    reader_leave(s);
+    if (rc)
+        return dmj__store_err(rc);
+    *jobs = st.ms_entries;
+    *last_write_us = when;
+    return 0;
+}
+
 /* ---- read handles -------------------------------------------------------------------- */
 
 int dmj_read_new(struct dmj_store *s, struct dmj_read **out)

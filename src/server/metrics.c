@@ -184,6 +184,10 @@ int dmjd_metrics_render(struct dmjd_server *srv, struct dmj_buf *out)
     }
     uint64_t used = 0, map_size = 0;
     dmj_store_sizes(srv->store, &used, &map_size);
+    /* A store that cannot be read now leaves these two out rather than failing the page. */
+    uint64_t jobs = 0;
+    int64_t last_write_us = 0;
+    bool counted = dmj_store_counts(srv->store, &jobs, &last_write_us) == 0;
 
     int rc = render_requests(srv, out);
     if (rc == 0)
@@ -206,5 +210,17 @@ int dmjd_metrics_render(struct dmjd_server *srv, struct dmj_buf *out)
                             "# TYPE dmj_worker_threads gauge\n"
                             "dmj_worker_threads %u\n",
                             open, accepted, used, map_size, srv->n_workers);
+    if (rc == 0 && counted)
+        rc = dmj_buf_printf(out,
+                            "# HELP dmj_store_jobs Jobs in the store (duckgres ones included).\n"
+                            "# TYPE dmj_store_jobs gauge\n"
+                            "dmj_store_jobs %" PRIu64 "\n"
+                            "# HELP dmj_store_last_import_timestamp_seconds Unix time of the "
+                            "store's last committed change (dmj import, prune or keys); 0 if "
+                            "none.\n"
+                            "# TYPE dmj_store_last_import_timestamp_seconds gauge\n"
+                            "dmj_store_last_import_timestamp_seconds %" PRId64 ".%06" PRId64
+                            "\n",
+                            jobs, last_write_us / 1000000, last_write_us % 1000000);
     return rc;
 }
