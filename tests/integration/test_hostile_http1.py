@@ -258,10 +258,18 @@ def case_every_endpoint_refuses(store, tmp):
 
 
 def case_key_never_logged(store, tmp):
-    log = os.path.join(tmp, "access.log")
+    for fmt in ("combined", "json"):
+        check_key_never_logged(store, tmp, fmt)
+
+
+def check_key_never_logged(store, tmp, fmt):
+    log = os.path.join(tmp, "access-%s.log" % fmt)
     key = store.read_key
     q = urllib.parse.quote(key, safe="")
-    with Server(store.dir, "--threads", "2", "--access-log", log) as srv:
+    args = ["--threads", "2", "--access-log", log]
+    if fmt != "combined":
+        args += ["--access-log-format", fmt]
+    with Server(store.dir, *args) as srv:
         c = srv.conn()
         for target, headers in [
                 (LIST, {"Authorization": "Bearer " + key}),
@@ -293,7 +301,7 @@ def case_key_never_logged(store, tmp):
     secret = key[8:]
     for name, where in (("access log", text), ("stderr", err)):
         hits = [line for line in where.splitlines() if secret in line]
-        assert not hits, "the key is in the %s: %s" % (name, hits[:3])
+        assert not hits, "the key is in the %s (%s): %s" % (name, fmt, hits[:3])
 
 
 CASES = [case_hostile_input, case_every_endpoint_refuses, case_key_never_logged]
