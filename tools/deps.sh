@@ -1,14 +1,14 @@
 #!/bin/sh
 # deps.sh [--test] - installs, with apt-get, what dmj needs on Debian 12 (run as root).
 # --test adds what the test suite drives: real clients, PostgreSQL, the reference peer,
-# clang for the fuzzers.
+# clang for the fuzzers, Node.js/npm and jsonschema for the OpenAPI checks.
 set -eu
 PKGS="build-essential cmake pkg-config liblmdb-dev libh2o-evloop-dev libmsgpack-dev
 libyajl-dev libssl-dev zlib1g-dev curl python3"
 if [ "${1:-}" = "--test" ]; then
     PKGS="$PKGS lmdb-utils nghttp2-client h2o wrk postgresql clang libclang-rt-14-dev
 python3-django python3-djangorestframework python3-django-filters gunicorn
-systemd strace lintian"
+systemd strace lintian nodejs npm python3-jsonschema"
 fi
 missing=""
 for p in $PKGS; do
