@@ -2,6 +2,8 @@
  * (appending where possible), because ordered LMDB inserts are 10-30x faster than random ones. */
 #include <errno.h>
 #include <lmdb.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -308,13 +310,13 @@ Exit:
     return rc ? fail(w, dmj__store_err(rc)) : 0;
 }
 
-/* Sort keys of the batch's surviving entries for one index, read in batch order. */
-static size_t build_keys(struct dmj_write *w, int db)
+/* Sort keys of the batch's surviving entries for one index, read in batch order, into `out`. */
+static size_t build_keys(const struct dmj_write *w, int db, struct skey *out)
 {
     size_t m = 0;
     for (size_t i = 0; i < w->n; i++) {
         const struct pend *p = &w->p[i];
-        struct skey *sk = &w->keys[m];
+        struct skey *sk = &out[m];
         if (p->dup)
             continue;
         switch (db) {
@@ -336,39 +338,117 @@ static size_t build_keys(struct dmj_write *w, int db)
     return m;
 }
 
-/* Writes the batch: drop duplicates (last put wins), remove the stored versions of replaced
- * jobs, then insert into each sub-database in its own key order. */
-static int flush(struct dmj_write *w)
+/* The indexes after job_ids, in the order they are written. */
+static const struct {
+    int db;
+    size_t klen;
+} order[3] = {{DB_JOBS, KEY_JOB_LEN}, {DB_BY_SQ, KEY_SQ_LEN}, {DB_BY_STATUS, KEY_STATUS_LEN}};
+
+/* A batch at least this large has its index keys built and sorted on a second thread while
+ * this one looks up replaced jobs and inserts: the sorts (a fifth of a flush) then cost no
+ * time, on a machine with a core to spare. */
+#define SORT_THREAD_MIN 4096u
+
+/* The sorting thread and what it shares with the writer. Index o is sorted into buffer pair
+ * o % 2: pair 0 is the sorter's own, pair 1 the writer's keys/tmp, which the writer hands
+ * over once job_ids is written; pair 0 comes back once `jobs` is written. */
+struct sorter {
+    const struct dmj_write *w;
+    struct skey *pair[2][2];
+    size_t m[3];
+    int sorted;   /* indexes sorted so far */
+    int released; /* 1: the writer's pair is free; 2: pair 0 is free again */
+    bool stop;
+    pthread_t tid;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+};
+
+static void *sort_main(void *arg)
 {
-    size_t n = w->n, nu = 0;
+    struct sorter *s = arg;
+    for (int o = 0; o < 3; o++) {
+        pthread_mutex_lock(&s->mu);
+        while (!s->stop && s->released < o)
+            pthread_cond_wait(&s->cv, &s->mu);
+        bool stop = s->stop;
+        pthread_mutex_unlock(&s->mu);
+        if (stop)
+            break;
+        struct skey **pair = s->pair[o % 2];
+        size_t m = build_keys(s->w, order[o].db, pair[0]);
+        sort_keys(pair[0], pair[1], m, order[o].klen);
+        pthread_mutex_lock(&s->mu);
+        s->m[o] = m;
+        s->sorted = o + 1;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+    }
+    return NULL;
+}
+
+/* Starts the sorter; false (and nothing to undo) when memory or a thread is missing. */
+static bool sorter_start(struct dmj_write *w, struct sorter *s)
+{
+    memset(s, 0, sizeof *s);
+    s->w = w;
+    s->pair[0][0] = malloc(w->n * sizeof(struct skey));
+    s->pair[0][1] = malloc(w->n * sizeof(struct skey));
+    s->pair[1][0] = w->keys;
+    s->pair[1][1] = w->tmp;
+    if (!s->pair[0][0] || !s->pair[0][1])
+        goto Error;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    if (pthread_create(&s->tid, NULL, sort_main, s) != 0) {
+        pthread_cond_destroy(&s->cv);
+        pthread_mutex_destroy(&s->mu);
+        goto Error;
+    }
+    return true;
+Error:
+    free(s->pair[0][0]);
+    free(s->pair[0][1]);
+    return false;
+}
+
+static void sorter_release(struct sorter *s, int released)
+{
+    pthread_mutex_lock(&s->mu);
+    s->released = released;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Waits for index o; its keys are in pair o % 2. */
+static size_t sorter_wait(struct sorter *s, int o)
+{
+    pthread_mutex_lock(&s->mu);
+    while (s->sorted <= o)
+        pthread_cond_wait(&s->cv, &s->mu);
+    size_t m = s->m[o];
+    pthread_mutex_unlock(&s->mu);
+    return m;
+}
+
+static void sorter_end(struct sorter *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->stop = true;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->tid, NULL);
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+    free(s->pair[0][0]);
+    free(s->pair[0][1]);
+}
+
+/* The part of a flush after duplicates are marked: `nu` id keys in w->keys, the sorter (if
+ * any) running. */
+static int flush_sorted(struct dmj_write *w, size_t nu, struct sorter *srt)
+{
     int rc;
-    if (n == 0)
-        return 0;
-
-    /* id . seq, then team . created_at riding along as job_ids' value: equal ids end up
-     * adjacent, the last put last */
-    for (size_t i = 0; i < n; i++) {
-        struct skey *sk = &w->keys[i];
-        const struct pend *p = &w->p[i];
-        uint32_t q = p->seq;
-        memcpy(sk->k, p->id, 16);
-        sk->k[16] = (uint8_t)(q >> 24);
-        sk->k[17] = (uint8_t)(q >> 16);
-        sk->k[18] = (uint8_t)(q >> 8);
-        sk->k[19] = (uint8_t)q;
-        dmj__put32(sk->k + 20, p->team);
-        dmj__put64(sk->k + 24, p->created);
-        sk->i = (uint32_t)i;
-    }
-    sort_keys(w->keys, w->tmp, n, 20);
-    for (size_t i = 0; i < n; i++) {
-        if (i + 1 < n && memcmp(w->keys[i].k, w->keys[i + 1].k, 16) == 0) {
-            w->p[w->keys[i].i].dup = true;
-            continue;
-        }
-        w->keys[nu++] = w->keys[i]; /* job_ids' keys, in id order */
-    }
-
     /* Replaced jobs: ids past the last stored id cannot be stored yet, so an import into an
      * empty store (or of new uuid7 ids) does no look-ups at all. */
     MDB_cursor *c;
@@ -416,16 +496,67 @@ static int flush(struct dmj_write *w)
         memmove(w->keys[u].k + 16, w->keys[u].k + 20, VAL_JOB_ID_LEN);
     if ((rc = insert_sorted(w, DB_JOB_IDS, w->keys, nu, 16)) != 0)
         return rc;
-    static const struct {
-        int db;
-        size_t klen;
-    } order[] = {{DB_JOBS, KEY_JOB_LEN}, {DB_BY_SQ, KEY_SQ_LEN}, {DB_BY_STATUS, KEY_STATUS_LEN}};
-    for (size_t o = 0; o < sizeof order / sizeof order[0]; o++) {
-        size_t m = build_keys(w, order[o].db);
-        sort_keys(w->keys, w->tmp, m, order[o].klen);
-        if ((rc = insert_sorted(w, order[o].db, w->keys, m, order[o].klen)) != 0)
+    if (srt)
+        sorter_release(srt, 1);
+    for (int o = 0; o < 3; o++) {
+        struct skey *keys = w->keys;
+        size_t m;
+        if (srt) {
+            m = sorter_wait(srt, o);
+            keys = srt->pair[o % 2][0];
+        } else {
+            m = build_keys(w, order[o].db, w->keys);
+            sort_keys(w->keys, w->tmp, m, order[o].klen);
+        }
+        if ((rc = insert_sorted(w, order[o].db, keys, m, order[o].klen)) != 0)
             return rc;
+        if (srt && o == 0)
+            sorter_release(srt, 2);
     }
+    return 0;
+}
+
+/* Writes the batch: drop duplicates (last put wins), remove the stored versions of replaced
+ * jobs, then insert into each sub-database in its own key order. */
+static int flush(struct dmj_write *w)
+{
+    size_t n = w->n, nu = 0;
+    int rc;
+    if (n == 0)
+        return 0;
+
+    /* id . seq, then team . created_at riding along as job_ids' value: equal ids end up
+     * adjacent, the last put last */
+    for (size_t i = 0; i < n; i++) {
+        struct skey *sk = &w->keys[i];
+        const struct pend *p = &w->p[i];
+        uint32_t q = p->seq;
+        memcpy(sk->k, p->id, 16);
+        sk->k[16] = (uint8_t)(q >> 24);
+        sk->k[17] = (uint8_t)(q >> 16);
+        sk->k[18] = (uint8_t)(q >> 8);
+        sk->k[19] = (uint8_t)q;
+        dmj__put32(sk->k + 20, p->team);
+        dmj__put64(sk->k + 24, p->created);
+        sk->i = (uint32_t)i;
+    }
+    sort_keys(w->keys, w->tmp, n, 20);
+    for (size_t i = 0; i < n; i++) {
+        if (i + 1 < n && memcmp(w->keys[i].k, w->keys[i + 1].k, 16) == 0) {
+            w->p[w->keys[i].i].dup = true;
+            continue;
+        }
+        w->keys[nu++] = w->keys[i]; /* job_ids' keys, in id order */
+    }
+
+    /* from here on the batch is only read: the other indexes can be sorted meanwhile */
+    struct sorter srt;
+    bool par = n >= SORT_THREAD_MIN && sorter_start(w, &srt);
+    rc = flush_sorted(w, nu, par ? &srt : NULL);
+    if (par)
+        sorter_end(&srt);
+    if (rc)
+        return rc;
     w->n = 0;
     w->seq = 0; /* put order only matters within a batch: keeps seq below the batch size */
     dmj_buf_reset(&w->recs);
