@@ -1,0 +1,291 @@
+#!/usr/bin/python3
+"""dmjd's operations features: --metrics-listen (metrics there only, the API not there), the
+store's jobs count and last import time in /metrics (live across an import),
+--access-log-format json, and the error log's ISO 8601 timestamps on stderr after start-up
+(running out of file descriptors is one such message)."""
+
+import json
+import os
+import re
+import resource
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_server import Store, binary, generate, get, import_into  # noqa: E402
+
+import http.client  # noqa: E402
+
+ISO_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z dmjd: \S")
+
+
+class Dmjd:
+    """A dmjd whose printed listener lines (`listening on` and `metrics on`) are all read."""
+
+    def __init__(self, db, *args, metrics=False, preexec_fn=None):
+        cmd = [binary("dmjd"), "--db", db, "--listen", "127.0.0.1:0", *args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     preexec_fn=preexec_fn)
+        want = 2 if metrics else 1
+        self.lines = []
+        buf = b""
+        deadline = time.time() + 20
+        while len(self.lines) < want:
+            left = deadline - time.time()
+            if left <= 0 or self.proc.poll() is not None:
+                self.proc.kill()
+                raise AssertionError("dmjd did not start: %r %r" % (
+                    buf, self.proc.stderr.read()))
+            ready, _, _ = select.select([self.proc.stdout], [], [], left)
+            if ready:
+                chunk = os.read(self.proc.stdout.fileno(), 4096)
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    self.lines.append(line.decode())
+        self.port = self._port("listening on http://")
+        self.metrics_port = self._port("metrics on http://") if metrics else None
+
+    def _port(self, prefix):
+        for line in self.lines:
+            if line.startswith(prefix):
+                return int(line.rsplit(":", 1)[1])
+        raise AssertionError("no %r line in %r" % (prefix, self.lines))
+
+    def conn(self, port=None):
+        return http.client.HTTPConnection("127.0.0.1", port or self.port, timeout=30)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=30)
+        err = self.proc.stderr.read().decode(errors="replace")
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return self.proc.returncode, err
+
+
+def scrape(conn):
+    res, body = get(conn, "/metrics")
+    assert res.status == 200, (res.status, body[:200])
+    assert res.getheader("Content-Type", "").startswith("text/plain")
+    out = {}
+    for line in body.decode().splitlines():
+        if line and not line.startswith("#"):
+            m = re.fullmatch(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)", line)
+            assert m, line
+            out[(m.group(1), m.group(2) or "")] = float(m.group(3))
+    return out
+
+
+def case_metrics_listener(store, tmp):
+    t0 = time.time()
+    srv = Dmjd(store.dir, "--threads", "2", "--metrics-listen", "127.0.0.1:0", metrics=True)
+    try:
+        assert srv.lines[-1].startswith("metrics on http://127.0.0.1:"), srv.lines
+        assert srv.metrics_port != srv.port
+        api, mc = srv.conn(), srv.conn(srv.metrics_port)
+        # /metrics left the API listener (an ordinary unmatched path there now)...
+        res, body = get(api, "/metrics")
+        assert res.status == 404, res.status
+        assert json.loads(body)["detail"] == "Not found.", body
+        # ... and the API is not on the metrics listener, with or without a key
+        for path in ("/api/projects/1/data_modeling_jobs/", "/_health", "/api/schema/"):
+            res, body = get(mc, path, key=store.read_key)
+            assert res.status == 404, (path, res.status)
+            assert b"phx_" not in body and b"results" not in body
+        res, _ = get(api, "/api/projects/1/data_modeling_jobs/?limit=3", key=store.read_key)
+        assert res.status == 200
+        # the answer is counted just after it is queued, maybe by another worker: wait
+        list_row = ("dmj_http_requests_total", '{endpoint="list",status="200"}')
+        for _ in range(100):
+            m = scrape(mc)
+            if list_row in m:
+                break
+            time.sleep(0.02)
+        assert m.get(list_row) == 1, m
+        assert m[("dmj_http_requests_total", '{endpoint="metrics",status="200"}')] >= 1, m
+        assert ("dmj_http_requests_total", '{endpoint="unmatched",status="404"}') in m, m
+        jobs = m[("dmj_store_jobs", "")]
+        assert jobs == len({j["id"] for j in store.jobs}), (jobs, len(store.jobs))
+        last = m[("dmj_store_last_import_timestamp_seconds", "")]
+        assert store.imported_at - 5 <= last <= time.time() + 5, (last, store.imported_at)
+
+        # an import while dmjd serves: both follow without a restart
+        more, _ = generate(tmp, "more", 50, 2, seed=99)
+        time.sleep(1.1)
+        import_into(store.dir, more)
+        with open(more) as f:
+            added = {json.loads(line)["id"] for line in f if line.strip()}
+        m2 = scrape(mc)
+        want = len({j["id"] for j in store.jobs} | added)
+        assert m2[("dmj_store_jobs", "")] == want, (m2[("dmj_store_jobs", "")], want)
+        assert m2[("dmj_store_last_import_timestamp_seconds", "")] >= last + 1, (m2, last)
+        assert m2[("dmj_store_last_import_timestamp_seconds", "")] <= time.time() + 1
+        assert t0 - 5 <= m2[("dmj_store_last_import_timestamp_seconds", "")]
+    finally:
+        code, err = srv.stop()
+    assert code == 0 and err == "", (code, err)
+    print("ok   --metrics-listen: metrics only there, API only on the API port; jobs count "
+          "and last import time follow an import")
+
+
+def case_metrics_default(store, tmp):
+    srv = Dmjd(store.dir, "--threads", "1")
+    try:
+        m = scrape(srv.conn())
+        assert m[("dmj_store_jobs", "")] >= len({j["id"] for j in store.jobs}), m
+        assert m[("dmj_store_last_import_timestamp_seconds", "")] > 1e9
+    finally:
+        code, err = srv.stop()
+    assert code == 0 and err == "", (code, err)
+    # an empty store: no jobs, never written
+    empty = os.path.join(tmp, "empty")
+    os.makedirs(empty)
+    subprocess.run([binary("dmj"), "stats", "--db", empty], stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    if os.path.exists(os.path.join(empty, "data.mdb")):
+        srv = Dmjd(empty, "--threads", "1")
+        try:
+            m = scrape(srv.conn())
+            assert m[("dmj_store_jobs", "")] == 0, m
+            assert m[("dmj_store_last_import_timestamp_seconds", "")] == 0, m
+        finally:
+            srv.stop()
+    print("ok   /metrics on the API listener by default, with the jobs count")
+
+
+def case_access_log_json(store, tmp):
+    log = os.path.join(tmp, "access.json")
+    srv = Dmjd(store.dir, "--threads", "1", "--access-log", log, "--access-log-format", "json")
+    key = store.read_key
+    try:
+        c = srv.conn()
+        c.request("GET", "/api/projects/1/data_modeling_jobs/?limit=2&personal_api_key=" + key,
+                  headers={"User-Agent": 'odd "agent" \\ é'.encode().decode("latin-1")})
+        res = c.getresponse()
+        body = res.read()
+        assert res.status == 200
+        res, _ = get(c, "/api/projects/1/data_modeling_jobs/", method="HEAD")
+        assert res.status == 401
+        res, _ = get(c, "/metrics")
+        c2 = srv.conn()
+        c2.putrequest("GET", "/api/schema/", skip_accept_encoding=True)
+        c2.endheaders()
+        r2 = c2.getresponse()
+        r2.read()
+    finally:
+        code, err = srv.stop()
+    assert code == 0 and err == "", (code, err)
+    with open(log, "rb") as f:
+        raw = f.read()
+    assert key.encode() not in raw, "the key is in the access log"
+    lines = [json.loads(line) for line in raw.decode().splitlines()]
+    assert len(lines) == 4, lines
+    fields = ["time", "remote", "method", "path", "status", "bytes", "duration_us", "protocol",
+              "user_agent"]
+    for rec in lines:
+        assert list(rec) == fields, list(rec)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z", rec["time"]), rec
+        assert rec["remote"] == "127.0.0.1" and rec["protocol"] == "HTTP/1.1", rec
+        assert isinstance(rec["duration_us"], int) and 0 <= rec["duration_us"] < 30e6
+        assert isinstance(rec["status"], int) and isinstance(rec["bytes"], int)
+    first = lines[0]
+    assert first["method"] == "GET" and first["status"] == 200, first
+    assert first["bytes"] == len(body), (first, len(body))
+    assert first["path"] == ("/api/projects/1/data_modeling_jobs/?limit=2&personal_api_key=" +
+                             key[:8] + "..."), first["path"]
+    assert first["user_agent"] == r"odd \x22agent\x22 \x5c \xc3\xa9", first["user_agent"]
+    assert lines[1]["method"] == "HEAD" and lines[1]["status"] == 401
+    assert lines[1]["bytes"] == 0, lines[1]
+    assert lines[2]["path"] == "/metrics" and lines[2]["status"] == 200
+    assert lines[3]["user_agent"] is None and lines[3]["path"] == "/api/schema/", lines[3]
+    when = time.time()
+    for rec in lines:
+        t = time.mktime(time.strptime(rec["time"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+        assert abs(t - when) < 120, (rec["time"], when)
+
+    # combined stays the default, and a wrong format is refused before anything starts
+    log2 = os.path.join(tmp, "access.log")
+    srv = Dmjd(store.dir, "--threads", "1", "--access-log", log2)
+    get(srv.conn(), "/_health")
+    srv.stop()
+    with open(log2) as f:
+        line = f.read()
+    assert re.match(r'^127\.0\.0\.1 - - \[[^]]+\] "GET /_health HTTP/1\.1" 200 ', line), line
+    res = subprocess.run([binary("dmjd"), "--db", store.dir, "--access-log-format", "xml"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
+    assert res.returncode == 2 and "--access-log-format" in res.stderr, (res.returncode,
+                                                                          res.stderr)
+    print("ok   --access-log-format json: one object a line, fields typed, key redacted, "
+          "client text escaped; combined by default; a bad format refused")
+
+
+def case_error_log(store, tmp):
+    """Out of descriptors: a timestamped message on stderr, and dmjd goes on serving."""
+    limit = 48
+
+    def low_nofile():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    srv = Dmjd(store.dir, "--threads", "1", preexec_fn=low_nofile)
+    socks = []
+    try:
+        for _ in range(limit + 16):
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            socks.append(s)
+        # let the worker try to accept the ones past its limit
+        deadline = time.time() + 10
+        err = b""
+        while time.time() < deadline and b"cannot accept" not in err:
+            ready, _, _ = select.select([srv.proc.stderr], [], [], 0.5)
+            if ready:
+                err += os.read(srv.proc.stderr.fileno(), 4096)
+        assert b"cannot accept" in err, err
+        for s in socks:
+            s.close()
+        socks = []
+        time.sleep(0.3)
+        res, _ = get(srv.conn(), "/_health")
+        assert res.status == 200
+    finally:
+        for s in socks:
+            s.close()
+        code, rest = srv.stop()
+    text = err.decode(errors="replace") + rest
+    lines = [line for line in text.splitlines() if line]
+    assert code == 0, (code, text)
+    assert lines, text
+    for line in lines:
+        assert ISO_LINE.match(line), "not timestamped: %r" % line
+    assert any("worker 0: cannot accept (Too many open files)" in line for line in lines), lines
+    # rate-limited: one message, not one per 100 ms pause
+    assert sum("cannot accept" in line for line in lines) <= 2, lines
+    print("ok   error log: running out of descriptors is said once, with an ISO 8601 "
+          "timestamp; serving goes on")
+
+
+def main():
+    failed = 0
+    with tempfile.TemporaryDirectory(prefix="dmj-ops-") as tmp:
+        store = Store(tmp, jobs=600, teams=2)
+        store.imported_at = time.time()
+        for case in (case_metrics_listener, case_metrics_default, case_access_log_json,
+                     case_error_log):
+            try:
+                case(store, tmp)
+            except Exception:
+                traceback.print_exc()
+                print("FAIL %s" % case.__name__)
+                failed += 1
+    print("FAILED" if failed else "all passed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
