@@ -18,7 +18,9 @@ answers are unsent); unknown frame types each print a line on stderr (not defend
 writes it itself)."""
 
 import os
+import http.client
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -29,7 +31,8 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_server import LIST, Server, Store, binary, cpu_seconds, get, metrics  # noqa: E402
+from test_server import (LIST, Server, Store, binary, cpu_seconds, get, make_cert,  # noqa: E402
+                         metrics, tls_context)
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, \
@@ -514,7 +517,44 @@ def case_rapid_reset_cut(store, tmp):
         assert cut2 == cut, "honest clients were cut: %d -> %d" % (cut, cut2)
 
 
-CASES = [case_invalid_frames, case_unknown_frame_noise, case_rapid_reset_cut, case_floods]
+def case_rapid_reset_tls(store, tmp):
+    """The same cut over TLS with ALPN h2 (the production set-up): h2o counts bytes written
+    above the TLS layer, so the rule holds there too."""
+    pair = make_cert(tmp)
+    if pair is None:
+        print("  (no openssl binary: TLS case not run)")
+        return
+    cert, keyfile = pair
+    with Server(store.dir, "--threads", "2", "--tls-cert", cert, "--tls-key", keyfile) as srv:
+        raw = socket.create_connection(("127.0.0.1", srv.port), timeout=15)
+        s = tls_context(cert, ["h2"]).wrap_socket(raw, server_hostname="localhost")
+        assert s.selected_alpn_protocol() == "h2", s.selected_alpn_protocol()
+        closed = False
+        try:
+            s.sendall(PREFACE + frame(SETTINGS, 0, 0) + rapid_reset(store.read_key))
+            s.settimeout(5)
+            while s.recv(1 << 20):
+                pass
+            closed = True
+        except (OSError, ssl.SSLError):
+            closed = True
+        s.close()
+        assert closed, "the rapid-reset TLS connection is still open"
+        settle(srv.proc.pid, 15)
+        hc = http.client.HTTPSConnection("localhost", srv.port, timeout=30,
+                                         context=tls_context(cert, ["http/1.1"]))
+        m = metrics(hc)
+        res, _ = get(hc, LIST + "?limit=1", store.read_key)
+        hc.close()
+        assert res.status == 200
+        served = m.get(("dmj_http_requests_total", '{endpoint="list",status="200"}'), 0)
+        print("  rapid reset over TLS: %d of %d streams served before the cut"
+              % (served, 30000 // SCALE))
+        assert 0 < served < 1000, served
+
+
+CASES = [case_invalid_frames, case_unknown_frame_noise, case_rapid_reset_cut,
+         case_rapid_reset_tls, case_floods]
 
 
 def main():
