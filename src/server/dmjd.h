@@ -169,6 +169,7 @@ struct dmjd_conn {
     struct dmjd_worker *worker;
     uint64_t body_queued; /**< body bytes handed to h2o on this connection */
     size_t largest_body;  /**< the largest of them */
+    uint64_t since_us;    /**< when body_queued was last forgiven (dmjd_now_us) */
     bool cut;             /**< shut down as abusive: later requests get no work */
 };
 

@@ -16,6 +16,7 @@
  * them away. */
 #define UNSENT_STREAMS 128u
 #define UNSENT_MIN (1u << 20)
+#define UNSENT_WINDOW_US (10 * 1000000ull)
 
 static const char *reason_of(int status)
 {
@@ -206,7 +207,8 @@ static void close_after_body(h2o_req_t *req)
  * answers mostly go unsent (see UNSENT_STREAMS). h2o then sees the connection end and frees
  * it as it would for a vanished client; until then it goes on with the frames it already
  * read (one read can hold thousands of streams), which the caller answers without work. */
-static void account_h2_body(h2o_req_t *req, struct dmjd_conn *conn, size_t body_len)
+static void account_h2_body(h2o_req_t *req, struct dmjd_conn *conn, size_t body_len,
+                            uint64_t now_us)
 {
     conn->body_queued += body_len;
     if (body_len > conn->largest_body)
@@ -214,8 +216,15 @@ static void account_h2_body(h2o_req_t *req, struct dmjd_conn *conn, size_t body_
     h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
     uint64_t written = sock->bytes_written;
     uint64_t unsent = conn->body_queued > written ? conn->body_queued - written : 0;
-    if (unsent <= UNSENT_MIN || unsent <= (uint64_t)UNSENT_STREAMS * conn->largest_body)
+    if (unsent <= UNSENT_MIN || unsent <= (uint64_t)UNSENT_STREAMS * conn->largest_body) {
+        /* A long-lived connection (a proxy's) that cancels a stream now and then must not
+         * add those up for hours: what was thrown away is forgiven every UNSENT_WINDOW_US. */
+        if (now_us - conn->since_us > UNSENT_WINDOW_US) {
+            conn->body_queued = written;
+            conn->since_us = now_us;
+        }
         return;
+    }
     conn->cut = true;
     int fd = h2o_socket_get_fd(sock);
     if (fd >= 0)
@@ -274,7 +283,7 @@ static int on_request(h2o_handler_t *self, h2o_req_t *req)
     bool head = res.head || method_is(req, "HEAD");
     size_t sent = send_body(w, req, res.body != NULL ? res.body : "", res.body_len, head);
     if (conn != NULL)
-        account_h2_body(req, conn, sent);
+        account_h2_body(req, conn, sent, started);
     dmjd_metrics_count(&w->metrics, res.endpoint, res.status, dmjd_now_us() - started);
     write_access_log(w, req, res.status, sent, started);
     return 0;

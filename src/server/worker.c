@@ -85,6 +85,7 @@ static void on_accept(h2o_socket_t *listener, const char *err)
             continue;
         }
         conn->worker = w;
+        conn->since_us = dmjd_now_us();
         atomic_fetch_add_explicit(&w->metrics.open_connections, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&w->metrics.accepted_connections, 1, memory_order_relaxed);
         sock->on_close.cb = on_conn_close;
