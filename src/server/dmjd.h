@@ -139,7 +139,6 @@ struct dmjd_worker {
     h2o_accept_ctx_t accept_ctx[DMJD_MAX_LISTENERS];
     h2o_socket_t *listen_socks[DMJD_MAX_LISTENERS];
     h2o_timeout_entry_t resume_accept; /**< accepting again after running out of fds */
-    uint64_t fd_warned_us;             /**< when running out of fds was last logged */
     h2o_generator_t generator; /**< an inline, no-callback generator for h2o_start_response */
     int setup_rc;              /**< 0 once the worker's loop and listeners are set up */
     bool draining;

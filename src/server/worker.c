@@ -35,18 +35,9 @@ struct dmjd_conn *dmjd_conn_of(h2o_req_t *req)
 static void on_accept(h2o_socket_t *listener, const char *err);
 
 /* Out of file descriptors: the listener stays readable, so stop polling it for a moment
- * rather than spin, and let closing connections free some. Said on the error log at most
- * every FD_WARN_US per worker: clients are being kept waiting, and the limit may be wrong. */
-#define FD_WARN_US 10000000u
-static void pause_accepting(struct dmjd_worker *w, int err)
+ * rather than spin, and let closing connections free some. */
+static void pause_accepting(struct dmjd_worker *w)
 {
-    uint64_t now = dmjd_now_us();
-    if (w->fd_warned_us == 0 || now - w->fd_warned_us >= FD_WARN_US) {
-        w->fd_warned_us = now;
-        dmjd_log("worker %u: cannot accept (%s); pausing for 100 ms (raise LimitNOFILE or "
-                 "ulimit -n?)",
-                 w->index, strerror(err));
-    }
     for (unsigned i = 0; i < w->server->n_listeners; i++) {
         if (w->listen_socks[i] != NULL)
             h2o_socket_read_stop(w->listen_socks[i]);
@@ -76,7 +67,7 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         if (sock == NULL) {
             /* EAGAIN also when another worker took the connection first. */
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-                pause_accepting(w, errno);
+                pause_accepting(w);
             return;
         }
         struct dmjd_conn *conn = calloc(1, sizeof(*conn));
