@@ -70,8 +70,9 @@ static void usage(FILE *f)
             "  --help             this text\n"
             "\n"
             "Prints `listening on URL` once per listener when ready (the metrics listener\n"
-            "last, as `metrics on URL`). Messages after start-up go to stderr with an ISO 8601\n"
-            "UTC timestamp. GET /api/schema/ serves the OpenAPI document (no key needed).\n"
+            "last, as `metrics on URL`). Messages from the workers' set-up on go to stderr\n"
+            "with an ISO 8601 UTC timestamp. GET /api/schema/ serves the OpenAPI document\n"
+            "(no key needed).\n"
             "SIGTERM or SIGINT: stop accepting, finish the responses in flight, exit 0.\n",
             DEFAULT_MAX_LIMIT);
 }
