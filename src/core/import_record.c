@@ -244,16 +244,19 @@ static int parse_uuid(const char *s, size_t len, uint8_t out[16])
 {
     if (len != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-')
         return dmj_uuid_parse(s, len, out);
+    /* where each byte's two digits start; a bad digit shows as a value past 15 in `bad`,
+     * checked once at the end rather than per digit */
+    static const uint8_t at[16] = {0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34};
     uint8_t id[16];
-    size_t j = 0;
-    for (size_t i = 0; i < 36; i += 2) {
-        if (i == 8 || i == 13 || i == 18 || i == 23)
-            i++;
-        unsigned hi = hex1[(unsigned char)s[i]], lo = hex1[(unsigned char)s[i + 1]];
-        if (hi == 0 || lo == 0)
-            return dmj_uuid_parse(s, len, out);
-        id[j++] = (uint8_t)((hi - 1) << 4 | (lo - 1));
+    unsigned bad = 0;
+    for (size_t j = 0; j < 16; j++) {
+        unsigned hi = hex1[(unsigned char)s[at[j]]] - 1u;
+        unsigned lo = hex1[(unsigned char)s[at[j] + 1]] - 1u;
+        bad |= hi | lo;
+        id[j] = (uint8_t)(hi << 4 | (lo & 15));
     }
+    if (bad > 15)
+        return dmj_uuid_parse(s, len, out);
     memcpy(out, id, 16);
     return 0;
 }
