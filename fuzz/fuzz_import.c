@@ -92,6 +92,7 @@ static void fz_open(void)
     if (mkdtemp(fz.dir) == NULL || dmj_store_open(fz.dir, 0, (size_t)1 << 30, &fz.store) != 0 ||
         dmj_read_new(fz.store, &fz.read) != 0) {
         fprintf(stderr, "fuzz_import: cannot open a store in %s\n", fz.dir);
+        fz_close(); /* abort() runs no atexit handler: leave no store behind */
         abort();
     }
 }

@@ -53,6 +53,7 @@ static void fz_setup(void)
     if (mkdtemp(fz.dir) == NULL || fixture_build(fz.dir, &fz.store) != 0 ||
         dmj_api_worker_new(fz.store, &cfg, &fz.worker) != 0) {
         fprintf(stderr, "fuzz_request: cannot build the fixture store\n");
+        fz_cleanup(); /* abort() runs no atexit handler: leave no store behind */
         abort();
     }
     atexit(fz_cleanup);
