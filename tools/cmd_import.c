@@ -24,7 +24,8 @@
 #define BATCH_JOBS 4096u
 #define BATCH_ARENA (1u << 20)
 #define QUEUE_MAX 8u
-/* A plain file at least this large is parsed by two threads, one per half. */
+/* A plain file at least this large is parsed by two threads, one per half
+ * ($DMJ_IMPORT_SPLIT_MIN overrides it, so that tests can split small files). */
 #define SPLIT_MIN (16u << 20)
 #define MAX_SEGS 2
 
@@ -497,7 +498,15 @@ static int consume(struct run *r, struct batch *b, uint64_t line_off)
 static uint64_t split_point(int fd, const struct stat *st, const struct dmj_import_options *o)
 {
     unsigned char head[2], win[4096];
-    if (!S_ISREG(st->st_mode) || st->st_size < (off_t)SPLIT_MIN || o->pg_copy ||
+    uint64_t min = SPLIT_MIN;
+    const char *env = getenv("DMJ_IMPORT_SPLIT_MIN"); /* tests split small files */
+    if (env) {
+        char *end;
+        unsigned long long v = strtoull(env, &end, 10);
+        if (*env && !*end)
+            min = v;
+    }
+    if (!S_ISREG(st->st_mode) || (uint64_t)st->st_size < min || st->st_size < 2 || o->pg_copy ||
         o->skip_invalid || sysconf(_SC_NPROCESSORS_ONLN) < 2)
         return 0;
     if (pread(fd, head, 2, 0) != 2 || (head[0] == 0x1f && head[1] == 0x8b))
