@@ -200,7 +200,7 @@ struct batch {
     size_t n;
     struct dmj_import_record *ident;
     uint64_t ident_line;
-    uint64_t bytes_in; /* the parser's input position when the batch left, for progress */
+    uint64_t bytes_in; /* bytes the parser had read when the batch left, for progress */
     char *arena;
     size_t used, cap;
     uint64_t line[BATCH_JOBS];
@@ -409,7 +409,7 @@ static int seg_read(struct seg *g, struct dmj_import *imp, unsigned char *buf, u
         /* what one read gave goes to the writer at once: a slow stream (a pipe, a FIFO)
          * is stored, and its --batch commits seen, as it comes */
         if (g->cur) {
-            g->cur->bytes_in = off;
+            g->cur->bytes_in = off - g->start;
             if ((rc = ship(g)) != 0) {
                 *parse_rc = rc;
                 return 0;
