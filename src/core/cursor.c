@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dmj/hex.h"
 #include "dmj/cursor.h"
 #include "dmj/query.h"
 #include "dmj/time.h"
@@ -77,17 +78,6 @@ done:
     return 0;
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* unquote_plus to bytes, in place; returns the new length. Which text those bytes stand for
  * after UTF-8 decoding does not matter here: o, r and p accept only ASCII, and a key is
  * "o", "r" or "p" exactly when its bytes are. */
@@ -96,8 +86,10 @@ static size_t unquote_in_place(unsigned char *s, size_t n)
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = s[i];
-        if (c == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-            c = (unsigned char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+        if (c == '%' && i + 2 < n && dmj_hex_value((unsigned char)s[i + 1]) >= 0 &&
+            dmj_hex_value((unsigned char)s[i + 2]) >= 0) {
+            c = (unsigned char)(dmj_hex_value((unsigned char)s[i + 1]) * 16 +
+                                dmj_hex_value((unsigned char)s[i + 2]));
             i += 2;
         } else if (c == '+') {
             c = ' ';

@@ -7,6 +7,7 @@
 
 #include <zlib.h>
 
+#include "dmj/hex.h"
 #include "dmj/error.h"
 
 #include "import_impl.h"
@@ -14,17 +15,6 @@
 #define SLICE (256u * 1024u) /* bytes handed to the next stage at once */
 
 /* ---- the COPY-escape stage -------------------------------------------------------- */
-
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* Undoes PostgreSQL's COPY text escaping (a backslash and one of b f n r t v, 1-3 octal
  * digits, x and 1-2 hex digits, or any other character standing for itself). */
@@ -53,8 +43,8 @@ static size_t pg_unescape(struct dmj__import_decoder *d, const unsigned char *p,
             out[n++] = (unsigned char)d->pg_value;
             break; /* this byte is not part of the escape: an ordinary one */
         case PG_HEX:
-            if (hexval(c) >= 0 && d->pg_digits < 2) {
-                d->pg_value = d->pg_value * 16 + (unsigned)hexval(c);
+            if (dmj_hex_value((unsigned char)c) >= 0 && d->pg_digits < 2) {
+                d->pg_value = d->pg_value * 16 + (unsigned)dmj_hex_value((unsigned char)c);
                 if (++d->pg_digits == 2) {
                     out[n++] = (unsigned char)d->pg_value;
                     d->pg = PG_NORMAL;

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dmj/hex.h"
 #include "dmj/query.h"
 
 #define TAG_PLAIN 'A'
@@ -28,17 +29,6 @@ enum high_bytes {
     HIGH_UTF8,   /* the raw query was valid UTF-8: copy them */
     HIGH_LATIN1, /* each is one Latin-1 character: write it as UTF-8 */
 };
-
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* CPython's UTF-8 decoder with errors='replace', fed one byte at a time: strict UTF-8 (no
  * overlongs, surrogates or values past U+10FFFF), and one U+FFFD for each maximal invalid
@@ -137,8 +127,10 @@ static int add_part(struct dmj_buf *out, const unsigned char *s, size_t n, enum 
     int rc = 0;
     for (size_t i = 0; i < n && !rc; i++) {
         unsigned char c = s[i];
-        if (c == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-            c = (unsigned char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+        if (c == '%' && i + 2 < n && dmj_hex_value((unsigned char)s[i + 1]) >= 0 &&
+            dmj_hex_value((unsigned char)s[i + 2]) >= 0) {
+            c = (unsigned char)(dmj_hex_value((unsigned char)s[i + 1]) * 16 +
+                                dmj_hex_value((unsigned char)s[i + 2]));
             i += 2;
         } else if (c == '+' && plus) {
             c = ' ';

@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "dmj/hex.h"
 #include "dmj/uuid.h"
 
 /*
@@ -65,17 +66,6 @@ static int uuid_next(struct uuid_stream *st)
     }
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* The canonical 8-4-4-4-12 spelling, which is nearly every input (job ids in imports and
  * URLs), decoded without the general pipeline; false when `s` is anything else. */
 static bool parse_canonical(const char *s, size_t len, uint8_t out[16])
@@ -87,7 +77,8 @@ static bool parse_canonical(const char *s, size_t len, uint8_t out[16])
     if (len != DMJ_UUID_TEXT_LEN || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-')
         return false;
     for (unsigned k = 0; k < 16; k++) {
-        int hi = hexval((unsigned char)s[pos[k]]), lo = hexval((unsigned char)s[pos[k] + 1]);
+        int hi = dmj_hex_value((unsigned char)s[pos[k]]),
+            lo = dmj_hex_value((unsigned char)s[pos[k] + 1]);
         if (hi < 0 || lo < 0)
             return false;
         id[k] = (uint8_t)(hi << 4 | lo);
@@ -118,7 +109,7 @@ int dmj_uuid_parse(const char *s, size_t len, uint8_t out[16])
             return DMJ_EINVAL;
         if (c == '-')
             continue;
-        int v = hexval(c);
+        int v = dmj_hex_value((unsigned char)c);
         if (v < 0 || digits == 32)
             return DMJ_EINVAL;
         if (digits % 2 == 0)

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dmj/hex.h"
 #include "dmj/time.h"
 
 #include "dmjd.h"
@@ -67,17 +68,6 @@ static int add_masked(struct dmj_buf *out, const char *s, size_t len)
     return add_escaped(out, s + done, len - done);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Whether a raw query name decodes (percent escapes, '+' as space) to personal_api_key,
  * so that `personal%5Fapi%5Fkey=...` is redacted too: the API decodes names the same way. */
 static bool is_key_name(const char *s, size_t len)
@@ -87,8 +77,10 @@ static bool is_key_name(const char *s, size_t len)
     size_t j = 0;
     for (size_t i = 0; i < len; i++, j++) {
         char c = s[i];
-        if (c == '%' && i + 2 < len && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-            c = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+        if (c == '%' && i + 2 < len && dmj_hex_value((unsigned char)s[i + 1]) >= 0 &&
+            dmj_hex_value((unsigned char)s[i + 2]) >= 0) {
+            c = (char)(dmj_hex_value((unsigned char)s[i + 1]) * 16 +
+                       dmj_hex_value((unsigned char)s[i + 2]));
             i += 2;
         } else if (c == '+') {
             c = ' ';
