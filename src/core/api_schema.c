@@ -1,804 +1,312 @@
 /* The OpenAPI 3.0 document of the served endpoints (GET /api/schema/), kept as the one
  * source of truth in this file; tests/integration/test_schema.py validates it and checks
  * real answers against its schemas. */
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "dmj/api.h"
 #include "dmj/buf.h"
 
-/* One JSON line per C line (indent 1) so that a change reads as a diff of the document;
- * an array of lines rather than one literal keeps each literal short (ISO C's 4095). */
-static const char *const schema_lines[] = {
-    "{\n",
-    " \"openapi\": \"3.0.3\",\n",
-    " \"info\": {\n",
-    "  \"title\": \"dmj: PostHog data modeling jobs API\",\n",
-    "  \"version\": \"1.0.0\",\n",
-    "  \"description\": \"The runs of saved queries, served by dmjd from its store. Both pref"
-    "ixes serve the same endpoints; the trailing slash is optional.\"\n",
-    " },\n",
-    " \"paths\": {\n",
-    "  \"/api/environments/{environment_id}/data_modeling_jobs/\": {\n",
-    "   \"parameters\": [\n",
-    "    {\n",
-    "     \"$ref\": \"#/components/parameters/EnvironmentId\"\n",
-    "    }\n",
-    "   ],\n",
-    "   \"get\": {\n",
-    "    \"operationId\": \"environments_data_modeling_jobs_list\",\n",
-    "    \"summary\": \"List the runs, newest first (cursor pagination).\",\n",
-    "    \"tags\": [\n",
-    "     \"environments\"\n",
-    "    ],\n",
-    "    \"responses\": {\n",
-    "     \"200\": {\n",
-    "      \"description\": \"A page of runs.\",\n",
-    "      \"content\": {\n",
-    "       \"application/json\": {\n",
-    "        \"schema\": {\n",
-    "         \"$ref\": \"#/components/schemas/PaginatedDataModelingJobList\"\n",
-    "        }\n",
-    "       }\n",
-    "      }\n",
-    "     },\n",
-    "     \"400\": {\n",
-    "      \"$ref\": \"#/components/responses/BadRequest\"\n",
-    "     },\n",
-    "     \"401\": {\n",
-    "      \"$ref\": \"#/components/responses/Unauthorized\"\n",
-    "     },\n",
-    "     \"403\": {\n",
-    "      \"$ref\": \"#/components/responses/Forbidden\"\n",
-    "     },\n",
-    "     \"404\": {\n",
-    "      \"$ref\": \"#/components/responses/NotFound\"\n",
-    "     },\n",
-    "     \"405\": {\n",
-    "      \"$ref\": \"#/components/responses/MethodNotAllowed\"\n",
-    "     },\n",
-    "     \"429\": {\n",
-    "      \"$ref\": \"#/components/responses/Throttled\"\n",
-    "     },\n",
-    "     \"500\": {\n",
-    "      \"$ref\": \"#/components/responses/ServerError\"\n",
-    "     }\n",
-    "    },\n",
-    "    \"parameters\": [\n",
-    "     {\n",
-    "      \"$ref\": \"#/components/parameters/Cursor\"\n",
-    "     },\n",
-    "     {\n",
-    "      \"$ref\": \"#/components/parameters/Limit\"\n",
-    "     },\n",
-    "     {\n",
-    "      \"$ref\": \"#/components/parameters/SavedQueryId\"\n",
-    "     }\n",
-    "    ]\n",
-    "   }\n",
-    "  },\n",
-    "  \"/api/environments/{environment_id}/data_modeling_jobs/{id}/\": {\n",
-    "   \"parameters\": [\n",
-    "    {\n",
-    "     \"$ref\": \"#/components/parameters/EnvironmentId\"\n",
-    "    },\n",
-    "    {\n",
-    "     \"$ref\": \"#/components/parameters/JobId\"\n",
-    "    }\n",
-    "   ],\n",
-    "   \"get\": {\n",
-    "    \"operationId\": \"environments_data_modeling_jobs_retrieve\",\n",
-    "    \"summary\": \"One run by id.\",\n",
-    "    \"tags\": [\n",
-    "     \"environments\"\n",
-    "    ],\n",
-    "    \"responses\": {\n",
-    "     \"200\": {\n",
-    "      \"description\": \"The run.\",\n",
-    "      \"content\": {\n",
-    "       \"application/json\": {\n",
-    "        \"schema\": {\n",
-    "         \"$ref\": \"#/components/schemas/DataModelingJob\"\n",
-    "        }\n",
-    "       }\n",
-    "      }\n",
-    "     },\n",
-    "     \"400\": {\n",
-    "      \"$ref\": \"#/components/responses/BadRequest\"\n",
-    "     },\n",
-    "     \"401\": {\n",
-    "      \"$ref\": \"#/components/responses/Unauthorized\"\n",
-    "     },\n",
-    "     \"403\": {\n",
-    "      \"$ref\": \"#/components/responses/Forbidden\"\n",
-    "     },\n",
-    "     \"404\": {\n",
-    "      \"$ref\": \"#/components/responses/NotFound\"\n",
-    "     },\n",
-    "     \"405\": {\n",
-    "      \"$ref\": \"#/components/responses/MethodNotAllowed\"\n",
-    "     },\n",
-    "     \"429\": {\n",
-    "      \"$ref\": \"#/components/responses/Throttled\"\n",
-    "     },\n",
-    "     \"500\": {\n",
-    "      \"$ref\": \"#/components/responses/ServerError\"\n",
-    "     }\n",
-    "    },\n",
-    "    \"parameters\": [\n",
-    "     {\n",
-    "      \"$ref\": \"#/components/parameters/SavedQueryId\"\n",
-    "     }\n",
-    "    ]\n",
-    "   }\n",
-    "  },\n",
-    "  \"/api/environments/{environment_id}/data_modeling_jobs/recent/\": {\n",
-    "   \"parameters\": [\n",
-    "    {\n",
-    "     \"$ref\": \"#/components/parameters/EnvironmentId\"\n",
-    "    }\n",
-    "   ],\n",
-    "   \"get\": {\n",
-    "    \"operationId\": \"environments_data_modeling_jobs_recent_retrieve\",\n",
-    "    \"summary\": \"The newest finished materialization run of each saved query.\",\n",
-    "    \"tags\": [\n",
-    "     \"environments\"\n",
-    "    ],\n",
-    "    \"responses\": {\n",
-    "     \"200\": {\n",
-    "      \"description\": \"One run per saved query, by saved_query_id.\",\n",
-    "      \"content\": {\n",
-    "       \"application/json\": {\n",
-    "        \"schema\": {\n",
-    "         \"type\": \"array\",\n",
-    "         \"items\": {\n",
-    "          \"$ref\": \"#/components/schemas/DataModelingJob\"\n",
-    "         }\n",
-    "        }\n",
-    "       }\n",
-    "      }\n",
-    "     },\n",
-    "     \"400\": {\n",
-    "      \"$ref\": \"#/components/responses/BadRequest\"\n",
-    "     },\n",
-    "     \"401\": {\n",
-    "      \"$ref\": \"#/components/responses/Unauthorized\"\n",
-    "     },\n",
-    "     \"403\": {\n",
-    "      \"$ref\": \"#/components/responses/Forbidden\"\n",
-    "     },\n",
-    "     \"404\": {\n",
-    "      \"$ref\": \"#/components/responses/NotFound\"\n",
-    "     },\n",
-    "     \"405\": {\n",
-    "      \"$ref\": \"#/components/responses/MethodNotAllowed\"\n",
-    "     },\n",
-    "     \"429\": {\n",
-    "      \"$ref\": \"#/components/responses/Throttled\"\n",
-    "     },\n",
-    "     \"500\": {\n",
-    "      \"$ref\": \"#/components/responses/ServerError\"\n",
-    "     }\n",
-    "    }\n",
-    "   }\n",
-    "  },\n",
-    "  \"/api/environments/{environment_id}/data_modeling_jobs/running/\": {\n",
-    "   \"parameters\": [\n",
-    "    {\n",
-    "     \"$ref\": \"#/components/parameters/EnvironmentId\"\n",
-    "    }\n",
-    "   ],\n",
-    "   \"get\": {\n",
-    "    \"operationId\": \"environments_data_modeling_jobs_running_retrieve\",\n",
-    "    \"summary\": \"The materialization runs in progress.\",\n",
-    "    \"tags\": [\n",
-    "     \"environments\"\n",
-    "    ],\n",
-    "    \"responses\": {\n",
-    "     \"200\": {\n",
-    "      \"description\": \"The running materializations, newest first.\",\n",
-    "      \"content\": {\n",
-    "       \"application/json\": {\n",
-    "        \"schema\": {\n",
-    "         \"type\": \"array\",\n",
-    "         \"items\": {\n",
-    "          \"$ref\": \"#/components/schemas/DataModelingJob\"\n",
-    "         }\n",
-    "        }\n",
-    "       }\n",
-    "      }\n",
-    "     },\n",
-    "     \"400\": {\n",
-    "      \"$ref\": \"#/components/responses/BadRequest\"\n",
-    "     },\n",
-    "     \"401\": {\n",
-    "      \"$ref\": \"#/components/responses/Unauthorized\"\n",
-    "     },\n",
-    "     \"403\": {\n",
-    "      \"$ref\": \"#/components/responses/Forbidden\"\n",
-    "     },\n",
-    "     \"404\": {\n",
-    "      \"$ref\": \"#/components/responses/NotFound\"\n",
-    "     },\n",
-    "     \"405\": {\n",
-    "      \"$ref\": \"#/components/responses/MethodNotAllowed\"\n",
-    "     },\n",
-    "     \"429\": {\n",
-    "      \"$ref\": \"#/components/responses/Throttled\"\n",
-    "     },\n",
-    "     \"500\": {\n",
-    "      \"$ref\": \"#/components/responses/ServerError\"\n",
-    "     }\n",
-    "    }\n",
-    "   }\n",
-    "  },\n",
-    "  \"/api/projects/{project_id}/data_modeling_jobs/\": {\n",
-    "   \"parameters\": [\n",
-    "    {\n",
-    "     \"$ref\": \"#/components/parameters/ProjectId\"\n",
-    "    }\n",
-    "   ],\n",
-    "   \"get\": {\n",
-    "    \"operationId\": \"projects_data_modeling_jobs_list\",\n",
-    "    \"summary\": \"List the runs, newest first (cursor pagination).\",\n",
-    "    \"tags\": [\n",
-    "     \"projects\"\n",
-    "    ],\n",
-    "    \"responses\": {\n",
-    "     \"200\": {\n",
-    "      \"description\": \"A page of runs.\",\n",
-    "      \"content\": {\n",
-    "       \"application/json\": {\n",
-    "        \"schema\": {\n",
-    "         \"$ref\": \"#/components/schemas/PaginatedDataModelingJobList\"\n",
-    "        }\n",
-    "       }\n",
-    "      }\n",
-    "     },\n",
-    "     \"400\": {\n",
-    "      \"$ref\": \"#/components/responses/BadRequest\"\n",
-    "     },\n",
-    "     \"401\": {\n",
-    "      \"$ref\": \"#/components/responses/Unauthorized\"\n",
-    "     },\n",
-    "     \"403\": {\n",
-    "      \"$ref\": \"#/components/responses/Forbidden\"\n",
-    "     },\n",
-    "     \"404\": {\n",
-    "      \"$ref\": \"#/components/responses/NotFound\"\n",
-    "     },\n",
-    "     \"405\": {\n",
-    "      \"$ref\": \"#/components/responses/MethodNotAllowed\"\n",
-    "     },\n",
-    "     \"429\": {\n",
-    "      \"$ref\": \"#/components/responses/Throttled\"\n",
-    "     },\n",
-    "     \"500\": {\n",
-    "      \"$ref\": \"#/components/responses/ServerError\"\n",
-    "     }\n",
-    "    },\n",
-    "    \"parameters\": [\n",
-    "     {\n",
-    "      \"$ref\": \"#/components/parameters/Cursor\"\n",
-    "     },\n",
-    "     {\n",
-    "      \"$ref\": \"#/components/parameters/Limit\"\n",
-    "     },\n",
-    "     {\n",
-    "      \"$ref\": \"#/components/parameters/SavedQueryId\"\n",
-    "     }\n",
-    "    ]\n",
-    "   }\n",
-    "  },\n",
-    "  \"/api/projects/{project_id}/data_modeling_jobs/{id}/\": {\n",
-    "   \"parameters\": [\n",
-    "    {\n",
-    "     \"$ref\": \"#/components/parameters/ProjectId\"\n",
-    "    },\n",
-    "    {\n",
-    "     \"$ref\": \"#/components/parameters/JobId\"\n",
-    "    }\n",
-    "   ],\n",
-    "   \"get\": {\n",
-    "    \"operationId\": \"projects_data_modeling_jobs_retrieve\",\n",
-    "    \"summary\": \"One run by id.\",\n",
-    "    \"tags\": [\n",
-    "     \"projects\"\n",
-    "    ],\n",
-    "    \"responses\": {\n",
-    "     \"200\": {\n",
-    "      \"description\": \"The run.\",\n",
-    "      \"content\": {\n",
-    "       \"application/json\": {\n",
-    "        \"schema\": {\n",
-    "         \"$ref\": \"#/components/schemas/DataModelingJob\"\n",
-    "        }\n",
-    "       }\n",
-    "      }\n",
-    "     },\n",
-    "     \"400\": {\n",
-    "      \"$ref\": \"#/components/responses/BadRequest\"\n",
-    "     },\n",
-    "     \"401\": {\n",
-    "      \"$ref\": \"#/components/responses/Unauthorized\"\n",
-    "     },\n",
-    "     \"403\": {\n",
-    "      \"$ref\": \"#/components/responses/Forbidden\"\n",
-    "     },\n",
-    "     \"404\": {\n",
-    "      \"$ref\": \"#/components/responses/NotFound\"\n",
-    "     },\n",
-    "     \"405\": {\n",
-    "      \"$ref\": \"#/components/responses/MethodNotAllowed\"\n",
-    "     },\n",
-    "     \"429\": {\n",
-    "      \"$ref\": \"#/components/responses/Throttled\"\n",
-    "     },\n",
-    "     \"500\": {\n",
-    "      \"$ref\": \"#/components/responses/ServerError\"\n",
-    "     }\n",
-    "    },\n",
-    "    \"parameters\": [\n",
-    "     {\n",
-    "      \"$ref\": \"#/components/parameters/SavedQueryId\"\n",
-    "     }\n",
-    "    ]\n",
-    "   }\n",
-    "  },\n",
-    "  \"/api/projects/{project_id}/data_modeling_jobs/recent/\": {\n",
-    "   \"parameters\": [\n",
-    "    {\n",
-    "     \"$ref\": \"#/components/parameters/ProjectId\"\n",
-    "    }\n",
-    "   ],\n",
-    "   \"get\": {\n",
-    "    \"operationId\": \"projects_data_modeling_jobs_recent_retrieve\",\n",
-    "    \"summary\": \"The newest finished materialization run of each saved query.\",\n",
-    "    \"tags\": [\n",
-    "     \"projects\"\n",
-    "    ],\n",
-    "    \"responses\": {\n",
-    "     \"200\": {\n",
-    "      \"description\": \"One run per saved query, by saved_query_id.\",\n",
-    "      \"content\": {\n",
-    "       \"application/json\": {\n",
-    "        \"schema\": {\n",
-    "         \"type\": \"array\",\n",
-    "         \"items\": {\n",
-    "          \"$ref\": \"#/components/schemas/DataModelingJob\"\n",
-    "         }\n",
-    "        }\n",
-    "       }\n",
-    "      }\n",
-    "     },\n",
-    "     \"400\": {\n",
-    "      \"$ref\": \"#/components/responses/BadRequest\"\n",
-    "     },\n",
-    "     \"401\": {\n",
-    "      \"$ref\": \"#/components/responses/Unauthorized\"\n",
-    "     },\n",
-    "     \"403\": {\n",
-    "      \"$ref\": \"#/components/responses/Forbidden\"\n",
-    "     },\n",
-    "     \"404\": {\n",
-    "      \"$ref\": \"#/components/responses/NotFound\"\n",
-    "     },\n",
-    "     \"405\": {\n",
-    "      \"$ref\": \"#/components/responses/MethodNotAllowed\"\n",
-    "     },\n",
-    "     \"429\": {\n",
-    "      \"$ref\": \"#/components/responses/Throttled\"\n",
-    "     },\n",
-    "     \"500\": {\n",
-    "      \"$ref\": \"#/components/responses/ServerError\"\n",
-    "     }\n",
-    "    }\n",
-    "   }\n",
-    "  },\n",
-    "  \"/api/projects/{project_id}/data_modeling_jobs/running/\": {\n",
-    "   \"parameters\": [\n",
-    "    {\n",
-    "     \"$ref\": \"#/components/parameters/ProjectId\"\n",
-    "    }\n",
-    "   ],\n",
-    "   \"get\": {\n",
-    "    \"operationId\": \"projects_data_modeling_jobs_running_retrieve\",\n",
-    "    \"summary\": \"The materialization runs in progress.\",\n",
-    "    \"tags\": [\n",
-    "     \"projects\"\n",
-    "    ],\n",
-    "    \"responses\": {\n",
-    "     \"200\": {\n",
-    "      \"description\": \"The running materializations, newest first.\",\n",
-    "      \"content\": {\n",
-    "       \"application/json\": {\n",
-    "        \"schema\": {\n",
-    "         \"type\": \"array\",\n",
-    "         \"items\": {\n",
-    "          \"$ref\": \"#/components/schemas/DataModelingJob\"\n",
-    "         }\n",
-    "        }\n",
-    "       }\n",
-    "      }\n",
-    "     },\n",
-    "     \"400\": {\n",
-    "      \"$ref\": \"#/components/responses/BadRequest\"\n",
-    "     },\n",
-    "     \"401\": {\n",
-    "      \"$ref\": \"#/components/responses/Unauthorized\"\n",
-    "     },\n",
-    "     \"403\": {\n",
-    "      \"$ref\": \"#/components/responses/Forbidden\"\n",
-    "     },\n",
-    "     \"404\": {\n",
-    "      \"$ref\": \"#/components/responses/NotFound\"\n",
-    "     },\n",
-    "     \"405\": {\n",
-    "      \"$ref\": \"#/components/responses/MethodNotAllowed\"\n",
-    "     },\n",
-    "     \"429\": {\n",
-    "      \"$ref\": \"#/components/responses/Throttled\"\n",
-    "     },\n",
-    "     \"500\": {\n",
-    "      \"$ref\": \"#/components/responses/ServerError\"\n",
-    "     }\n",
-    "    }\n",
-    "   }\n",
-    "  }\n",
-    " },\n",
-    " \"components\": {\n",
-    "  \"schemas\": {\n",
-    "   \"DataModelingJob\": {\n",
-    "    \"type\": \"object\",\n",
-    "    \"description\": \"One run of a saved query (a data modeling job).\",\n",
-    "    \"additionalProperties\": false,\n",
-    "    \"required\": [\n",
-    "     \"id\",\n",
-    "     \"saved_query_id\",\n",
-    "     \"status\",\n",
-    "     \"rows_materialized\",\n",
-    "     \"error\",\n",
-    "     \"created_at\",\n",
-    "     \"last_run_at\",\n",
-    "     \"workflow_id\",\n",
-    "     \"workflow_run_id\",\n",
-    "     \"rows_expected\"\n",
-    "    ],\n",
-    "    \"properties\": {\n",
-    "     \"id\": {\n",
-    "      \"type\": \"string\",\n",
-    "      \"format\": \"uuid\",\n",
-    "      \"readOnly\": true\n",
-    "     },\n",
-    "     \"saved_query_id\": {\n",
-    "      \"type\": \"string\",\n",
-    "      \"format\": \"uuid\",\n",
-    "      \"nullable\": true,\n",
-    "      \"readOnly\": true\n",
-    "     },\n",
-    "     \"status\": {\n",
-    "      \"type\": \"string\",\n",
-    "      \"readOnly\": true,\n",
-    "      \"enum\": [\n",
-    "       \"Running\",\n",
-    "       \"Completed\",\n",
-    "       \"Failed\",\n",
-    "       \"Cancelled\",\n",
-    "       \"Skipped\"\n",
-    "      ]\n",
-    "     },\n",
-    "     \"rows_materialized\": {\n",
-    "      \"type\": \"integer\",\n",
-    "      \"format\": \"int64\",\n",
-    "      \"readOnly\": true\n",
-    "     },\n",
-    "     \"error\": {\n",
-    "      \"type\": \"string\",\n",
-    "      \"nullable\": true,\n",
-    "      \"readOnly\": true\n",
-    "     },\n",
-    "     \"created_at\": {\n",
-    "      \"type\": \"string\",\n",
-    "      \"format\": \"date-time\",\n",
-    "      \"readOnly\": true\n",
-    "     },\n",
-    "     \"last_run_at\": {\n",
-    "      \"type\": \"string\",\n",
-    "      \"format\": \"date-time\",\n",
-    "      \"nullable\": true,\n",
-    "      \"readOnly\": true\n",
-    "     },\n",
-    "     \"workflow_id\": {\n",
-    "      \"type\": \"string\",\n",
-    "      \"nullable\": true,\n",
-    "      \"readOnly\": true\n",
-    "     },\n",
-    "     \"workflow_run_id\": {\n",
-    "      \"type\": \"string\",\n",
-    "      \"nullable\": true,\n",
-    "      \"readOnly\": true\n",
-    "     },\n",
-    "     \"rows_expected\": {\n",
-    "      \"type\": \"integer\",\n",
-    "      \"format\": \"int64\",\n",
-    "      \"nullable\": true,\n",
-    "      \"readOnly\": true\n",
-    "     }\n",
-    "    }\n",
-    "   },\n",
-    "   \"PaginatedDataModelingJobList\": {\n",
-    "    \"type\": \"object\",\n",
-    "    \"additionalProperties\": false,\n",
-    "    \"required\": [\n",
-    "     \"next\",\n",
-    "     \"previous\",\n",
-    "     \"results\"\n",
-    "    ],\n",
-    "    \"properties\": {\n",
-    "     \"next\": {\n",
-    "      \"type\": \"string\",\n",
-    "      \"format\": \"uri\",\n",
-    "      \"nullable\": true,\n",
-    "      \"example\": \"http://api.example.org/accounts/?cursor=cD0yMDI1LTAxLTAx\"\n",
-    "     },\n",
-    "     \"previous\": {\n",
-    "      \"type\": \"string\",\n",
-    "      \"format\": \"uri\",\n",
-    "      \"nullable\": true\n",
-    "     },\n",
-    "     \"results\": {\n",
-    "      \"type\": \"array\",\n",
-    "      \"items\": {\n",
-    "       \"$ref\": \"#/components/schemas/DataModelingJob\"\n",
-    "      }\n",
-    "     }\n",
-    "    }\n",
-    "   },\n",
-    "   \"Error\": {\n",
-    "    \"type\": \"object\",\n",
-    "    \"additionalProperties\": false,\n",
-    "    \"required\": [\n",
-    "     \"type\",\n",
-    "     \"code\",\n",
-    "     \"detail\",\n",
-    "     \"attr\"\n",
-    "    ],\n",
-    "    \"properties\": {\n",
-    "     \"type\": {\n",
-    "      \"type\": \"string\",\n",
-    "      \"enum\": [\n",
-    "       \"validation_error\",\n",
-    "       \"authentication_error\",\n",
-    "       \"invalid_request\",\n",
-    "       \"throttled_error\",\n",
-    "       \"server_error\"\n",
-    "      ]\n",
-    "     },\n",
-    "     \"code\": {\n",
-    "      \"type\": \"string\",\n",
-    "      \"enum\": [\n",
-    "       \"invalid_choice\",\n",
-    "       \"null_characters_not_allowed\",\n",
-    "       \"bad_request\",\n",
-    "       \"not_authenticated\",\n",
-    "       \"authentication_failed\",\n",
-    "       \"permission_denied\",\n",
-    "       \"not_found\",\n",
-    "       \"method_not_allowed\",\n",
-    "       \"throttled\",\n",
-    "       \"error\"\n",
-    "      ]\n",
-    "     },\n",
-    "     \"detail\": {\n",
-    "      \"type\": \"string\"\n",
-    "     },\n",
-    "     \"attr\": {\n",
-    "      \"type\": \"string\",\n",
-    "      \"nullable\": true\n",
-    "     }\n",
-    "    }\n",
-    "   }\n",
-    "  },\n",
-    "  \"parameters\": {\n",
-    "   \"ProjectId\": {\n",
-    "    \"name\": \"project_id\",\n",
-    "    \"in\": \"path\",\n",
-    "    \"required\": true,\n",
-    "    \"description\": \"The project's id (an integer), or @current for the API key owner'"
-    "s current one.\",\n",
-    "    \"schema\": {\n",
-    "     \"type\": \"string\",\n",
-    "     \"pattern\": \"^(@current|[ \\\\t\\\\n\\\\r\\\\x0b\\\\x0c]*[+-]?[0-9](_?[0-9])*[ "
-    "\\\\t\\\\n\\\\r\\\\x0b\\\\x0c]*)$\"\n",
-    "    }\n",
-    "   },\n",
-    "   \"EnvironmentId\": {\n",
-    "    \"name\": \"environment_id\",\n",
-    "    \"in\": \"path\",\n",
-    "    \"required\": true,\n",
-    "    \"description\": \"The environment's id (an integer), or @current for the API key ow"
-    "ner's current one.\",\n",
-    "    \"schema\": {\n",
-    "     \"type\": \"string\",\n",
-    "     \"pattern\": \"^(@current|[ \\\\t\\\\n\\\\r\\\\x0b\\\\x0c]*[+-]?[0-9](_?[0-9])*[ "
-    "\\\\t\\\\n\\\\r\\\\x0b\\\\x0c]*)$\"\n",
-    "    }\n",
-    "   },\n",
-    "   \"JobId\": {\n",
-    "    \"name\": \"id\",\n",
-    "    \"in\": \"path\",\n",
-    "    \"required\": true,\n",
-    "    \"description\": \"A UUID string identifying this data modeling job.\",\n",
-    "    \"schema\": {\n",
-    "     \"type\": \"string\",\n",
-    "     \"format\": \"uuid\"\n",
-    "    }\n",
-    "   },\n",
-    "   \"Cursor\": {\n",
-    "    \"name\": \"cursor\",\n",
-    "    \"in\": \"query\",\n",
-    "    \"required\": false,\n",
-    "    \"description\": \"The pagination cursor value.\",\n",
-    "    \"schema\": {\n",
-    "     \"type\": \"string\"\n",
-    "    }\n",
-    "   },\n",
-    "   \"Limit\": {\n",
-    "    \"name\": \"limit\",\n",
-    "    \"in\": \"query\",\n",
-    "    \"required\": false,\n",
-    "    \"description\": \"Number of results to return per page (default 100, at most the se"
-    "rver's maximum, 1000 unless configured).\",\n",
-    "    \"schema\": {\n",
-    "     \"type\": \"integer\"\n",
-    "    }\n",
-    "   },\n",
-    "   \"SavedQueryId\": {\n",
-    "    \"name\": \"saved_query_id\",\n",
-    "    \"in\": \"query\",\n",
-    "    \"required\": false,\n",
-    "    \"description\": \"Only the runs of this saved query.\",\n",
-    "    \"schema\": {\n",
-    "     \"type\": \"string\",\n",
-    "     \"format\": \"uuid\"\n",
-    "    }\n",
-    "   }\n",
-    "  },\n",
-    "  \"responses\": {\n",
-    "   \"BadRequest\": {\n",
-    "    \"description\": \"Invalid saved_query_id (validation_error).\",\n",
-    "    \"content\": {\n",
-    "     \"application/json\": {\n",
-    "      \"schema\": {\n",
-    "       \"$ref\": \"#/components/schemas/Error\"\n",
-    "      }\n",
-    "     }\n",
-    "    }\n",
-    "   },\n",
-    "   \"Unauthorized\": {\n",
-    "    \"description\": \"No, unknown or invalid personal API key.\",\n",
-    "    \"content\": {\n",
-    "     \"application/json\": {\n",
-    "      \"schema\": {\n",
-    "       \"$ref\": \"#/components/schemas/Error\"\n",
-    "      }\n",
-    "     }\n",
-    "    },\n",
-    "    \"headers\": {\n",
-    "     \"WWW-Authenticate\": {\n",
-    "      \"schema\": {\n",
-    "       \"type\": \"string\",\n",
-    "       \"enum\": [\n",
-    "        \"Bearer\"\n",
-    "       ]\n",
-    "      }\n",
-    "     }\n",
-    "    }\n",
-    "   },\n",
-    "   \"Forbidden\": {\n",
-    "    \"description\": \"The key may not read this project (scope, scoped teams or organiz"
-    "ations, membership).\",\n",
-    "    \"content\": {\n",
-    "     \"application/json\": {\n",
-    "      \"schema\": {\n",
-    "       \"$ref\": \"#/components/schemas/Error\"\n",
-    "      }\n",
-    "     }\n",
-    "    }\n",
-    "   },\n",
-    "   \"NotFound\": {\n",
-    "    \"description\": \"No such project, job, endpoint, or an invalid cursor.\",\n",
-    "    \"content\": {\n",
-    "     \"application/json\": {\n",
-    "      \"schema\": {\n",
-    "       \"$ref\": \"#/components/schemas/Error\"\n",
-    "      }\n",
-    "     }\n",
-    "    }\n",
-    "   },\n",
-    "   \"MethodNotAllowed\": {\n",
-    "    \"description\": \"Only GET, HEAD and OPTIONS are served.\",\n",
-    "    \"content\": {\n",
-    "     \"application/json\": {\n",
-    "      \"schema\": {\n",
-    "       \"$ref\": \"#/components/schemas/Error\"\n",
-    "      }\n",
-    "     }\n",
-    "    },\n",
-    "    \"headers\": {\n",
-    "     \"Allow\": {\n",
-    "      \"schema\": {\n",
-    "       \"type\": \"string\"\n",
-    "      }\n",
-    "     }\n",
-    "    }\n",
-    "   },\n",
-    "   \"Throttled\": {\n",
-    "    \"description\": \"Rate limit exceeded.\",\n",
-    "    \"content\": {\n",
-    "     \"application/json\": {\n",
-    "      \"schema\": {\n",
-    "       \"$ref\": \"#/components/schemas/Error\"\n",
-    "      }\n",
-    "     }\n",
-    "    },\n",
-    "    \"headers\": {\n",
-    "     \"Retry-After\": {\n",
-    "      \"schema\": {\n",
-    "       \"type\": \"integer\"\n",
-    "      },\n",
-    "      \"description\": \"Seconds until a request would be allowed.\"\n",
-    "     }\n",
-    "    }\n",
-    "   },\n",
-    "   \"ServerError\": {\n",
-    "    \"description\": \"Internal error.\",\n",
-    "    \"content\": {\n",
-    "     \"application/json\": {\n",
-    "      \"schema\": {\n",
-    "       \"$ref\": \"#/components/schemas/Error\"\n",
-    "      }\n",
-    "     }\n",
-    "    }\n",
-    "   }\n",
-    "  },\n",
-    "  \"securitySchemes\": {\n",
-    "   \"PersonalAPIKeyAuth\": {\n",
-    "    \"type\": \"http\",\n",
-    "    \"scheme\": \"bearer\",\n",
-    "    \"description\": \"A personal API key (phx_...).\"\n",
-    "   },\n",
-    "   \"PersonalAPIKeyQuery\": {\n",
-    "    \"type\": \"apiKey\",\n",
-    "    \"in\": \"query\",\n",
-    "    \"name\": \"personal_api_key\"\n",
-    "   }\n",
-    "  }\n",
-    " },\n",
-    " \"security\": [\n",
-    "  {\n",
-    "   \"PersonalAPIKeyAuth\": []\n",
-    "  },\n",
-    "  {\n",
-    "   \"PersonalAPIKeyQuery\": []\n",
-    "  }\n",
-    " ],\n",
-    " \"tags\": [\n",
-    "  {\n",
-    "   \"name\": \"environments\"\n",
-    "  },\n",
-    "  {\n",
-    "   \"name\": \"projects\"\n",
-    "  }\n",
-    " ]\n",
-    "}\n",
+/* The document is kept here as compact JSON (no white space outside strings) and re-indented
+ * while it is written, one member or element a line at one space a level (what Python's
+ * json.dumps(indent=1) writes and what has always been served), so that the text below
+ * need not repeat the layout and each path item is written once for both prefixes. */
+
+/* The tables stay as written: clang-format would break the spliced literals mid-word. */
+/* clang-format off */
+#define REF(kind, name) "{\"$ref\":\"#/components/" kind "/" name "\"}"
+#define ERROR_CONTENT "\"content\":{\"application/json\":{\"schema\":" REF("schemas", "Error") "}}"
+#define JOB_ARRAY "{\"type\":\"array\",\"items\":" REF("schemas", "DataModelingJob") "}"
+#define ID_PATTERN "^(@current|[ \\\\t\\\\n\\\\r\\\\x0b\\\\x0c]*[+-]?[0-9](_?[0-9])*" \
+    "[ \\\\t\\\\n\\\\r\\\\x0b\\\\x0c]*)$"
+
+/* The two URL prefixes that serve the same endpoints (DRF routes both). */
+struct schema_prefix {
+    const char *path;  /* "/api/<name>/{<param>}" */
+    const char *param; /* the components/parameters entry of its path variable */
+    const char *name;  /* the operationId prefix and the tag, as DRF derives both */
 };
 
-int dmj_api_schema_render(struct dmj_buf *out)
+static const struct schema_prefix schema_prefixes[] = {
+    {"/api/environments/{environment_id}", "EnvironmentId", "environments"},
+    {"/api/projects/{project_id}", "ProjectId", "projects"},
+};
+
+/* One endpoint under a prefix; the strings are compact JSON text spliced into the item. */
+struct schema_endpoint {
+    const char *path;        /* after the prefix */
+    const char *path_params; /* path-level parameters after the prefix's own, each led by ',' */
+    const char *op;          /* the operationId after the prefix's name */
+    const char *summary;
+    const char *ok;    /* the members of the 200 response */
+    const char *query; /* the operation's "parameters" member led by ',', or "" */
+};
+
+static const struct schema_endpoint schema_endpoints[] = {
+    {"/data_modeling_jobs/", "", "_data_modeling_jobs_list",
+     "List the runs, newest first (cursor pagination).",
+     "\"description\":\"A page of runs.\",\"content\":{\"application/json\":{\"schema\":"
+     REF("schemas", "PaginatedDataModelingJobList") "}}",
+     ",\"parameters\":[" REF("parameters", "Cursor") "," REF("parameters", "Limit") ","
+     REF("parameters", "SavedQueryId") "]"},
+    {"/data_modeling_jobs/{id}/", "," REF("parameters", "JobId"), "_data_modeling_jobs_retrieve",
+     "One run by id.",
+     "\"description\":\"The run.\",\"content\":{\"application/json\":{\"schema\":"
+     REF("schemas", "DataModelingJob") "}}",
+     ",\"parameters\":[" REF("parameters", "SavedQueryId") "]"},
+    {"/data_modeling_jobs/recent/", "", "_data_modeling_jobs_recent_retrieve",
+     "The newest finished materialization run of each saved query.",
+     "\"description\":\"One run per saved query, by saved_query_id.\","
+     "\"content\":{\"application/json\":{\"schema\":" JOB_ARRAY "}}",
+     ""},
+    {"/data_modeling_jobs/running/", "", "_data_modeling_jobs_running_retrieve",
+     "The materialization runs in progress.",
+     "\"description\":\"The running materializations, newest first.\","
+     "\"content\":{\"application/json\":{\"schema\":" JOB_ARRAY "}}",
+     ""},
+};
+
+/* The error answers every endpoint may give, after its 200. */
+static const char schema_errors[] =
+    ",\"400\":" REF("responses", "BadRequest") ",\"401\":" REF("responses", "Unauthorized")
+    ",\"403\":" REF("responses", "Forbidden") ",\"404\":" REF("responses", "NotFound")
+    ",\"405\":" REF("responses", "MethodNotAllowed") ",\"429\":" REF("responses", "Throttled")
+    ",\"500\":" REF("responses", "ServerError");
+
+static const char schema_head[] =
+    "{\"openapi\":\"3.0.3\",\"info\":{\"title\":\"dmj: PostHog data modeling jobs API\","
+    "\"version\":\"1.0.0\",\"description\":\"The runs of saved queries, served by dmjd from its "
+    "store. Both prefixes serve the same endpoints; the trailing slash is optional.\"},"
+    "\"paths\":{";
+
+/* Everything after the paths, a piece a component so that no literal nears ISO C's 4095. */
+static const char *const schema_tail[] = {
+    "},\"components\":{\"schemas\":{\"DataModelingJob\":{\"type\":\"object\","
+    "\"description\":\"One run of a saved query (a data modeling job).\","
+    "\"additionalProperties\":false,\"required\":[\"id\",\"saved_query_id\",\"status\","
+    "\"rows_materialized\",\"error\",\"created_at\",\"last_run_at\",\"workflow_id\","
+    "\"workflow_run_id\",\"rows_expected\"],\"properties\":{"
+    "\"id\":{\"type\":\"string\",\"format\":\"uuid\",\"readOnly\":true},"
+    "\"saved_query_id\":{\"type\":\"string\",\"format\":\"uuid\",\"nullable\":true,"
+    "\"readOnly\":true},"
+    "\"status\":{\"type\":\"string\",\"readOnly\":true,\"enum\":[\"Running\",\"Completed\","
+    "\"Failed\",\"Cancelled\",\"Skipped\"]},"
+    "\"rows_materialized\":{\"type\":\"integer\",\"format\":\"int64\",\"readOnly\":true},"
+    "\"error\":{\"type\":\"string\",\"nullable\":true,\"readOnly\":true},"
+    "\"created_at\":{\"type\":\"string\",\"format\":\"date-time\",\"readOnly\":true},"
+    "\"last_run_at\":{\"type\":\"string\",\"format\":\"date-time\",\"nullable\":true,"
+    "\"readOnly\":true},"
+    "\"workflow_id\":{\"type\":\"string\",\"nullable\":true,\"readOnly\":true},"
+    "\"workflow_run_id\":{\"type\":\"string\",\"nullable\":true,\"readOnly\":true},"
+    "\"rows_expected\":{\"type\":\"integer\",\"format\":\"int64\",\"nullable\":true,"
+    "\"readOnly\":true}}},",
+
+    "\"PaginatedDataModelingJobList\":{\"type\":\"object\",\"additionalProperties\":false,"
+    "\"required\":[\"next\",\"previous\",\"results\"],\"properties\":{"
+    "\"next\":{\"type\":\"string\",\"format\":\"uri\",\"nullable\":true,"
+    "\"example\":\"http://api.example.org/accounts/?cursor=cD0yMDI1LTAxLTAx\"},"
+    "\"previous\":{\"type\":\"string\",\"format\":\"uri\",\"nullable\":true},"
+    "\"results\":" JOB_ARRAY "}},",
+
+    "\"Error\":{\"type\":\"object\",\"additionalProperties\":false,"
+    "\"required\":[\"type\",\"code\",\"detail\",\"attr\"],\"properties\":{"
+    "\"type\":{\"type\":\"string\",\"enum\":[\"validation_error\",\"authentication_error\","
+    "\"invalid_request\",\"throttled_error\",\"server_error\"]},"
+    "\"code\":{\"type\":\"string\",\"enum\":[\"invalid_choice\",\"null_characters_not_allowed\","
+    "\"bad_request\",\"not_authenticated\",\"authentication_failed\",\"permission_denied\","
+    "\"not_found\",\"method_not_allowed\",\"throttled\",\"error\"]},"
+    "\"detail\":{\"type\":\"string\"},\"attr\":{\"type\":\"string\",\"nullable\":true}}}},",
+
+    "\"parameters\":{"
+    "\"ProjectId\":{\"name\":\"project_id\",\"in\":\"path\",\"required\":true,"
+    "\"description\":\"The project's id (an integer), or @current for the API key owner's "
+    "current one.\",\"schema\":{\"type\":\"string\",\"pattern\":\"" ID_PATTERN "\"}},"
+    "\"EnvironmentId\":{\"name\":\"environment_id\",\"in\":\"path\",\"required\":true,"
+    "\"description\":\"The environment's id (an integer), or @current for the API key owner's "
+    "current one.\",\"schema\":{\"type\":\"string\",\"pattern\":\"" ID_PATTERN "\"}},"
+    "\"JobId\":{\"name\":\"id\",\"in\":\"path\",\"required\":true,"
+    "\"description\":\"A UUID string identifying this data modeling job.\","
+    "\"schema\":{\"type\":\"string\",\"format\":\"uuid\"}},"
+    "\"Cursor\":{\"name\":\"cursor\",\"in\":\"query\",\"required\":false,"
+    "\"description\":\"The pagination cursor value.\",\"schema\":{\"type\":\"string\"}},"
+    "\"Limit\":{\"name\":\"limit\",\"in\":\"query\",\"required\":false,"
+    "\"description\":\"Number of results to return per page (default 100, at most the "
+    "server's maximum, 1000 unless configured).\",\"schema\":{\"type\":\"integer\"}},"
+    "\"SavedQueryId\":{\"name\":\"saved_query_id\",\"in\":\"query\",\"required\":false,"
+    "\"description\":\"Only the runs of this saved query.\","
+    "\"schema\":{\"type\":\"string\",\"format\":\"uuid\"}}},",
+
+    "\"responses\":{"
+    "\"BadRequest\":{\"description\":\"Invalid saved_query_id (validation_error).\","
+    ERROR_CONTENT "},"
+    "\"Unauthorized\":{\"description\":\"No, unknown or invalid personal API key.\","
+    ERROR_CONTENT ",\"headers\":{\"WWW-Authenticate\":{\"schema\":{\"type\":\"string\","
+    "\"enum\":[\"Bearer\"]}}}},"
+    "\"Forbidden\":{\"description\":\"The key may not read this project (scope, scoped teams "
+    "or organizations, membership).\"," ERROR_CONTENT "},"
+    "\"NotFound\":{\"description\":\"No such project, job, endpoint, or an invalid cursor.\","
+    ERROR_CONTENT "},"
+    "\"MethodNotAllowed\":{\"description\":\"Only GET, HEAD and OPTIONS are served.\","
+    ERROR_CONTENT ",\"headers\":{\"Allow\":{\"schema\":{\"type\":\"string\"}}}},"
+    "\"Throttled\":{\"description\":\"Rate limit exceeded.\"," ERROR_CONTENT ","
+    "\"headers\":{\"Retry-After\":{\"schema\":{\"type\":\"integer\"},"
+    "\"description\":\"Seconds until a request would be allowed.\"}}},"
+    "\"ServerError\":{\"description\":\"Internal error.\"," ERROR_CONTENT "}},",
+
+    "\"securitySchemes\":{"
+    "\"PersonalAPIKeyAuth\":{\"type\":\"http\",\"scheme\":\"bearer\","
+    "\"description\":\"A personal API key (phx_...).\"},"
+    "\"PersonalAPIKeyQuery\":{\"type\":\"apiKey\",\"in\":\"query\","
+    "\"name\":\"personal_api_key\"}}},"
+    "\"security\":[{\"PersonalAPIKeyAuth\":[]},{\"PersonalAPIKeyQuery\":[]}],"
+    "\"tags\":[{\"name\":\"environments\"},{\"name\":\"projects\"}]}",
+};
+
+/* clang-format on */
+
+/* Where the re-indenting writer stands; pieces are fed one after another, so a container
+ * opened at the end of one piece may be closed at the start of the next. */
+struct schema_writer {
+    struct dmj_buf *out;
+    size_t depth;
+    char pending; /* the '{' or '[' just written, until we know whether it is empty */
+    bool in_string;
+    bool escaped; /* the previous byte in the string was a backslash */
+};
+
+static int schema_newline(struct schema_writer *w)
 {
-    for (size_t i = 0; i < sizeof schema_lines / sizeof schema_lines[0]; i++) {
-        int rc = dmj_buf_adds(out, schema_lines[i]);
+    int rc = dmj_buf_addc(w->out, '\n');
+    for (size_t i = 0; rc == 0 && i < w->depth; i++)
+        rc = dmj_buf_addc(w->out, ' ');
+    return rc;
+}
+
+static int schema_byte(struct schema_writer *w, char c)
+{
+    int rc;
+
+    if (w->in_string) {
+        if (w->escaped)
+            w->escaped = false;
+        else if (c == '\\')
+            w->escaped = true;
+        else if (c == '"')
+            w->in_string = false;
+        return dmj_buf_addc(w->out, c);
+    }
+    if (w->pending) {
+        char open = w->pending;
+        w->pending = 0;
+        /* An empty container stays on one line ("[]"), as json.dumps writes it. */
+        if ((open == '{' && c == '}') || (open == '[' && c == ']')) {
+            w->depth--;
+            return dmj_buf_addc(w->out, c);
+        }
+        rc = schema_newline(w);
+        if (rc != 0)
+            return rc;
+    }
+    switch (c) {
+    case '"':
+        w->in_string = true;
+        return dmj_buf_addc(w->out, c);
+    case '{':
+    case '[':
+        w->depth++;
+        w->pending = c;
+        return dmj_buf_addc(w->out, c);
+    case '}':
+    case ']':
+        if (w->depth == 0)
+            return DMJ_EINVAL; /* unbalanced text in this file: never served half-indented */
+        w->depth--;
+        rc = schema_newline(w);
+        return rc != 0 ? rc : dmj_buf_addc(w->out, c);
+    case ',':
+        rc = dmj_buf_addc(w->out, c);
+        return rc != 0 ? rc : schema_newline(w);
+    case ':':
+        return dmj_buf_add(w->out, ": ", 2);
+    default:
+        return dmj_buf_addc(w->out, c);
+    }
+}
+
+static int schema_put(struct schema_writer *w, const char *s)
+{
+    for (; *s; s++) {
+        int rc = schema_byte(w, *s);
         if (rc != 0)
             return rc;
     }
     return 0;
+}
+
+/* One path item: the endpoint `e` under the prefix `p`. */
+static int schema_path_item(struct schema_writer *w, const struct schema_prefix *p,
+                            const struct schema_endpoint *e)
+{
+    const char *parts[] = {
+        "\"",
+        p->path,
+        e->path,
+        "\":{\"parameters\":[{\"$ref\":\"#/components/parameters/",
+        p->param,
+        "\"}",
+        e->path_params,
+        "],\"get\":{\"operationId\":\"",
+        p->name,
+        e->op,
+        "\",\"summary\":\"",
+        e->summary,
+        "\",\"tags\":[\"",
+        p->name,
+        "\"],\"responses\":{\"200\":{",
+        e->ok,
+        "}",
+        schema_errors,
+        "}",
+        e->query,
+        "}}",
+    };
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        int rc = schema_put(w, parts[i]);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int schema_write(struct schema_writer *w)
+{
+    const size_t np = sizeof schema_prefixes / sizeof schema_prefixes[0];
+    const size_t ne = sizeof schema_endpoints / sizeof schema_endpoints[0];
+    int rc = schema_put(w, schema_head);
+
+    for (size_t i = 0; rc == 0 && i < np * ne; i++) {
+        if (i > 0)
+            rc = schema_put(w, ",");
+        if (rc == 0)
+            rc = schema_path_item(w, &schema_prefixes[i / ne], &schema_endpoints[i % ne]);
+    }
+    for (size_t i = 0; rc == 0 && i < sizeof schema_tail / sizeof schema_tail[0]; i++)
+        rc = schema_put(w, schema_tail[i]);
+    if (rc == 0 && (w->depth != 0 || w->in_string || w->pending))
+        rc = DMJ_EINVAL;
+    return rc != 0 ? rc : dmj_buf_addc(w->out, '\n');
+}
+
+int dmj_api_schema_render(struct dmj_buf *out)
+{
+    struct schema_writer w = {.out = out};
+    size_t start = out->len;
+    int rc = schema_write(&w);
+
+    /* A failure leaves `out` as it was, not with half a document. */
+    if (rc != 0 && out->data) {
+        out->len = start;
+        out->data[start] = '\0';
+    }
+    return rc;
 }
