@@ -44,11 +44,7 @@ static int each(void *ctx, const struct dmj_job *job)
 static int bad(void *ctx, const uint8_t *id, int err)
 {
     struct out *o = ctx;
-    char text[DMJ_UUID_TEXT_LEN + 1] = "(malformed key)";
-    if (id)
-        dmj_uuid_format(id, text);
-    fprintf(stderr, "dmj export: job %s: record does not decode (%s); skipped\n", text,
-            dmj_strerror(err));
+    dmj_tool_report_bad_job("export", id, err, "skipped");
     o->bad++;
     return 0;
 }

@@ -96,11 +96,7 @@ static void print_json(const struct counts *c, uint64_t used, uint64_t map)
 static int bad(void *ctx, const uint8_t *id, int err)
 {
     struct counts *c = ctx;
-    char text[DMJ_UUID_TEXT_LEN + 1] = "(malformed key)";
-    if (id)
-        dmj_uuid_format(id, text);
-    fprintf(stderr, "dmj stats: job %s: record does not decode (%s); not counted\n", text,
-            dmj_strerror(err));
+    dmj_tool_report_bad_job("stats", id, err, "not counted");
     c->bad++;
     return 0;
 }

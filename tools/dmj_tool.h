@@ -46,6 +46,9 @@ int dmj_tool_usage(const char *usage);
 bool dmj_tool_parse_int(const char *s, int64_t min, int64_t max, int64_t *out);
 /* A timestamp in the import grammar, or a bare date YYYY-MM-DD (midnight UTC). */
 bool dmj_tool_parse_time(const char *s, int64_t *out_us);
+/* Names a job record that does not decode on stderr ("dmj CMD: job ID: record does not
+ * decode (why); WHAT"), for the walks that skip such records and go on. */
+void dmj_tool_report_bad_job(const char *cmd, const uint8_t *id, int err, const char *what);
 /* Seconds from a monotonic clock. */
 double dmj_tool_now(void);
 

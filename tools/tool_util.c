@@ -10,6 +10,7 @@
 #include "dmj/error.h"
 #include "dmj/store.h"
 #include "dmj/time.h"
+#include "dmj/uuid.h"
 
 #include "dmj_tool.h"
 
@@ -158,4 +159,13 @@ double dmj_tool_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void dmj_tool_report_bad_job(const char *cmd, const uint8_t *id, int err, const char *what)
+{
+    char text[DMJ_UUID_TEXT_LEN + 1] = "(malformed key)";
+    if (id)
+        dmj_uuid_format(id, text);
+    fprintf(stderr, "dmj %s: job %s: record does not decode (%s); %s\n", cmd, text,
+            dmj_strerror(err), what);
 }
