@@ -26,25 +26,12 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_server import binary, generate, run  # noqa: E402
+from test_server import binary, generate, run, sanitized  # noqa: E402
 
 STATUSES = [b"Running", b"Completed", b"Failed", b"Cancelled", b"Skipped"]
 ROTATE = {s: STATUSES[(i + 1) % len(STATUSES)] for i, s in enumerate(STATUSES)}
 STATUS_RE = re.compile(rb'"status":"(Running|Completed|Failed|Cancelled|Skipped)"')
 INPUT_ID_RE = re.compile(rb'"id":"([0-9a-f-]{36})"')
-
-
-def sanitized():
-    """True for an ASan/UBSan/TSan build, where everything is several times slower."""
-    cache = os.path.join(os.environ.get("DMJ_BIN_DIR", ""), "CMakeCache.txt")
-    try:
-        with open(cache) as f:
-            for line in f:
-                if line.startswith("DMJ_SANITIZE:"):
-                    return line.strip().split("=", 1)[1] != ""
-    except OSError:
-        pass
-    return False
 
 
 class Input:

@@ -14,16 +14,13 @@ or on stderr."""
 
 import os
 import re
-import shutil
 import socket
 import sys
-import tempfile
 import time
-import traceback
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_server import LIST, Server, Store, binary, get  # noqa: E402
+from test_server import LIST, Server, get, run_cases  # noqa: E402
 
 
 def exchange(port, data, wait=3.0):
@@ -351,26 +348,7 @@ CASES = [case_hostile_input, case_pipeline_flood, case_every_endpoint_refuses,
 
 
 def main():
-    binary("dmjd")
-    binary("dmj")
-    tmp = tempfile.mkdtemp(prefix="dmj-test-h1-")
-    failed = 0
-    try:
-        store = Store(tmp, jobs=1500, teams=2)
-        for case in CASES:
-            sub = tempfile.mkdtemp(dir=tmp)
-            started = time.time()
-            try:
-                case(store, sub)
-                print("ok   %s (%.1fs)" % (case.__name__, time.time() - started))
-            except Exception:
-                failed += 1
-                print("FAIL %s" % case.__name__)
-                traceback.print_exc()
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("%d of %d cases failed" % (failed, len(CASES)))
-    return 1 if failed else 0
+    return run_cases(CASES, "dmj-test-h1-", jobs=1500, teams=2)
 
 
 if __name__ == "__main__":

@@ -25,36 +25,21 @@ import struct
 import subprocess
 import sys
 import shutil
-import tempfile
 import threading
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_server import (LIST, Server, Store, binary, cpu_seconds, get, make_cert,  # noqa: E402
-                         metrics, tls_context)
+from test_server import (LIST, Server, cpu_seconds, get,  # noqa: E402
+                         make_cert, metrics, run_cases, sanitized, tls_context)
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, \
     CONTINUATION = range(10)
 END_STREAM, ACK, END_HEADERS, PADDED, PRIO = 0x1, 0x1, 0x4, 0x8, 0x20
 
+SANITIZED = sanitized()
 # Growth of dmjd's resident memory any one attack may cause (MiB); sanitizer builds keep
 # freed memory in quarantine, so they get more room.
-def sanitized():
-    """True for an ASan/UBSan/TSan build (from the build's CMakeCache.txt)."""
-    cache = os.path.join(os.environ.get("DMJ_BIN_DIR", ""), "CMakeCache.txt")
-    try:
-        with open(cache) as f:
-            for line in f:
-                if line.startswith("DMJ_SANITIZE:"):
-                    return line.strip().split("=", 1)[1] != ""
-    except OSError:
-        pass
-    return False
-
-
-SANITIZED = sanitized()
 RSS_BOUND_MB = 96 if SANITIZED else 48
 SCALE = 4 if SANITIZED else 1  # fewer frames per flood under ASan (it is ~4x slower)
 
@@ -558,26 +543,7 @@ CASES = [case_invalid_frames, case_unknown_frame_noise, case_rapid_reset_cut,
 
 
 def main():
-    binary("dmjd")
-    binary("dmj")
-    tmp = tempfile.mkdtemp(prefix="dmj-test-h2-")
-    failed = 0
-    try:
-        store = Store(tmp, jobs=1500, teams=2)
-        for case in CASES:
-            sub = tempfile.mkdtemp(dir=tmp)
-            started = time.time()
-            try:
-                case(store, sub)
-                print("ok   %s (%.1fs)" % (case.__name__, time.time() - started))
-            except Exception:
-                failed += 1
-                print("FAIL %s" % case.__name__)
-                traceback.print_exc()
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("%d of %d cases failed" % (failed, len(CASES)))
-    return 1 if failed else 0
+    return run_cases(CASES, "dmj-test-h2-", jobs=1500, teams=2)
 
 
 if __name__ == "__main__":

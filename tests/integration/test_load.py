@@ -21,20 +21,7 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_server import LIST, Server, Store, binary, get, metrics  # noqa: E402
-
-
-def sanitized():
-    """True for an ASan/UBSan/TSan build (from the build's CMakeCache.txt)."""
-    cache = os.path.join(os.environ.get("DMJ_BIN_DIR", ""), "CMakeCache.txt")
-    try:
-        with open(cache) as f:
-            for line in f:
-                if line.startswith("DMJ_SANITIZE:"):
-                    return line.strip().split("=", 1)[1] != ""
-    except OSError:
-        pass
-    return False
+from test_server import LIST, Server, Store, binary, get, metrics, sanitized  # noqa: E402
 
 
 SLOW = sanitized()

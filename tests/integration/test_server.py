@@ -189,6 +189,44 @@ def metrics(conn):
     return out
 
 
+def sanitized():
+    """True for an ASan/UBSan/TSan build (from the build's CMakeCache.txt), where everything
+    is several times slower."""
+    cache = os.path.join(BIN_DIR, "CMakeCache.txt")
+    try:
+        with open(cache) as f:
+            for line in f:
+                if line.startswith("DMJ_SANITIZE:"):
+                    return line.strip().split("=", 1)[1] != ""
+    except OSError:
+        pass
+    return False
+
+
+def run_cases(cases, prefix, **store_args):
+    """Runs each case(store, its own temp dir) on one shared Store; returns the exit status."""
+    binary("dmjd")
+    binary("dmj")
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    failed = 0
+    try:
+        store = Store(tmp, **store_args)
+        for case in cases:
+            sub = tempfile.mkdtemp(dir=tmp)
+            started = time.time()
+            try:
+                case(store, sub)
+                print("ok   %s (%.1fs)" % (case.__name__, time.time() - started))
+            except Exception:
+                failed += 1
+                print("FAIL %s" % case.__name__)
+                traceback.print_exc()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("%d of %d cases failed" % (failed, len(cases)))
+    return 1 if failed else 0
+
+
 # ---- cases ---------------------------------------------------------------------------------
 
 def case_keepalive_and_metrics(store, tmp):
@@ -594,26 +632,7 @@ CASES = [case_keepalive_and_metrics, case_head_401_health, case_access_log, case
 
 
 def main():
-    binary("dmjd")
-    binary("dmj")
-    tmp = tempfile.mkdtemp(prefix="dmj-test-server-")
-    failed = 0
-    try:
-        store = Store(tmp)
-        for case in CASES:
-            sub = tempfile.mkdtemp(dir=tmp)
-            started = time.time()
-            try:
-                case(store, sub)
-                print("ok   %s (%.1fs)" % (case.__name__, time.time() - started))
-            except Exception:
-                failed += 1
-                print("FAIL %s" % case.__name__)
-                traceback.print_exc()
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("%d of %d cases failed" % (failed, len(CASES)))
-    return 1 if failed else 0
+    return run_cases(CASES, "dmj-test-server-")
 
 
 if __name__ == "__main__":
