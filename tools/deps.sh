@@ -4,11 +4,11 @@
 # clang for the fuzzers, Node.js/npm and jsonschema for the OpenAPI checks.
 set -eu
 PKGS="build-essential cmake pkg-config liblmdb-dev libh2o-evloop-dev libmsgpack-dev
-libyajl-dev libssl-dev zlib1g-dev curl python3"
+libyajl-dev libssl-dev zlib1g-dev libpq-dev curl python3"
 if [ "${1:-}" = "--test" ]; then
     PKGS="$PKGS lmdb-utils nghttp2-client h2o wrk postgresql clang libclang-rt-14-dev
 python3-django python3-djangorestframework python3-django-filters gunicorn
-systemd strace lintian python3-jsonschema"
+systemd strace lintian python3-jsonschema haproxy"
     # Node.js and npm (the OpenAPI validator): the machine's own when it has them (Debian's
     # npm conflicts with a Node.js installed from elsewhere), Debian's otherwise.
     command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"

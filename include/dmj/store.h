@@ -124,6 +124,50 @@ DMJ_MUST_CHECK int dmj_write_commit(struct dmj_write *w, struct dmj_write_stats 
 /** Discards everything and frees `w`. */
 void dmj_write_abort(struct dmj_write *w);
 
+/* ---- named values (sync watermarks) ----------------------------------------------- */
+
+/** Names a tool may keep in the store: they start with "sync." and are at most 64 bytes
+ * (other names are the store's own; DMJ_EINVAL). */
+#define DMJ_META_NAME_MAX 64
+/** Copies the value stored under `name` into `val` (at most `cap` bytes; DMJ_ETOOBIG when it
+ * is longer) and its length into `*len`. DMJ_ENOTFOUND when absent. */
+DMJ_MUST_CHECK int dmj_read_meta(struct dmj_read *r, const char *name, void *val, size_t cap,
+                                 size_t *len);
+/** Stores `val` under `name` in this write transaction (committed with it). */
+DMJ_MUST_CHECK int dmj_write_meta(struct dmj_write *w, const char *name, const void *val,
+                                  size_t len);
+
+/** The id of the store's last committed write transaction, read from the environment without
+ * a read transaction (cheap: for a watcher that wakes waiting requests). 0 on error. */
+uint64_t dmj_store_last_txnid(struct dmj_store *s);
+
+/* ---- the change log (events) ------------------------------------------------------- */
+
+/** What happened to a job. Hidden (duckgres) jobs have no changes. */
+enum dmj_change_kind {
+    DMJ_CHANGE_CREATED = 1, /**< first stored */
+    DMJ_CHANGE_STATUS = 2,  /**< stored again with another status */
+    DMJ_CHANGE_DELETED = 3, /**< removed (prune, sync) */
+};
+
+/** One entry of the change log, written in the same transaction as the change itself. */
+struct dmj_change {
+    uint64_t seq; /**< > 0, increasing over the store's life, never reused */
+    int32_t team_id;
+    enum dmj_change_kind kind;
+    uint8_t job_id[16];
+    enum dmj_status status;   /**< after the change (for DELETED: the last stored status) */
+    enum dmj_status previous; /**< for STATUS: the status before; otherwise equal to status */
+    int64_t at_us;            /**< when the change was committed (the writer's clock) */
+};
+
+/** The team's first change with seq > `after_seq`, in seq order. DMJ_EEND when none. */
+DMJ_MUST_CHECK int dmj_read_change_next(struct dmj_read *r, int32_t team_id, uint64_t after_seq,
+                                        struct dmj_change *out);
+/** The oldest seq the log still keeps and the newest it gave out (both 0 when it is empty):
+ * a reader resuming after a seq below oldest - 1 has missed changes. */
+DMJ_MUST_CHECK int dmj_read_change_bounds(struct dmj_read *r, uint64_t *oldest, uint64_t *newest);
+
 /* ---- whole-store operations (dmj stats / verify / export / backup / prune) -------- */
 
 /** Calls `fn` for every stored job (hidden ones included) in key order within one read;

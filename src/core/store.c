@@ -582,6 +582,30 @@ uint64_t dmj_read_txnid(struct dmj_read *r)
     return r->active ? (uint64_t)mdb_txn_id(r->txn) : 0;
 }
 
+int dmj_read_meta(struct dmj_read *r, const char *name, void *val, size_t cap, size_t *len)
+{
+    size_t n;
+    if (!dmj__meta_name_ok(name, &n))
+        return DMJ_EINVAL;
+    if (!r->active)
+        return DMJ_EINVAL;
+    MDB_val k = {n, (void *)name}, v;
+    int rc = mdb_get(r->txn, r->s->dbi[DB_META], &k, &v);
+    if (rc)
+        return dmj__store_err(rc);
+    if (v.mv_size > cap)
+        return DMJ_ETOOBIG;
+    memcpy(val, v.mv_data, v.mv_size);
+    *len = v.mv_size;
+    return 0;
+}
+
+uint64_t dmj_store_last_txnid(struct dmj_store *s)
+{
+    MDB_envinfo info;
+    return mdb_env_info(s->env, &info) == 0 ? (uint64_t)info.me_last_txnid : 0;
+}
+
 /* The slot's cursor, opened on first use and renewed once per transaction. */
 static int slot_cursor(struct dmj_read *r, struct slot *sl, MDB_cursor **out)
 {

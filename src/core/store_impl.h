@@ -54,6 +54,16 @@ extern const char *const dmj__store_db_names[DB_COUNT];
  * handle of this process is begun; DMJ_EBUSY if they do not all end within seconds. */
 int dmj__store_adopt_map_size(struct dmj_store *s);
 
+/** A name dmj_read_meta/dmj_write_meta accept: "sync." and up to DMJ_META_NAME_MAX bytes. */
+static inline bool dmj__meta_name_ok(const char *name, size_t *len)
+{
+    size_t n = name ? strnlen(name, DMJ_META_NAME_MAX + 1) : 0;
+    if (n <= 5 || n > DMJ_META_NAME_MAX || memcmp(name, "sync.", 5) != 0)
+        return false;
+    *len = n;
+    return true;
+}
+
 /** An LMDB (or errno) result as a dmj code. */
 int dmj__store_err(int mdb_rc);
 

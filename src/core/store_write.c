@@ -633,6 +633,16 @@ int dmj_write_delete_job(struct dmj_write *w, const uint8_t id[16])
     return remove_job(w, id, where);
 }
 
+int dmj_write_meta(struct dmj_write *w, const char *name, const void *val, size_t len)
+{
+    size_t n;
+    if (w->err)
+        return w->err;
+    if (!dmj__meta_name_ok(name, &n))
+        return DMJ_EINVAL;
+    return put(w, DB_META, name, n, val, len);
+}
+
 /* ---- identities ---------------------------------------------------------------------- */
 
 /* Encodes with `enc` into a scratch buffer and puts it under `key`. */
