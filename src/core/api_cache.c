@@ -11,6 +11,16 @@
 
 #include "api_internal.h"
 
+/* The largest answer kept (the `running` list of a busy team is ~170 KB; a list page of
+ * 1,000 jobs ~420 KB), and the memory a worker's cache may hold: every slot's key and body
+ * buffers, counted by capacity (what is really allocated). Storing an answer that would pass
+ * the budget first frees other slots, largest first, so the cache never holds more than
+ * CACHE_BUDGET per worker (2 workers: 8 MiB), and a warm worker whose answers fit (32 list
+ * pages of 42 KB and a `running` of 170 KB take 1.6 MiB) never allocates. These replace
+ * DMJ__API_CACHE_BODY_MAX of api_internal.h. */
+#define CACHE_ENTRY_MAX ((size_t)1 << 20)
+#define CACHE_BUDGET ((size_t)4 << 20)
+
 /* Appends one field, its length first (SIZE_MAX for an absent one) so that fields cannot
  * run together. */
 static int add_field(struct dmj_buf *b, const struct dmj_str *s)
@@ -39,7 +49,7 @@ void dmj__api_cache_init(struct dmj__api_cache *cache)
     dmj_buf_init(&cache->probe, DMJ__API_CACHE_KEY_MAX);
     for (size_t i = 0; i < DMJ__API_CACHE_SLOTS; i++) {
         dmj_buf_init(&cache->slot[i].key, DMJ__API_CACHE_KEY_MAX);
-        dmj_buf_init(&cache->slot[i].body, DMJ__API_CACHE_BODY_MAX);
+        dmj_buf_init(&cache->slot[i].body, CACHE_ENTRY_MAX);
     }
 }
 
@@ -92,13 +102,58 @@ const struct dmj__api_cache_entry *dmj__api_cache_find(const struct dmj__api_cac
     return e;
 }
 
+/* The memory a slot holds. */
+static size_t slot_bytes(const struct dmj__api_cache_entry *e)
+{
+    return e->key.cap + e->body.cap;
+}
+
+/* Frees other slots, the largest first, until the memory held besides slot `keep` plus
+ * `need` fits the budget. */
+static void make_room(struct dmj__api_cache *cache, size_t keep, size_t need)
+{
+    for (;;) {
+        size_t held = 0, victim = keep, victim_bytes = 0;
+        for (size_t i = 0; i < DMJ__API_CACHE_SLOTS; i++) {
+            size_t n = slot_bytes(&cache->slot[i]);
+            if (i == keep)
+                continue;
+            held += n;
+            if (n > victim_bytes) {
+                victim = i;
+                victim_bytes = n;
+            }
+        }
+        if (victim == keep || held + need <= CACHE_BUDGET)
+            return;
+        struct dmj__api_cache_entry *v = &cache->slot[victim];
+        v->used = false;
+        dmj_buf_dispose(&v->key);
+        dmj_buf_dispose(&v->body);
+    }
+}
+
+/* What a buffer of capacity `cap` holds once it has room for `len` bytes and a NUL: its
+ * capacity doubles (from 256) until it does, up to max + 1 (buf.c). An upper bound. */
+static size_t grown_cap(size_t cap, size_t len, size_t max)
+{
+    if (len + 1 <= cap)
+        return cap;
+    size_t grown = 2 * (len + 1) > 256 ? 2 * (len + 1) : 256;
+    return grown < max + 1 ? grown : max + 1;
+}
+
 void dmj__api_cache_store(struct dmj__api_cache *cache, const char *body, size_t len,
                           const char *etag)
 {
-    if (!cache->ready || len > DMJ__API_CACHE_BODY_MAX)
+    if (!cache->ready || len > CACHE_ENTRY_MAX)
         return;
-    struct dmj__api_cache_entry *e = &cache->slot[cache->hash % DMJ__API_CACHE_SLOTS];
+    size_t idx = cache->hash % DMJ__API_CACHE_SLOTS;
+    struct dmj__api_cache_entry *e = &cache->slot[idx];
     e->used = false;
+    make_room(cache, idx,
+              grown_cap(e->key.cap, cache->probe.len, e->key.max) +
+                  grown_cap(e->body.cap, len, e->body.max));
     dmj_buf_reset(&e->key);
     dmj_buf_reset(&e->body);
     if (dmj_buf_add(&e->key, cache->probe.data, cache->probe.len) != 0 ||

@@ -275,8 +275,9 @@ static char *put_uint(char *p, unsigned v, unsigned width)
     return p + width;
 }
 
-/* "YYYY-MM-DD" sep "HH:MM:SS[.ffffff]" into out; returns the end. */
-static char *put_datetime(char *p, int64_t us, char sep)
+/* "YYYY-MM-DD" sep "HH:MM:SS[.ffffff]" of any int64 (years outside 1..9999 included, which
+ * are never stored but must still print within the buffer); returns the end. */
+static char *put_datetime_any(char *p, int64_t us, char sep)
 {
     int64_t days = us / US_PER_DAY, rem = us % US_PER_DAY;
     if (rem < 0) {
@@ -286,7 +287,6 @@ static char *put_datetime(char *p, int64_t us, char sep)
     int64_t y;
     unsigned m, d;
     civil_from_days(days, &y, &m, &d);
-    /* Only years 1..9999 are ever stored; anything else still prints without overflow. */
     if (y < 0) {
         *p++ = '-';
         y = -y;
@@ -309,6 +309,68 @@ static char *put_datetime(char *p, int64_t us, char sep)
     if (frac) {
         *p++ = '.';
         p = put_uint(p, frac, 6);
+    }
+    return p;
+}
+
+/* The two digits of every value 0..99, so that a field is written a pair at a time with one
+ * division by 100 (a multiplication) instead of a division per digit. */
+static const char digit_pairs[201] = "00010203040506070809101112131415161718192021222324"
+                                     "25262728293031323334353637383940414243444546474849"
+                                     "50515253545556575859606162636465666768697071727374"
+                                     "75767778798081828384858687888990919293949596979899";
+
+/* Writes v (0..99) as two digits at p; returns the end. */
+static inline char *put_pair(char *p, unsigned v)
+{
+    p[0] = digit_pairs[2 * v];
+    p[1] = digit_pairs[2 * v + 1];
+    return p + 2;
+}
+
+/*
+ * put_datetime_any for the years 1..9999 that the store holds (every job's two timestamps in
+ * every rendered page, so this is the hot one): the time counted from 0001-01-01 is never
+ * negative, so the day split and Hinnant's civil_from_days need no sign corrections and run
+ * in unsigned arithmetic whose divisions by constants are multiplications, and the digits
+ * go out in pairs. Same bytes as put_datetime_any (test_time compares them and libc).
+ */
+static char *put_datetime(char *p, int64_t us, char sep)
+{
+    if (us < MIN_US || us > MAX_US)
+        return put_datetime_any(p, us, sep);
+    uint64_t since_min = (uint64_t)(us - MIN_US);
+    uint64_t days = since_min / (uint64_t)US_PER_DAY; /* since 0001-01-01 */
+    uint64_t rem = since_min % (uint64_t)US_PER_DAY;
+    /* civil_from_days counts from 0000-03-01, 306 days before 0001-01-01. */
+    uint64_t z = days + 306;
+    unsigned era = (unsigned)(z / 146097), doe = (unsigned)(z % 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    unsigned d = doy - (153 * mp + 2) / 5 + 1;
+    unsigned m = mp < 10 ? mp + 3 : mp - 9;
+    unsigned y = yoe + era * 400 + (m <= 2);
+    unsigned secs = (unsigned)(rem / (uint64_t)US_PER_SEC);
+    unsigned frac = (unsigned)(rem % (uint64_t)US_PER_SEC);
+
+    p = put_pair(p, y / 100);
+    p = put_pair(p, y % 100);
+    *p++ = '-';
+    p = put_pair(p, m);
+    *p++ = '-';
+    p = put_pair(p, d);
+    *p++ = sep;
+    p = put_pair(p, secs / 3600);
+    *p++ = ':';
+    p = put_pair(p, secs / 60 % 60);
+    *p++ = ':';
+    p = put_pair(p, secs % 60);
+    if (frac) {
+        *p++ = '.';
+        p = put_pair(p, frac / 10000);
+        p = put_pair(p, frac / 100 % 100);
+        p = put_pair(p, frac % 100);
     }
     return p;
 }

@@ -2,7 +2,9 @@
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "check.h"
 #include "dmj/time.h"
@@ -291,6 +293,78 @@ static void test_round_trips(void)
     CHECK_EQ_INT(bad, 0);
 }
 
+/* What libc's gmtime_r and snprintf print for `us` in both forms: an oracle that shares no
+ * code with time.c's calendar arithmetic or its digit writing. */
+static void libc_forms(int64_t us, char drf[64], char py[64])
+{
+    int64_t secs = us / 1000000, frac = us % 1000000;
+    if (frac < 0) {
+        frac += 1000000;
+        secs--;
+    }
+    time_t t = (time_t)secs;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    char date[48], fr[16] = "";
+    snprintf(date, sizeof date, "%04d-%02d-%02d%c%02d:%02d:%02d", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, 'T', tm.tm_hour, tm.tm_min, tm.tm_sec);
+    if (frac)
+        snprintf(fr, sizeof fr, ".%06d", (int)frac);
+    snprintf(drf, 64, "%s%sZ", date, fr);
+    date[10] = ' ';
+    snprintf(py, 64, "%s%s+00:00", date, fr);
+}
+
+/* Every stored timestamp prints as libc prints it: all years 1..9999 (random instants,
+ * day and year edges, leap days, whole seconds, fractions with inner zeros). */
+static void test_format_against_libc(void)
+{
+    uint64_t state = 777;
+    unsigned bad = 0;
+    const uint64_t span = (uint64_t)(MAX_US - MIN_US) + 1;
+    for (int i = 0; i < 300000; i++) {
+        uint64_t r = next_rand(&state);
+        int64_t us = MIN_US + (int64_t)(r % span);
+        switch (i % 5) {
+        case 1: /* a day's last and first microsecond */
+            us = us / 86400000000 * 86400000000 - (int64_t)(r >> 40 & 1);
+            break;
+        case 2: /* whole seconds */
+            us = us / 1000000 * 1000000;
+            break;
+        case 3: /* fractions such as .000100 and .010000 */
+            us = us / 1000000 * 1000000 + (int64_t)((r >> 50) % 7 == 0 ? 100 : 10000);
+            break;
+        case 4: /* 1900..2100, where the jobs are */
+            us = INT64_C(-2208988800000000) + (int64_t)(r % UINT64_C(6311433600000000));
+            break;
+        default:
+            break;
+        }
+        if (us < MIN_US || us > MAX_US)
+            continue;
+        char drf[DMJ_TIME_TEXT_MAX], py[DMJ_TIME_TEXT_MAX], want_drf[64], want_py[64];
+        size_t n1 = dmj_time_format_drf(us, drf), n2 = dmj_time_format_py(us, py);
+        libc_forms(us, want_drf, want_py);
+        int ok = n1 == strlen(want_drf) && strcmp(drf, want_drf) == 0 &&
+                 n2 == strlen(want_py) && strcmp(py, want_py) == 0;
+        if (!ok && bad++ < 5)
+            fprintf(stderr, "%" PRId64 ": %s / %s, libc %s / %s\n", us, drf, py, want_drf,
+                    want_py);
+    }
+    CHECK_EQ_INT(bad, 0);
+    /* Leap days and century rules, exactly. */
+    char t[DMJ_TIME_TEXT_MAX];
+    dmj_time_format_drf(INT64_C(-2203891200000000), t); /* 1900 is not leap */
+    CHECK_EQ_STR(t, "1900-03-01T00:00:00Z");
+    dmj_time_format_drf(INT64_C(4107542399999999), t);
+    CHECK_EQ_STR(t, "2100-02-28T23:59:59.999999Z");
+    dmj_time_format_drf(INT64_C(13574563200000000), t); /* 2400 is */
+    CHECK_EQ_STR(t, "2400-02-29T00:00:00Z");
+    dmj_time_format_py(INT64_C(1706654573010203), t);
+    CHECK_EQ_STR(t, "2024-01-30 22:42:53.010203+00:00");
+}
+
 int main(void)
 {
     test_import_forms();
@@ -299,5 +373,6 @@ int main(void)
     test_django_details();
     test_format();
     test_round_trips();
+    test_format_against_libc();
     return check_done();
 }
