@@ -168,6 +168,15 @@ DMJ_MUST_CHECK int dmj_read_change_next(struct dmj_read *r, int32_t team_id, uin
  * a reader resuming after a seq below oldest - 1 has missed changes. */
 DMJ_MUST_CHECK int dmj_read_change_bounds(struct dmj_read *r, uint64_t *oldest, uint64_t *newest);
 
+/** The log's size: entries kept and the bytes of their pages (0 and 0 for a store written
+ * before the log, opened read-only). For stats. */
+DMJ_MUST_CHECK int dmj_read_change_size(struct dmj_read *r, uint64_t *entries, uint64_t *bytes);
+/** Removes the log's entries committed before `before_us` (unix microseconds): every entry up
+ * to the highest seq among them, which the bounds then give as oldest - 1. `removed` receives
+ * how many went. */
+DMJ_MUST_CHECK int dmj_write_prune_changes(struct dmj_write *w, int64_t before_us,
+                                           uint64_t *removed);
+
 /* ---- whole-store operations (dmj stats / verify / export / backup / prune) -------- */
 
 /** Calls `fn` for every stored job (hidden ones included) in key order within one read;

@@ -39,6 +39,7 @@ const char *const dmj__store_db_names[DB_COUNT] = {
     [DB_ORG_TEAMS] = "org_teams",
     [DB_KEYS] = "keys",
     [DB_META] = "meta",
+    [DB_CHANGES] = "changes",
 };
 
 /* A cursor kept by a read handle across transactions (renewed, never reopened). */
@@ -132,6 +133,13 @@ static int open_dbs(struct dmj_store *s)
         return dmj__store_err(rc);
     for (int i = 0; i < DB_COUNT; i++) {
         rc = mdb_dbi_open(txn, dmj__store_db_names[i], s->rdonly ? 0 : MDB_CREATE, &s->dbi[i]);
+        if (rc == MDB_NOTFOUND && i == DB_CHANGES) {
+            /* a store written before the change log: served with an empty log (a writable
+             * open creates it, in the same format) */
+            continue;
+        }
+        if (i == DB_CHANGES && rc == 0)
+            s->has_changes = true;
         if (rc == MDB_NOTFOUND) {
             rc = DMJ_EVERSION; /* an LMDB file, but not a dmj store of this format */
             goto Error;
@@ -624,6 +632,26 @@ static int slot_cursor(struct dmj_read *r, struct slot *sl, MDB_cursor **out)
     sl->epoch = r->epoch;
     *out = sl->cur;
     return 0;
+}
+
+int dmj__read_cursor(struct dmj_read *r, int db, MDB_cursor **out)
+{
+    if (db == DB_CHANGES && !r->s->has_changes)
+        return DMJ_ENOTFOUND;
+    return slot_cursor(r, &r->misc[db], out);
+}
+
+int dmj__read_txn(struct dmj_read *r, MDB_txn **out)
+{
+    if (!r->active)
+        return -EINVAL;
+    *out = r->txn;
+    return 0;
+}
+
+const struct dmj_store *dmj__read_store(const struct dmj_read *r)
+{
+    return r->s;
 }
 
 static int get(struct dmj_read *r, int db, const void *key, size_t klen, MDB_val *val)

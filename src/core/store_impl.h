@@ -27,6 +27,7 @@ enum dmj__db {
     DB_ORG_TEAMS,   /* org(16) . team(4) -> "" */
     DB_KEYS,        /* "sha256$<hex>" -> key record */
     DB_META,        /* name -> value */
+    DB_CHANGES,     /* team(4) . seq(8, unsigned) -> change (CHANGE_VAL_LEN, store_changes.c) */
     DB_COUNT
 };
 
@@ -34,11 +35,22 @@ enum dmj__db {
 #define KEY_SQ_LEN 44
 #define KEY_STATUS_LEN 29
 #define VAL_JOB_ID_LEN 12
+#define KEY_CHANGE_LEN 12
+/* kind(1) . status(1) . previous(1) . job id(16) . at_us(8, sign-flipped) */
+#define CHANGE_VAL_LEN 27
+
+/* Meta names the change log keeps (not "sync.": tools cannot write them): the last seq
+ * given out, and the highest seq prune removed (8 bytes, big-endian, unsigned). */
+#define META_CHANGES_SEQ "changes.seq"
+#define META_CHANGES_PRUNED "changes.pruned"
 
 struct dmj_store {
     MDB_env *env;
     MDB_dbi dbi[DB_COUNT];
     bool rdonly;
+    /* false only for a read-only open of a store written before the change log: its
+     * dbi[DB_CHANGES] is not valid and the log reads as empty */
+    bool has_changes;
     /* Adopting a map grown by another process (mdb_env_set_mapsize) is only allowed while
      * no transaction of this process is active: read handles count themselves in
      * `readers` while they are begun, and wait while `resizing` is set (store.c). */
@@ -64,6 +76,43 @@ static inline bool dmj__meta_name_ok(const char *name, size_t *len)
     return true;
 }
 
+/** The read handle's cursor on `db` (one per sub-database, renewed per transaction), for the
+ * read sides kept in other files. DMJ_ENOTFOUND when the sub-database does not exist. */
+int dmj__read_cursor(struct dmj_read *r, int db, MDB_cursor **out);
+/** The read handle's transaction; -EINVAL when the read is not begun. */
+int dmj__read_txn(struct dmj_read *r, MDB_txn **out);
+/** The store a read handle reads. */
+const struct dmj_store *dmj__read_store(const struct dmj_read *r);
+
+/** The write's transaction for a write done outside store_write.c; the write's first failure
+ * when it has failed already. */
+int dmj__write_txn(struct dmj_write *w, MDB_txn **out);
+/** Records a failure of such a write (the transaction is then only good for aborting); returns
+ * `rc`. */
+int dmj__write_fail(struct dmj_write *w, int rc);
+/** The store a write handle writes. */
+const struct dmj_store *dmj__write_store(const struct dmj_write *w);
+
+/* The change log's counter within a write transaction (store_changes.c): read from meta on
+ * first use, written back at commit when seqs were given out. */
+struct dmj__change_log {
+    uint64_t last; /* the last seq given out */
+    bool loaded;
+    bool dirty;
+};
+
+/** Loads the counter (once per transaction). */
+int dmj__changes_load(MDB_txn *txn, const struct dmj_store *s, struct dmj__change_log *log);
+/** Stores the counter if seqs were given out. */
+int dmj__changes_save(MDB_txn *txn, const struct dmj_store *s, struct dmj__change_log *log);
+/** An entry's key (KEY_CHANGE_LEN bytes) and value (CHANGE_VAL_LEN bytes). */
+void dmj__change_encode(uint8_t *key, uint8_t *val, const struct dmj_change *c);
+/** The value part alone (CHANGE_VAL_LEN bytes). */
+void dmj__change_encode_val(uint8_t *val, enum dmj_change_kind kind, uint8_t status,
+                            uint8_t previous, const uint8_t id[16], int64_t at_us);
+/** An entry read back; DMJ_EBADRECORD when its key or value is malformed. */
+int dmj__change_decode(const MDB_val *k, const MDB_val *v, struct dmj_change *out);
+
 /** An LMDB (or errno) result as a dmj code. */
 int dmj__store_err(int mdb_rc);
 
@@ -77,15 +126,6 @@ static inline void dmj__put32(uint8_t *p, int32_t v)
     p[3] = (uint8_t)u;
 }
 
-static inline void dmj__put64(uint8_t *p, int64_t v)
-{
-    uint64_t u = (uint64_t)v ^ 0x8000000000000000u;
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)u;
-        u >>= 8;
-    }
-}
-
 static inline int32_t dmj__get32(const uint8_t *p)
 {
     uint32_t u = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
@@ -94,12 +134,31 @@ static inline int32_t dmj__get32(const uint8_t *p)
     return u <= INT32_MAX ? (int32_t)u : -(int32_t)(~u) - 1;
 }
 
-static inline int64_t dmj__get64(const uint8_t *p)
+/* Unsigned big-endian (seqs; the signed forms below flip the sign bit first). */
+static inline void dmj__put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static inline uint64_t dmj__get_u64(const uint8_t *p)
 {
     uint64_t u = 0;
     for (int i = 0; i < 8; i++)
         u = (u << 8) | p[i];
-    u ^= 0x8000000000000000u;
+    return u;
+}
+
+static inline void dmj__put64(uint8_t *p, int64_t v)
+{
+    dmj__put_u64(p, (uint64_t)v ^ 0x8000000000000000u);
+}
+
+static inline int64_t dmj__get64(const uint8_t *p)
+{
+    uint64_t u = dmj__get_u64(p) ^ 0x8000000000000000u;
     return u <= INT64_MAX ? (int64_t)u : -(int64_t)(~u) - 1;
 }
 

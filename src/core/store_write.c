@@ -193,6 +193,25 @@ static int fail(struct dmj_write *w, int rc)
     return rc;
 }
 
+int dmj__write_fail(struct dmj_write *w, int rc)
+{
+    return fail(w, rc);
+}
+
+int dmj__write_txn(struct dmj_write *w, MDB_txn **out)
+{
+    if (w->err)
+        return w->err;
+    w->dirty = true;
+    *out = w->txn;
+    return 0;
+}
+
+const struct dmj_store *dmj__write_store(const struct dmj_write *w)
+{
+    return w->s;
+}
+
 static int put(struct dmj_write *w, int db, const void *key, size_t klen, const void *val,
                size_t vlen)
 {
