@@ -38,7 +38,18 @@ struct dmj_page_params {
     uint8_t saved_query_id[16];
     unsigned limit;                 /**< page size after the limit rules, >= 1 */
     const struct dmj_cursor *cursor; /**< NULL for the first page */
+    /* dmj's own filters (PostHog clients never send them); zeroed fields filter nothing. */
+    unsigned statuses;        /**< bits DMJ_PAGE_STATUS(s) of the statuses kept; 0: all */
+    bool has_created_after;   /**< only created_at > created_after_us */
+    int64_t created_after_us;
+    bool has_created_before;  /**< only created_at < created_before_us */
+    int64_t created_before_us;
 };
+
+/** The bit of one status in dmj_page_params.statuses. */
+#define DMJ_PAGE_STATUS(s) (1u << (unsigned)(s))
+/** Every status: the same rows as no status filter. */
+#define DMJ_PAGE_STATUS_ALL ((1u << DMJ_STATUS_COUNT) - 1u)
 
 /** What DRF's paginator decides besides the rows. */
 struct dmj_page_links {

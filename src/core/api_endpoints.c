@@ -7,6 +7,7 @@
 #include "dmj/json.h"
 #include "dmj/query.h"
 #include "dmj/store.h"
+#include "dmj/time.h"
 #include "dmj/uuid.h"
 
 #include "api_internal.h"
@@ -45,6 +46,81 @@ static int saved_query_filter(struct dmj__api_ctx *c, bool *has, uint8_t id[16])
         return 1;
     }
     *has = true;
+    return 0;
+}
+
+/* Django's DateTimeField message for a value it cannot read. */
+#define MSG_INVALID_DATETIME "Enter a valid date/time."
+
+/* A 400 naming one of dmj's own list filters. The status and headers are api_errors.c's
+ * validation answer; only the body differs from saved_query_id's (its code and attr).
+ * Returns 1: `res` holds the answer. */
+static int fail_filter(struct dmj__api_ctx *c, const char *code, const char *detail,
+                       const char *attr)
+{
+    struct dmj_buf *body = &c->w->body;
+
+    dmj__api_fail(c, DMJ__API_ERR_INVALID_CHOICE, detail);
+    if (c->res->status != 400)
+        return 1; /* even the error body failed: api_errors.c answered 500 */
+    dmj_buf_reset(body);
+    if (dmj_json_add_error(body, "validation_error", code, detail, attr) != 0) {
+        dmj__api_internal(c, DMJ_ETOOBIG);
+        return 1;
+    }
+    c->res->body = body->data;
+    c->res->body_len = body->len;
+    return 1;
+}
+
+/* `status`: every value of every `status` parameter, split at commas, merged into one set;
+ * each item one of the five stored names, exactly (case-sensitive, as Django's ChoiceField
+ * compares). Empty items are skipped, so an empty value filters nothing (django-filter's
+ * rule for empty values). Returns 0 with the set (0: no filter), or 1 when `res` holds the
+ * 400. Only called once saved_query_filter has parsed the query. */
+static int status_filter(struct dmj__api_ctx *c, unsigned *out)
+{
+    const struct dmj_query *q = &c->w->query;
+    unsigned set = 0;
+
+    for (unsigned i = 0; i < q->n; i++) {
+        const struct dmj_query_param *p = &q->params[i];
+        if (p->key_len != 6 || memcmp(p->key, "status", 6) != 0)
+            continue;
+        size_t pos = 0;
+        while (pos < p->value_len) {
+            const char *item = p->value + pos;
+            const char *comma = memchr(item, ',', p->value_len - pos);
+            size_t len = comma ? (size_t)(comma - item) : p->value_len - pos;
+            enum dmj_status st;
+            pos += len + 1;
+            if (len == 0)
+                continue;
+            if (dmj_status_parse(item, len, &st) != 0)
+                return fail_filter(c, "invalid_choice", DMJ__MSG_INVALID_CHOICE, "status");
+            set |= DMJ_PAGE_STATUS(st);
+        }
+    }
+    *out = set;
+    return 0;
+}
+
+/* `created_after` / `created_before` (`name`): the last value, a timestamp in the cursor
+ * position's grammar (spec/API.md section 0); empty filters nothing. Returns 0 (with *has
+ * and *us), or 1 when `res` holds the 400 (code "invalid", as Django's DateTimeField). */
+static int time_filter(struct dmj__api_ctx *c, const char *name, bool *has, int64_t *us)
+{
+    const struct dmj_query_param *p = dmj_query_last(&c->w->query, name);
+    int64_t v;
+
+    if (p == NULL || p->value_len == 0) {
+        *has = false;
+        return 0;
+    }
+    if (dmj_time_parse_django(p->value, p->value_len, &v) != 0)
+        return fail_filter(c, "invalid", MSG_INVALID_DATETIME, name);
+    *has = true;
+    *us = v;
     return 0;
 }
 
@@ -109,7 +185,14 @@ static void serve_list(struct dmj__api_ctx *c)
     memset(&params, 0, sizeof params);
     memset(&links, 0, sizeof links);
     params.team_id = c->team.id;
-    if (saved_query_filter(c, &params.has_saved_query_id, params.saved_query_id) != 0)
+    /* The filters in the order a FilterSet declares them (its first error answers), all
+     * before the cursor, as saved_query_id always was. */
+    if (saved_query_filter(c, &params.has_saved_query_id, params.saved_query_id) != 0 ||
+        status_filter(c, &params.statuses) != 0 ||
+        time_filter(c, "created_after", &params.has_created_after, &params.created_after_us) !=
+            0 ||
+        time_filter(c, "created_before", &params.has_created_before,
+                    &params.created_before_us) != 0)
         return;
     params.limit = page_limit(c);
     const struct dmj_query_param *cp = dmj_query_last(&w->query, "cursor");

@@ -6,7 +6,12 @@
  * created_at are, so rows compare as integers; a row and the request's text compare as text.
  * The link decisions only look at the runs of equal positions at either end of the page, so
  * the walk keeps those, not the rows: a forward page is rendered as it is read, a reverse
- * page is rendered into a scratch buffer and copied out back to front. */
+ * page is rendered into a scratch buffer and copied out back to front.
+ *
+ * dmj's own filters (status, created_after, created_before) narrow the queryset before DRF
+ * sees it, so the rules above apply unchanged to the filtered rows. They are served from the
+ * indexes: the walk starts at the nearer of the cursor's position and the created_* bound,
+ * stops at the other bound, and several statuses are a merge of the status index's walks. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -119,6 +124,139 @@ static void set_link(struct dmj_cursor *out, uint64_t offset, bool reverse, cons
         out->position_us = p->text->position_us;
         out->has_position = true;
     }
+}
+
+/* At most this many status walks are merged: all five statuses are the team walk (the same
+ * rows), and the store keeps four cursors per index. */
+#define MERGE_MAX (DMJ_STATUS_COUNT - 1)
+
+/* The filtered rows of a page request in the walk's order: one store walk, or several status
+ * walks merged by (created_at, id); each walk ends at the far created_* bound. */
+struct source {
+    struct dmj_walk walk[MERGE_MAX];
+    struct dmj_job head[MERGE_MAX]; /* merge: each walk's next row */
+    bool live[MERGE_MAX];           /* the walk has a row left (merge: in head) */
+    unsigned n;                     /* walks; more than one are merged */
+    unsigned keep;                  /* statuses a saved-query walk keeps; 0: all */
+    bool descending;
+    bool has_end; /* rows at or past end_us are outside the created_* range */
+    int64_t end_us;
+};
+
+static bool past_end(const struct source *s, int64_t us)
+{
+    if (!s->has_end)
+        return false;
+    return s->descending ? us <= s->end_us : us >= s->end_us;
+}
+
+/* The next row of walk i inside the range and the status set: 0, DMJ_EEND or an error. */
+static int walk_row(struct source *s, unsigned i, struct dmj_job *out)
+{
+    struct dmj_job job;
+    for (;;) {
+        int rc = dmj_walk_next(&s->walk[i], &job);
+        if (rc == 0 && past_end(s, job.created_at))
+            rc = DMJ_EEND; /* the index is in created_at order: nothing further is in range */
+        if (rc == DMJ_EEND)
+            s->live[i] = false;
+        if (rc)
+            return rc;
+        if (s->keep == 0 || (s->keep & DMJ_PAGE_STATUS(job.status))) {
+            *out = job;
+            return 0;
+        }
+    }
+}
+
+/* Whether row a comes before row b in the walk's order (the index's key order). */
+static bool source_before(const struct source *s, const struct dmj_job *a,
+                          const struct dmj_job *b)
+{
+    int c = a->created_at < b->created_at ? -1 : a->created_at > b->created_at;
+    if (c == 0)
+        c = memcmp(a->id, b->id, 16);
+    return s->descending ? c > 0 : c < 0;
+}
+
+static int source_next(struct source *s, struct dmj_job *out)
+{
+    if (s->n == 1)
+        return s->live[0] ? walk_row(s, 0, out) : DMJ_EEND;
+    unsigned best = s->n;
+    for (unsigned i = 0; i < s->n; i++) {
+        if (s->live[i] && (best == s->n || source_before(s, &s->head[i], &s->head[best])))
+            best = i;
+    }
+    if (best == s->n)
+        return DMJ_EEND;
+    *out = s->head[best];
+    int rc = walk_row(s, best, &s->head[best]);
+    return rc == DMJ_EEND ? 0 : rc;
+}
+
+/* Narrows the walk's start to `us` when that is nearer the range's far side. */
+static void tighten(struct dmj_walk_spec *spec, bool has, int64_t us)
+{
+    if (!has)
+        return;
+    if (!spec->has_bound || (spec->descending ? us < spec->bound_us : us > spec->bound_us))
+        spec->bound_us = us;
+    spec->has_bound = true;
+}
+
+static int source_start(struct dmj_read *r, const struct dmj_page_params *p,
+                        const struct dmj_cursor *cur, struct source *s)
+{
+    struct dmj_walk_spec spec;
+    unsigned statuses = p->statuses & DMJ_PAGE_STATUS_ALL;
+    int rc = 0;
+
+    memset(&spec, 0, sizeof spec);
+    memset(s, 0, sizeof *s);
+    spec.team_id = p->team_id;
+    /* (cursor reversed) XOR (ordering reversed): forward is created_at < p, descending. */
+    spec.descending = !cur->reverse;
+    s->descending = spec.descending;
+    tighten(&spec, cur->has_position, cur->position_us);
+    if (spec.descending) {
+        tighten(&spec, p->has_created_before, p->created_before_us);
+        s->has_end = p->has_created_after;
+        s->end_us = p->created_after_us;
+    } else {
+        tighten(&spec, p->has_created_after, p->created_after_us);
+        s->has_end = p->has_created_before;
+        s->end_us = p->created_before_us;
+    }
+    if (statuses == DMJ_PAGE_STATUS_ALL)
+        statuses = 0;
+
+    if (p->has_saved_query_id) {
+        /* A saved query's runs are few: its own index, other statuses skipped. */
+        spec.index = DMJ_WALK_SAVED_QUERY;
+        memcpy(spec.saved_query_id, p->saved_query_id, 16);
+        s->keep = statuses;
+    } else if (statuses != 0) {
+        spec.index = DMJ_WALK_STATUS;
+        for (unsigned st = 0; st < DMJ_STATUS_COUNT && rc == 0; st++) {
+            if (!(statuses & DMJ_PAGE_STATUS(st)))
+                continue;
+            spec.status = (enum dmj_status)st;
+            rc = dmj_walk_start(r, &spec, &s->walk[s->n]);
+            s->live[s->n++] = true;
+        }
+        for (unsigned i = 0; i < s->n && s->n > 1 && rc == 0; i++) {
+            rc = walk_row(s, i, &s->head[i]);
+            if (rc == DMJ_EEND)
+                rc = 0;
+        }
+        return rc;
+    } else {
+        spec.index = DMJ_WALK_TEAM;
+    }
+    s->n = 1;
+    s->live[0] = true;
+    return dmj_walk_start(r, &spec, &s->walk[0]);
 }
 
 /* What paginate_queryset leaves for the two link methods. */
@@ -266,30 +404,19 @@ int dmj_cursor_page(struct dmj_read *r, const struct dmj_page_params *p, struct 
     uint64_t limit = p->limit ? p->limit : 1;
     size_t before = results->len;
     struct held held = {.n = 0};
-    struct dmj_walk walk;
+    struct source src;
     struct dmj_job job;
     struct ends read = {.count = 0};
     bool has_following = false;
     int64_t following = 0;
     int rc;
 
-    struct dmj_walk_spec spec;
-    memset(&spec, 0, sizeof spec);
-    spec.team_id = p->team_id;
-    spec.index = p->has_saved_query_id ? DMJ_WALK_SAVED_QUERY : DMJ_WALK_TEAM;
-    if (p->has_saved_query_id)
-        memcpy(spec.saved_query_id, p->saved_query_id, 16);
-    /* (cursor reversed) XOR (ordering reversed): forward is created_at < p, descending. */
-    spec.descending = !cur->reverse;
-    spec.has_bound = cur->has_position;
-    spec.bound_us = cur->position_us;
-
-    rc = dmj_walk_start(r, &spec, &walk);
+    rc = source_start(r, p, cur, &src);
     if (rc)
         return rc;
     /* queryset[offset:offset + page_size + 1] */
     for (uint64_t i = 0; i < offset; i++) {
-        rc = dmj_walk_next(&walk, &job);
+        rc = source_next(&src, &job);
         if (rc == DMJ_EEND)
             break;
         if (rc)
@@ -299,7 +426,7 @@ int dmj_cursor_page(struct dmj_read *r, const struct dmj_page_params *p, struct 
         dmj_buf_init(&held.json, results->max);
         rc = dmj_buf_addc(results, '[');
         for (uint64_t i = 0; rc == 0 && i <= limit; i++) {
-            rc = dmj_walk_next(&walk, &job);
+            rc = source_next(&src, &job);
             if (rc)
                 break;
             if (i == limit) {
