@@ -1,0 +1,497 @@
+#!/usr/bin/python3
+"""Several dmjd replicas behind HAProxy (Debian's haproxy 2.6), run from the configurations in
+packaging/haproxy/: one replica SIGKILLed under h2load (HTTP/1.1, then h2c) without one failed
+request and taken back once restarted; teams split across replicas by HAProxy routing on the
+team id in the path, answering exactly as one dmjd holding everything; and the same answers
+through HAProxy as direct (ETags included, with what they mean across replicas).
+
+Each replica has its own store. They are fed by `dmj import` of the same generated files (the
+split replicas: every identity, and only their own teams' jobs)."""
+
+import hashlib
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_server import Server, get, import_into, metrics, run_cases, sanitized, \
+    skip  # noqa: E402
+
+SOURCE_DIR = os.environ.get("DMJ_SOURCE_DIR") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..")
+PACKAGED = os.path.join(SOURCE_DIR, "packaging", "haproxy")
+SLOW = sanitized()
+REQUESTS = 10000 if SLOW else 20000
+TEAMS = 5  # the generator leaves the last one without jobs
+HOST = "dmj.example"  # one Host for every request: the links carry it
+
+
+def tool(name):
+    path = shutil.which(name) or os.path.join("/usr/sbin", name)
+    if not os.access(path, os.X_OK):
+        skip("%s is not installed" % name)
+    return path
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---- HAProxy -------------------------------------------------------------------------------
+
+def local_config(name, tmp, port, servers, maps=None):
+    """The packaged configuration NAME, rewritten for loopback: the frontend on `port`, each
+    `server NAME ADDR` on servers[NAME], the stats socket and map files in tmp, no daemon,
+    chroot, user or syslog, and checks every 100 ms. Every rewrite must find its line, so that
+    the test keeps running the file an operator copies."""
+    with open(os.path.join(PACKAGED, name)) as f:
+        text = f.read()
+    sock = os.path.join(tmp, "haproxy.sock")
+    rules = [
+        (r"(?m)^\s*(log /dev/log|chroot|user|group|daemon)\b.*\n", "", None),
+        (r"(?m)^(\s*)stats socket \S+", r"\g<1>stats socket " + sock, 1),
+        (r"(?m)^(\s*)bind :80$", r"\g<1>bind 127.0.0.1:%d" % port, 1),
+        (r"inter 2s fastinter 500ms", "inter 100ms fastinter 100ms", None),
+    ]
+    for pattern, repl, count in rules:
+        text, n = re.subn(pattern, repl, text)
+        assert n and (count is None or n == count), "%s: %r matched %d times" % (name, pattern, n)
+    for path, local in (maps or {}).items():
+        assert path in text, "%s does not use %s" % (name, path)
+        text = text.replace(path, local)
+
+    def server(m):
+        assert m.group(2) in servers, "no replica for server %s" % m.group(2)
+        return "%sserver %s 127.0.0.1:%d" % (m.group(1), m.group(2), servers[m.group(2)])
+
+    text, n = re.subn(r"(?m)^(\s*)server (\S+) \S+:\d+$", server, text)
+    assert n >= len(servers), (name, n)
+    path = os.path.join(tmp, "haproxy.cfg")
+    with open(path, "w") as f:
+        f.write(text)
+    return path, sock
+
+
+class HAProxy:
+    """haproxy in the foreground on a generated configuration; `port` is its frontend."""
+
+    def __init__(self, tmp, name, servers, maps=None):
+        for _ in range(5):  # the free port may be taken between the probe and the bind
+            self.port = free_port()
+            cfg, self.sock = local_config(name, tmp, self.port, servers, maps)
+            self.stderr = open(os.path.join(tmp, "haproxy.err"), "w+")
+            self.proc = subprocess.Popen([tool("haproxy"), "-db", "-f", cfg],
+                                         stdout=subprocess.DEVNULL, stderr=self.stderr)
+            if self.wait_up(set(servers.keys()), 30, fatal=False):
+                return
+            self.stop()
+        raise AssertionError("haproxy did not start: " + self.errors())
+
+    def errors(self):
+        self.stderr.seek(0)
+        return self.stderr.read()[-3000:]
+
+    def command(self, line):
+        """One line to the runtime API; its answer."""
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(30)
+            s.connect(self.sock)
+            s.sendall(line.encode() + b"\n")
+            with s.makefile("rb") as answer:  # HAProxy closes the socket after it
+                return answer.read().decode()
+
+    def stats(self):
+        """{(backend, server): row} from `show stat`."""
+        lines = self.command("show stat").splitlines()
+        head = lines[0].lstrip("# ").split(",")
+        rows = {}
+        for line in lines[1:]:
+            if line:
+                row = dict(zip(head, line.split(",")))
+                rows[(row["pxname"], row["svname"])] = row
+        return rows
+
+    def states(self, name):
+        """The state of server NAME in every backend that has it."""
+        return {row["status"] for (_, sv), row in self.stats().items() if sv == name}
+
+    def wait_state(self, name, want, timeout):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("haproxy exited: " + self.errors())
+            if self.states(name) == {want}:
+                return
+            time.sleep(0.05)
+        raise AssertionError("server %s is %s, not %s, after %d s" % (
+            name, self.states(name), want, timeout))
+
+    def wait_up(self, names, timeout, fatal=True):
+        deadline = time.time() + timeout
+        while time.time() < deadline and self.proc.poll() is None:
+            try:
+                if all(self.states(n) == {"UP"} for n in names):
+                    return True
+            except OSError:
+                pass  # the socket is not there yet
+            time.sleep(0.05)
+        if fatal:
+            raise AssertionError("replicas not UP after %d s: %s" % (timeout, self.errors()))
+        return False
+
+    def conn(self):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.stderr.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+# ---- data ----------------------------------------------------------------------------------
+
+class Data:
+    """The generated data of a test_server.Store (whose own store holds all of it), and more
+    stores made from it in `tmp`: copies of the whole, or the teams of one parity of the id
+    (every identity, only those teams' jobs)."""
+
+    def __init__(self, store, tmp):
+        self.tmp = tmp
+        self.full = store.dir
+        self.jobs_path, self.fixtures_path = store.jobs_path, store.fixtures_path
+        self.fixtures, self.keys, self.jobs = store.fixtures, store.keys, store.jobs
+
+    def copy(self, name, parity=None):
+        jobs = self.jobs_path
+        if parity is not None:
+            jobs = os.path.join(self.tmp, name + ".ndjson")
+            with open(self.jobs_path) as src, open(jobs, "w") as dst:
+                dst.writelines(line for line in src
+                               if line.strip() and json.loads(line)["team_id"] % 2 == parity)
+        path = os.path.join(self.tmp, name)
+        os.makedirs(path)
+        import_into(path, self.fixtures_path, jobs)
+        return path
+
+    def served(self, team):
+        return [j for j in self.jobs
+                if j["team_id"] == team and j.get("engine", "clickhouse") != "duckgres"]
+
+    def current_team(self, key):
+        """The team `@current` names for this key's owner (API.md section 1), or None."""
+        fx = self.fixtures
+        rec = next(k for k in fx["personal_api_keys"] if k["key"] == key)
+        user = next(u for u in fx["users"] if u["id"] == rec["user_id"])
+        teams = {t["id"]: t for t in fx["teams"]}
+        if user.get("current_team_id") in teams:
+            return user["current_team_id"]
+        org = user.get("current_organization_id")
+        if not org:
+            orgs = sorted(m["organization_id"] for m in fx["organization_memberships"]
+                          if m["user_id"] == user["id"])
+            org = orgs[0] if orgs else None
+        ids = sorted(t["id"] for t in fx["teams"] if t["organization_id"] == org)
+        return ids[0] if ids else None
+
+    def current_team_map(self, path):
+        """HAProxy's map for `@current`: "<hex sha256 of the key> <team>" per key."""
+        with open(path, "w") as f:
+            for key in self.keys.values():
+                team = self.current_team(key)
+                if team is not None:
+                    f.write("%s %d\n" % (hashlib.sha256(key.encode()).hexdigest(), team))
+        return path
+
+
+def replica(db, port=0):
+    """A dmjd on db; on a given port (a restart), retried while the old socket lingers."""
+    deadline = time.time() + 30
+    while True:
+        try:
+            return Server(db, "--threads", "1", "--listen", "127.0.0.1:%d" % port)
+        except AssertionError:
+            if port == 0 or time.time() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def ask(port, path, key=None, headers=None, method="GET", via_query=False):
+    """One request on a fresh connection; (status, headers that matter, body)."""
+    h = {"Host": HOST}
+    h.update(headers or {})
+    if key is not None and via_query:
+        path += ("&" if "?" in path else "?") + "personal_api_key=" + urllib.parse.quote(key)
+        key = None
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        res, body = get(c, path, key, method=method, headers=h)
+    finally:
+        c.close()
+    kept = {name: res.getheader(name) for name in (
+        "Content-Type", "Allow", "WWW-Authenticate", "Retry-After", "Content-Length")}
+    return res.status, kept, body, res.getheader("ETag")
+
+
+# ---- h2load -------------------------------------------------------------------------------
+
+def h2load_with_kill(url, key, h1, victim):
+    """h2load through HAProxy; SIGKILLs the victim replica once 30% of the requests are
+    done. Returns h2load's summary counters."""
+    cmd = [tool("h2load"), "-n", str(REQUESTS), "-c", "20", "-m", "1",
+           "-H", "Authorization: Bearer " + key, url]
+    if h1:
+        cmd.insert(1, "--h1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = []
+    killed_at = None
+    try:
+        for line in proc.stdout:
+            out.append(line)
+            if killed_at is None and line.startswith("progress: 30% done"):
+                victim.proc.send_signal(signal.SIGKILL)
+                killed_at = len(out)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = "".join(out)
+    assert killed_at is not None, "h2load never reached 30%%: %s" % text[-2000:]
+    assert proc.returncode == 0, text[-2000:]
+    counts = {}
+    for pattern in (r"requests: (?P<total>\d+) total, (?P<started>\d+) started, "
+                    r"(?P<done>\d+) done, (?P<succeeded>\d+) succeeded, (?P<failed>\d+) failed, "
+                    r"(?P<errored>\d+) errored, (?P<timeout>\d+) timeout",
+                    r"status codes: (?P<s2xx>\d+) 2xx, (?P<s3xx>\d+) 3xx, (?P<s4xx>\d+) 4xx, "
+                    r"(?P<s5xx>\d+) 5xx"):
+        m = re.search(pattern, text)
+        assert m, text[-2000:]
+        counts.update({k: int(v) for k, v in m.groupdict().items()})
+    # Mid-run: the replica died while h2load still had requests to send.
+    assert any(line.startswith("progress: 40% done") for line in out[killed_at:]) or \
+        counts["failed"], "killed after the run: " + text
+    return counts
+
+
+def served_requests(srv):
+    """Requests the replica answered on its API endpoints (from its own /metrics)."""
+    c = srv.conn()
+    try:
+        return sum(v for (name, labels), v in metrics(c).items()
+                   if name == "dmj_http_requests_total" and 'endpoint="metrics"' not in labels)
+    finally:
+        c.close()
+
+
+# ---- cases ---------------------------------------------------------------------------------
+
+def case_kill_under_load(store, tmp):
+    """Two replicas of the whole store; each in turn SIGKILLed under h2load (HTTP/1.1 on the
+    list, h2c on a retrieve), then restarted on its port and given traffic again."""
+    data = Data(store, tmp)
+    key = data.keys["read"]
+    job = data.served(1)[0]["id"]
+    stores = {"dmj1": data.full, "dmj2": data.copy("full2")}
+    replicas = {name: replica(db) for name, db in stores.items()}
+    try:
+        ports = {name: srv.port for name, srv in replicas.items()}
+        with HAProxy(tmp, "dmjd-replicas.cfg", ports) as lb:
+            base = "http://127.0.0.1:%d/api/environments/1/data_modeling_jobs/" % lb.port
+            for name, h1, url in (("dmj2", True, base + "?limit=5"),
+                                  ("dmj1", False, base + job + "/")):
+                counts = h2load_with_kill(url, key, h1, replicas[name])
+                print("  %s killed under h2load %s: %s" % (name, "--h1" if h1 else "(h2c)",
+                                                            counts))
+                assert counts["done"] == counts["total"] == REQUESTS, counts
+                assert counts["succeeded"] == REQUESTS, counts
+                assert counts["failed"] == counts["errored"] == counts["timeout"] == 0, counts
+                assert counts["s2xx"] == REQUESTS, counts
+                replicas[name].kill()  # reaped
+                lb.wait_state(name, "DOWN", 30)
+                row = lb.stats()[("dmjd", name)]
+                print("  %s: %s retries, %s redispatches, %s check failures" % (
+                    name, row.get("wretr"), row.get("wredis"), row.get("chkfail")))
+
+                # Restarted on its port, it is checked back in and gets its share again.
+                replicas[name] = replica(stores[name], ports[name])
+                lb.wait_state(name, "UP", 30)
+                before = served_requests(replicas[name])
+                c = lb.conn()
+                for _ in range(40):
+                    res, body = get(c, "/api/environments/1/data_modeling_jobs/?limit=2", key)
+                    assert res.status == 200, (res.status, body)
+                c.close()
+                got = served_requests(replicas[name]) - before
+                assert got >= 10, "the restarted %s answered %d of 40 requests" % (name, got)
+    finally:
+        for srv in replicas.values():
+            srv.kill()
+
+
+def team_paths(data):
+    """Requests whose answers depend on the team: every endpoint under both prefixes, for
+    every team, two that nobody has, and spellings of an id that Python's int() takes."""
+    paths = []
+    for team in list(range(1, TEAMS + 1)) + [6, 1234567]:
+        for prefix in ("environments", "projects"):
+            base = "/api/%s/%d/data_modeling_jobs/" % (prefix, team)
+            paths += [base, base + "?limit=7", base + "recent/", base + "running",
+                      base + "?limit=3&saved_query_id=not-a-uuid"]
+            jobs = data.served(team)
+            if jobs:
+                paths += [base + jobs[0]["id"] + "/", base + jobs[-1]["id"],
+                          base + "?saved_query_id=%s&limit=4" % jobs[0]["saved_query_id"]]
+    other = data.served(1)[0]["id"]
+    paths += ["/api/environments/2/data_modeling_jobs/%s/" % other,  # team 1's job under 2
+              "/api/environments/%32/data_modeling_jobs/?limit=2",
+              "/api/projects/%2B3/data_modeling_jobs/?limit=2",
+              "/api/projects/%203%20/data_modeling_jobs/?limit=2",
+              "/api/environments/0_4/data_modeling_jobs/?limit=2",
+              "/api/environments/-2/data_modeling_jobs/",
+              "/api/environments/x2/data_modeling_jobs/",
+              "/api/environments/@current/data_modeling_jobs/?limit=5",
+              "/api/projects/@current/data_modeling_jobs/recent/",
+              "/api/environments/1", "/api/", "/_health", "/nope", "/api/schema/"]
+    return paths
+
+
+def walk(port, path, key):
+    """Every page of a list, following `next`; the bodies."""
+    pages = []
+    while path is not None:
+        status, _, body, _ = ask(port, path, key)
+        assert status == 200, (path, status, body[:300])
+        pages.append(body)
+        nxt = json.loads(body)["next"]
+        path = None
+        if nxt is not None:
+            assert nxt.startswith("http://%s/" % HOST), nxt
+            path = nxt[len("http://" + HOST):]
+    return pages
+
+
+def case_team_split(store, tmp):
+    """Even teams' jobs on one replica, odd on the other, HAProxy routing on the team id in
+    the path (and `@current` through the key map): the same bytes as one dmjd with every
+    team, for every key, endpoint and team, 404 for teams nobody has."""
+    data = Data(store, tmp)
+    ref = replica(data.full)
+    even, odd = replica(data.copy("even", 0)), replica(data.copy("odd", 1))
+    try:
+        keymap = data.current_team_map(os.path.join(tmp, "current-team.map"))
+        servers = {"even1": even.port, "odd1": odd.port}
+        with HAProxy(tmp, "dmjd-teams.cfg", servers,
+                     {"/etc/haproxy/dmj-current-team.map": keymap}) as lb:
+            compared = etags_equal = 0
+            keys = [data.keys[k] for k in ("read", "team1_only", "bob_read", "erin_read",
+                                           "carol_read", "dave_read", "wrong_scope")]
+            for path in team_paths(data):
+                for key in keys + [None, "phx_nobody"]:
+                    for via_query in ((False, True) if key == data.keys["read"] else (False,)):
+                        want = ask(ref.port, path, key, via_query=via_query)
+                        got = ask(lb.port, path, key, via_query=via_query)
+                        assert got[:3] == want[:3], (path, key, via_query, got[0], want[0],
+                                                     got[2][:300], want[2][:300])
+                        compared += 1
+                        etags_equal += got[3] == want[3]
+            etags = "%d of %d" % (etags_equal, compared)
+            # Every page of every team, walked through HAProxy, is the single dmjd's page.
+            for team in range(1, TEAMS + 1):
+                for prefix in ("environments", "projects"):
+                    path = "/api/%s/%d/data_modeling_jobs/?limit=150" % (prefix, team)
+                    got = walk(lb.port, path, data.keys["read"])
+                    assert got == walk(ref.port, path, data.keys["read"]), (prefix, team)
+                    n = sum(len(json.loads(p)["results"]) for p in got)
+                    assert n == len(data.served(team)), (team, n)
+                    compared += len(got)
+            # The routing is what makes them equal: the other shard has none of team 2's jobs.
+            status, _, body, _ = ask(odd.port, "/api/environments/2/data_modeling_jobs/",
+                                     data.keys["read"])
+            assert status == 200 and json.loads(body)["results"] == [], (status, body[:200])
+            assert data.served(2), "team 2 has no jobs in this data"
+            print("  %d answers compared byte for byte; ETags equal in %s" % (compared, etags))
+    finally:
+        for srv in (ref, even, odd):
+            srv.kill()
+
+
+def case_same_answers(store, tmp):
+    """Through HAProxy (two replicas) and direct: the same status, headers and bytes. ETags
+    come from each store's last transaction id: equal on replicas fed the same commits, so a
+    conditional request gets its 304 from either; different once one replica has committed
+    something more, so that it answers 200 where the other would have said 304."""
+    data = Data(store, tmp)
+    key = data.keys["read"]
+    full2 = data.copy("full2")
+    r1, r2 = replica(data.full), replica(full2)
+    try:
+        with HAProxy(tmp, "dmjd-replicas.cfg", {"dmj1": r1.port, "dmj2": r2.port}) as lb:
+            paths = ["/api/environments/1/data_modeling_jobs/?limit=5",
+                     "/api/projects/2/data_modeling_jobs/recent/",
+                     "/api/environments/3/data_modeling_jobs/running/",
+                     "/api/environments/9/data_modeling_jobs/", "/api/schema/", "/_health"]
+            for path in paths:
+                want = ask(r1.port, path, key)
+                for _ in range(4):  # round robin: both replicas answer
+                    got = ask(lb.port, path, key)
+                    assert got == want, (path, got, want)
+                    head = ask(lb.port, path, key, method="HEAD")
+                    assert head[0] == want[0] and head[2] == b"", (path, head)
+                    assert head[1] == want[1] and head[3] == want[3], (path, head, want)
+            # Each replica is scraped directly: through HAProxy, /metrics is dmjd's own 404.
+            assert ask(lb.port, "/metrics")[:3] == ask(r1.port, "/nope")[:3]
+            path = paths[0]
+            etag = ask(lb.port, path, key)[3]
+            assert etag, "no ETag"
+            for _ in range(4):
+                status, _, body, _ = ask(lb.port, path, key, {"If-None-Match": etag})
+                assert status == 304 and body == b"", (status, body[:200])
+            # One more commit in the second store (the same fixtures again): the same bytes,
+            # another ETag, so a validator from one replica is a miss on the other.
+            import_into(full2, data.fixtures_path)
+            direct = [ask(srv.port, path, key, {"If-None-Match": etag}) for srv in (r1, r2)]
+            assert direct[0][0] == 304, direct[0][:3]
+            assert direct[1][0] == 200 and direct[1][3] != etag, direct[1][:3]
+            assert direct[1][2] == ask(r1.port, path, key)[2]
+            statuses = sorted(ask(lb.port, path, key, {"If-None-Match": etag})[0]
+                              for _ in range(4))
+            assert statuses == [200, 200, 304, 304], statuses
+            print("  ETags: equal while both stores had the same commits; after one more "
+                  "commit on one, If-None-Match through HAProxy gave %s" % statuses)
+    finally:
+        for srv in (r1, r2):
+            srv.kill()
+
+
+CASES = [case_same_answers, case_team_split, case_kill_under_load]
+
+
+def main():
+    tool("haproxy")
+    tool("h2load")
+    return run_cases(CASES, "dmj-test-replicas-", jobs=3000, teams=TEAMS)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
