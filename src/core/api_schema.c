@@ -17,6 +17,9 @@
 #define REF(kind, name) "{\"$ref\":\"#/components/" kind "/" name "\"}"
 #define ERROR_CONTENT "\"content\":{\"application/json\":{\"schema\":" REF("schemas", "Error") "}}"
 #define JOB_ARRAY "{\"type\":\"array\",\"items\":" REF("schemas", "DataModelingJob") "}"
+#define TIME_PARAM_TEXT "an ISO 8601 date-time (T or a space between date and time, 0 to 6 " \
+    "fraction digits, Z or +HH:MM or none for UTC; a + must be sent as %2B) or a date (its " \
+    "midnight, UTC); empty filters nothing; anything else: 400 invalid, attr "
 #define ID_PATTERN "^(@current|[ \\\\t\\\\n\\\\r\\\\x0b\\\\x0c]*[+-]?[0-9](_?[0-9])*" \
     "[ \\\\t\\\\n\\\\r\\\\x0b\\\\x0c]*)$"
 
@@ -39,6 +42,7 @@ struct schema_endpoint {
     const char *op;          /* the operationId after the prefix's name */
     const char *summary;
     const char *ok;    /* the members of the 200 response */
+    const char *more;  /* responses besides 200 and the errors, each led by ',', or "" */
     const char *query; /* the operation's "parameters" member led by ',', or "" */
 };
 
@@ -47,23 +51,44 @@ static const struct schema_endpoint schema_endpoints[] = {
      "List the runs, newest first (cursor pagination).",
      "\"description\":\"A page of runs.\",\"content\":{\"application/json\":{\"schema\":"
      REF("schemas", "PaginatedDataModelingJobList") "}}",
-     ",\"parameters\":[" REF("parameters", "Cursor") "," REF("parameters", "Limit") ","
-     REF("parameters", "SavedQueryId") "]"},
+     "", ",\"parameters\":[" REF("parameters", "Cursor") "," REF("parameters", "Limit") ","
+     REF("parameters", "SavedQueryId") "," REF("parameters", "Status") ","
+     REF("parameters", "CreatedAfter") "," REF("parameters", "CreatedBefore") "]"},
     {"/data_modeling_jobs/{id}/", "," REF("parameters", "JobId"), "_data_modeling_jobs_retrieve",
      "One run by id.",
      "\"description\":\"The run.\",\"content\":{\"application/json\":{\"schema\":"
      REF("schemas", "DataModelingJob") "}}",
-     ",\"parameters\":[" REF("parameters", "SavedQueryId") "]"},
+     "", ",\"parameters\":[" REF("parameters", "SavedQueryId") "]"},
     {"/data_modeling_jobs/recent/", "", "_data_modeling_jobs_recent_retrieve",
      "The newest finished materialization run of each saved query.",
      "\"description\":\"One run per saved query, by saved_query_id.\","
      "\"content\":{\"application/json\":{\"schema\":" JOB_ARRAY "}}",
-     ""},
+     "", ""},
     {"/data_modeling_jobs/running/", "", "_data_modeling_jobs_running_retrieve",
      "The materialization runs in progress.",
      "\"description\":\"The running materializations, newest first.\","
      "\"content\":{\"application/json\":{\"schema\":" JOB_ARRAY "}}",
-     ""},
+     ",\"304\":{\"description\":\"Not modified: If-None-Match matched the answer's ETag (with "
+     "wait: for that many seconds, the answer did not change).\"}",
+     ",\"parameters\":[" REF("parameters", "Wait") "]"},
+    {"/data_modeling_jobs/events/", "", "_data_modeling_jobs_events_retrieve",
+     "Server-Sent Events of the team's job changes, as imports and syncs commit them.",
+     "\"description\":\"An event stream that stays open. Each change of one of the team's jobs "
+     "is one event: an `id: <seq>` line, an `event:` line (created, status_changed or deleted) "
+     "and one `data:` line of JSON, {\\\"seq\\\":<seq>,\\\"type\\\":<the event>,"
+     "\\\"job_id\\\":<uuid>,\\\"status\\\":<status>,\\\"previous_status\\\":<status or "
+     "null>,\\\"at\\\":<timestamp>,\\\"job\\\":<the job as retrieve renders it now, or "
+     "null>}. Without a resume point the stream starts with the next change. When the resume "
+     "point is older than the change log keeps, the stream first sends `event: reset` with "
+     "data {\\\"oldest\\\":<seq>}. A `: keep-alive` comment line is sent every 15 seconds.\","
+     "\"content\":{\"text/event-stream\":{\"schema\":{\"type\":\"string\"},"
+     "\"example\":\"id: 42\\nevent: status_changed\\ndata: {\\\"seq\\\":42,"
+     "\\\"type\\\":\\\"status_changed\\\",\\\"job_id\\\":"
+     "\\\"0b8e4c1e-4c44-4f7a-9c53-2f1d3b0e5a11\\\",\\\"status\\\":\\\"Completed\\\","
+     "\\\"previous_status\\\":\\\"Running\\\",\\\"at\\\":"
+     "\\\"2024-01-10T09:17:37.515905Z\\\",\\\"job\\\":null}\\n\\n\"}}",
+     "", ",\"parameters\":[" REF("parameters", "LastEventIdHeader") ","
+     REF("parameters", "LastEventIdQuery") "]"},
 };
 
 /* The error answers every endpoint may give, after its 200. */
@@ -113,7 +138,7 @@ static const char *const schema_tail[] = {
     "\"type\":{\"type\":\"string\",\"enum\":[\"validation_error\",\"authentication_error\","
     "\"invalid_request\",\"throttled_error\",\"server_error\"]},"
     "\"code\":{\"type\":\"string\",\"enum\":[\"invalid_choice\",\"null_characters_not_allowed\","
-    "\"bad_request\",\"not_authenticated\",\"authentication_failed\",\"permission_denied\","
+    "\"invalid\",\"min_value\",\"max_value\",\"bad_request\",\"not_authenticated\",\"authentication_failed\",\"permission_denied\","
     "\"not_found\",\"method_not_allowed\",\"throttled\",\"error\"]},"
     "\"detail\":{\"type\":\"string\"},\"attr\":{\"type\":\"string\",\"nullable\":true}}}},",
 
@@ -134,10 +159,40 @@ static const char *const schema_tail[] = {
     "server's maximum, 1000 unless configured).\",\"schema\":{\"type\":\"integer\"}},"
     "\"SavedQueryId\":{\"name\":\"saved_query_id\",\"in\":\"query\",\"required\":false,"
     "\"description\":\"Only the runs of this saved query.\","
-    "\"schema\":{\"type\":\"string\",\"format\":\"uuid\"}}},",
+    "\"schema\":{\"type\":\"string\",\"format\":\"uuid\"}},"
+    "\"Status\":{\"name\":\"status\",\"in\":\"query\",\"required\":false,"
+    "\"description\":\"Only the runs with one of these statuses: a comma-separated list of the "
+    "exact names (case-sensitive). Repeated status parameters add to the list; empty items "
+    "and an empty value filter nothing. Any other name: 400 invalid_choice, attr status.\","
+    "\"style\":\"form\",\"explode\":false,\"schema\":{\"type\":\"array\",\"items\":"
+    "{\"type\":\"string\",\"enum\":[\"Running\",\"Completed\",\"Failed\",\"Cancelled\","
+    "\"Skipped\"]}}},"
+    "\"CreatedAfter\":{\"name\":\"created_after\",\"in\":\"query\",\"required\":false,"
+    "\"description\":\"Only the runs created strictly after this instant: "
+    TIME_PARAM_TEXT "created_after.\",\"schema\":{\"type\":\"string\",\"format\":\"date-time\"},"
+    "\"example\":\"2024-01-10T09:00:00Z\"},"
+    "\"CreatedBefore\":{\"name\":\"created_before\",\"in\":\"query\",\"required\":false,"
+    "\"description\":\"Only the runs created strictly before this instant: "
+    TIME_PARAM_TEXT "created_before.\",\"schema\":{\"type\":\"string\",\"format\":\"date-time\"},"
+    "\"example\":\"2024-01-10T09:00:00Z\"},",
+
+    "\"Wait\":{\"name\":\"wait\",\"in\":\"query\",\"required\":false,"
+    "\"description\":\"With an If-None-Match that matches the current answer's ETag, wait up "
+    "to this many seconds for the answer to change (then 200 with the new answer), else 304. "
+    "Without a matching If-None-Match the answer comes at once.\","
+    "\"schema\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":60}},"
+    "\"LastEventIdHeader\":{\"name\":\"Last-Event-ID\",\"in\":\"header\",\"required\":false,"
+    "\"description\":\"Resume after this event (the id of the last event received), as "
+    "EventSource sends it on reconnection.\",\"schema\":{\"type\":\"integer\","
+    "\"format\":\"int64\",\"minimum\":0}},"
+    "\"LastEventIdQuery\":{\"name\":\"last_event_id\",\"in\":\"query\",\"required\":false,"
+    "\"description\":\"The same as Last-Event-ID, for clients that cannot set headers (the "
+    "header wins).\",\"schema\":{\"type\":\"integer\",\"format\":\"int64\","
+    "\"minimum\":0}}},",
 
     "\"responses\":{"
-    "\"BadRequest\":{\"description\":\"Invalid saved_query_id (validation_error).\","
+    "\"BadRequest\":{\"description\":\"An invalid parameter value (validation_error; attr "
+    "names the parameter).\","
     ERROR_CONTENT "},"
     "\"Unauthorized\":{\"description\":\"No, unknown or invalid personal API key.\","
     ERROR_CONTENT ",\"headers\":{\"WWW-Authenticate\":{\"schema\":{\"type\":\"string\","
@@ -266,6 +321,7 @@ static int schema_path_item(struct schema_writer *w, const struct schema_prefix 
         e->ok,
         "}",
         schema_errors,
+        e->more,
         "}",
         e->query,
         "}}",

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """GET /api/schema/: the OpenAPI document a running dmjd serves is valid per a real validator
 (@apidevtools/swagger-parser, installed with npm into the build dir once), describes what
-is served (both prefixes, four endpoints, parameters, security, error responses), and the
+is served (both prefixes, five endpoints, parameters, security, error responses), and the
 real answers of the same dmjd (list pages, retrieve, recent, running, and every error it
 can be made to give) validate against its response schemas (python3-jsonschema).
 
@@ -114,7 +114,7 @@ def template_of(doc, path):
         if re.match(pattern, path):
             # recent/ and running/ are their own templates, not {id}
             if template.endswith("{id}/") and path.rstrip("/").rsplit("/", 1)[-1] in (
-                    "recent", "running"):
+                    "recent", "running", "events"):
                 continue
             return template
     raise AssertionError("no documented path for %s" % path)
@@ -141,9 +141,10 @@ def check_document(doc):
     paths = doc["paths"]
     for prefix in ("environments", "projects"):
         found = [p for p in paths if p.startswith("/api/%s/" % prefix)]
-        assert len(found) == 4, (prefix, found)
+        assert len(found) == 5, (prefix, found)
         for end in ("data_modeling_jobs/", "data_modeling_jobs/{id}/",
-                    "data_modeling_jobs/recent/", "data_modeling_jobs/running/"):
+                    "data_modeling_jobs/recent/", "data_modeling_jobs/running/",
+                    "data_modeling_jobs/events/"):
             assert any(p.endswith(end) for p in found), (prefix, end, found)
     comps = doc["components"]
     sec = comps["securitySchemes"]
@@ -151,7 +152,7 @@ def check_document(doc):
     assert any(s["type"] == "apiKey" and s["in"] == "query" and s["name"] == "personal_api_key"
                for s in sec.values()), sec
     ops = [(p, item["get"]) for p, item in paths.items()]
-    assert len({op["operationId"] for _, op in ops}) == 8
+    assert len({op["operationId"] for _, op in ops}) == 10
     for p, op in ops:
         codes = set(op["responses"])
         assert {"200", "400", "401", "403", "404", "405", "429", "500"} <= codes, (p, codes)
@@ -166,7 +167,21 @@ def check_document(doc):
         if p.endswith("{id}/"):
             assert names["id"]["schema"]["format"] == "uuid", names["id"]
         if p.endswith("data_modeling_jobs/"):
-            assert {"limit", "cursor", "saved_query_id"} <= set(names), (p, names)
+            assert {"limit", "cursor", "saved_query_id", "status", "created_after",
+                    "created_before"} <= set(names), (p, names)
+            assert names["status"]["schema"]["items"]["enum"] == [
+                "Running", "Completed", "Failed", "Cancelled", "Skipped"], names["status"]
+        if p.endswith("running/"):
+            assert names["wait"]["in"] == "query", names
+            assert (names["wait"]["schema"]["minimum"], names["wait"]["schema"]["maximum"]) == (
+                0, 60), names["wait"]
+            assert "304" in codes, (p, codes)
+        if p.endswith("events/"):
+            assert names["Last-Event-ID"]["in"] == "header", names
+            assert names["last_event_id"]["in"] == "query", names
+            ok = op["responses"]["200"]["content"]
+            assert list(ok) == ["text/event-stream"], ok
+            assert ok["text/event-stream"]["schema"] == {"type": "string"}, ok
     job = comps["schemas"]["DataModelingJob"]["properties"]
     assert list(job) == ["id", "saved_query_id", "status", "rows_materialized", "error",
                          "created_at", "last_run_at", "workflow_id", "workflow_run_id",
@@ -252,6 +267,10 @@ def case_schema(store, tmp, mods, jsonschema):
             check_answer(jsonschema, doc, c, base + "?cursor=zzzz", key, expect=404)
             check_answer(jsonschema, doc, c, base + "?saved_query_id=nope", key, expect=400)
             check_answer(jsonschema, doc, c, base + "?saved_query_id=%00", key, expect=400)
+            check_answer(jsonschema, doc, c, base + "?status=Bogus", key, expect=400)
+            check_answer(jsonschema, doc, c, base + "?created_after=x", key, expect=400)
+            check_answer(jsonschema, doc, c, base + "?status=Completed,Failed&limit=3"
+                         "&created_before=2100-01-01", key, expect=200)
             check_answer(jsonschema, doc, c, base, key, method="DELETE", expect=405)
         assert counted > 0
         # A served job with a field the schema does not allow must fail validation.
