@@ -22,6 +22,7 @@ struct check {
     FILE *out;
     uint64_t problems;
     struct dmj_key *key; /* ~7 KB of scratch for decoding keys, off the stack */
+    uint64_t changes_last, changes_pruned; /* the change log's counters */
 };
 
 static void problem(struct check *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -252,6 +253,43 @@ static void check_key(struct check *c, const MDB_val *k, const MDB_val *v)
         problem(c, "keys: key %s: bad entry", hex(k, hb, sizeof hb));
 }
 
+/* A change-log entry: well formed, its seq given out by the counter and not pruned. */
+static void check_change(struct check *c, const MDB_val *k, const MDB_val *v)
+{
+    char hb[100];
+    struct dmj_change ch;
+    if (dmj__change_decode(k, v, &ch) != 0) {
+        problem(c, "changes: key %s: bad entry", hex(k, hb, sizeof hb));
+        return;
+    }
+    if (ch.seq > c->changes_last)
+        problem(c, "changes: team %" PRId32 ": seq %" PRIu64 " beyond the counter (%" PRIu64 ")",
+                ch.team_id, ch.seq, c->changes_last);
+    else if (ch.seq <= c->changes_pruned)
+        problem(c, "changes: team %" PRId32 ": seq %" PRIu64 " kept below the pruned seq (%" PRIu64
+                ")",
+                ch.team_id, ch.seq, c->changes_pruned);
+}
+
+/* The change log's counters: 8 bytes each when present, pruned not past the last seq. */
+static void check_change_counters(struct check *c)
+{
+    const char *names[2] = {META_CHANGES_SEQ, META_CHANGES_PRUNED};
+    uint64_t *vals[2] = {&c->changes_last, &c->changes_pruned};
+    for (int i = 0; i < 2; i++) {
+        MDB_val v;
+        *vals[i] = 0;
+        int rc = lookup(c, DB_META, names[i], strlen(names[i]), &v);
+        if (rc == 0 && v.mv_size == 8)
+            *vals[i] = dmj__get_u64(v.mv_data);
+        else if (rc == 0)
+            problem(c, "meta: %s: not 8 bytes", names[i]);
+    }
+    if (c->changes_pruned > c->changes_last)
+        problem(c, "meta: %s (%" PRIu64 ") past %s (%" PRIu64 ")", META_CHANGES_PRUNED,
+                c->changes_pruned, META_CHANGES_SEQ, c->changes_last);
+}
+
 int dmj_store_verify(struct dmj_store *s, void *report)
 {
     static const struct {
@@ -268,6 +306,7 @@ int dmj_store_verify(struct dmj_store *s, void *report)
         {DB_USERS, check_user},
         {DB_MEMBERSHIPS, check_membership},
         {DB_KEYS, check_key},
+        {DB_CHANGES, check_change},
     };
     struct check c = {.s = s, .out = report};
     c.key = malloc(sizeof *c.key);
@@ -278,7 +317,11 @@ int dmj_store_verify(struct dmj_store *s, void *report)
         free(c.key);
         return dmj__store_err(rc);
     }
+    check_change_counters(&c);
     for (size_t i = 0; i < sizeof passes / sizeof passes[0]; i++) {
+        /* a store from before the change log, opened read-only, has none to check */
+        if (passes[i].db == DB_CHANGES && !s->has_changes)
+            continue;
         rc = each(&c, passes[i].db, passes[i].fn);
         if (rc)
             break;

@@ -29,6 +29,9 @@
 #define SMALL_SORT 24
 #define SKEY_MAX KEY_SQ_LEN
 
+/* What a stored job was before a put replaced it, for its change-log entry. */
+enum before { BEFORE_ABSENT = 0, BEFORE_HIDDEN, BEFORE_VISIBLE };
+
 /* A job waiting in the batch; its record is already encoded into `recs`. */
 struct pend {
     uint8_t id[16];
@@ -41,6 +44,11 @@ struct pend {
     uint8_t status;
     bool has_sq;
     bool dup; /* a later put of the same id replaces this one */
+    bool hidden;
+    /* the stored job this one replaces (enum before), set by the flush that writes it */
+    uint8_t before;
+    uint8_t old_status;
+    int32_t old_team;
 };
 
 /* A sort key of one sub-database and the batch entry it stands for. */
@@ -60,6 +68,8 @@ struct dmj_write {
     size_t batch_max; /* BATCH_MAX, or $DMJ_WRITE_BATCH for tests and tuning */
     int err;          /* a failure inside the transaction: everything after is refused */
     bool dirty;
+    struct dmj__change_log log;
+    int64_t at_us; /* the clock for the change-log entries of the batch being written */
     struct dmj_write_stats stats;
 };
 
@@ -220,6 +230,28 @@ static int put(struct dmj_write *w, int db, const void *key, size_t klen, const 
     return fail(w, dmj__store_err(mdb_put(w->txn, w->s->dbi[db], &k, &v, 0)));
 }
 
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Logs one change now, with the next seq (for the changes not written with a batch). */
+static int log_change(struct dmj_write *w, int32_t team, enum dmj_change_kind kind, uint8_t status,
+                      uint8_t previous, const uint8_t id[16])
+{
+    uint8_t key[KEY_CHANGE_LEN], val[CHANGE_VAL_LEN];
+    int rc = dmj__changes_load(w->txn, w->s, &w->log);
+    if (rc)
+        return fail(w, rc);
+    dmj__put32(key, team);
+    dmj__put_u64(key + 4, ++w->log.last);
+    w->log.dirty = true;
+    dmj__change_encode_val(val, kind, status, previous, id, now_us());
+    return put(w, DB_CHANGES, key, sizeof key, val, sizeof val);
+}
+
 /* Deletes a key; an absent one is fine (the goal is that it is not there). */
 static int del(struct dmj_write *w, int db, const void *key, size_t klen)
 {
@@ -229,9 +261,18 @@ static int del(struct dmj_write *w, int db, const void *key, size_t klen)
     return rc == MDB_NOTFOUND ? 0 : fail(w, dmj__store_err(rc));
 }
 
+/* What was stored of a job, as the change log sees it. */
+struct prior {
+    uint8_t state; /* enum before */
+    uint8_t status;
+    int32_t team;
+};
+
 /* Removes every entry of the stored job `id` whose job_ids value is `where` (team .
- * created_at), job_ids included. */
-static int remove_job(struct dmj_write *w, const uint8_t id[16], const uint8_t where[12])
+ * created_at), job_ids included, and says what it was (absent when its record is missing or
+ * does not decode: then its return is logged as a creation). */
+static int remove_job(struct dmj_write *w, const uint8_t id[16], const uint8_t where[12],
+                      struct prior *was)
 {
     uint8_t key[KEY_SQ_LEN];
     MDB_val k = {KEY_JOB_LEN, key}, v;
@@ -245,7 +286,10 @@ static int remove_job(struct dmj_write *w, const uint8_t id[16], const uint8_t w
     rc = mdb_get(w->txn, w->s->dbi[DB_JOBS], &k, &v);
     if (rc && rc != MDB_NOTFOUND)
         return fail(w, dmj__store_err(rc));
+    *was = (struct prior){BEFORE_ABSENT, 0, team};
     if (rc == 0 && dmj_codec_decode_job(v.mv_data, v.mv_size, &old) == 0) {
+        was->state = dmj_job_hidden(&old) ? BEFORE_HIDDEN : BEFORE_VISIBLE;
+        was->status = (uint8_t)old.status;
         if (old.has_saved_query_id) {
             dmj__key_sq(key, team, old.saved_query_id, created, id);
             if ((rc = del(w, DB_BY_SQ, key, KEY_SQ_LEN)) != 0)
@@ -315,6 +359,9 @@ static int insert_sorted(struct dmj_write *w, int db, const struct skey *keys, s
         } else if (db == DB_JOB_IDS) {
             v.mv_size = VAL_JOB_ID_LEN;
             v.mv_data = (void *)(keys[i].k + klen);
+        } else if (db == DB_CHANGES) {
+            v.mv_size = CHANGE_VAL_LEN;
+            v.mv_data = (void *)(keys[i].k + klen);
         } else {
             v.mv_size = 0;
             v.mv_data = (void *)"";
@@ -329,9 +376,39 @@ Exit:
     return rc ? fail(w, dmj__store_err(rc)) : 0;
 }
 
-/* Sort keys of the batch's surviving entries for one index, read in batch order, into `out`. */
+/* The change-log entry of a written job, if it has one: kind, team, status, previous. A job
+ * that becomes visible is created, one that becomes hidden deleted, one that moves to another
+ * team deleted there (logged by the flush) and created here. */
+static bool change_of(const struct pend *p, struct dmj_change *c)
+{
+    c->team_id = p->team;
+    c->status = (enum dmj_status)p->status;
+    c->previous = c->status;
+    if (p->before != BEFORE_VISIBLE) {
+        c->kind = DMJ_CHANGE_CREATED;
+        return !p->hidden;
+    }
+    if (p->hidden) {
+        c->kind = DMJ_CHANGE_DELETED;
+        c->team_id = p->old_team;
+        c->status = c->previous = (enum dmj_status)p->old_status;
+        return true;
+    }
+    if (p->old_team != p->team) {
+        c->kind = DMJ_CHANGE_CREATED;
+        return true;
+    }
+    c->kind = DMJ_CHANGE_STATUS;
+    c->previous = (enum dmj_status)p->old_status;
+    return c->previous != c->status;
+}
+
+/* Sort keys of the batch's surviving entries for one index, read in batch order, into `out`.
+ * The change log's keys carry the entry's place in the batch where the seq goes (the seqs
+ * are given once the keys are sorted) and its value after the key. */
 static size_t build_keys(const struct dmj_write *w, int db, struct skey *out)
 {
+    struct dmj_change c;
     size_t m = 0;
     for (size_t i = 0; i < w->n; i++) {
         const struct pend *p = &w->p[i];
@@ -347,6 +424,14 @@ static size_t build_keys(const struct dmj_write *w, int db, struct skey *out)
                 continue;
             dmj__key_sq(sk->k, p->team, p->sq, p->created, p->id);
             break;
+        case DB_CHANGES:
+            if (!change_of(p, &c))
+                continue;
+            dmj__put32(sk->k, c.team_id);
+            dmj__put_u64(sk->k + 4, i);
+            dmj__change_encode_val(sk->k + KEY_CHANGE_LEN, c.kind, (uint8_t)c.status,
+                                   (uint8_t)c.previous, p->id, w->at_us);
+            break;
         default:
             dmj__key_status(sk->k, p->team, p->status, p->created, p->id);
             break;
@@ -358,10 +443,14 @@ static size_t build_keys(const struct dmj_write *w, int db, struct skey *out)
 }
 
 /* The indexes after job_ids, in the order they are written. */
+#define ORDER_N 4
 static const struct {
     int db;
     size_t klen;
-} order[3] = {{DB_JOBS, KEY_JOB_LEN}, {DB_BY_SQ, KEY_SQ_LEN}, {DB_BY_STATUS, KEY_STATUS_LEN}};
+} order[ORDER_N] = {{DB_JOBS, KEY_JOB_LEN},
+                    {DB_BY_SQ, KEY_SQ_LEN},
+                    {DB_BY_STATUS, KEY_STATUS_LEN},
+                    {DB_CHANGES, KEY_CHANGE_LEN}};
 
 /* A batch at least this large has its index keys built and sorted on a second thread while
  * this one looks up replaced jobs and inserts: the sorts (a fifth of a flush) then cost no
@@ -370,11 +459,12 @@ static const struct {
 
 /* The sorting thread and what it shares with the writer. Index o is sorted into buffer pair
  * o % 2: pair 0 is the sorter's own, pair 1 the writer's keys/tmp, which the writer hands
- * over once job_ids is written; pair 0 comes back once `jobs` is written. */
+ * over once job_ids is written; a pair comes back (released = o + 2) once index o that used
+ * it is written. */
 struct sorter {
     const struct dmj_write *w;
     struct skey *pair[2][2];
-    size_t m[3];
+    size_t m[ORDER_N];
     int sorted;   /* indexes sorted so far */
     int released; /* 1: the writer's pair is free; 2: pair 0 is free again */
     bool stop;
@@ -386,7 +476,7 @@ struct sorter {
 static void *sort_main(void *arg)
 {
     struct sorter *s = arg;
-    for (int o = 0; o < 3; o++) {
+    for (int o = 0; o < ORDER_N; o++) {
         pthread_mutex_lock(&s->mu);
         while (!s->stop && s->released < o)
             pthread_cond_wait(&s->cv, &s->mu);
@@ -463,6 +553,33 @@ static void sorter_end(struct sorter *s)
     free(s->pair[0][1]);
 }
 
+/* Keeps what a put replaces on its batch entry; a visible job that moves to another team is
+ * logged as deleted there now (its creation in the new team comes with the batch). */
+static int note_prior(struct dmj_write *w, struct pend *p, const struct prior *was)
+{
+    p->before = was->state;
+    p->old_status = was->status;
+    p->old_team = was->team;
+    if (was->state == BEFORE_VISIBLE && !p->hidden && was->team != p->team)
+        return log_change(w, was->team, DMJ_CHANGE_DELETED, was->status, was->status, p->id);
+    return 0;
+}
+
+/* Puts the seqs into the batch's sorted change-log keys: in key order, so that each team's
+ * entries keep the order of the puts and the keys stay sorted. */
+static int give_seqs(struct dmj_write *w, struct skey *keys, size_t m)
+{
+    if (m == 0)
+        return 0;
+    int rc = dmj__changes_load(w->txn, w->s, &w->log);
+    if (rc)
+        return fail(w, rc);
+    for (size_t i = 0; i < m; i++)
+        dmj__put_u64(keys[i].k + 4, ++w->log.last);
+    w->log.dirty = true;
+    return 0;
+}
+
 /* The part of a flush after duplicates are marked: `nu` id keys in w->keys, the sorter (if
  * any) running. */
 static int flush_sorted(struct dmj_write *w, size_t nu, struct sorter *srt)
@@ -500,8 +617,11 @@ static int flush_sorted(struct dmj_write *w, size_t nu, struct sorter *srt)
             return fail(w, dmj__store_err(rc));
         if (v.mv_size == VAL_JOB_ID_LEN) {
             uint8_t where[VAL_JOB_ID_LEN];
+            struct prior was;
             memcpy(where, v.mv_data, VAL_JOB_ID_LEN);
-            rc = remove_job(w, id, where);
+            rc = remove_job(w, id, where, &was);
+            if (rc == 0)
+                rc = note_prior(w, &w->p[w->keys[u].i], &was);
         } else {
             rc = del(w, DB_JOB_IDS, id, 16); /* malformed: only this entry can go */
         }
@@ -517,7 +637,7 @@ static int flush_sorted(struct dmj_write *w, size_t nu, struct sorter *srt)
         return rc;
     if (srt)
         sorter_release(srt, 1);
-    for (int o = 0; o < 3; o++) {
+    for (int o = 0; o < ORDER_N; o++) {
         struct skey *keys = w->keys;
         size_t m;
         if (srt) {
@@ -527,10 +647,12 @@ static int flush_sorted(struct dmj_write *w, size_t nu, struct sorter *srt)
             m = build_keys(w, order[o].db, w->keys);
             sort_keys(w->keys, w->tmp, m, order[o].klen);
         }
+        if (order[o].db == DB_CHANGES && (rc = give_seqs(w, keys, m)) != 0)
+            return rc;
         if ((rc = insert_sorted(w, order[o].db, keys, m, order[o].klen)) != 0)
             return rc;
-        if (srt && o == 0)
-            sorter_release(srt, 2);
+        if (srt && o + 2 < ORDER_N)
+            sorter_release(srt, o + 2);
     }
     return 0;
 }
@@ -568,7 +690,9 @@ static int flush(struct dmj_write *w)
         w->keys[nu++] = w->keys[i]; /* job_ids' keys, in id order */
     }
 
-    /* from here on the batch is only read: the other indexes can be sorted meanwhile */
+    /* from here on the batch is only read (but for what the replaced jobs were, which only
+     * the change log's keys read, sorted last): the other indexes can be sorted meanwhile */
+    w->at_us = now_us();
     struct sorter srt;
     bool par = n >= SORT_THREAD_MIN && sorter_start(w, &srt);
     rc = flush_sorted(w, nu, par ? &srt : NULL);
@@ -626,6 +750,8 @@ int dmj_write_job(struct dmj_write *w, const struct dmj_job *job)
     p->status = (uint8_t)job->status;
     p->seq = w->seq++;
     p->dup = false;
+    p->hidden = dmj_job_hidden(job);
+    p->before = BEFORE_ABSENT;
     p->rec_off = off;
     p->rec_len = (uint32_t)(w->recs.len - off);
     return 0;
@@ -649,7 +775,11 @@ int dmj_write_delete_job(struct dmj_write *w, const uint8_t id[16])
     if (v.mv_size != 12)
         return del(w, DB_JOB_IDS, id, 16);
     memcpy(where, v.mv_data, 12);
-    return remove_job(w, id, where);
+    struct prior was;
+    rc = remove_job(w, id, where, &was);
+    if (rc == 0 && was.state == BEFORE_VISIBLE)
+        rc = log_change(w, was.team, DMJ_CHANGE_DELETED, was.status, was.status, id);
+    return rc;
 }
 
 int dmj_write_meta(struct dmj_write *w, const char *name, const void *val, size_t len)
@@ -790,12 +920,12 @@ int dmj_write_commit(struct dmj_write *w, struct dmj_write_stats *stats)
     int rc = w->err;
     if (!rc)
         rc = flush(w);
+    if (!rc)
+        rc = fail(w, dmj__changes_save(w->txn, w->s, &w->log));
     if (!rc && w->dirty) {
         /* when the store last changed, for `dmj stats` and caches */
-        struct timespec ts;
         uint8_t val[8];
-        clock_gettime(CLOCK_REALTIME, &ts);
-        dmj__put64(val, (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
+        dmj__put64(val, now_us());
         rc = put(w, DB_META, "last_write_us", 13, val, sizeof val);
     }
     if (rc) {
