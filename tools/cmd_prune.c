@@ -1,4 +1,5 @@
-/* dmj prune: deletes the jobs created before a date (of one team, or all), indexes included. */
+/* dmj prune: deletes the jobs created before a date (of one team, or all), indexes included,
+ * and the change-log entries committed before a date. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -11,7 +12,8 @@
 #include "dmj_tool.h"
 
 static const char usage_text[] =
-    "usage: dmj prune [--db DIR] --before DATE [--team ID] [--dry-run]\n";
+    "usage: dmj prune [--db DIR] [--before DATE [--team ID]] [--changes-before DATE]\n"
+    "                 [--dry-run]\n";
 
 struct victims {
     int64_t before;
@@ -42,11 +44,14 @@ int dmj_cmd_prune(int argc, char **argv)
     static const struct option longopts[] = {
         {"db", required_argument, NULL, 'd'},   {"before", required_argument, NULL, 'b'},
         {"team", required_argument, NULL, 't'}, {"dry-run", no_argument, NULL, 'n'},
+        {"changes-before", required_argument, NULL, 'c'},
         {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
     };
     const char *db = NULL;
     int64_t team = -1;
-    bool has_before = false, dry_run = false;
+    bool has_before = false, has_changes = false, dry_run = false;
+    int64_t changes_before = 0;
+    uint64_t entries = 0;
     struct victims v = {0};
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -59,6 +64,12 @@ int dmj_cmd_prune(int argc, char **argv)
                 return dmj_tool_fail("prune", "--before: not a date or timestamp: %s", optarg);
             has_before = true;
             break;
+        case 'c':
+            if (!dmj_tool_parse_time(optarg, &changes_before))
+                return dmj_tool_fail("prune", "--changes-before: not a date or timestamp: %s",
+                                     optarg);
+            has_changes = true;
+            break;
         case 't':
             if (!dmj_tool_parse_int(optarg, 0, INT32_MAX, &team))
                 return dmj_tool_fail("prune", "--team: not a team id: %s", optarg);
@@ -69,25 +80,32 @@ int dmj_cmd_prune(int argc, char **argv)
         case 'h':
             printf("%s\nDeletes every job whose created_at is before DATE (YYYY-MM-DD, midnight\n"
                    "UTC, or a timestamp as import takes it), in one team or in all, with its\n"
-                   "index entries, in one transaction. --dry-run only counts them.\n",
+                   "index entries, in one transaction. --changes-before drops the change-log\n"
+                   "entries (the events dmjd streams) committed before DATE, in every team:\n"
+                   "every entry up to the newest of them, so that a reader resuming before it\n"
+                   "is told it missed some. Both at once are one transaction. --dry-run only\n"
+                   "counts.\n",
                    usage_text);
             return DMJ_TOOL_OK;
         default:
             return dmj_tool_usage(usage_text);
         }
     }
-    if (optind != argc || !has_before)
+    if (optind != argc || (!has_before && !has_changes) || (team >= 0 && !has_before))
         return dmj_tool_usage(usage_text);
     struct dmj_store *s;
     if (dmj_tool_open(dmj_tool_db(db), 0, &s) != 0)
         return DMJ_TOOL_FAIL;
-    int rc = dmj_store_each_job(s, (int32_t)team, each, &v);
-    if (rc == 0 && !dry_run && v.n > 0) {
+    int rc = has_before ? dmj_store_each_job(s, (int32_t)team, each, &v) : 0;
+    if (rc == 0 && ((!dry_run && v.n > 0) || has_changes)) {
         struct dmj_write *w = NULL;
         rc = dmj_write_begin(s, &w);
-        for (size_t i = 0; rc == 0 && i < v.n; i++)
+        for (size_t i = 0; rc == 0 && !dry_run && i < v.n; i++)
             rc = dmj_write_delete_job(w, v.ids[i]);
-        if (rc == 0)
+        /* after the deletions: their own entries are new, and stay */
+        if (rc == 0 && has_changes)
+            rc = dmj_write_prune_changes(w, changes_before, &entries);
+        if (rc == 0 && !dry_run)
             rc = dmj_write_commit(w, NULL);
         else if (w)
             dmj_write_abort(w);
@@ -96,6 +114,10 @@ int dmj_cmd_prune(int argc, char **argv)
     free(v.ids);
     if (rc != 0)
         return dmj_tool_fail("prune", "%s (nothing deleted)", dmj_strerror(rc));
-    printf("%s %zu jobs\n", dry_run ? "would prune" : "pruned", v.n);
+    if (has_before)
+        printf("%s %zu jobs\n", dry_run ? "would prune" : "pruned", v.n);
+    if (has_changes)
+        printf("%s %llu change-log entries\n", dry_run ? "would prune" : "pruned",
+               (unsigned long long)entries);
     return DMJ_TOOL_OK;
 }

@@ -1,4 +1,5 @@
-/* dmj stats: how many jobs each team has in each status, and how large the store is. */
+/* dmj stats: how many jobs each team has in each status, how large the store is, and what
+ * its change log keeps. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -27,6 +28,32 @@ struct counts {
     unsigned long long bad; /* records that do not decode, not counted */
 };
 
+/* The change log: entries kept, their bytes, and the seqs it keeps (oldest may be newest + 1
+ * when everything was pruned). */
+struct log_size {
+    uint64_t entries, bytes, oldest, newest;
+};
+
+static int log_size(struct dmj_store *s, struct log_size *out)
+{
+    struct dmj_read *r;
+    struct log_size l;
+    int rc = dmj_read_new(s, &r);
+    if (rc)
+        return rc;
+    rc = dmj_read_begin(r);
+    if (rc == 0) {
+        rc = dmj_read_change_size(r, &l.entries, &l.bytes);
+        if (rc == 0)
+            rc = dmj_read_change_bounds(r, &l.oldest, &l.newest);
+        dmj_read_end(r);
+    }
+    dmj_read_free(r);
+    if (rc == 0)
+        *out = l;
+    return rc;
+}
+
 /* Jobs come in (team, created_at, id) order, so a team's jobs are contiguous: a new entry
  * starts whenever the team changes. */
 static int each(void *ctx, const struct dmj_job *job)
@@ -53,7 +80,8 @@ static int each(void *ctx, const struct dmj_job *job)
     return 0;
 }
 
-static void print_text(const char *db, const struct counts *c, uint64_t used, uint64_t map)
+static void print_text(const char *db, const struct counts *c, const struct log_size *l,
+                       uint64_t used, uint64_t map)
 {
     uint64_t total = 0;
     for (size_t i = 0; i < c->n; i++)
@@ -71,9 +99,19 @@ static void print_text(const char *db, const struct counts *c, uint64_t used, ui
             printf(" (%llu hidden)", (unsigned long long)t->hidden);
         putchar('\n');
     }
+    printf("change log: %llu entries, %llu bytes", (unsigned long long)l->entries,
+           (unsigned long long)l->bytes);
+    if (l->newest == 0)
+        printf(", no seq given out yet\n");
+    else if (l->oldest > l->newest)
+        printf(", seqs through %llu all pruned\n", (unsigned long long)l->newest);
+    else
+        printf(", seqs %llu to %llu\n", (unsigned long long)l->oldest,
+               (unsigned long long)l->newest);
 }
 
-static void print_json(const struct counts *c, uint64_t used, uint64_t map)
+static void print_json(const struct counts *c, const struct log_size *l, uint64_t used,
+                       uint64_t map)
 {
     uint64_t total = 0;
     for (size_t i = 0; i < c->n; i++)
@@ -89,7 +127,10 @@ static void print_json(const struct counts *c, uint64_t used, uint64_t map)
                    (unsigned long long)t->by_status[s]);
         printf("}}");
     }
-    printf("]}\n");
+    printf("],\"changes\":{\"entries\":%llu,\"bytes\":%llu,\"oldest_seq\":%llu,"
+           "\"newest_seq\":%llu}}\n",
+           (unsigned long long)l->entries, (unsigned long long)l->bytes,
+           (unsigned long long)l->oldest, (unsigned long long)l->newest);
 }
 
 /* A damaged record is named and left out, so that the rest of the store can still be counted. */
@@ -122,8 +163,9 @@ int dmj_cmd_stats(int argc, char **argv)
             break;
         case 'h':
             printf("%s\nCounts the stored jobs per team and status (hidden duckgres jobs\n"
-                   "included and counted apart) and prints the store's size; --json prints\n"
-                   "one JSON object instead.\n",
+                   "included and counted apart) and prints the store's size and its change\n"
+                   "log's (entries, bytes, the seqs it keeps); --json prints one JSON object\n"
+                   "instead.\n",
                    usage_text);
             return DMJ_TOOL_OK;
         default:
@@ -137,15 +179,18 @@ int dmj_cmd_stats(int argc, char **argv)
     if (dmj_tool_open(db, DMJ_STORE_RDONLY, &s) != 0)
         return DMJ_TOOL_FAIL;
     struct counts counts = {0};
+    struct log_size log = {0};
     int rc = dmj_store_each_job_tolerant(s, -1, each, bad, &counts);
+    if (rc == 0)
+        rc = log_size(s, &log);
     uint64_t used = 0, map = 0;
     dmj_store_sizes(s, &used, &map);
     dmj_store_close(s);
     if (rc == 0) {
         if (json)
-            print_json(&counts, used, map);
+            print_json(&counts, &log, used, map);
         else
-            print_text(db, &counts, used, map);
+            print_text(db, &counts, &log, used, map);
     }
     free(counts.teams);
     if (rc != 0)
