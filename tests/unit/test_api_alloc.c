@@ -103,6 +103,13 @@ static const struct alloc_case cases[] = {
     {"POST", L, NULL, B, NULL, 405, true},
     {"GET", "/api/environments/2/data_modeling_jobs/", NULL, "Bearer " K_BOB, NULL, 403, true},
     {"GET", L, "cursor=YQ", B, NULL, 404, true},
+    /* dmj's own filters: a merge of status walks, bounds, and their 400s */
+    {"GET", L, "status=Completed,Failed,Running&created_after=2000-01-01&limit=2", B, NULL, 200,
+     true},
+    {"GET", L, "status=Completed&saved_query_id=" SQ_A "&created_before=2100-01-01T00:00:00Z", B,
+     NULL, 200, true},
+    {"GET", L, "status=Bogus", B, NULL, 400, true},
+    {"GET", L, "created_before=x", B, NULL, 400, true},
     {"GET", "/api/nothing", NULL, NULL, NULL, 404, false},
     {"GET", "/_health", NULL, NULL, NULL, 200, false},
 };

@@ -19,6 +19,7 @@
 #include "check.h"
 #include "dmj/cursor.h"
 #include "dmj/store.h"
+#include "dmj/time.h"
 
 struct job_row {
     int64_t created_at;
@@ -604,6 +605,13 @@ static const struct page_case CASES[] = {
 
 static const uint8_t SQ[16] = {0x5a, 0x5a, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14};
 
+/* The status of JOBS[i] (and of its twin in team 2): every status, mixed within runs of equal
+ * times; only the filter tests look at it. */
+static enum dmj_status status_of(size_t i)
+{
+    return (enum dmj_status)(i % DMJ_STATUS_COUNT);
+}
+
 static struct dmj_job make_job(int32_t team, const uint8_t id[16], int64_t created_at)
 {
     struct dmj_job j;
@@ -625,6 +633,7 @@ static int fill_store(struct dmj_store *s)
         return rc;
     for (size_t i = 0; i < NJOBS && !rc; i++) {
         struct dmj_job j = make_job(1, JOBS[i].id, JOBS[i].created_at);
+        j.status = status_of(i);
         if (JOBS[i].filtered) {
             j.has_saved_query_id = true;
             memcpy(j.saved_query_id, SQ, 16);
@@ -635,6 +644,7 @@ static int fill_store(struct dmj_store *s)
         memcpy(other, JOBS[i].id, 16);
         other[15] ^= 0xff;
         struct dmj_job o = make_job(2, other, JOBS[i].created_at);
+        o.status = status_of(i);
         if (!rc)
             rc = dmj_write_job(w, &o);
     }
@@ -692,17 +702,31 @@ static void encode(const struct dmj_cursor *c, char *out, size_t cap)
     dmj_buf_dispose(&b);
 }
 
+/* dmj's own filters of one list request (zero: none). */
+struct filter_case {
+    const char *name;
+    bool sq;
+    unsigned statuses;
+    bool has_after, has_before;
+    int64_t after, before;
+};
+
 /* One request as the server makes it: the cursor decoded, the page walked. */
-static int request(struct dmj_read *r, bool filter, unsigned limit, const char *cursor,
-                   struct dmj_buf *results, struct dmj_page_links *links)
+static int request_f(struct dmj_read *r, const struct filter_case *f, unsigned limit,
+                     const char *cursor, struct dmj_buf *results, struct dmj_page_links *links)
 {
     struct dmj_cursor c;
     struct dmj_page_params p;
     memset(&p, 0, sizeof p);
     p.team_id = 1;
     p.limit = limit;
-    p.has_saved_query_id = filter;
+    p.has_saved_query_id = f->sq;
     memcpy(p.saved_query_id, SQ, 16);
+    p.statuses = f->statuses;
+    p.has_created_after = f->has_after;
+    p.created_after_us = f->after;
+    p.has_created_before = f->has_before;
+    p.created_before_us = f->before;
     if (cursor && *cursor) {
         int rc = dmj_cursor_decode(cursor, strlen(cursor), &c);
         if (rc)
@@ -711,6 +735,13 @@ static int request(struct dmj_read *r, bool filter, unsigned limit, const char *
     }
     dmj_buf_reset(results);
     return dmj_cursor_page(r, &p, results, links);
+}
+
+static int request(struct dmj_read *r, bool filter, unsigned limit, const char *cursor,
+                   struct dmj_buf *results, struct dmj_page_links *links)
+{
+    struct filter_case f = {.sq = filter};
+    return request_f(r, &f, limit, cursor, results, links);
 }
 
 static void test_cases(struct dmj_read *r)
@@ -905,6 +936,179 @@ static void test_edges(struct dmj_read *r)
     dmj_buf_dispose(&results);
 }
 
+/* ---- dmj's filters: DRF's rules apply to the filtered queryset, so a filtered page of the
+ * store must be, byte for byte and link for link, the unfiltered page of a store that holds
+ * only the rows the filter keeps. ---- */
+
+static bool kept(const struct filter_case *f, size_t i)
+{
+    if (f->statuses && !(f->statuses & DMJ_PAGE_STATUS(status_of(i))))
+        return false;
+    if (f->sq && !JOBS[i].filtered)
+        return false;
+    if (f->has_after && JOBS[i].created_at <= f->after)
+        return false;
+    return !(f->has_before && JOBS[i].created_at >= f->before);
+}
+
+/* A store in `dir` with team 1's jobs that `f` keeps, and nothing else. */
+static int only_store(const char *dir, const struct filter_case *f, struct dmj_store **out)
+{
+    struct dmj_store *s;
+    struct dmj_write *w;
+    int rc = dmj_store_open(dir, 0, (size_t)64 << 20, &s);
+    if (rc)
+        return rc;
+    rc = dmj_write_begin(s, &w);
+    for (size_t i = 0; i < NJOBS && !rc; i++) {
+        if (!kept(f, i))
+            continue;
+        struct dmj_job j = make_job(1, JOBS[i].id, JOBS[i].created_at);
+        j.status = status_of(i);
+        j.has_saved_query_id = JOBS[i].filtered;
+        if (j.has_saved_query_id)
+            memcpy(j.saved_query_id, SQ, 16);
+        rc = dmj_write_job(w, &j);
+        if (rc)
+            dmj_write_abort(w);
+    }
+    if (!rc)
+        rc = dmj_write_commit(w, NULL);
+    if (rc) {
+        dmj_store_close(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+/* The same request on the filtered store and on the store of kept rows: same answer. */
+static bool same_page(struct dmj_read *ra, struct dmj_read *rb, const struct filter_case *f,
+                      unsigned limit, const char *cursor, struct dmj_page_links *la)
+{
+    static const struct filter_case none;
+    struct dmj_buf a, b;
+    struct dmj_page_links lb;
+    char ca[256], cb[256];
+    unsigned before = check_failed;
+
+    dmj_buf_init(&a, 1 << 20);
+    dmj_buf_init(&b, 1 << 20);
+    CHECK_EQ_INT(request_f(ra, f, limit, cursor, &a, la), 0);
+    CHECK_EQ_INT(request_f(rb, &none, limit, cursor, &b, &lb), 0);
+    CHECK_EQ_STR(a.data ? a.data : "", b.data ? b.data : "");
+    CHECK_EQ_INT(la->has_next, lb.has_next);
+    CHECK_EQ_INT(la->has_previous, lb.has_previous);
+    if (la->has_next && lb.has_next) {
+        encode(&la->next, ca, sizeof ca);
+        encode(&lb.next, cb, sizeof cb);
+        CHECK_EQ_STR(ca, cb);
+    }
+    if (la->has_previous && lb.has_previous) {
+        encode(&la->previous, ca, sizeof ca);
+        encode(&lb.previous, cb, sizeof cb);
+        CHECK_EQ_STR(ca, cb);
+    }
+    if (check_failed != before)
+        fprintf(stderr, "  filter %s, limit %u, cursor %s\n", f->name, limit,
+                cursor && *cursor ? cursor : "none");
+    dmj_buf_dispose(&a);
+    dmj_buf_dispose(&b);
+    return check_failed == before;
+}
+
+/* Every page of the walks forward and back, and cursors at, around and between the jobs'
+ * times (outside the created_* range too), forward and reverse, with offsets. */
+static void compare_filter(struct dmj_read *ra, struct dmj_read *rb, const struct filter_case *f)
+{
+    struct dmj_page_links links;
+    char cursor[256];
+
+    for (unsigned limit = 1; limit <= 4; limit++) {
+        for (int back = 0; back < 2; back++) {
+            bool more = true;
+            if (!back)
+                cursor[0] = '\0'; /* back: from the forward walk's last page */
+            for (unsigned pages = 0; more && pages < 4 * NJOBS; pages++) {
+                if (!same_page(ra, rb, f, limit, cursor, &links))
+                    return;
+                more = back ? links.has_previous : links.has_next;
+                if (more)
+                    encode(back ? &links.previous : &links.next, cursor, sizeof cursor);
+            }
+            CHECK(!more);
+        }
+    }
+    for (size_t i = 0; i < NJOBS; i++) {
+        for (int64_t delta = -1; delta <= 1; delta++) {
+            for (unsigned k = 0; k < 4; k++) {
+                struct dmj_cursor c;
+                memset(&c, 0, sizeof c);
+                c.reverse = k & 1;
+                c.offset = k & 2 ? 2 : 0;
+                c.has_position = true;
+                c.position_us = JOBS[i].created_at + delta;
+                c.position_len = dmj_time_format_py(c.position_us, c.position);
+                encode(&c, cursor, sizeof cursor);
+                if (!same_page(ra, rb, f, 2, cursor, &links))
+                    return;
+            }
+        }
+    }
+}
+
+static void test_filters(struct dmj_read *r)
+{
+    const unsigned all = DMJ_PAGE_STATUS_ALL;
+#define ST(x) DMJ_PAGE_STATUS(DMJ_STATUS_##x)
+    /* JOBS is newest first: [4] and [13] start runs of equal times, [19] is alone. */
+    const int64_t t4 = JOBS[4].created_at, t13 = JOBS[13].created_at, t19 = JOBS[19].created_at;
+    const struct filter_case cases[] = {
+        {"running", false, ST(RUNNING), false, false, 0, 0},
+        {"two", false, ST(COMPLETED) | ST(SKIPPED), false, false, 0, 0},
+        {"four", false, all & ~ST(FAILED), false, false, 0, 0},
+        {"all", false, all, false, false, 0, 0},
+        {"sq+three", true, ST(FAILED) | ST(RUNNING) | ST(CANCELLED), false, false, 0, 0},
+        {"after", false, 0, true, false, t13, 0},
+        {"before", false, 0, false, true, 0, t4},
+        {"range", false, 0, true, true, t19, t4},
+        {"range-1+1", false, 0, true, true, t13 - 1, t4 + 1},
+        {"range+two", false, ST(COMPLETED) | ST(FAILED), true, true, t19, t4},
+        {"sq+range+four", true, all & ~ST(SKIPPED), true, true, t19 - 1, t4},
+        {"empty range", false, 0, true, true, t4, t4},
+        {"inverted", false, ST(RUNNING) | ST(FAILED), true, true, t4, t19},
+    };
+#undef ST
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char dir[] = "/tmp/dmj-test-page-only-XXXXXX";
+        struct dmj_store *s = NULL;
+        struct dmj_read *rb = NULL;
+        if (!mkdtemp(dir)) {
+            CHECK(false);
+            return;
+        }
+        int rc = only_store(dir, &cases[i], &s);
+        CHECK_EQ_INT(rc, 0);
+        if (!rc)
+            rc = dmj_read_new(s, &rb);
+        if (!rc)
+            rc = dmj_read_begin(rb);
+        CHECK_EQ_INT(rc, 0);
+        if (!rc) {
+            compare_filter(r, rb, &cases[i]);
+            dmj_read_end(rb);
+        }
+        if (rb)
+            dmj_read_free(rb);
+        if (s)
+            dmj_store_close(s);
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", dir);
+    }
+}
+
 int main(void)
 {
     char dir[] = "/tmp/dmj-test-page-XXXXXX";
@@ -928,6 +1132,7 @@ int main(void)
         test_cases(r);
         test_walks(r);
         test_edges(r);
+        test_filters(r);
         dmj_read_end(r);
     }
     if (r)
