@@ -951,15 +951,13 @@ static bool kept(const struct filter_case *f, size_t i)
     return !(f->has_before && JOBS[i].created_at >= f->before);
 }
 
-/* A store in `dir` with team 1's jobs that `f` keeps, and nothing else. */
-static int only_store(const char *dir, const struct filter_case *f, struct dmj_store **out)
+/* Writes team 1's jobs that `f` keeps, and nothing else. */
+static int fill_only(struct dmj_store *s, const struct filter_case *f)
 {
-    struct dmj_store *s;
     struct dmj_write *w;
-    int rc = dmj_store_open(dir, 0, (size_t)64 << 20, &s);
+    int rc = dmj_write_begin(s, &w);
     if (rc)
         return rc;
-    rc = dmj_write_begin(s, &w);
     for (size_t i = 0; i < NJOBS && !rc; i++) {
         if (!kept(f, i))
             continue;
@@ -969,17 +967,47 @@ static int only_store(const char *dir, const struct filter_case *f, struct dmj_s
         if (j.has_saved_query_id)
             memcpy(j.saved_query_id, SQ, 16);
         rc = dmj_write_job(w, &j);
-        if (rc)
-            dmj_write_abort(w);
     }
-    if (!rc)
-        rc = dmj_write_commit(w, NULL);
     if (rc) {
-        dmj_store_close(s);
+        dmj_write_abort(w);
         return rc;
     }
-    *out = s;
-    return 0;
+    return dmj_write_commit(w, NULL);
+}
+
+/* Builds a store in a fresh temporary directory (the whole JOBS set when `only` is NULL,
+ * else the rows `only` keeps), runs fn on a read of it, and removes it. */
+static void with_store(const struct filter_case *only,
+                       void (*fn)(struct dmj_read *r, const void *ctx), const void *ctx)
+{
+    char dir[] = "/tmp/dmj-test-page-XXXXXX";
+    struct dmj_store *s = NULL;
+    struct dmj_read *r = NULL;
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        CHECK(false);
+        return;
+    }
+    int rc = dmj_store_open(dir, 0, (size_t)64 << 20, &s);
+    if (!rc)
+        rc = only ? fill_only(s, only) : fill_store(s);
+    if (!rc)
+        rc = dmj_read_new(s, &r);
+    if (!rc)
+        rc = dmj_read_begin(r);
+    CHECK_EQ_INT(rc, 0);
+    if (!rc) {
+        fn(r, ctx);
+        dmj_read_end(r);
+    }
+    if (r)
+        dmj_read_free(r);
+    if (s)
+        dmj_store_close(s);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
 }
 
 /* The same request on the filtered store and on the store of kept rows: same answer. */
@@ -1057,6 +1085,17 @@ static void compare_filter(struct dmj_read *ra, struct dmj_read *rb, const struc
     }
 }
 
+struct compare_ctx {
+    struct dmj_read *filtered;
+    const struct filter_case *f;
+};
+
+static void compare_cb(struct dmj_read *only, const void *ctx)
+{
+    const struct compare_ctx *c = ctx;
+    compare_filter(c->filtered, only, c->f);
+}
+
 static void test_filters(struct dmj_read *r)
 {
     const unsigned all = DMJ_PAGE_STATUS_ALL;
@@ -1080,68 +1119,22 @@ static void test_filters(struct dmj_read *r)
     };
 #undef ST
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char dir[] = "/tmp/dmj-test-page-only-XXXXXX";
-        struct dmj_store *s = NULL;
-        struct dmj_read *rb = NULL;
-        if (!mkdtemp(dir)) {
-            CHECK(false);
-            return;
-        }
-        int rc = only_store(dir, &cases[i], &s);
-        CHECK_EQ_INT(rc, 0);
-        if (!rc)
-            rc = dmj_read_new(s, &rb);
-        if (!rc)
-            rc = dmj_read_begin(rb);
-        CHECK_EQ_INT(rc, 0);
-        if (!rc) {
-            compare_filter(r, rb, &cases[i]);
-            dmj_read_end(rb);
-        }
-        if (rb)
-            dmj_read_free(rb);
-        if (s)
-            dmj_store_close(s);
-        char cmd[128];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", dir);
+        struct compare_ctx ctx = {r, &cases[i]};
+        with_store(&cases[i], compare_cb, &ctx);
     }
+}
+
+static void run_all(struct dmj_read *r, const void *ctx)
+{
+    (void)ctx;
+    test_cases(r);
+    test_walks(r);
+    test_edges(r);
+    test_filters(r);
 }
 
 int main(void)
 {
-    char dir[] = "/tmp/dmj-test-page-XXXXXX";
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
-    struct dmj_store *s = NULL;
-    struct dmj_read *r = NULL;
-    int rc = dmj_store_open(dir, 0, (size_t)64 << 20, &s);
-    CHECK_EQ_INT(rc, 0);
-    if (!rc)
-        rc = fill_store(s);
-    CHECK_EQ_INT(rc, 0);
-    if (!rc)
-        rc = dmj_read_new(s, &r);
-    if (!rc)
-        rc = dmj_read_begin(r);
-    CHECK_EQ_INT(rc, 0);
-    if (!rc) {
-        test_cases(r);
-        test_walks(r);
-        test_edges(r);
-        test_filters(r);
-        dmj_read_end(r);
-    }
-    if (r)
-        dmj_read_free(r);
-    if (s)
-        dmj_store_close(s);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
+    with_store(NULL, run_all, NULL);
     return check_done();
 }
