@@ -18,6 +18,7 @@ static const struct {
     {"backup", dmj_cmd_backup, "compacted, consistent copy of the store"},
     {"prune", dmj_cmd_prune, "delete jobs created before a date"},
     {"generate", dmj_cmd_generate, "deterministic synthetic jobs and fixtures"},
+    {"sync", dmj_cmd_sync, "follow PostHog's PostgreSQL: jobs, deletions, identities"},
 };
 
 static void usage(FILE *f)

@@ -23,6 +23,7 @@ int dmj_cmd_keys(int argc, char **argv);
 int dmj_cmd_backup(int argc, char **argv);
 int dmj_cmd_prune(int argc, char **argv);
 int dmj_cmd_generate(int argc, char **argv);
+int dmj_cmd_sync(int argc, char **argv);
 
 /* Parses the options of a command that takes only --db and --help, and exactly `operands`
  * operands after them. Returns -1 to go on (`*db` resolved, the operands last in argv: getopt

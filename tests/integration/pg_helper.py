@@ -4,7 +4,7 @@ Not a test itself (its name does not start with test_): test_sync.py and the rep
 import it. Usage:
 
     import pg_helper
-    pg = pg_helper.Postgres(tmp)        # skips the test (exit 77) when PostgreSQL 15 is missing
+    pg = pg_helper.Postgres()           # skips the test (exit 77) when PostgreSQL 15 is missing
     try:
         pg.create_schema()              # posthog_datamodelingjob + identity tables, indexes
         pg.load_jobs("jobs.ndjson")     # `dmj generate` / gen_jobs.py NDJSON (or dmj export)
@@ -16,8 +16,10 @@ import it. Usage:
         pg.stop()
 
 API:
-- Postgres(tmp, tcp=False, timezone="UTC"): initdb + pg_ctl start in a new directory under
-  `tmp` (run as `nobody` when we are root, since PostgreSQL refuses root). It listens on a
+- Postgres(tmp=None, tcp=False, timezone="UTC"): initdb + pg_ctl start in a new directory
+  under the system temp directory (not under `tmp`, which is accepted and ignored: the server
+  runs as `nobody` when we are root, since PostgreSQL refuses root, and `nobody` must reach
+  its directory, which a test's mkdtemp (0700) directories do not allow). It listens on a
   unix socket in that directory; with tcp=True also on 127.0.0.1 at a free port (`.port`).
   `timezone` is the server's TimeZone, so row_to_json writes that offset (e.g.
   "Asia/Kolkata" gives +05:30). Also usable as a context manager.
@@ -35,11 +37,21 @@ API:
   (upsert by id). Absent engine becomes 'clickhouse', absent rows_materialized 0. updated_at:
   "fill" keeps the row's own or else uses last_run_at, else created_at (PostHog's auto_now
   always sets one); "null" leaves it NULL when absent; "keep" takes the row's value as is.
+- .insert_awkward_jobs(n, prefix="awk", teams=2): n jobs whose values are hard for any
+  conversion: quotes, backslashes, escapes as literal text, control characters, U+2028/9,
+  astral characters, long text, NULL in every nullable column, 0 to 6 fraction digits,
+  every tenth one hidden (engine duckgres), every eleventh with a NULL updated_at.
+- .jobs_by_id(where=""): the table's rows (`where` e.g. "where team_id = 1") as
+  {id: {column: value}}, timestamps as UTC microseconds computed by PostgreSQL itself, to
+  compare with to_us() of `dmj export`'s timestamps.
+- to_us(text) (module level): an ISO 8601 timestamp (Z or offset) -> UTC microseconds
+  (None -> None), exact (integer arithmetic). TIMESTAMP_COLUMNS names the three.
 - .load_fixtures(path): a gen_jobs.py / `dmj generate` fixtures document into the identity
   tables (keys keep their secure_value "sha256$..."; the raw key is not stored).
 - .stop(): immediate shutdown and removal of the directory (idempotent).
 """
 
+import datetime
 import json
 import os
 import shutil
@@ -47,6 +59,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import uuid
 
 PGBIN = os.environ.get("PGBIN", "/usr/lib/postgresql/15/bin")
 
@@ -96,6 +109,17 @@ JOB_COLUMNS = ("id, team_id, saved_query_id, status, rows_materialized, error, c
                "parent_workflow_id, storage_delta_mib, created_by_id, updated_at")
 
 
+TIMESTAMP_COLUMNS = ("created_at", "last_run_at", "updated_at")
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def to_us(text):
+    if text is None:
+        return None
+    when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return (when - _EPOCH) // datetime.timedelta(microseconds=1)
+
+
 def _skip(why):
     print("skipped: " + why)
     sys.exit(77)
@@ -110,13 +134,13 @@ def _free_port():
 
 
 class Postgres:
-    def __init__(self, tmp, tcp=False, timezone="UTC"):
+    def __init__(self, tmp=None, tcp=False, timezone="UTC"):
         if not os.access(os.path.join(PGBIN, "initdb"), os.X_OK):
             _skip("%s/initdb not found (Debian's postgresql-15 is not installed)" % PGBIN)
         self.psql_bin = os.path.join(PGBIN, "psql")
         if not os.access(self.psql_bin, os.X_OK):
             self.psql_bin = shutil.which("psql") or _skip("psql not found")
-        self.dir = tempfile.mkdtemp(prefix="pg-", dir=tmp)
+        self.dir = tempfile.mkdtemp(prefix="dmj-pg-")
         os.chmod(self.dir, 0o755)
         self.data = os.path.join(self.dir, "data")
         self.sock = os.path.join(self.dir, "sock")
@@ -212,6 +236,52 @@ class Postgres:
             "on conflict (id) do update set %s;\n"
             % (tmp.replace("'", "''"), cols, upd, sets))
         os.unlink(tmp)
+
+    def insert_awkward_jobs(self, n, prefix="awk", teams=2):
+        texts = [None, 'quote " and \\ backslash and \\n literal', "line\nbreak\tand tab\r\n",
+                 "unicode \u00e9 \u2713 \U0001f4a5 \u2028\u2029 end", "",
+                 "control \x01\x1f del \x7f", '{"json": "in \\"text\\""}',
+                 "\\\\server\\share\\x41\\101", "long " * 200]
+        statuses = ["Running", "Completed", "Failed", "Cancelled", "Skipped"]
+        fractions = ["", ".5", ".01234", ".123456", ".1", ".000001"]
+        path = os.path.join(self.dir, "awkward.ndjson")
+        with open(path, "w", encoding="utf-8") as f:
+            for g in range(1, n + 1):
+                day, sec = divmod(g * 37, 86400)
+                ts = "2024-03-%02dT%02d:%02d:%02d%s+00:00" % (
+                    1 + day % 28, sec // 3600, sec // 60 % 60, sec % 60,
+                    fractions[g % len(fractions)])
+                job = {
+                    "id": str(uuid.uuid5(uuid.NAMESPACE_URL, "%s/%d" % (prefix, g))),
+                    "team_id": 1 + g % teams,
+                    "saved_query_id": None if g % 4 == 0 else str(
+                        uuid.uuid5(uuid.NAMESPACE_URL, "sq/%d" % (g % 7))),
+                    "status": statuses[g % len(statuses)],
+                    "rows_materialized": g * 7919 % 100000,
+                    "error": texts[g % len(texts)],
+                    "created_at": ts,
+                    "last_run_at": None if g % 5 == 0 else ts.replace("+00:00", "-07:00"),
+                    "workflow_id": None if g % 8 == 0 else "materialize-view-%d" % g,
+                    "workflow_run_id": None if g % 10 == 0 else "run-%d" % g,
+                    "rows_expected": None if g % 3 == 0 else g * 3,
+                    "engine": "duckgres" if g % 10 == 0 else "clickhouse",
+                    "run_mode": None if g % 2 == 0 else "full_refresh",
+                    "parent_workflow_id": "parent-%d" % g if g % 6 == 0 else None,
+                    "storage_delta_mib": None if g % 4 == 0 else g / 7.0,
+                    "created_by_id": None if g % 5 == 0 else g % 50,
+                    "updated_at": None if g % 11 == 0 else ts.replace("+00:00", "+05:30"),
+                }
+                f.write(json.dumps(job, ensure_ascii=False) + "\n")
+        self.load_jobs(path, updated_at="keep")
+        os.unlink(path)
+
+    def jobs_by_id(self, where=""):
+        micros = ", ".join("'%s', (extract(epoch from j.%s) * 1000000)::bigint" % (c, c)
+                           for c in TIMESTAMP_COLUMNS)
+        out = self.psql("select (to_jsonb(j) || jsonb_build_object(%s))::text"
+                        " from posthog_datamodelingjob j %s" % (micros, where))
+        rows = (json.loads(line) for line in out.split("\n") if line.strip())
+        return {r["id"]: r for r in rows}
 
     def load_fixtures(self, path):
         with open(path) as f:

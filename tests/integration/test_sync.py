@@ -1,0 +1,384 @@
+#!/usr/bin/python3
+"""dmj sync against a real PostgreSQL 15: a full sync equals the table field by field; while
+`dmj sync --interval 0.5` runs and dmjd serves the store, inserts, Running -> Completed and
+deletions show in dmjd's answers; SIGKILL at seeded random moments during a stream of changes
+loses and duplicates nothing; unchanged cycles commit nothing; --identities gives working
+keys; --teams keeps only those teams; a bad CONNINFO or a missing table fails in one line.
+Skipped (77) when PostgreSQL 15's binaries are missing."""
+
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pg_helper  # noqa: E402
+from test_server import (LIST, Server, binary, generate, get, run, run_cases,  # noqa: E402
+                         sanitized)
+
+SLOW = 4 if sanitized() else 1
+
+TS = pg_helper.TIMESTAMP_COLUMNS
+
+
+def store_rows(db):
+    """The store's jobs by id (a duplicate id fails), timestamps as microseconds."""
+    res = run(binary("dmj"), "export", "--db", db)
+    rows = {}
+    for line in res.stdout.split("\n"):
+        if not line.strip():
+            continue
+        r = json.loads(line)
+        assert r["id"] not in rows, "job %s exported twice" % r["id"]
+        for k in TS:
+            r[k] = pg_helper.to_us(r.get(k))
+        rows[r["id"]] = r
+    return rows
+
+
+def assert_store_equals_table(db, pg, where=""):
+    ref = pg.jobs_by_id(where)
+    got = store_rows(db)
+    missing = set(ref) - set(got)
+    extra = set(got) - set(ref)
+    assert not missing and not extra, "store differs from the table: %d missing, %d extra" % (
+        len(missing), len(extra))
+    bad = []
+    for i, r in ref.items():
+        for k, v in r.items():
+            if got[i].get(k) != v:
+                bad.append("%s.%s: store %r, table %r" % (i, k, got[i].get(k), v))
+    assert not bad, "%d fields differ, first: %s" % (len(bad), bad[:5])
+    run(binary("dmj"), "verify", "--db", db)
+    return len(ref)
+
+
+def sync(pg, db, *args, expect=0):
+    res = subprocess.run([binary("dmj"), "sync", "--postgres", pg.conninfo, "--db", db,
+                          "--once", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, timeout=300)
+    assert res.returncode == expect, "dmj sync exited %d (expected %d): %s" % (
+        res.returncode, expect, res.stderr[-2000:])
+    return res.stderr
+
+
+def setup_pg(tmp, jobs=3000, teams=2):
+    pg = pg_helper.Postgres(timezone="Asia/Kolkata")
+    try:
+        pg.create_schema()
+        jobs_path, fixtures_path = generate(tmp, "jobs", jobs, teams)
+        pg.load_jobs(jobs_path)
+        pg.load_fixtures(fixtures_path)
+        pg.insert_awkward_jobs(300)
+        with open(fixtures_path) as f:
+            fixtures = json.load(f)
+    except BaseException:
+        pg.stop()
+        raise
+    keys = {k.get("label"): k["key"] for k in fixtures["personal_api_keys"]}
+    return pg, keys
+
+
+def file_digest(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+class Syncer:
+    """A `dmj sync` running in the background."""
+
+    def __init__(self, pg, db, *args):
+        self.proc = subprocess.Popen([binary("dmj"), "sync", "--postgres", pg.conninfo, "--db",
+                                      db, *args], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=60 * SLOW)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("dmj sync did not stop within a minute of signal %d" % sig)
+        err = self.proc.stderr.read().decode(errors="replace")
+        self.proc.stderr.close()
+        return self.proc.returncode, err
+
+
+def poll(what, fn, timeout):
+    """Calls fn() until it returns a true value; fails naming `what` after `timeout`."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            last = fn()
+            if last:
+                return last
+        except (AssertionError, OSError, ValueError) as e:
+            last = e
+        time.sleep(0.1)
+    raise AssertionError("%s: not seen within %ds (last: %r)" % (what, timeout, last))
+
+
+# ---- cases ---------------------------------------------------------------------------------
+
+def case_full_sync_equals_table(_store, tmp):
+    pg, _ = setup_pg(tmp)
+    try:
+        # Rows with a NULL updated_at come in through the full comparison.
+        pg.execute("update posthog_datamodelingjob set updated_at = null"
+                   " where rows_materialized % 13 = 0")
+        assert int(pg.psql("select count(*) from posthog_datamodelingjob"
+                           " where updated_at is null")) > 0
+        db = os.path.join(tmp, "db")
+        err = sync(pg, db, "--batch", "500")
+        assert "upserted" in err and "watermark" in err, err
+        n = assert_store_equals_table(db, pg)
+        assert n > 3000, n
+        # The row_to_json text really had the +05:30 offset the conversion must undo.
+        assert "+05:30" in pg.psql("select row_to_json(j) from posthog_datamodelingjob j limit 1")
+
+        # Unchanged: nothing said, nothing committed (the data file is byte-identical).
+        before = file_digest(os.path.join(db, "data.mdb"))
+        err = sync(pg, db)
+        assert err == "", "an unchanged cycle printed %r" % err
+        assert file_digest(os.path.join(db, "data.mdb")) == before, "an unchanged cycle wrote"
+
+        # Changes of every kind, one cycle: update, insert, delete, a NULL updated_at row
+        # changed, a late row (committed with an updated_at far before the watermark).
+        pg.execute("""
+            update posthog_datamodelingjob set status = 'Completed', rows_materialized = 42,
+                   updated_at = now() where status = 'Running';
+            delete from posthog_datamodelingjob where rows_materialized % 11 = 0;
+            insert into posthog_datamodelingjob (id, team_id, status, rows_materialized,
+                   created_at, updated_at)
+            values (md5('new1')::uuid, 1, 'Running', 0, now(), now()),
+                   (md5('late')::uuid, 2, 'Failed', 1, now(), '2020-01-01'),
+                   (md5('nullupd')::uuid, 2, 'Completed', 5, now(), null);
+            """)
+        err = sync(pg, db)
+        assert "deleted" in err, err
+        assert_store_equals_table(db, pg)
+    finally:
+        pg.stop()
+
+
+def case_live_follow_with_dmjd(_store, tmp):
+    pg, keys = setup_pg(tmp)
+    db = os.path.join(tmp, "db")
+    try:
+        sync(pg, db, "--identities")
+        syncer = Syncer(pg, db, "--interval", "0.5", "--identities")
+        try:
+            with Server(db, "--threads", "2") as srv:
+                conn = srv.conn()
+                key = keys["read"]
+
+                def detail(jid):
+                    res, body = get(conn, LIST + jid + "/", key)
+                    return res.status, json.loads(body) if body else None
+
+                new = str(uuid.UUID(hashlib.md5(b"live-new").hexdigest()))
+                pg.execute("insert into posthog_datamodelingjob (id, team_id, status,"
+                           " rows_materialized, created_at, updated_at, workflow_id) values"
+                           " ('%s', 1, 'Running', 0, now(), now(), 'materialize-live')" % new)
+                st, body = poll("inserted job served", lambda: (
+                    lambda r: r if r[0] == 200 else None)(detail(new)), 30 * SLOW)
+                assert body["status"] == "Running" and body["rows_materialized"] == 0, body
+
+                pg.execute("update posthog_datamodelingjob set status = 'Completed',"
+                           " rows_materialized = 1234, updated_at = now() where id = '%s'" % new)
+                st, body = poll("Running -> Completed served", lambda: (
+                    lambda r: r if r[1] and r[1].get("status") == "Completed" else None)(
+                        detail(new)), 30 * SLOW)
+                assert body["rows_materialized"] == 1234, body
+
+                gone = pg.psql("select id from posthog_datamodelingjob where team_id = 1 and"
+                               " engine = 'clickhouse' order by id limit 1")
+                assert detail(gone)[0] == 200
+                pg.execute("delete from posthog_datamodelingjob where id = '%s'" % gone)
+                poll("deleted job gone", lambda: detail(gone)[0] == 404, 30 * SLOW)
+        finally:
+            code, err = syncer.stop(signal.SIGTERM)
+        assert code == 0, "dmj sync exited %d after SIGTERM: %s" % (code, err)
+        assert "upserted" in err and "deleted 1" in err, err
+        assert_store_equals_table(db, pg)
+    finally:
+        pg.stop()
+
+
+def case_sigkill_at_random_moments(_store, tmp):
+    pg, _ = setup_pg(tmp, jobs=20000)
+    db = os.path.join(tmp, "db")
+    rng = random.Random(8)
+    stop = threading.Event()
+    errors = []
+
+    def changes():
+        # A stream of inserts, status moves and deletions while dmj sync is killed.
+        n = 0
+        try:
+            while not stop.is_set():
+                n += 1
+                pg.execute("""
+                    insert into posthog_datamodelingjob (id, team_id, status, rows_materialized,
+                           created_at, updated_at)
+                    values (md5('stream%d')::uuid, 1 + %d %% 2, 'Running', 0, now(), now());
+                    update posthog_datamodelingjob set status = 'Completed',
+                           rows_materialized = %d, updated_at = now()
+                    where id = (select id from posthog_datamodelingjob where status = 'Running'
+                                order by id limit 1);
+                    delete from posthog_datamodelingjob
+                    where id = (select id from posthog_datamodelingjob order by md5(id::text || '%d')
+                                limit 1);
+                    """ % (n, n, n, n))
+                time.sleep(0.02)
+        except Exception as e:  # reported by the main thread
+            errors.append(e)
+
+    try:
+        sigkill_rounds(pg, db, rng, changes, stop, errors)
+    finally:
+        pg.stop()
+
+
+def sigkill_rounds(pg, db, rng, changes, stop, errors):
+    t = threading.Thread(target=changes)
+    t.start()
+    try:
+        for i in range(10):
+            s = Syncer(pg, db, "--interval", "0.2", "--batch", "500")
+            time.sleep(rng.uniform(0.05, 1.0) * SLOW)
+            s.proc.kill()
+            s.proc.wait()
+            s.proc.stderr.close()
+            # The store stays consistent after every kill.
+            run(binary("dmj"), "verify", "--db", db)
+    finally:
+        stop.set()
+        t.join()
+    assert not errors, errors
+    sync(pg, db)
+    n = assert_store_equals_table(db, pg)
+    assert n > 20000, n
+
+
+def case_identities_give_working_keys(_store, tmp):
+    pg, keys = setup_pg(tmp)
+    db = os.path.join(tmp, "db")
+    try:
+        sync(pg, db, "--identities")
+        raw = "phx_" + "SyncCreatedKey0123456789abcdefghijklmnopqrstuvw"
+        secure = "sha256$" + hashlib.sha256(raw.encode()).hexdigest()
+        with Server(db, "--threads", "1") as srv:
+            conn = srv.conn()
+            res, _ = get(conn, LIST, keys["read"])
+            assert res.status == 200, res.status
+            res, _ = get(conn, LIST, raw)
+            assert res.status == 401, "a key not in PostgreSQL yet: %d" % res.status
+        pg.execute("insert into posthog_personalapikey (id, user_id, label, secure_value, scopes)"
+                   " values ('synckey', 2, 'sync', '%s', '{warehouse_view:read}')" % secure)
+        before = file_digest(os.path.join(db, "data.mdb"))
+        err = sync(pg, db, "--identities")
+        assert "identities updated" in err, err
+        assert file_digest(os.path.join(db, "data.mdb")) != before
+        with Server(db, "--threads", "1") as srv:
+            conn = srv.conn()
+            res, body = get(conn, LIST, raw)
+            assert res.status == 200, "key created in PostgreSQL: %d %r" % (res.status, body[:200])
+            # bob (user 2) is in organization 1 only: team 2 is not his.
+            res, _ = get(conn, LIST.replace("/1/", "/2/"), raw)
+            assert res.status in (403, 404), res.status
+        # The same identities again: no write.
+        before = file_digest(os.path.join(db, "data.mdb"))
+        assert sync(pg, db, "--identities") == ""
+        assert file_digest(os.path.join(db, "data.mdb")) == before
+    finally:
+        pg.stop()
+
+
+def case_teams_filter(_store, tmp):
+    pg, _ = setup_pg(tmp, jobs=3000, teams=3)
+    db = os.path.join(tmp, "db")
+    try:
+        sync(pg, db)  # every team first: --teams must then remove the others
+        assert {r["team_id"] for r in store_rows(db).values()} >= {1, 2}
+        sync(pg, db, "--teams", "1,3")
+        n = assert_store_equals_table(db, pg, "where team_id in (1, 3)")
+        assert n > 0 and {r["team_id"] for r in store_rows(db).values()} <= {1, 3}
+        # Changes in another team do not reach this replica.
+        pg.execute("update posthog_datamodelingjob set status = 'Failed', updated_at = now()"
+                   " where team_id = 2")
+        assert sync(pg, db, "--teams", "1,3") == ""
+        for bad in ("", "1,x", "-1", ",", "1,,2"):
+            res = subprocess.run([binary("dmj"), "sync", "--postgres", pg.conninfo, "--db", db,
+                                  "--once", "--teams", bad], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+            assert res.returncode != 0 and "--teams" in res.stderr, (bad, res.stderr)
+    finally:
+        pg.stop()
+
+
+def case_errors(_store, tmp):
+    db = os.path.join(tmp, "db")
+    sock = os.path.join(tmp, "nowhere")
+    os.mkdir(sock)
+    res = subprocess.run([binary("dmj"), "sync", "--postgres", "host=%s port=1" % sock,
+                          "--db", db, "--once"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, timeout=60)
+    assert res.returncode == 1, res.returncode
+    lines = res.stderr.strip().split("\n")
+    assert len(lines) == 1 and "PostgreSQL" in lines[0] and "connect" in lines[0], res.stderr
+    res = subprocess.run([binary("dmj"), "sync", "--postgres", "not a = valid conninfo '",
+                          "--db", db, "--once"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, timeout=60)
+    assert res.returncode == 1 and len(res.stderr.strip().split("\n")) == 1, res.stderr
+
+    pg = pg_helper.Postgres()
+    try:
+        err = sync(pg, db, expect=1)
+        assert "posthog_datamodelingjob" in err and "does not exist" in err, err
+        assert len(err.strip().split("\n")) == 1, err
+        # Without --once: retried with backoff until the table exists, then synced.
+        s = Syncer(pg, db, "--interval", "0.3")
+        try:
+            time.sleep(1)
+            assert s.proc.poll() is None, "dmj sync gave up without --once"
+            pg.create_schema()
+            pg.execute("insert into posthog_datamodelingjob (id, team_id, status,"
+                       " rows_materialized, created_at, updated_at)"
+                       " values (md5('x')::uuid, 1, 'Running', 0, now(), now())")
+            poll("the row after the table appeared",
+                 lambda: len(store_rows(db)) == 1, 60 * SLOW)
+        finally:
+            code, err = s.stop(signal.SIGINT)
+        assert code == 0, (code, err)
+        assert "retrying" in err and "does not exist" in err, err
+    finally:
+        pg.stop()
+
+
+def main():
+    if not os.access(os.path.join(pg_helper.PGBIN, "initdb"), os.X_OK):
+        print("skipped: %s/initdb not found (Debian's postgresql-15 is not installed)"
+              % pg_helper.PGBIN)
+        return 77
+    cases = [case_full_sync_equals_table, case_live_follow_with_dmjd,
+             case_sigkill_at_random_moments, case_identities_give_working_keys,
+             case_teams_filter, case_errors]
+    only = os.environ.get("DMJ_TEST_CASE")  # one case by name, while working on it
+    if only:
+        cases = [c for c in cases if c.__name__ == only]
+    # The shared runner's store is not used: each case builds its own from PostgreSQL.
+    return run_cases(cases, "dmj-test-sync-", jobs=10, teams=1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
