@@ -139,7 +139,7 @@ static int open_dbs(struct dmj_store *s)
             continue;
         }
         if (i == DB_CHANGES && rc == 0)
-            s->has_changes = true;
+            atomic_store(&s->has_changes, true);
         if (rc == MDB_NOTFOUND) {
             rc = DMJ_EVERSION; /* an LMDB file, but not a dmj store of this format */
             goto Error;
@@ -331,15 +331,21 @@ int dmj_store_open(const char *dir, unsigned flags, size_t map_size, struct dmj_
     s->rdonly = rdonly;
     atomic_init(&s->readers, 0);
     atomic_init(&s->resizing, false);
+    atomic_init(&s->has_changes, false);
+    atomic_init(&s->changes_tried, 0);
     if (pthread_mutex_init(&s->resize_lock, NULL) != 0) {
+        free(s);
+        return -ENOMEM;
+    }
+    if (pthread_mutex_init(&s->changes_lock, NULL) != 0) {
+        pthread_mutex_destroy(&s->resize_lock);
         free(s);
         return -ENOMEM;
     }
     rc = mdb_env_create(&s->env);
     if (rc) {
-        pthread_mutex_destroy(&s->resize_lock);
-        free(s);
-        return dmj__store_err(rc);
+        rc = dmj__store_err(rc);
+        goto Error;
     }
     rc = mdb_env_set_maxdbs(s->env, MAX_DBS);
     if (!rc)
@@ -365,9 +371,7 @@ int dmj_store_open(const char *dir, unsigned flags, size_t map_size, struct dmj_
     *out = s;
     return 0;
 Error:
-    mdb_env_close(s->env);
-    pthread_mutex_destroy(&s->resize_lock);
-    free(s);
+    dmj_store_close(s);
     return rc;
 }
 
@@ -375,7 +379,9 @@ void dmj_store_close(struct dmj_store *s)
 {
     if (!s)
         return;
-    mdb_env_close(s->env);
+    if (s->env)
+        mdb_env_close(s->env);
+    pthread_mutex_destroy(&s->changes_lock);
     pthread_mutex_destroy(&s->resize_lock);
     free(s);
 }
@@ -549,10 +555,47 @@ void dmj_read_free(struct dmj_read *r)
     free(r);
 }
 
+/* A read-only handle on a store written before the change log looks for one a writer may have
+ * created since, before a read begins: a transaction only knows the sub-database handles that
+ * existed when it began. Once per committed write, and only on such stores. */
+static void find_changes(struct dmj_store *s)
+{
+    MDB_envinfo info;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    if (atomic_load(&s->has_changes))
+        return;
+    reader_enter(s);
+    if (mdb_env_info(s->env, &info) != 0 ||
+        atomic_load(&s->changes_tried) == (uint64_t)info.me_last_txnid) {
+        reader_leave(s);
+        return;
+    }
+    /* mdb_dbi_open: one transaction of the process at a time */
+    pthread_mutex_lock(&s->changes_lock);
+    if (!atomic_load(&s->has_changes) && mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) == 0) {
+        int rc = mdb_dbi_open(txn, dmj__store_db_names[DB_CHANGES], 0, &dbi);
+        if (rc == 0) {
+            /* a read transaction's commit makes the handle the environment's */
+            if (mdb_txn_commit(txn) == 0) {
+                s->dbi[DB_CHANGES] = dbi;
+                atomic_store(&s->has_changes, true);
+            }
+        } else {
+            mdb_txn_abort(txn);
+            if (rc == MDB_NOTFOUND)
+                atomic_store(&s->changes_tried, (uint64_t)info.me_last_txnid);
+        }
+    }
+    pthread_mutex_unlock(&s->changes_lock);
+    reader_leave(s);
+}
+
 int dmj_read_begin(struct dmj_read *r)
 {
     if (r->active)
         dmj_read_end(r);
+    find_changes(r->s);
     for (int attempt = 0;; attempt++) {
         reader_enter(r->s);
         int rc = mdb_txn_renew(r->txn);
@@ -636,9 +679,16 @@ static int slot_cursor(struct dmj_read *r, struct slot *sl, MDB_cursor **out)
 
 int dmj__read_cursor(struct dmj_read *r, int db, MDB_cursor **out)
 {
-    if (db == DB_CHANGES && !r->s->has_changes)
+    struct slot *sl = &r->misc[db];
+    if (db != DB_CHANGES || !r->active)
+        return slot_cursor(r, sl, out);
+    if (!atomic_load(&r->s->has_changes))
         return DMJ_ENOTFOUND;
-    return slot_cursor(r, &r->misc[db], out);
+    if (!sl->cur)
+        sl->dbi = r->s->dbi[DB_CHANGES]; /* found after this handle was made */
+    int rc = slot_cursor(r, sl, out);
+    /* found by another thread while this transaction, begun before, does not know it */
+    return rc == -EINVAL ? DMJ_ENOTFOUND : rc;
 }
 
 int dmj__read_txn(struct dmj_read *r, MDB_txn **out)

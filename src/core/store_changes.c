@@ -174,12 +174,13 @@ int dmj_read_change_size(struct dmj_read *r, uint64_t *entries, uint64_t *bytes)
     int rc = dmj__read_txn(r, &txn);
     if (rc)
         return rc;
-    if (!s->has_changes) {
+    /* absent, or found after this transaction began (EINVAL): nothing to count in it */
+    rc = atomic_load(&s->has_changes) ? mdb_stat(txn, s->dbi[DB_CHANGES], &st) : EINVAL;
+    if (rc == EINVAL) {
         *entries = 0;
         *bytes = 0;
         return 0;
     }
-    rc = mdb_stat(txn, s->dbi[DB_CHANGES], &st);
     if (rc)
         return dmj__store_err(rc);
     *entries = st.ms_entries;

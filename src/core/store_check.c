@@ -320,7 +320,7 @@ int dmj_store_verify(struct dmj_store *s, void *report)
     check_change_counters(&c);
     for (size_t i = 0; i < sizeof passes / sizeof passes[0]; i++) {
         /* a store from before the change log, opened read-only, has none to check */
-        if (passes[i].db == DB_CHANGES && !s->has_changes)
+        if (passes[i].db == DB_CHANGES && !atomic_load(&s->has_changes))
             continue;
         rc = each(&c, passes[i].db, passes[i].fn);
         if (rc)

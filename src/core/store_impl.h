@@ -49,8 +49,11 @@ struct dmj_store {
     MDB_dbi dbi[DB_COUNT];
     bool rdonly;
     /* false only for a read-only open of a store written before the change log: its
-     * dbi[DB_CHANGES] is not valid and the log reads as empty */
-    bool has_changes;
+     * dbi[DB_CHANGES] is not valid and the log reads as empty, until a read begun after a
+     * writer created the log finds it (store.c: find_changes; set once, after the dbi) */
+    atomic_bool has_changes;
+    _Atomic uint64_t changes_tried; /* the last committed txnid find_changes looked in */
+    pthread_mutex_t changes_lock;
     /* Adopting a map grown by another process (mdb_env_set_mapsize) is only allowed while
      * no transaction of this process is active: read handles count themselves in
      * `readers` while they are begun, and wait while `resizing` is set (store.c). */
