@@ -22,6 +22,12 @@ struct dmj_api_config {
      * on, or the seconds to wait (the API answers 429 with Retry-After). Thread-safe. */
     unsigned (*rate_limit)(void *ctx, const char *secure_value);
     void *rate_limit_ctx;
+    /** Optional bound on open event streams per key, called with the key's stored hash when
+     * an `events/` GET has passed every other check. Returns 0 when the stream may open (the
+     * caller then holds one slot for the key until it ends the stream), or the seconds to
+     * wait (the API answers 429). Thread-safe. NULL: no bound. */
+    unsigned (*stream_acquire)(void *ctx, const char *secure_value);
+    void *stream_ctx;
 };
 
 /** A request as the HTTP layer sees it; every pointer is borrowed for the call. A header
@@ -34,7 +40,20 @@ struct dmj_api_request {
     struct dmj_str host;          /**< Host or :authority */
     struct dmj_str forwarded_proto; /**< X-Forwarded-Proto */
     struct dmj_str if_none_match;
+    struct dmj_str last_event_id; /**< Last-Event-ID (events/) */
     bool tls;
+    /** The same request asked again (a parked long-poll or an open stream re-evaluated on a
+     * store change): every check runs again, but the rate limiter does not count it. */
+    bool again;
+};
+
+/** Where an event stream stands; dmj_api_handle fills it when it opens one, and
+ * dmj_api_stream_render moves it on. Plain data: the server keeps it with the stream. */
+struct dmj_api_stream {
+    int32_t team_id;   /**< the team the stream was opened for */
+    uint64_t after_seq; /**< the last change sent (or skipped as before the stream) */
+    bool reset;         /**< an `event: reset` is owed first (changes were pruned) */
+    uint64_t oldest;    /**< the oldest seq the log kept, for the reset event */
 };
 
 /** A response; `body` belongs to the worker and lives until the next dmj_api_handle. */
@@ -49,6 +68,17 @@ struct dmj_api_response {
     const char *body;
     size_t body_len;
     const char *endpoint;  /**< a route name for metrics and logs ("list", "retrieve", ...) */
+    /** `running/?wait=N` whose answer is this 304: the server may hold the request up to
+     * `wait_s` seconds, asking again (req.again) when the store changes, and send the first
+     * answer that is not this 304 - or this one when the time is up. 0: answer now. */
+    unsigned wait_s;
+    bool event_stream;     /**< Content-Type: text/event-stream, Cache-Control: no-cache */
+    /** A GET on events/ was accepted: send the headers, keep the response open and send what
+     * dmj_api_stream_render produces. `stream` says where it starts, `stream_key` whose slot
+     * (config.stream_acquire) it holds. */
+    bool stream_open;
+    struct dmj_api_stream stream;
+    char stream_key[80];
 };
 
 /** Per-thread state: the reusable read handle and buffers. */
@@ -60,6 +90,16 @@ void dmj_api_worker_free(struct dmj_api_worker *w);
 /** Answers one request. Never fails: internal errors become a 500 body. */
 void dmj_api_handle(struct dmj_api_worker *w, const struct dmj_api_request *req,
                     struct dmj_api_response *res);
+
+/** Checks an open stream's request again (authentication, permissions, the same team) and
+ * appends the team's changes after `st->after_seq` as Server-Sent Events to `out`, moving
+ * `st` on; stops once `out` holds `soft_max` bytes. Returns 0 when everything committed so
+ * far was written, 1 when there is more (call again once `out` is sent), -EACCES when the
+ * request no longer passes its checks (end the stream), or another negative code. */
+DMJ_MUST_CHECK int dmj_api_stream_render(struct dmj_api_worker *w,
+                                         const struct dmj_api_request *req,
+                                         struct dmj_api_stream *st, struct dmj_buf *out,
+                                         size_t soft_max);
 
 /** Appends the OpenAPI 3.0 document (JSON) of the served endpoints to `out`, as
  * `GET /api/schema/` serves it. -ENOMEM or DMJ_ETOOBIG. */

@@ -120,6 +120,10 @@ static void route(struct dmj__api_ctx *c)
         return;
     if (lit_eq(p, job, "recent")) {
         c->endpoint = DMJ__API_RECENT;
+    } else if (lit_eq(p, job, "events")) {
+        /* The list's checks exactly; api_stream.c answers instead of the list. */
+        c->endpoint = DMJ__API_LIST;
+        c->events = true;
     } else if (lit_eq(p, job, "running")) {
         c->endpoint = DMJ__API_RUNNING;
     } else {
@@ -201,14 +205,44 @@ static void put_hex16(char *p, uint64_t v)
     }
 }
 
+#define FNV_OFFSET 0xcbf29ce484222325ULL
+
+/* "<16 hex>-<16 hex>" in quotes. */
+static void format_etag(uint64_t a, uint64_t b, char out[48])
+{
+    /* "%016llx-%016llx" by hand: snprintf cost a twentieth of a retrieve. */
+    out[0] = '"';
+    put_hex16(out + 1, a);
+    out[17] = '-';
+    put_hex16(out + 18, b);
+    out[34] = '"';
+    out[35] = '\0';
+}
+
+/* `running` ignores the query and renders no links, and long-polls wait for its ETag to
+ * change: so its validator is the body itself (with the path and key), and a commit that
+ * leaves the team's running jobs as they were - another team's import - wakes no one. */
+static void make_running_etag(struct dmj__api_ctx *c, char out[48])
+{
+    const struct dmj_api_response *res = c->res;
+    uint64_t h = fnv_field(FNV_OFFSET, c->w->path.data ? c->w->path.data : "", c->w->path.len);
+    h = fnv_field(h, c->w->key.secure_value, strlen(c->w->key.secure_value));
+    format_etag(fnv_field(FNV_OFFSET, res->body, res->body_len), h, out);
+}
+
 /* A strong validator for this answer: the same committed store state (txnid), the same
  * request (scheme, host, path, query, key) and the same page-size maximum give the same
  * bytes, whatever the method. */
 static void make_etag(struct dmj__api_ctx *c, bool https, char out[48])
 {
     const struct dmj_api_request *q = c->req;
-    uint64_t h = 0xcbf29ce484222325ULL;
+    uint64_t h = FNV_OFFSET;
     unsigned char fixed[5] = {https ? 1 : 0};
+
+    if (c->endpoint == DMJ__API_RUNNING) {
+        make_running_etag(c, out);
+        return;
+    }
 
     /* The maximum page size, in a fixed byte order, so that servers with other settings
      * over one store never share a validator. */
@@ -220,13 +254,7 @@ static void make_etag(struct dmj__api_ctx *c, bool https, char out[48])
     h = fnv_field(h, q->query.ptr ? "?" : "", q->query.ptr ? 1 : 0);
     h = fnv_field(h, q->query.ptr ? q->query.ptr : "", q->query.ptr ? q->query.len : 0);
     h = fnv_field(h, c->w->key.secure_value, strlen(c->w->key.secure_value));
-    /* "%016llx-%016llx" by hand: snprintf cost a twentieth of a retrieve. */
-    out[0] = '"';
-    put_hex16(out + 1, dmj_read_txnid(c->w->read));
-    out[17] = '-';
-    put_hex16(out + 18, h);
-    out[34] = '"';
-    out[35] = '\0';
+    format_etag(dmj_read_txnid(c->w->read), h, out);
 }
 
 /* If-None-Match: "*" or a comma-separated list of entity tags, compared weakly (RFC 9110
@@ -292,15 +320,41 @@ static void reset_response(struct dmj_api_response *res)
     res->body = "";
     res->body_len = 0;
     res->endpoint = "unmatched";
+    res->wait_s = 0;
+    res->event_stream = false;
+    res->stream_open = false;
+    memset(&res->stream, 0, sizeof res->stream);
+    res->stream_key[0] = '\0';
 }
 
 static void not_modified(struct dmj__api_ctx *c);
+
+/* Steps 3-8 of the checks; a request asked again is not counted by the rate limiter twice
+ * (the worker's configuration is its own copy, so lending it out for the call is safe). */
+static int authorize(struct dmj__api_ctx *c, bool count)
+{
+    if (count)
+        return dmj__api_authorize(c);
+    unsigned (*limiter)(void *, const char *) = c->w->cfg.rate_limit;
+    c->w->cfg.rate_limit = NULL;
+    int rc = dmj__api_authorize(c);
+    c->w->cfg.rate_limit = limiter;
+    return rc;
+}
+
+/* A `running/?wait=N` 304 may be held: tell the server for how long. */
+static void offer_wait(struct dmj__api_ctx *c, unsigned wait)
+{
+    if (c->res->status == 304)
+        c->res->wait_s = wait;
+}
 
 /* Everything after the route is known and the read transaction has begun. */
 static void answer(struct dmj__api_ctx *c)
 {
     const struct dmj_api_request *req = c->req;
     struct dmj_api_response *res = c->res;
+    unsigned wait = 0;
 
     if (dmj__api_authenticate(c) != 0)
         return;
@@ -308,12 +362,18 @@ static void answer(struct dmj__api_ctx *c)
         dmj__api_method_not_allowed(c);
         return;
     }
-    if (dmj__api_authorize(c) != 0)
+    if (authorize(c, !req->again) != 0)
         return;
+    if (c->events) {
+        dmj__api_events(c);
+        return;
+    }
     if (c->method == DMJ__API_OPTIONS) {
         dmj__api_options(c);
         return;
     }
+    if (c->endpoint == DMJ__API_RUNNING && dmj__api_wait_param(c, &wait) != 0)
+        return;
     /* The 304 is decided on the answer, not before it: a request that would fail (a bad
      * cursor, a job of another team) has no representation to match, even for "*". */
     dmj__api_serve(c);
@@ -323,6 +383,7 @@ static void answer(struct dmj__api_ctx *c)
     if (c->cacheable)
         dmj__api_cache_store(&c->w->cache, res->body, res->body_len, res->etag);
     not_modified(c);
+    offer_wait(c, wait);
 }
 
 /* Turns a 200 into a 304 when If-None-Match lists its ETag. */
@@ -401,7 +462,7 @@ void dmj_api_handle(struct dmj_api_worker *w, const struct dmj_api_request *req,
         return;
     }
     route(&c);
-    res->endpoint = endpoint_name(c.endpoint);
+    res->endpoint = c.events ? "events" : endpoint_name(c.endpoint);
     if (c.endpoint == DMJ__API_HEALTH) {
         dmj__api_health(&c);
         return;
@@ -427,7 +488,7 @@ void dmj_api_handle(struct dmj_api_worker *w, const struct dmj_api_request *req,
         return;
     }
     /* GET and HEAD answer with the same body and ETag: one entry serves both. */
-    if (w->use_cache && (c.method == DMJ__API_GET || c.method == DMJ__API_HEAD) &&
+    if (w->use_cache && !c.events && (c.method == DMJ__API_GET || c.method == DMJ__API_HEAD) &&
         dmj__api_cache_prepare(&w->cache, req, dmj_read_txnid(w->read))) {
         const struct dmj__api_cache_entry *hit = dmj__api_cache_find(&w->cache);
         if (hit != NULL) {
@@ -436,6 +497,11 @@ void dmj_api_handle(struct dmj_api_worker *w, const struct dmj_api_request *req,
             res->body_len = hit->body.len;
             memcpy(res->etag, hit->etag, sizeof res->etag);
             not_modified(&c);
+            /* Only a 200 is cached, so this request's `wait` passed its check then. */
+            unsigned wait = 0;
+            if (c.endpoint == DMJ__API_RUNNING && res->status == 304 &&
+                dmj__api_wait_param(&c, &wait) == 0)
+                offer_wait(&c, wait);
             dmj_read_end(w->read);
             return;
         }
@@ -444,4 +510,26 @@ void dmj_api_handle(struct dmj_api_worker *w, const struct dmj_api_request *req,
     answer(&c);
     /* The body lives in the worker's buffers: nothing points into LMDB past this point. */
     dmj_read_end(w->read);
+}
+
+int dmj__api_recheck(struct dmj__api_ctx *c)
+{
+    struct dmj_api_worker *w = c->w;
+    struct dmj_api_response *res = c->res;
+
+    reset_response(res);
+    c->method = classify_method(&c->req->method);
+    dmj_buf_reset(&w->path);
+    if (decode_path(&c->req->path, &w->path) != 0)
+        return 1;
+    route(c);
+    if (c->endpoint == DMJ__API_NONE || c->endpoint == DMJ__API_HEALTH)
+        return 1;
+    if (dmj_read_begin(w->read) != 0)
+        return 1;
+    if (dmj__api_authenticate(c) != 0 || authorize(c, false) != 0) {
+        dmj_read_end(w->read);
+        return 1;
+    }
+    return 0;
 }

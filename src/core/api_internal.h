@@ -91,6 +91,7 @@ struct dmj__api_ctx {
     bool query_parsed; /* dmj__api_query ran (its result is query_rc) */
     int query_rc;
     bool cacheable;       /* a 200 answer goes into the worker's cache */
+    bool events;          /* events/: routed as the list (its checks), answered by api_stream.c */
     struct dmj_user user; /* the key's owner, once authenticated */
     struct dmj_team team; /* the resolved team */
 };
@@ -145,6 +146,20 @@ void dmj__api_internal(struct dmj__api_ctx *c, int err);
 const struct dmj_query *dmj__api_query(struct dmj__api_ctx *c);
 /** Whether links say https: a TLS listener, or X-Forwarded-Proto exactly "https". */
 bool dmj__api_https(const struct dmj_api_request *req);
+
+/** Routes the request and runs authentication and steps 3-7 of the checks again for a
+ * request asked again (req->again; the rate limiter is not consulted), leaving the read
+ * transaction begun. Returns 0, or 1 when the request no longer passes (nothing is begun). */
+int dmj__api_recheck(struct dmj__api_ctx *c);
+
+/* api_stream.c */
+
+/** `running`'s `wait` parameter (0 when absent): an integer 0..60. Returns 0, or 1 when
+ * `res` holds the 400 (attr "wait"). */
+int dmj__api_wait_param(struct dmj__api_ctx *c, unsigned *out);
+/** events/ once the request passed its checks: OPTIONS metadata, HEAD headers, or a GET that
+ * opens a stream (Last-Event-ID, the per-key bound). */
+void dmj__api_events(struct dmj__api_ctx *c);
 
 /* api_auth.c */
 

@@ -44,6 +44,8 @@ struct dmjd_metrics {
     atomic_uint_fast64_t latency_sum_us;
     atomic_int_fast64_t open_connections;
     atomic_uint_fast64_t accepted_connections;
+    atomic_int_fast64_t parked;  /* `running/?wait=` requests held now */
+    atomic_int_fast64_t streams; /* events/ streams open now */
 };
 
 /** Counts one answered request (called by the worker's own thread). */
@@ -92,6 +94,19 @@ void dmjd_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 DMJ_MUST_CHECK int dmjd_accesslog_redact_target(struct dmj_buf *out, const char *target,
                                                 size_t len);
 
+/* ---- per-key stream slots (slots.c) --------------------------------------------------- */
+
+struct dmjd_slots;
+
+/** A table of open streams per key, shared by every worker: at most `per_key` for one key,
+ * and at most `capacity` keys with streams at once. */
+DMJ_MUST_CHECK int dmjd_slots_new(unsigned per_key, size_t capacity, struct dmjd_slots **out);
+void dmjd_slots_free(struct dmjd_slots *s);
+/** The dmj_api_config.stream_acquire hook: 0 when a slot was taken, else seconds to wait. */
+unsigned dmjd_slots_acquire(void *slots, const char *secure_value);
+/** Gives back a slot taken by dmjd_slots_acquire. */
+void dmjd_slots_release(struct dmjd_slots *s, const char *secure_value);
+
 /* ---- server and workers (main.c, worker.c, handler.c) --------------------------------- */
 
 struct dmjd_listener {
@@ -117,6 +132,8 @@ struct dmjd_server {
     h2o_hostconf_t *api_hosts[2];
     h2o_hostconf_t *metrics_hosts[2];
     struct dmjd_ratelimit *ratelimit;
+    struct dmjd_slots *slots;  /**< open event streams per key (NULL: no bound) */
+    uint64_t keepalive_us;     /**< the `: keep-alive` interval of event streams */
     struct dmjd_worker **workers;
     unsigned n_workers;
     /* Start-up only: workers report their loop ready and wait for `go` (worker.c). */
@@ -124,6 +141,13 @@ struct dmjd_server {
     pthread_cond_t start_cond;
     unsigned n_ready;
     bool go;
+    /* The store watcher (watch.c): one thread that wakes every worker when the store's last
+     * committed transaction changes. */
+    pthread_t watch_thread;
+    pthread_mutex_t watch_lock;
+    pthread_cond_t watch_cond;
+    bool watch_stop;
+    bool watch_started;
 };
 
 /** Per-thread state; the h2o context is embedded so a handler finds its worker. */
@@ -136,6 +160,11 @@ struct dmjd_worker {
     sem_t done;        /**< posted when the thread has drained */
     int notify_fds[2]; /**< a self-pipe: the main thread writes one byte to stop the worker */
     h2o_socket_t *notify_sock;
+    int wake_fds[2]; /**< a self-pipe: the watcher writes one byte when the store changed */
+    h2o_socket_t *wake_sock;
+    h2o_linklist_t parked;  /**< struct dmjd_parked: held `running/?wait=` requests */
+    h2o_linklist_t streams; /**< struct dmjd_stream: open events/ streams */
+    h2o_timeout_entry_t live_tick; /**< deadlines and keep-alives while either list is used */
     h2o_accept_ctx_t accept_ctx[DMJD_MAX_LISTENERS];
     h2o_socket_t *listen_socks[DMJD_MAX_LISTENERS];
     h2o_timeout_entry_t resume_accept; /**< accepting again after running out of fds */
@@ -171,6 +200,41 @@ struct dmjd_conn {
     uint64_t since_us;    /**< when body_queued was last forgiven (dmjd_now_us) */
     bool cut;             /**< shut down as abusive: later requests get no work */
 };
+
+/** Tells the worker that the store changed (async-signal-safe write; any thread). */
+void dmjd_worker_wake(struct dmjd_worker *w);
+
+/** Starts / stops the thread that watches the store's last committed transaction (every
+ * WATCH_MS) and wakes every worker when it changes. */
+DMJ_MUST_CHECK int dmjd_watcher_start(struct dmjd_server *srv);
+void dmjd_watcher_stop(struct dmjd_server *srv);
+
+/* ---- long-polls and event streams (live.c) -------------------------------------------- */
+
+/** Sets up the worker's lists (before its loop runs). */
+void dmjd_live_init(struct dmjd_worker *w);
+/** Holds a `running/?wait=` request whose answer is a 304 for up to `wait_s` seconds. False
+ * when it cannot be held (the worker is draining): answer it now. */
+bool dmjd_live_park(struct dmjd_worker *w, h2o_req_t *req, const struct dmj_api_request *in,
+                    unsigned wait_s, uint64_t started);
+/** Opens the events/ stream the API accepted (it holds the key's slot until it ends). */
+void dmjd_live_open_stream(struct dmjd_worker *w, h2o_req_t *req,
+                           const struct dmj_api_request *in, const struct dmj_api_response *res,
+                           uint64_t started);
+/** The store changed: re-evaluates every held request and stream of this worker. */
+void dmjd_live_wake(struct dmjd_worker *w);
+/** Shutdown: answers every held request now and ends every stream. */
+void dmjd_live_end_all(struct dmjd_worker *w);
+
+/** Sends an API answer for `req` and counts and logs it (handler.c). */
+void dmjd_answer(struct dmjd_worker *w, h2o_req_t *req, const struct dmj_api_response *res,
+                 uint64_t started);
+/** Sends the status and headers of `res` and starts a streamed response with `gen`. */
+void dmjd_start_stream(struct dmjd_worker *w, h2o_req_t *req, const struct dmj_api_response *res,
+                       h2o_generator_t *gen);
+/** Counts an answered request in the metrics and writes its access-log line. */
+void dmjd_log_request(struct dmjd_worker *w, h2o_req_t *req, const char *endpoint, int status,
+                      size_t sent, uint64_t started);
 
 /** The state of the connection `req` came on, or NULL (not accepted by a worker). */
 struct dmjd_conn *dmjd_conn_of(h2o_req_t *req);

@@ -173,6 +173,10 @@ static void add_response_headers(h2o_req_t *req, const struct dmj_api_response *
     h2o_headers_t *hs = &req->res.headers;
     if (res->json)
         h2o_add_header(pool, hs, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    if (res->event_stream) {
+        h2o_add_header(pool, hs, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/event-stream"));
+        h2o_add_header(pool, hs, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-cache"));
+    }
     if (res->allow)
         h2o_add_header(pool, hs, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET, HEAD, OPTIONS"));
     if (res->www_authenticate)
@@ -273,20 +277,53 @@ static int on_request(h2o_handler_t *self, h2o_req_t *req)
         in.forwarded_proto = (struct dmj_str){req->headers.entries[xfp].value.base,
                                               req->headers.entries[xfp].value.len};
 
+    ssize_t lei = h2o_find_header_by_str(&req->headers, H2O_STRLIT("last-event-id"), -1);
+    if (lei >= 0)
+        in.last_event_id = (struct dmj_str){req->headers.entries[lei].value.base,
+                                            req->headers.entries[lei].value.len};
+
     struct dmj_api_response res;
     memset(&res, 0, sizeof(res));
     dmj_api_handle(w->api, &in, &res);
-
-    req->res.status = res.status;
-    req->res.reason = reason_of(res.status);
-    add_response_headers(req, &res);
-    bool head = res.head || method_is(req, "HEAD");
-    size_t sent = send_body(w, req, res.body != NULL ? res.body : "", res.body_len, head);
-    if (conn != NULL)
-        account_h2_body(req, conn, sent, started);
-    dmjd_metrics_count(&w->metrics, res.endpoint, res.status, dmjd_now_us() - started);
-    write_access_log(w, req, res.status, sent, started);
+    if (res.stream_open) {
+        dmjd_live_open_stream(w, req, &in, &res, started);
+        return 0;
+    }
+    if (res.wait_s > 0 && dmjd_live_park(w, req, &in, res.wait_s, started))
+        return 0;
+    dmjd_answer(w, req, &res, started);
     return 0;
+}
+
+void dmjd_answer(struct dmjd_worker *w, h2o_req_t *req, const struct dmj_api_response *res,
+                 uint64_t started)
+{
+    req->res.status = res->status;
+    req->res.reason = reason_of(res->status);
+    add_response_headers(req, res);
+    bool head = res->head || method_is(req, "HEAD");
+    size_t sent = send_body(w, req, res->body != NULL ? res->body : "", res->body_len, head);
+    struct dmjd_conn *conn = req->version >= 0x200 ? dmjd_conn_of(req) : NULL;
+    uint64_t now = dmjd_now_us();
+    if (conn != NULL)
+        account_h2_body(req, conn, sent, now);
+    dmjd_log_request(w, req, res->endpoint, res->status, sent, started);
+}
+
+void dmjd_start_stream(struct dmjd_worker *w, h2o_req_t *req, const struct dmj_api_response *res,
+                       h2o_generator_t *gen)
+{
+    req->res.status = res->status;
+    req->res.reason = reason_of(res->status);
+    add_response_headers(req, res);
+    h2o_start_response(req, gen);
+}
+
+void dmjd_log_request(struct dmjd_worker *w, h2o_req_t *req, const char *endpoint, int status,
+                      size_t sent, uint64_t started)
+{
+    dmjd_metrics_count(&w->metrics, endpoint, status, dmjd_now_us() - started);
+    write_access_log(w, req, status, sent, started);
 }
 
 /* The --metrics-listen listener: /metrics, and a plain 404 for anything else (the API and

@@ -22,6 +22,9 @@
 #define DEFAULT_LISTEN "127.0.0.1:8000"
 #define DEFAULT_MAX_LIMIT 1000
 #define RATE_TABLE_KEYS 4096 /* keys the rate limiter remembers at once (~8 MiB) */
+#define DEFAULT_STREAMS_PER_KEY 8
+#define DEFAULT_EVENTS_KEEPALIVE 15
+#define STREAM_TABLE_KEYS 4096 /* keys with open event streams at once (~340 KiB) */
 /* The body is never read: keep what h2o buffers of one small. */
 #define MAX_REQUEST_BODY (1u << 20)
 
@@ -38,6 +41,8 @@ struct options {
     bool access_log_json;
     const char *metrics_listen;
     size_t map_size;
+    unsigned streams_per_key;
+    unsigned events_keepalive;
 };
 
 static void usage(FILE *f)
@@ -47,7 +52,7 @@ static void usage(FILE *f)
             "            [--tls-cert FILE --tls-key FILE] [--max-limit N]\n"
             "            [--rate-limit 480/minute,4800/hour] [--access-log FILE|-]\n"
             "            [--access-log-format combined|json] [--metrics-listen HOST:PORT]\n"
-            "            [--map-size BYTES]\n"
+            "            [--map-size BYTES] [--streams-per-key N] [--events-keepalive S]\n"
             "\n"
             "Serves PostHog's data-modeling-jobs API from a dmj store (read-only).\n"
             "\n"
@@ -67,14 +72,23 @@ static void usage(FILE *f)
             "                     serve /metrics on this listener only (default: on the API\n"
             "                     listeners); plain HTTP\n"
             "  --map-size BYTES   LMDB map size (default: $DMJ_MAP_SIZE or the store's)\n"
+            "  --streams-per-key N\n"
+            "                     open events/ streams one key may hold (default %d;\n"
+            "                     0 = no bound); one more is a 429\n"
+            "  --events-keepalive S\n"
+            "                     seconds between `: keep-alive` lines on an idle\n"
+            "                     events/ stream (default %d)\n"
             "  --help             this text\n"
             "\n"
             "Prints `listening on URL` once per listener when ready (the metrics listener\n"
             "last, as `metrics on URL`). Messages from the workers' set-up on go to stderr\n"
             "with an ISO 8601 UTC timestamp. GET /api/schema/ serves the OpenAPI document\n"
             "(no key needed).\n"
-            "SIGTERM or SIGINT: stop accepting, finish the responses in flight, exit 0.\n",
-            DEFAULT_MAX_LIMIT);
+            "`running/?wait=N` long-polls and events/ streams wait in the workers' event\n"
+            "loops; one watcher thread wakes them when the store commits.\n"
+            "SIGTERM or SIGINT: stop accepting, answer held long-polls, end event\n"
+            "streams, finish the responses in flight, exit 0.\n",
+            DEFAULT_MAX_LIMIT, DEFAULT_STREAMS_PER_KEY, DEFAULT_EVENTS_KEEPALIVE);
 }
 
 static int parse_unsigned(const char *s, unsigned long long max, unsigned long long *out)
@@ -104,6 +118,8 @@ static int parse_options(int argc, char **argv, struct options *o)
         O_MAP,
         O_LOG_FORMAT,
         O_METRICS,
+        O_STREAMS,
+        O_KEEPALIVE,
     };
     static const struct option longopts[] = {
         {"db", required_argument, NULL, O_DB},
@@ -117,6 +133,8 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"map-size", required_argument, NULL, O_MAP},
         {"access-log-format", required_argument, NULL, O_LOG_FORMAT},
         {"metrics-listen", required_argument, NULL, O_METRICS},
+        {"streams-per-key", required_argument, NULL, O_STREAMS},
+        {"events-keepalive", required_argument, NULL, O_KEEPALIVE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -126,6 +144,8 @@ static int parse_options(int argc, char **argv, struct options *o)
         getenv("DMJ_DB") != NULL && getenv("DMJ_DB")[0] != '\0' ? getenv("DMJ_DB") : "./dmj-data";
     o->threads = cores > 0 ? (unsigned)(cores < DMJD_MAX_THREADS ? cores : DMJD_MAX_THREADS) : 1;
     o->max_limit = DEFAULT_MAX_LIMIT;
+    o->streams_per_key = DEFAULT_STREAMS_PER_KEY;
+    o->events_keepalive = DEFAULT_EVENTS_KEEPALIVE;
     int c;
     unsigned long long v;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -182,6 +202,20 @@ static int parse_options(int argc, char **argv, struct options *o)
                 return 2;
             }
             o->map_size = (size_t)v;
+            break;
+        case O_STREAMS:
+            if (parse_unsigned(optarg, 1000000, &v) != 0) {
+                fprintf(stderr, "dmjd: --streams-per-key takes a number (0 = no bound)\n");
+                return 2;
+            }
+            o->streams_per_key = (unsigned)v;
+            break;
+        case O_KEEPALIVE:
+            if (parse_unsigned(optarg, 3600, &v) != 0 || v == 0) {
+                fprintf(stderr, "dmjd: --events-keepalive takes 1 to 3600 seconds\n");
+                return 2;
+            }
+            o->events_keepalive = (unsigned)v;
             break;
         case 'h':
             usage(stdout);
@@ -380,6 +414,11 @@ static int serve(struct dmjd_server *srv, unsigned threads, const sigset_t *stop
         srv->listeners[i].fd = -1;
     }
     if (started == threads && rc == 0) {
+        rc = dmjd_watcher_start(srv);
+        if (rc != 0)
+            dmjd_log("cannot start the store watcher: %s", dmj_strerror(rc));
+    }
+    if (started == threads && rc == 0) {
         for (unsigned i = 0; i < srv->n_listeners; i++)
             printf("%s %s\n", srv->listeners[i].metrics ? "metrics on" : "listening on",
                    srv->listeners[i].url);
@@ -388,6 +427,8 @@ static int serve(struct dmjd_server *srv, unsigned threads, const sigset_t *stop
         sigwait(stop, &sig);
         status = 0;
     }
+    /* The watcher wakes workers: it goes first. */
+    dmjd_watcher_stop(srv);
     for (unsigned i = 0; i < started; i++)
         dmjd_worker_stop(srv->workers[i]);
     bool clean = true;
@@ -445,6 +486,15 @@ int main(int argc, char **argv)
         return 2;
     }
     srv.api.max_limit = o.max_limit;
+    srv.keepalive_us = (uint64_t)o.events_keepalive * 1000000u;
+    if (o.streams_per_key > 0) {
+        if (dmjd_slots_new(o.streams_per_key, STREAM_TABLE_KEYS, &srv.slots) != 0) {
+            fprintf(stderr, "dmjd: out of memory\n");
+            return 1;
+        }
+        srv.api.stream_acquire = dmjd_slots_acquire;
+        srv.api.stream_ctx = srv.slots;
+    }
     if (srv.ratelimit != NULL) {
         srv.api.rate_limit = dmjd_ratelimit_check;
         srv.api.rate_limit_ctx = srv.ratelimit;
@@ -515,5 +565,6 @@ Exit:
     if (srv.store != NULL)
         dmj_store_close(srv.store);
     dmjd_ratelimit_free(srv.ratelimit);
+    dmjd_slots_free(srv.slots);
     return status;
 }

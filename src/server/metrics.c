@@ -175,12 +175,14 @@ static int render_latency(struct dmjd_server *srv, struct dmj_buf *out)
 
 int dmjd_metrics_render(struct dmjd_server *srv, struct dmj_buf *out)
 {
-    int64_t open = 0;
+    int64_t open = 0, parked = 0, streams = 0;
     uint64_t accepted = 0;
     for (unsigned w = 0; w < srv->n_workers; w++) {
         struct dmjd_metrics *m = &srv->workers[w]->metrics;
         open += atomic_load_explicit(&m->open_connections, memory_order_relaxed);
         accepted += atomic_load_explicit(&m->accepted_connections, memory_order_relaxed);
+        parked += atomic_load_explicit(&m->parked, memory_order_relaxed);
+        streams += atomic_load_explicit(&m->streams, memory_order_relaxed);
     }
     uint64_t used = 0, map_size = 0;
     dmj_store_sizes(srv->store, &used, &map_size);
@@ -208,8 +210,15 @@ int dmjd_metrics_render(struct dmjd_server *srv, struct dmj_buf *out)
                             "dmj_store_map_size_bytes %" PRIu64 "\n"
                             "# HELP dmj_worker_threads Worker threads serving requests.\n"
                             "# TYPE dmj_worker_threads gauge\n"
-                            "dmj_worker_threads %u\n",
-                            open, accepted, used, map_size, srv->n_workers);
+                            "dmj_worker_threads %u\n"
+                            "# HELP dmj_http_parked_requests Long-polls (running/?wait=) held "
+                            "now.\n"
+                            "# TYPE dmj_http_parked_requests gauge\n"
+                            "dmj_http_parked_requests %" PRId64 "\n"
+                            "# HELP dmj_http_event_streams events/ streams open now.\n"
+                            "# TYPE dmj_http_event_streams gauge\n"
+                            "dmj_http_event_streams %" PRId64 "\n",
+                            open, accepted, used, map_size, srv->n_workers, parked, streams);
     if (rc == 0 && counted)
         rc = dmj_buf_printf(out,
                             "# HELP dmj_store_jobs Jobs in the store (duckgres ones included).\n"

@@ -106,6 +106,9 @@ static void begin_drain(struct dmjd_worker *w)
     h2o_context_request_shutdown(&w->ctx);
     w->ctx.http1.req_timeout.timeout = 0;
     w->ctx.http2.idle_timeout.timeout = 0;
+    /* Held long-polls are answered now and event streams end: neither may hold the
+     * shutdown up for their full wait. */
+    dmjd_live_end_all(w);
 }
 
 static void on_notify(h2o_socket_t *sock, const char *err)
@@ -114,6 +117,15 @@ static void on_notify(h2o_socket_t *sock, const char *err)
     /* Whatever was written (or an error): the only message is "stop". */
     h2o_buffer_consume(&sock->input, sock->input->size);
     begin_drain(w);
+}
+
+static void on_wake(h2o_socket_t *sock, const char *err)
+{
+    struct dmjd_worker *w = sock->data;
+    /* However many bytes: one re-evaluation covers every commit up to now. */
+    h2o_buffer_consume(&sock->input, sock->input->size);
+    if (err == NULL && !w->draining)
+        dmjd_live_wake(w);
 }
 
 static int setup_loop(struct dmjd_worker *w)
@@ -137,6 +149,10 @@ static int setup_loop(struct dmjd_worker *w)
     w->notify_fds[0] = -1; /* owned by the socket now */
     w->notify_sock->data = w;
     h2o_socket_read_start(w->notify_sock, on_notify);
+    w->wake_sock = h2o_evloop_socket_create(w->ctx.loop, w->wake_fds[0], 0);
+    w->wake_fds[0] = -1;
+    w->wake_sock->data = w;
+    h2o_socket_read_start(w->wake_sock, on_wake);
     return 0;
 }
 
@@ -148,6 +164,13 @@ static void dispose_loop(struct dmjd_worker *w)
         h2o_socket_close(w->notify_sock);
         w->notify_sock = NULL;
     }
+    if (w->wake_sock != NULL) {
+        h2o_socket_read_stop(w->wake_sock);
+        h2o_socket_close(w->wake_sock);
+        w->wake_sock = NULL;
+    }
+    if (h2o_timeout_is_linked(&w->live_tick))
+        h2o_timeout_unlink(&w->live_tick);
     h2o_evloop_run(w->ctx.loop, 0);
     /* The HTTP/2 shutdown re-sends GOAWAY a second later; with no connection left there is
      * no one to send it to, and h2o will not dispose of a timeout with an entry in it. */
@@ -217,6 +240,7 @@ int dmjd_worker_new(struct dmjd_server *srv, unsigned index, struct dmjd_worker 
     w->server = srv;
     w->index = index;
     w->resume_accept.cb = on_resume_accept;
+    dmjd_live_init(w);
     dmj_buf_init(&w->scratch, SCRATCH_MAX);
     int rc = dmj_api_worker_new(srv->store, &srv->api, &w->api);
     if (rc != 0) {
@@ -225,6 +249,14 @@ int dmjd_worker_new(struct dmjd_server *srv, unsigned index, struct dmjd_worker 
     }
     if (pipe2(w->notify_fds, O_CLOEXEC | O_NONBLOCK) != 0) {
         rc = -errno;
+        dmj_api_worker_free(w->api);
+        free(w);
+        return rc;
+    }
+    if (pipe2(w->wake_fds, O_CLOEXEC | O_NONBLOCK) != 0) {
+        rc = -errno;
+        close(w->notify_fds[0]);
+        close(w->notify_fds[1]);
         dmj_api_worker_free(w->api);
         free(w);
         return rc;
@@ -265,6 +297,13 @@ void dmjd_worker_stop(struct dmjd_worker *w)
     (void)n; /* a full pipe already holds a stop request */
 }
 
+void dmjd_worker_wake(struct dmjd_worker *w)
+{
+    char c = 'w';
+    ssize_t n = write(w->wake_fds[1], &c, 1);
+    (void)n; /* a full pipe already holds a wake-up */
+}
+
 bool dmjd_worker_wait(struct dmjd_worker *w)
 {
     while (sem_wait(&w->done) != 0)
@@ -279,6 +318,9 @@ void dmjd_worker_free(struct dmjd_worker *w)
     if (w->notify_fds[0] >= 0)
         close(w->notify_fds[0]);
     close(w->notify_fds[1]);
+    if (w->wake_fds[0] >= 0)
+        close(w->wake_fds[0]);
+    close(w->wake_fds[1]);
     sem_destroy(&w->done);
     dmj_api_worker_free(w->api);
     dmj_buf_dispose(&w->scratch);
