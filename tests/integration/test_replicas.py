@@ -8,6 +8,7 @@ through HAProxy as direct (ETags included, with what they mean across replicas).
 Each replica has its own store. They are fed by `dmj import` of the same generated files (the
 split replicas: every identity, and only their own teams' jobs)."""
 
+import contextlib
 import hashlib
 import http.client
 import json
@@ -18,18 +19,21 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_server import Server, get, import_into, metrics, run_cases, sanitized, \
-    skip  # noqa: E402
+import pg_helper  # noqa: E402
+from test_server import Server, binary, generate, get, import_into, metrics, run_cases, \
+    sanitized, skip  # noqa: E402
 
 SOURCE_DIR = os.environ.get("DMJ_SOURCE_DIR") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..")
 PACKAGED = os.path.join(SOURCE_DIR, "packaging", "haproxy")
 SLOW = sanitized()
 REQUESTS = 10000 if SLOW else 20000
+JOBS = 3000
 TEAMS = 5  # the generator leaves the last one without jobs
 HOST = "dmj.example"  # one Host for every request: the links carry it
 
@@ -171,26 +175,75 @@ class HAProxy:
 
 # ---- data ----------------------------------------------------------------------------------
 
-class Data:
-    """The generated data of a test_server.Store (whose own store holds all of it), and more
-    stores made from it in `tmp`: copies of the whole, or the teams of one parity of the id
-    (every identity, only those teams' jobs)."""
+class Upstream:
+    """PostHog's PostgreSQL (tests/integration/pg_helper.py) holding the same generated data
+    as the test's Store, when PostgreSQL 15 is installed and this `dmj` has `sync`; then every
+    replica is fed by `dmj sync` from it. Else `pg` is None and replicas are fed by `dmj import`
+    (DMJ_TEST_REPLICAS_IMPORT=1 forces that)."""
 
-    def __init__(self, store, tmp):
-        self.tmp = tmp
+    def __init__(self):
+        self.pg = self.tmp = self.why = None
+        if os.environ.get("DMJ_TEST_REPLICAS_IMPORT"):
+            self.why = "DMJ_TEST_REPLICAS_IMPORT is set"
+        elif subprocess.run([binary("dmj"), "sync", "--help"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL).returncode != 0:
+            self.why = "this dmj has no sync"
+        elif not os.access(os.path.join(pg_helper.PGBIN, "initdb"), os.X_OK):
+            self.why = "PostgreSQL 15 is not installed"
+        if self.why:
+            return
+        self.tmp = tempfile.mkdtemp(prefix="dmj-test-replicas-pg-")
+        try:
+            jobs, fixtures = generate(self.tmp, "jobs", JOBS, TEAMS)  # the Store's bytes
+            self.pg = pg_helper.Postgres(self.tmp)
+            self.pg.create_schema()
+            self.pg.load_jobs(jobs)
+            self.pg.load_fixtures(fixtures)
+        except BaseException:
+            self.close()
+            raise
+
+    def sync(self, db, teams=None, *extra):
+        """`dmj sync` into db: one cycle (the default), or what `extra` says."""
+        args = [binary("dmj"), "sync", "--postgres", self.pg.conninfo, "--db", db,
+                "--identities", *extra]
+        if teams is not None:
+            args += ["--teams", ",".join(map(str, teams))]
+        return args
+
+    def close(self):
+        if self.pg is not None:
+            self.pg.stop()
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class Data:
+    """The generated data of a test_server.Store, whose own store (`full`, made by `dmj
+    import`) holds all of it, and replicas' stores made in `tmp`: copies of the whole, or the
+    teams of one parity of the id (every identity, only those teams' jobs), fed by `dmj sync`
+    from the upstream PostgreSQL when there is one, else by `dmj import`."""
+
+    def __init__(self, store, tmp, upstream):
+        self.tmp, self.upstream = tmp, upstream
         self.full = store.dir
         self.jobs_path, self.fixtures_path = store.jobs_path, store.fixtures_path
         self.fixtures, self.keys, self.jobs = store.fixtures, store.keys, store.jobs
 
     def copy(self, name, parity=None):
+        path = os.path.join(self.tmp, name)
+        os.makedirs(path)
+        teams = None if parity is None else [t for t in range(1, TEAMS + 1) if t % 2 == parity]
+        if self.upstream.pg is not None:
+            subprocess.run(self.upstream.sync(path, teams, "--once"), check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+            return path
         jobs = self.jobs_path
-        if parity is not None:
+        if teams is not None:
             jobs = os.path.join(self.tmp, name + ".ndjson")
             with open(self.jobs_path) as src, open(jobs, "w") as dst:
                 dst.writelines(line for line in src
-                               if line.strip() and json.loads(line)["team_id"] % 2 == parity)
-        path = os.path.join(self.tmp, name)
-        os.makedirs(path)
+                               if line.strip() and json.loads(line)["team_id"] in teams)
         import_into(path, self.fixtures_path, jobs)
         return path
 
@@ -199,28 +252,36 @@ class Data:
                 if j["team_id"] == team and j.get("engine", "clickhouse") != "duckgres"]
 
     def current_team(self, key):
-        """The team `@current` names for this key's owner (API.md section 1), or None."""
+        """The team `@current` names for this key's owner (API.md section 1, as the reference
+        peer resolves it), or None; packaging/haproxy/current-team.sql does the same."""
         fx = self.fixtures
-        rec = next(k for k in fx["personal_api_keys"] if k["key"] == key)
-        user = next(u for u in fx["users"] if u["id"] == rec["user_id"])
-        teams = {t["id"]: t for t in fx["teams"]}
-        if user.get("current_team_id") in teams:
+        user_id = next(k["user_id"] for k in fx["personal_api_keys"] if k["key"] == key)
+        user = next(u for u in fx["users"] if u["id"] == user_id)
+        if user.get("current_team_id") in {t["id"] for t in fx["teams"]}:
             return user["current_team_id"]
+        orgs = {o["id"] for o in fx["organizations"]}
+        member_of = {m["organization_id"] for m in fx["organization_memberships"]
+                     if m["user_id"] == user_id and m["organization_id"] in orgs}
         org = user.get("current_organization_id")
-        if not org:
-            orgs = sorted(m["organization_id"] for m in fx["organization_memberships"]
-                          if m["user_id"] == user["id"])
-            org = orgs[0] if orgs else None
-        ids = sorted(t["id"] for t in fx["teams"] if t["organization_id"] == org)
-        return ids[0] if ids else None
+        if org is None:
+            org = min(member_of, default=None)  # lowercase hex: text order is UUID order
+        if org not in member_of:
+            return None
+        return min((t["id"] for t in fx["teams"] if t["organization_id"] == org), default=None)
 
     def current_team_map(self, path):
-        """HAProxy's map for `@current`: "<hex sha256 of the key> <team>" per key."""
+        """HAProxy's map for `@current`: "<hex sha256 of the key> <team>" per key, made by
+        packaging/haproxy/current-team.sql when there is a PostgreSQL (and checked against
+        current_team()), else by current_team()."""
+        lines = sorted("%s %d" % (hashlib.sha256(key.encode()).hexdigest(), team)
+                       for key, team in ((k, self.current_team(k)) for k in self.keys.values())
+                       if team is not None)
+        if self.upstream.pg is not None:
+            with open(os.path.join(PACKAGED, "current-team.sql")) as f:
+                made = self.upstream.pg.psql(f.read()).splitlines()
+            assert made == lines, (made, lines)
         with open(path, "w") as f:
-            for key in self.keys.values():
-                team = self.current_team(key)
-                if team is not None:
-                    f.write("%s %d\n" % (hashlib.sha256(key.encode()).hexdigest(), team))
+            f.write("".join(line + "\n" for line in lines))
         return path
 
 
@@ -306,15 +367,15 @@ def served_requests(srv):
 
 # ---- cases ---------------------------------------------------------------------------------
 
-def case_kill_under_load(store, tmp):
+def case_kill_under_load(store, tmp, upstream):
     """Two replicas of the whole store; each in turn SIGKILLed under h2load (HTTP/1.1 on the
     list, h2c on a retrieve), then restarted on its port and given traffic again."""
-    data = Data(store, tmp)
+    data = Data(store, tmp, upstream)
     key = data.keys["read"]
     job = data.served(1)[0]["id"]
-    stores = {"dmj1": data.full, "dmj2": data.copy("full2")}
-    replicas = {name: replica(db) for name, db in stores.items()}
-    try:
+    stores = {"dmj1": data.copy("full1"), "dmj2": data.copy("full2")}
+    with contextlib.ExitStack() as running:  # each replica stopped by SIGTERM, cleanly
+        replicas = {name: running.enter_context(replica(db)) for name, db in stores.items()}
         ports = {name: srv.port for name, srv in replicas.items()}
         with HAProxy(tmp, "dmjd-replicas.cfg", ports) as lb:
             base = "http://127.0.0.1:%d/api/environments/1/data_modeling_jobs/" % lb.port
@@ -334,7 +395,7 @@ def case_kill_under_load(store, tmp):
                     name, row.get("wretr"), row.get("wredis"), row.get("chkfail")))
 
                 # Restarted on its port, it is checked back in and gets its share again.
-                replicas[name] = replica(stores[name], ports[name])
+                replicas[name] = running.enter_context(replica(stores[name], ports[name]))
                 lb.wait_state(name, "UP", 30)
                 before = served_requests(replicas[name])
                 c = lb.conn()
@@ -344,9 +405,6 @@ def case_kill_under_load(store, tmp):
                 c.close()
                 got = served_requests(replicas[name]) - before
                 assert got >= 10, "the restarted %s answered %d of 40 requests" % (name, got)
-    finally:
-        for srv in replicas.values():
-            srv.kill()
 
 
 def team_paths(data):
@@ -391,14 +449,13 @@ def walk(port, path, key):
     return pages
 
 
-def case_team_split(store, tmp):
+def case_team_split(store, tmp, upstream):
     """Even teams' jobs on one replica, odd on the other, HAProxy routing on the team id in
     the path (and `@current` through the key map): the same bytes as one dmjd with every
     team, for every key, endpoint and team, 404 for teams nobody has."""
-    data = Data(store, tmp)
-    ref = replica(data.full)
-    even, odd = replica(data.copy("even", 0)), replica(data.copy("odd", 1))
-    try:
+    data = Data(store, tmp, upstream)
+    with replica(data.full) as ref, replica(data.copy("even", 0)) as even, \
+            replica(data.copy("odd", 1)) as odd:
         keymap = data.current_team_map(os.path.join(tmp, "current-team.map"))
         servers = {"even1": even.port, "odd1": odd.port}
         with HAProxy(tmp, "dmjd-teams.cfg", servers,
@@ -431,21 +488,17 @@ def case_team_split(store, tmp):
             assert status == 200 and json.loads(body)["results"] == [], (status, body[:200])
             assert data.served(2), "team 2 has no jobs in this data"
             print("  %d answers compared byte for byte; ETags equal in %s" % (compared, etags))
-    finally:
-        for srv in (ref, even, odd):
-            srv.kill()
 
 
-def case_same_answers(store, tmp):
+def case_same_answers(store, tmp, upstream):
     """Through HAProxy (two replicas) and direct: the same status, headers and bytes. ETags
     come from each store's last transaction id: equal on replicas fed the same commits, so a
     conditional request gets its 304 from either; different once one replica has committed
     something more, so that it answers 200 where the other would have said 304."""
-    data = Data(store, tmp)
+    data = Data(store, tmp, upstream)
     key = data.keys["read"]
     full2 = data.copy("full2")
-    r1, r2 = replica(data.full), replica(full2)
-    try:
+    with replica(data.copy("full1")) as r1, replica(full2) as r2:
         with HAProxy(tmp, "dmjd-replicas.cfg", {"dmj1": r1.port, "dmj2": r2.port}) as lb:
             paths = ["/api/environments/1/data_modeling_jobs/?limit=5",
                      "/api/projects/2/data_modeling_jobs/recent/",
@@ -479,18 +532,98 @@ def case_same_answers(store, tmp):
             assert statuses == [200, 200, 304, 304], statuses
             print("  ETags: equal while both stores had the same commits; after one more "
                   "commit on one, If-None-Match through HAProxy gave %s" % statuses)
-    finally:
-        for srv in (r1, r2):
-            srv.kill()
 
 
-CASES = [case_same_answers, case_team_split, case_kill_under_load]
+def case_follow(store, tmp, upstream):
+    """Replicas that follow PostgreSQL, each with its own `dmj sync` running: a job updated
+    (Running -> Completed), one inserted and one deleted in PostgreSQL show on both replicas
+    within a few sync intervals, and then through HAProxy every answer is the same. (Last:
+    it changes the upstream data.)"""
+    if upstream.pg is None:
+        print("  not run: " + upstream.why)
+        return
+    data = Data(store, tmp, upstream)
+    key = data.keys["read"]
+    updated = next(j["id"] for j in data.served(1) if j["status"] == "Running")
+    deleted = data.served(2)[0]["id"]
+    source = data.served(3)[0]["id"]
+    inserted = "6d6d6a00-0000-4000-8000-000000000001"
+    stores = {"dmj1": data.copy("full1"), "dmj2": data.copy("full2")}
+    with contextlib.ExitStack() as running:
+        replicas = {name: running.enter_context(replica(db)) for name, db in stores.items()}
+        syncs = [running.enter_context(subprocess.Popen(
+            upstream.sync(db, None, "--interval", "0.2", "--full-every", "2"),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+            for db in stores.values()]
+        running.callback(stop_all, syncs)
+        with HAProxy(tmp, "dmjd-replicas.cfg", {n: r.port for n, r in replicas.items()}) as lb:
+            columns = pg_helper.JOB_COLUMNS.split(", ")
+            copied = ", ".join("'%s'::uuid" % inserted if c == "id" else
+                               "now()" if c in ("created_at", "updated_at") else c
+                               for c in columns)
+            upstream.pg.execute(
+                "update posthog_datamodelingjob set status = 'Completed', updated_at = now() "
+                "where id = '%s';"
+                "insert into posthog_datamodelingjob (%s) select %s from "
+                "posthog_datamodelingjob where id = '%s';"
+                "delete from posthog_datamodelingjob where id = '%s';"
+                % (updated, pg_helper.JOB_COLUMNS, copied, source, deleted))
+            checks = [("/api/environments/1/data_modeling_jobs/%s/" % updated,
+                       lambda st, body: st == 200 and json.loads(body)["status"] == "Completed"),
+                      ("/api/environments/3/data_modeling_jobs/?limit=1",
+                       lambda st, body: st == 200 and
+                       json.loads(body)["results"][0]["id"] == inserted),
+                      ("/api/environments/2/data_modeling_jobs/%s/" % deleted,
+                       lambda st, body: st == 404)]
+            started = time.time()
+            for srv in replicas.values():
+                deadline = time.time() + 60
+                while not all(ok(*ask(srv.port, path, key)[0:3:2]) for path, ok in checks):
+                    assert time.time() < deadline, "a replica did not follow within 60 s"
+                    time.sleep(0.1)
+            print("  both replicas followed in %.1f s" % (time.time() - started))
+            for path, ok in checks:
+                want = ask(replicas["dmj1"].port, path, key)[:3]
+                assert ask(replicas["dmj2"].port, path, key)[:3] == want, path
+                for _ in range(4):
+                    assert ask(lb.port, path, key)[:3] == want, path
+        for proc in syncs:
+            assert stop_all([proc]) == [0], proc.stderr.read()[-2000:]
+
+
+def stop_all(procs):
+    """SIGTERM to each process still running, then its exit status (SIGKILL after 30 s)."""
+    codes = []
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+        try:
+            codes.append(proc.wait(timeout=30))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            codes.append(proc.wait())
+    return codes
+
+
+CASES = [case_same_answers, case_team_split, case_kill_under_load, case_follow]
 
 
 def main():
     tool("haproxy")
     tool("h2load")
-    return run_cases(CASES, "dmj-test-replicas-", jobs=3000, teams=TEAMS)
+    upstream = Upstream()
+    print("replicas fed by " + ("dmj sync from one PostgreSQL" if upstream.pg else
+                                "dmj import (%s)" % upstream.why))
+    try:
+        cases = []
+        for case in CASES:
+            def bound(store, tmp, case=case):
+                case(store, tmp, upstream)
+            bound.__name__ = case.__name__
+            cases.append(bound)
+        return run_cases(cases, "dmj-test-replicas-", jobs=JOBS, teams=TEAMS)
+    finally:
+        upstream.close()
 
 
 if __name__ == "__main__":
