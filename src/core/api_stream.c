@@ -40,22 +40,22 @@ static void invalid(struct dmj__api_ctx *c, const char *code, const char *detail
     res->body_len = body->len;
 }
 
-/* A non-negative integer in the spec's grammar; false for anything else (empty, a sign
- * followed by nothing, beyond 64 bits). `*neg` tells a well-formed negative number. */
-static bool parse_count(const char *s, size_t n, uint64_t *out, bool *neg)
+/* A non-negative integer in the spec's grammar; false for anything else (empty, NUL). `*neg`
+ * tells a well-formed negative number, `*huge` one past int64 (then *out is UINT64_MAX). */
+static bool parse_count(const char *s, size_t n, uint64_t *out, bool *neg, bool *huge)
 {
     long long v;
     bool overflow = false;
     *neg = false;
+    *huge = false;
     if (n == 0 || memchr(s, '\0', n) != NULL || dmj_parse_int(s, n, &v, &overflow) != 0)
         return false;
     if (v < 0) {
         *neg = true;
         return false;
     }
-    if (overflow)
-        return false;
-    *out = (uint64_t)v;
+    *huge = overflow;
+    *out = overflow ? UINT64_MAX : (uint64_t)v;
     return true;
 }
 
@@ -66,12 +66,12 @@ int dmj__api_wait_param(struct dmj__api_ctx *c, unsigned *out)
     const struct dmj_query *q = dmj__api_query(c);
     const struct dmj_query_param *p = q != NULL ? dmj_query_last(q, "wait") : NULL;
     uint64_t v;
-    bool neg;
+    bool neg, huge;
 
     *out = 0;
     if (p == NULL)
         return 0;
-    if (!parse_count(p->value, p->value_len, &v, &neg)) {
+    if (!parse_count(p->value, p->value_len, &v, &neg, &huge)) {
         if (neg)
             invalid(c, "min_value", "Ensure this value is greater than or equal to 0.", "wait");
         else
@@ -100,7 +100,7 @@ static int resume_point(struct dmj__api_ctx *c, bool *has, uint64_t *seq)
     const struct dmj_str *h = &c->req->last_event_id;
     const char *s = NULL;
     size_t n = 0;
-    bool neg;
+    bool neg, huge;
 
     *has = false;
     if (h->ptr != NULL && h->len > 0) {
@@ -118,7 +118,8 @@ static int resume_point(struct dmj__api_ctx *c, bool *has, uint64_t *seq)
         s = p->value;
         n = p->value_len;
     }
-    if (!parse_count(s, n, seq, &neg)) {
+    /* Seqs are counted from 1 and never reach 2^63: a larger id is no id of ours. */
+    if (!parse_count(s, n, seq, &neg, &huge) || huge) {
         invalid(c, "invalid", MSG_INVALID_INT, "last_event_id");
         return 1;
     }
