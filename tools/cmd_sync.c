@@ -30,6 +30,11 @@ static const char usage_text[] =
 
 #define WATERMARK_NAME "sync.watermark"
 #define IDENTITIES_NAME "sync.identities"
+/* What the last identity write stored, to revoke what PostgreSQL no longer has: the keys'
+ * hashes (DMJ_KEY_HASH_LEN bytes each) and the user ids (8 bytes each), sorted. */
+#define KEYS_NAME "sync.keys"
+#define USERS_NAME "sync.users"
+#define USER_ID_LEN 8
 
 /* The one thing a signal handler may touch: set on SIGTERM/SIGINT, read between
  * transactions. A process-wide flag because signals are process-wide. */
@@ -84,7 +89,8 @@ struct sync {
 
     const struct ids *known; /* during the full comparison: the store's ids, sorted */
     struct dmj_write *w;     /* the open write transaction of the batch, NULL if none */
-    uint64_t upserted, deleted, unchanged, skipped, identities;
+    uint64_t upserted, deleted, unchanged, skipped, identities, revoked;
+    struct dmj_buf seen_keys, seen_users; /* written by this identity pass */
     struct dmj_buf enc_new, enc_old;
     int store_rc; /* the store error that stopped a parse, for the caller */
 };
@@ -292,6 +298,10 @@ static int on_record(void *ctx, const struct dmj_import_record *rec)
             rc = dmj_import_write(s->w, rec);
         if (rc == 0)
             s->identities++;
+        if (rc == 0 && rec->kind == DMJ_IMPORT_KEY)
+            rc = dmj_buf_add(&s->seen_keys, rec->u.key.secure_value, DMJ_KEY_HASH_LEN);
+        if (rc == 0 && rec->kind == DMJ_IMPORT_USER)
+            rc = dmj_buf_add(&s->seen_users, &rec->u.user.id, USER_ID_LEN);
     }
     if (rc != 0)
         s->store_rc = rc;
@@ -579,6 +589,83 @@ static const char *const identity_queries[] = {
 };
 #define N_IDENTITY_QUERIES (sizeof identity_queries / sizeof identity_queries[0])
 
+static int cmp_hash(const void *a, const void *b)
+{
+    return memcmp(a, b, DMJ_KEY_HASH_LEN);
+}
+
+static int cmp_user(const void *a, const void *b)
+{
+    return memcmp(a, b, USER_ID_LEN);
+}
+
+/* The store has no deletion of identities: a key PostgreSQL no longer has is overwritten by
+ * one whose owner does not exist (user ids are positive), which authenticates as no key at
+ * all (401); a user it no longer has becomes inactive, which does the same to its keys. */
+static int tombstone_key(struct sync *s, const void *hash)
+{
+    static const struct dmj_key empty;
+    struct dmj_key *k = malloc(sizeof *k);
+    if (!k)
+        return -ENOMEM;
+    *k = empty;
+    memcpy(k->secure_value, hash, DMJ_KEY_HASH_LEN);
+    k->id = (struct dmj_str){"", 0};
+    k->user_id = -1;
+    int rc = dmj_write_key(s->w, k);
+    free(k);
+    return rc;
+}
+
+static int tombstone_user(struct sync *s, const void *id)
+{
+    struct dmj_user u = {.is_active = false};
+    memcpy(&u.id, id, USER_ID_LEN);
+    return dmj_write_user(s->w, &u);
+}
+
+/* Revokes the items of the list stored under `name` that are not in `now` (which is sorted
+ * here and stored in its place). Runs inside the identity write transaction. */
+static int revoke_gone(struct sync *s, const char *name, struct dmj_buf *now, size_t size,
+                       int (*cmp)(const void *, const void *),
+                       int (*tombstone)(struct sync *, const void *))
+{
+    size_t n_now = now->len / size, cap = 4096, len = 0;
+    if (n_now)
+        qsort(now->data, n_now, size, cmp);
+    char *old = NULL;
+    int rc = read_start(s);
+    while (rc == 0) {
+        char *p = realloc(old, cap);
+        if (!p) {
+            rc = -ENOMEM;
+            break;
+        }
+        old = p;
+        rc = dmj_read_meta(s->read, name, old, cap, &len);
+        if (rc != DMJ_ETOOBIG)
+            break;
+        cap *= 2;
+        rc = 0;
+    }
+    read_stop(s);
+    if (rc == DMJ_ENOTFOUND) {
+        len = 0;
+        rc = 0;
+    }
+    for (size_t i = 0; rc == 0 && i + size <= len; i += size) {
+        if (n_now && bsearch(old + i, now->data, n_now, size, cmp))
+            continue;
+        rc = tombstone(s, old + i);
+        if (rc == 0)
+            s->revoked++;
+    }
+    free(old);
+    if (rc == 0)
+        rc = dmj_write_meta(s->w, name, n_now ? now->data : "", n_now * size);
+    return rc;
+}
+
 /* Reads the five tables; when their digest differs from the one stored with the last
  * identity write, upserts them all in one transaction with the new digest. */
 static int sync_identities(struct sync *s)
@@ -613,10 +700,18 @@ static int sync_identities(struct sync *s)
         if (rc == DMJ_ENOTFOUND || rc == 0)
             rc = 0;
     }
+    dmj_buf_reset(&s->seen_keys);
+    dmj_buf_reset(&s->seen_users);
     for (size_t q = 0; rc == 0 && q < N_IDENTITY_QUERIES; q++)
         rc = feed_rows(s, res[q]);
     if (rc == 0)
         rc = write_start(s);
+    if (rc == 0)
+        rc = revoke_gone(s, KEYS_NAME, &s->seen_keys, DMJ_KEY_HASH_LEN, cmp_hash,
+                         tombstone_key);
+    if (rc == 0)
+        rc = revoke_gone(s, USERS_NAME, &s->seen_users, USER_ID_LEN, cmp_user,
+                         tombstone_user);
     if (rc == 0)
         rc = dmj_write_meta(s->w, IDENTITIES_NAME, md, md_len);
     if (rc == 0)
@@ -648,7 +743,7 @@ static int pg_connect(struct sync *s)
 
 static int cycle(struct sync *s, unsigned n)
 {
-    s->upserted = s->deleted = s->unchanged = s->skipped = s->identities = 0;
+    s->upserted = s->deleted = s->unchanged = s->skipped = s->identities = s->revoked = 0;
     bool differ = false;
     int rc = pg_connect(s);
     if (rc == 0)
@@ -676,11 +771,14 @@ end:
         char wm[DMJ_TIME_TEXT_MAX] = "none";
         if (s->stored.set)
             dmj_time_format_drf(s->stored.us, wm);
+        char ids[96] = "";
+        if (s->identities)
+            snprintf(ids, sizeof ids, ", identities updated (%llu, %llu revoked)",
+                     (unsigned long long)s->identities, (unsigned long long)s->revoked);
         fprintf(stderr,
                 "dmj sync: upserted %llu, deleted %llu, unchanged %llu, watermark %s%s\n",
                 (unsigned long long)s->upserted, (unsigned long long)s->deleted,
-                (unsigned long long)s->unchanged, wm,
-                s->identities ? ", identities updated" : "");
+                (unsigned long long)s->unchanged, wm, ids);
     }
     return rc;
 }
@@ -868,6 +966,8 @@ int dmj_cmd_sync(int argc, char **argv)
 
     dmj_buf_init(&s.enc_new, (size_t)1 << 26);
     dmj_buf_init(&s.enc_old, (size_t)1 << 26);
+    dmj_buf_init(&s.seen_keys, (size_t)1 << 30);
+    dmj_buf_init(&s.seen_users, (size_t)1 << 30);
     status = DMJ_TOOL_FAIL;
     if (dmj_tool_open(dmj_tool_db(s.o.db), 0, &s.store) == 0) {
         int rc = dmj_read_new(s.store, &s.read);
@@ -885,6 +985,8 @@ int dmj_cmd_sync(int argc, char **argv)
         PQfinish(s.pg);
     dmj_buf_dispose(&s.enc_new);
     dmj_buf_dispose(&s.enc_old);
+    dmj_buf_dispose(&s.seen_keys);
+    dmj_buf_dispose(&s.seen_users);
     free(s.o.teams_array);
     return status;
 }
