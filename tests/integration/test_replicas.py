@@ -360,7 +360,8 @@ def served_requests(srv):
     c = srv.conn()
     try:
         return sum(v for (name, labels), v in metrics(c).items()
-                   if name == "dmj_http_requests_total" and 'endpoint="metrics"' not in labels)
+                   if name == "dmj_http_requests_total" and 'endpoint="metrics"' not in labels
+                   and 'endpoint="health"' not in labels)  # HAProxy's checks
     finally:
         c.close()
 
@@ -368,10 +369,13 @@ def served_requests(srv):
 # ---- cases ---------------------------------------------------------------------------------
 
 def case_kill_under_load(store, tmp, upstream):
-    """Two replicas of the whole store; each in turn SIGKILLed under h2load (HTTP/1.1 on the
-    list, h2c on a retrieve), then restarted on its port and given traffic again."""
+    """Two replicas of the whole store. Twice: h2load through HAProxy (HTTP/1.1 on the list,
+    then h2c on a retrieve) with a key, and the replica that key is sent to SIGKILLed in the
+    middle (the second time a key of the other replica, if one of the keys is); not one failed
+    request. Then the replica is restarted on its port, checked back in, and the key's
+    requests go to it again."""
     data = Data(store, tmp, upstream)
-    key = data.keys["read"]
+    keys = [data.keys[k] for k in ("read", "star", "bob_read", "org1_only", "team1_only")]
     job = data.served(1)[0]["id"]
     stores = {"dmj1": data.copy("full1"), "dmj2": data.copy("full2")}
     with contextlib.ExitStack() as running:  # each replica stopped by SIGTERM, cleanly
@@ -379,8 +383,12 @@ def case_kill_under_load(store, tmp, upstream):
         ports = {name: srv.port for name, srv in replicas.items()}
         with HAProxy(tmp, "dmjd-replicas.cfg", ports) as lb:
             base = "http://127.0.0.1:%d/api/environments/1/data_modeling_jobs/" % lb.port
-            for name, h1, url in (("dmj2", True, base + "?limit=5"),
-                                  ("dmj1", False, base + job + "/")):
+            killed = set()
+            for h1, url in ((True, base + "?limit=5"), (False, base + job + "/")):
+                homes = {home_of(lb, replicas, k): k for k in reversed(keys)}
+                name = next((n for n in sorted(homes) if n not in killed), min(homes))
+                key = homes[name]
+                killed.add(name)
                 counts = h2load_with_kill(url, key, h1, replicas[name])
                 print("  %s killed under h2load %s: %s" % (name, "--h1" if h1 else "(h2c)",
                                                             counts))
@@ -393,18 +401,14 @@ def case_kill_under_load(store, tmp, upstream):
                 row = lb.stats()[("dmjd", name)]
                 print("  %s: %s retries, %s redispatches, %s check failures" % (
                     name, row.get("wretr"), row.get("wredis"), row.get("chkfail")))
+                # Meanwhile the key is served by the other replica.
+                assert home_of(lb, replicas, key, alive=False) != name
 
-                # Restarted on its port, it is checked back in and gets its share again.
+                # Restarted on its port, it is checked back in and gets the key back.
                 replicas[name] = running.enter_context(replica(stores[name], ports[name]))
                 lb.wait_state(name, "UP", 30)
-                before = served_requests(replicas[name])
-                c = lb.conn()
-                for _ in range(40):
-                    res, body = get(c, "/api/environments/1/data_modeling_jobs/?limit=2", key)
-                    assert res.status == 200, (res.status, body)
-                c.close()
-                got = served_requests(replicas[name]) - before
-                assert got >= 10, "the restarted %s answered %d of 40 requests" % (name, got)
+                assert home_of(lb, replicas, key) == name
+            print("  killed: %s" % sorted(killed))
 
 
 def team_paths(data):
@@ -491,47 +495,77 @@ def case_team_split(store, tmp, upstream):
 
 
 def case_same_answers(store, tmp, upstream):
-    """Through HAProxy (two replicas) and direct: the same status, headers and bytes. ETags
-    come from each store's last transaction id: equal on replicas fed the same commits, so a
-    conditional request gets its 304 from either; different once one replica has committed
-    something more, so that it answers 200 where the other would have said 304."""
+    """Through HAProxy (two replicas) and direct: the same status, headers, bytes and ETags,
+    for several keys, in the header or the query. A key sticks to one replica, so that its
+    conditional requests meet the ETags of the store that made them: ETags come from each
+    store's last transaction id, equal on replicas fed the same commits, different once one
+    has committed more (a 200 where its twin would have said 304)."""
     data = Data(store, tmp, upstream)
-    key = data.keys["read"]
-    full2 = data.copy("full2")
-    with replica(data.copy("full1")) as r1, replica(full2) as r2:
-        with HAProxy(tmp, "dmjd-replicas.cfg", {"dmj1": r1.port, "dmj2": r2.port}) as lb:
+    stores = {"dmj1": data.copy("full1"), "dmj2": data.copy("full2")}
+    with contextlib.ExitStack() as running:
+        replicas = {name: running.enter_context(replica(db)) for name, db in stores.items()}
+        direct = replicas["dmj1"].port
+        with HAProxy(tmp, "dmjd-replicas.cfg", {n: r.port for n, r in replicas.items()}) as lb:
             paths = ["/api/environments/1/data_modeling_jobs/?limit=5",
                      "/api/projects/2/data_modeling_jobs/recent/",
                      "/api/environments/3/data_modeling_jobs/running/",
                      "/api/environments/9/data_modeling_jobs/", "/api/schema/", "/_health"]
-            for path in paths:
-                want = ask(r1.port, path, key)
-                for _ in range(4):  # round robin: both replicas answer
-                    got = ask(lb.port, path, key)
-                    assert got == want, (path, got, want)
+            homes = set()
+            for label in ("read", "star", "bob_read", "erin_read", "team1_only", "org1_only"):
+                key = data.keys[label]
+                homes.add(home_of(lb, replicas, key))
+                for path in paths:
+                    for via_query in (False, True):
+                        want = ask(direct, path, key, via_query=via_query)
+                        got = ask(lb.port, path, key, via_query=via_query)
+                        assert got == want, (label, path, via_query, got[:2], want[:2])
                     head = ask(lb.port, path, key, method="HEAD")
                     assert head[0] == want[0] and head[2] == b"", (path, head)
-                    assert head[1] == want[1] and head[3] == want[3], (path, head, want)
+                    assert head[1] == ask(direct, path, key)[1], (path, head)
+            assert homes == set(replicas), "six keys, all on %s" % homes
+            # Requests without a key are spread.
+            before = {name: served_requests(srv) for name, srv in replicas.items()}
+            for _ in range(10):
+                assert ask(lb.port, paths[0])[0] == 401
+            assert all(served_requests(srv) > before[name] for name, srv in replicas.items())
             # Each replica is scraped directly: through HAProxy, /metrics is dmjd's own 404.
-            assert ask(lb.port, "/metrics")[:3] == ask(r1.port, "/nope")[:3]
+            assert ask(lb.port, "/metrics")[:3] == ask(direct, "/nope")[:3]
+
+            key = data.keys["read"]
+            home = home_of(lb, replicas, key)
+            other = next(name for name in replicas if name != home)
             path = paths[0]
             etag = ask(lb.port, path, key)[3]
-            assert etag, "no ETag"
+            assert etag and etag == ask(replicas[other].port, path, key)[3], etag
+            # One more commit in the other replica's store (the same fixtures again): the same
+            # bytes under another ETag there, so that a validator made by one replica is a miss
+            # on the other; through HAProxy the key still meets its own replica.
+            import_into(stores[other], data.fixtures_path)
+            res = ask(replicas[other].port, path, key, {"If-None-Match": etag})
+            assert res[0] == 200 and res[3] != etag, res[:2]
+            assert res[2] == ask(replicas[home].port, path, key)[2]
+            assert ask(replicas[home].port, path, key, {"If-None-Match": etag})[0] == 304
             for _ in range(4):
                 status, _, body, _ = ask(lb.port, path, key, {"If-None-Match": etag})
                 assert status == 304 and body == b"", (status, body[:200])
-            # One more commit in the second store (the same fixtures again): the same bytes,
-            # another ETag, so a validator from one replica is a miss on the other.
-            import_into(full2, data.fixtures_path)
-            direct = [ask(srv.port, path, key, {"If-None-Match": etag}) for srv in (r1, r2)]
-            assert direct[0][0] == 304, direct[0][:3]
-            assert direct[1][0] == 200 and direct[1][3] != etag, direct[1][:3]
-            assert direct[1][2] == ask(r1.port, path, key)[2]
-            statuses = sorted(ask(lb.port, path, key, {"If-None-Match": etag})[0]
-                              for _ in range(4))
-            assert statuses == [200, 200, 304, 304], statuses
-            print("  ETags: equal while both stores had the same commits; after one more "
-                  "commit on one, If-None-Match through HAProxy gave %s" % statuses)
+
+
+def home_of(lb, replicas, key, n=6, alive=True):
+    """The replica HAProxy sends this key's requests to: n requests with the key in the
+    Authorization header and n with it in the query must all reach that one. alive=False:
+    some replicas are dead (not asked for their counters)."""
+    replicas = {name: srv for name, srv in replicas.items()
+                if alive or srv.proc.poll() is None}
+    before = {name: served_requests(srv) for name, srv in replicas.items()}
+    for via_query in (False, True):
+        for _ in range(n):
+            status = ask(lb.port, "/api/environments/1/data_modeling_jobs/?limit=1", key,
+                         via_query=via_query)[0]
+            assert status in (200, 403), status
+    moved = {name: served_requests(srv) - before[name] for name, srv in replicas.items()}
+    homes = [name for name, count in moved.items() if count]
+    assert len(homes) == 1 and moved[homes[0]] == 2 * n, moved
+    return homes[0]
 
 
 def case_follow(store, tmp, upstream):
