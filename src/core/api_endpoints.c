@@ -189,10 +189,9 @@ static void serve_list(struct dmj__api_ctx *c)
      * before the cursor, as saved_query_id always was. */
     if (saved_query_filter(c, &params.has_saved_query_id, params.saved_query_id) != 0 ||
         status_filter(c, &params.statuses) != 0 ||
-        time_filter(c, "created_after", &params.has_created_after, &params.created_after_us) !=
-            0 ||
-        time_filter(c, "created_before", &params.has_created_before,
-                    &params.created_before_us) != 0)
+        time_filter(c, "created_after", &params.has_created_after, &params.created_after_us) != 0 ||
+        time_filter(c, "created_before", &params.has_created_before, &params.created_before_us) !=
+            0)
         return;
     params.limit = page_limit(c);
     const struct dmj_query_param *cp = dmj_query_last(&w->query, "cursor");

@@ -170,8 +170,7 @@ static int walk_row(struct source *s, unsigned i, struct dmj_job *out)
 }
 
 /* Whether row a comes before row b in the walk's order (the index's key order). */
-static bool source_before(const struct source *s, const struct dmj_job *a,
-                          const struct dmj_job *b)
+static bool source_before(const struct source *s, const struct dmj_job *a, const struct dmj_job *b)
 {
     int c = a->created_at < b->created_at ? -1 : a->created_at > b->created_at;
     if (c == 0)
