@@ -744,6 +744,7 @@ static int pg_connect(struct sync *s)
 static int cycle(struct sync *s, unsigned n)
 {
     s->upserted = s->deleted = s->unchanged = s->skipped = s->identities = s->revoked = 0;
+    s->err[0] = '\0';
     bool differ = false;
     int rc = pg_connect(s);
     if (rc == 0)
