@@ -316,8 +316,8 @@ def ask(port, path, key=None, headers=None, method="GET", via_query=False):
 
 # ---- h2load -------------------------------------------------------------------------------
 
-def h2load_with_kill(url, key, h1, victim):
-    """h2load through HAProxy; SIGKILLs the victim replica once 30% of the requests are
+def h2load_with_kill(url, key, h1, victim, sig):
+    """h2load through HAProxy; sends `sig` to the victim replica once 30% of the requests are
     done. Returns h2load's summary counters."""
     cmd = [tool("h2load"), "-n", str(REQUESTS), "-c", "20", "-m", "1",
            "-H", "Authorization: Bearer " + key, url]
@@ -330,7 +330,7 @@ def h2load_with_kill(url, key, h1, victim):
         for line in proc.stdout:
             out.append(line)
             if killed_at is None and line.startswith("progress: 30% done"):
-                victim.proc.send_signal(signal.SIGKILL)
+                victim.proc.send_signal(sig)
                 killed_at = len(out)
         proc.wait(timeout=120)
     finally:
@@ -369,9 +369,10 @@ def served_requests(srv):
 # ---- cases ---------------------------------------------------------------------------------
 
 def case_kill_under_load(store, tmp, upstream):
-    """Two replicas of the whole store. Twice: h2load through HAProxy (HTTP/1.1 on the list,
-    then h2c on a retrieve) with a key, and the replica that key is sent to SIGKILLed in the
-    middle (the second time a key of the other replica, if one of the keys is); not one failed
+    """Two replicas of the whole store. Three times: h2load through HAProxy (HTTP/1.1 on the
+    list, h2c on a retrieve, HTTP/1.1 on a retrieve) with a key, and the replica that key is
+    sent to SIGKILLed in the middle (the second time a key of the other replica, if one of
+    the keys is; the third time stopped by SIGTERM, as in a rolling restart); not one failed
     request. Then the replica is restarted on its port, checked back in, and the key's
     requests go to it again."""
     data = Data(store, tmp, upstream)
@@ -384,19 +385,26 @@ def case_kill_under_load(store, tmp, upstream):
         with HAProxy(tmp, "dmjd-replicas.cfg", ports) as lb:
             base = "http://127.0.0.1:%d/api/environments/1/data_modeling_jobs/" % lb.port
             killed = set()
-            for h1, url in ((True, base + "?limit=5"), (False, base + job + "/")):
+            for h1, url, sig in ((True, base + "?limit=5", signal.SIGKILL),
+                                 (False, base + job + "/", signal.SIGKILL),
+                                 (True, base + job, signal.SIGTERM)):
                 homes = {home_of(lb, replicas, k): k for k in reversed(keys)}
                 name = next((n for n in sorted(homes) if n not in killed), min(homes))
                 key = homes[name]
                 killed.add(name)
-                counts = h2load_with_kill(url, key, h1, replicas[name])
-                print("  %s killed under h2load %s: %s" % (name, "--h1" if h1 else "(h2c)",
-                                                            counts))
+                counts = h2load_with_kill(url, key, h1, replicas[name], sig)
+                print("  %s %s under h2load %s: %s" % (
+                    name, "SIGKILLed" if sig == signal.SIGKILL else "stopped by SIGTERM",
+                    "--h1" if h1 else "(h2c)", counts))
                 assert counts["done"] == counts["total"] == REQUESTS, counts
                 assert counts["succeeded"] == REQUESTS, counts
                 assert counts["failed"] == counts["errored"] == counts["timeout"] == 0, counts
                 assert counts["s2xx"] == REQUESTS, counts
-                replicas[name].kill()  # reaped
+                if sig == signal.SIGKILL:
+                    replicas[name].kill()  # reaped
+                else:
+                    code, err = replicas[name].stop()
+                    assert code == 0 and not err.strip(), (code, err)
                 lb.wait_state(name, "DOWN", 30)
                 row = lb.stats()[("dmjd", name)]
                 print("  %s: %s retries, %s redispatches, %s check failures" % (
