@@ -376,10 +376,21 @@ def case_errors(_store, tmp):
                        " values (md5('x')::uuid, 1, 'Running', 0, now(), now())")
             poll("the row after the table appeared",
                  lambda: len(store_rows(db)) == 1, 60 * SLOW)
+            # A lost connection (the backend killed): reconnected, and the next row comes.
+            killed = pg.psql("select count(pg_terminate_backend(pid)) from pg_stat_activity"
+                             " where application_name = 'dmj sync'")
+            assert killed == "1", "dmj sync's connection not found: %r" % killed
+            pg.execute("insert into posthog_datamodelingjob (id, team_id, status,"
+                       " rows_materialized, created_at, updated_at)"
+                       " values (md5('y')::uuid, 1, 'Running', 0, now(), now())")
+            poll("the row after the connection was lost",
+                 lambda: len(store_rows(db)) == 2, 60 * SLOW)
+            assert s.proc.poll() is None, "dmj sync exited after a lost connection"
         finally:
             code, err = s.stop(signal.SIGINT)
         assert code == 0, (code, err)
         assert "retrying" in err and "does not exist" in err, err
+        assert "terminat" in err or "connection" in err, err
     finally:
         pg.stop()
 
