@@ -83,13 +83,48 @@ static int put_meta_u64(MDB_txn *txn, const struct dmj_store *s, const char *nam
     return dmj__store_err(mdb_put(txn, s->dbi[DB_META], &k, &v, 0));
 }
 
+/* The highest seq the log holds, and the pruned one: where a damaged counter resumes. */
+static int highest_seq(MDB_txn *txn, const struct dmj_store *s, uint64_t *out)
+{
+    MDB_cursor *c;
+    MDB_val k, v;
+    uint64_t top = 0;
+    int rc = meta_u64(txn, s, META_CHANGES_PRUNED, &top);
+    if (rc)
+        top = 0; /* damaged too: the entries still say how far seqs went */
+    rc = mdb_cursor_open(txn, s->dbi[DB_CHANGES], &c);
+    if (rc)
+        return dmj__store_err(rc);
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        uint64_t seq = k.mv_size == KEY_CHANGE_LEN ? dmj__get_u64((const uint8_t *)k.mv_data + 4)
+                                                   : 0;
+        if (seq > top)
+            top = seq;
+    }
+    mdb_cursor_close(c);
+    if (rc != MDB_NOTFOUND)
+        return dmj__store_err(rc);
+    *out = top;
+    return 0;
+}
+
 int dmj__changes_load(MDB_txn *txn, const struct dmj_store *s, struct dmj__change_log *log)
 {
     if (log->loaded)
         return 0;
-    int rc = meta_u64(txn, s, META_CHANGES_SEQ, &log->last);
+    uint64_t last = 0;
+    int rc = meta_u64(txn, s, META_CHANGES_SEQ, &last);
+    /* a damaged counter must not stop every write: it goes on past every seq the log
+     * holds (seqs pruned away and lost with the counter may then be given again; verify
+     * has said the counter was damaged) */
+    if (rc == DMJ_EBADRECORD) {
+        rc = highest_seq(txn, s, &last);
+        log->dirty = true;
+    }
     if (rc)
         return rc;
+    log->last = last;
     log->loaded = true;
     return 0;
 }

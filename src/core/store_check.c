@@ -271,23 +271,27 @@ static void check_change(struct check *c, const MDB_val *k, const MDB_val *v)
                 ch.team_id, ch.seq, c->changes_pruned);
 }
 
-/* The change log's counters: 8 bytes each when present, pruned not past the last seq. */
+/* The change log's counters: 8 bytes each when present, pruned not past the last seq. The
+ * entries are not held against a damaged counter (the writer resumes past them). */
 static void check_change_counters(struct check *c)
 {
     const char *names[2] = {META_CHANGES_SEQ, META_CHANGES_PRUNED};
-    uint64_t *vals[2] = {&c->changes_last, &c->changes_pruned};
+    uint64_t vals[2] = {0, 0};
     for (int i = 0; i < 2; i++) {
         MDB_val v;
-        *vals[i] = 0;
         int rc = lookup(c, DB_META, names[i], strlen(names[i]), &v);
-        if (rc == 0 && v.mv_size == 8)
-            *vals[i] = dmj__get_u64(v.mv_data);
-        else if (rc == 0)
+        if (rc == 0 && v.mv_size == 8) {
+            vals[i] = dmj__get_u64(v.mv_data);
+        } else if (rc == 0) {
             problem(c, "meta: %s: not 8 bytes", names[i]);
+            vals[i] = i == 0 ? UINT64_MAX : 0;
+        }
     }
-    if (c->changes_pruned > c->changes_last)
-        problem(c, "meta: %s (%" PRIu64 ") past %s (%" PRIu64 ")", META_CHANGES_PRUNED,
-                c->changes_pruned, META_CHANGES_SEQ, c->changes_last);
+    if (vals[1] > vals[0])
+        problem(c, "meta: %s (%" PRIu64 ") past %s (%" PRIu64 ")", META_CHANGES_PRUNED, vals[1],
+                META_CHANGES_SEQ, vals[0]);
+    c->changes_last = vals[0];
+    c->changes_pruned = vals[1];
 }
 
 int dmj_store_verify(struct dmj_store *s, void *report)

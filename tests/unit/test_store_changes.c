@@ -651,6 +651,31 @@ static void test_verify(const char *root)
     /* readers pass over the damaged entry */
     CHECK_EQ_STR(log_of(s, 5, 0, buf, sizeof buf), "c:1:0<0 c:0:0<0");
     dmj_store_close(s);
+
+    /* a damaged counter: writes go on past the highest seq in the log */
+    snprintf(dir, sizeof dir, "%s/counter", root);
+    s = open_store(dir, 0);
+    if (!s)
+        return;
+    CHECK_EQ_INT(put1(s, job(1, 5, DMJ_STATUS_RUNNING)), 0);
+    CHECK_EQ_INT(put1(s, job(2, 6, DMJ_STATUS_RUNNING)), 0);
+    dmj_store_close(s);
+    MDB_txn *txn;
+    MDB_dbi meta;
+    MDB_env *env = raw_begin(dir, "meta", &txn, &meta);
+    MDB_val k = {11, (void *)"changes.seq"}, v = {3, (void *)"bad"};
+    CHECK_EQ_INT(mdb_put(txn, meta, &k, &v, 0), 0);
+    raw_commit(env, txn);
+    s = open_store(dir, 0);
+    if (!s)
+        return;
+    CHECK_EQ_INT(verify_lines(s, &rc), 1);
+    CHECK_EQ_INT(put1(s, job(3, 5, DMJ_STATUS_RUNNING)), 0);
+    CHECK_EQ_STR(log_of(s, 5, 0, buf, sizeof buf), "c:1:0<0 c:3:0<0");
+    CHECK_EQ_INT(first_after(s, 5, 1).seq, 3);
+    CHECK_EQ_INT(newest(s), 3);
+    CHECK_EQ_INT(dmj_store_verify(s, stderr), 0);
+    dmj_store_close(s);
 }
 
 static int rm_rf(const char *root)
