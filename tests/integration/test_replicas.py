@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 
@@ -579,14 +580,16 @@ def home_of(lb, replicas, key, n=6, alive=True):
 def case_follow(store, tmp, upstream):
     """Replicas that follow PostgreSQL, each with its own `dmj sync` running: a job updated
     (Running -> Completed), one inserted and one deleted in PostgreSQL show on both replicas
-    within a few sync intervals, and then through HAProxy every answer is the same. (Last:
-    it changes the upstream data.)"""
+    within a few sync intervals, and then through HAProxy every answer is the same. A
+    long-poll of running/ and an events/ stream opened through HAProxy before the change
+    are answered with it. (Last: it changes the upstream data.)"""
     if upstream.pg is None:
         print("  not run: " + upstream.why)
         return
     data = Data(store, tmp, upstream)
     key = data.keys["read"]
-    updated = next(j["id"] for j in data.served(1) if j["status"] == "Running")
+    updated = next(j["id"] for j in data.served(1) if j["status"] == "Running" and
+                   (j.get("workflow_id") or "").startswith("materialize"))  # in running/
     deleted = data.served(2)[0]["id"]
     source = data.served(3)[0]["id"]
     inserted = "6d6d6a00-0000-4000-8000-000000000001"
@@ -599,6 +602,29 @@ def case_follow(store, tmp, upstream):
             for db in stores.values()]
         running.callback(stop_all, syncs)
         with HAProxy(tmp, "dmjd-replicas.cfg", {n: r.port for n, r in replicas.items()}) as lb:
+            base = "/api/environments/1/data_modeling_jobs/"
+            status, _, body, etag = ask(lb.port, base + "running/", key)
+            assert status == 200 and updated in {j["id"] for j in json.loads(body)}, status
+            polled = {}
+
+            def long_poll():
+                polled["answer"] = ask(lb.port, base + "running/?wait=25", key,
+                                       {"If-None-Match": etag})
+
+            poller = threading.Thread(target=long_poll)
+            poller.start()
+            running.callback(poller.join)
+            events = running.enter_context(socket.create_connection(("127.0.0.1", lb.port),
+                                                                    timeout=60))
+            events.sendall(("GET %sevents/ HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s"
+                            "\r\n\r\n" % (base, HOST, key)).encode())
+            head = b""
+            while b"\r\n\r\n" not in head:  # open (headers sent) before the change
+                chunk = events.recv(4096)
+                assert chunk, head
+                head += chunk
+            assert head.startswith(b"HTTP/1.1 200") and b"text/event-stream" in head, head
+
             columns = pg_helper.JOB_COLUMNS.split(", ")
             copied = ", ".join("'%s'::uuid" % inserted if c == "id" else
                                "now()" if c in ("created_at", "updated_at") else c
@@ -624,6 +650,14 @@ def case_follow(store, tmp, upstream):
                     assert time.time() < deadline, "a replica did not follow within 60 s"
                     time.sleep(0.1)
             print("  both replicas followed in %.1f s" % (time.time() - started))
+            poller.join(60)
+            status, _, body, _ = polled["answer"]
+            assert status == 200 and updated not in {j["id"] for j in json.loads(body)}, status
+            seen = head
+            while b"event: status_changed" not in seen or updated.encode() not in seen:
+                chunk = events.recv(65536)
+                assert chunk, seen[-2000:]
+                seen += chunk
             for path, ok in checks:
                 want = ask(replicas["dmj1"].port, path, key)[:3]
                 assert ask(replicas["dmj2"].port, path, key)[:3] == want, path
