@@ -61,7 +61,7 @@ def exported(store):
         for j in jobs:
             j["_us"] = us_of(j["created_at"])
         statuses = {j["status"] for j in jobs if j["team_id"] == TEAM}
-        assert statuses == set(STATUSES), statuses
+        assert len(statuses) >= 4 and statuses <= set(STATUSES), statuses
         store.exported = jobs
     return store.exported
 
@@ -204,15 +204,18 @@ def combinations(team_jobs):
         if j.get("saved_query_id"):
             by_sq.setdefault(j["saved_query_id"], set()).add(j["status"])
     sq = max(sorted(by_sq), key=lambda s: len(by_sq[s]))
+    # the least frequent status (gen_jobs.py makes no Skipped jobs, `dmj generate` a few)
+    counts = {s: sum(1 for j in team_jobs if j["status"] == s) for s in STATUSES}
+    rare = min((s for s in STATUSES if counts[s]), key=lambda s: counts[s])
     day = datetime.datetime(1970, 1, 1) + datetime.timedelta(microseconds=t1)
     day_us = us_of(day.strftime("%Y-%m-%dT00:00:00Z"))
     return [
         ("none", [], None, None),
         ("running", [("status", "Running")], None, None),
-        ("skipped", [("status", "Skipped")], None, None),
+        ("rare", [("status", rare)], None, None),
         ("two", [("status", "Completed,Failed")], None, None),
         ("repeated", [("status", "Failed"), ("status", "Cancelled,Failed")], None, None),
-        ("four", [("status", "Running,Completed,Failed,Cancelled")], None, None),
+        ("four", [("status", "Running,Completed,Cancelled,Skipped")], None, None),
         ("all", [("status", ",".join(STATUSES))], None, None),
         ("empty", [("status", ""), ("created_after", ""), ("created_before", "")], None, None),
         ("after", [("created_after", text_of(t1, "z"))], t1, None),
