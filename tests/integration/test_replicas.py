@@ -196,7 +196,7 @@ class Upstream:
         self.tmp = tempfile.mkdtemp(prefix="dmj-test-replicas-pg-")
         try:
             jobs, fixtures = generate(self.tmp, "jobs", JOBS, TEAMS)  # the Store's bytes
-            self.pg = pg_helper.Postgres(self.tmp)
+            self.pg = pg_helper.Postgres()
             self.pg.create_schema()
             self.pg.load_jobs(jobs)
             self.pg.load_fixtures(fixtures)
