@@ -371,6 +371,11 @@ static int stream_query(struct sync *s, const char *query, int nparams,
     return rc;
 }
 
+/* The rows a store can hold: PostHog's team_id may be NULL (SET_NULL when a team goes), and
+ * such a row has no team to be served in. Every query and count leaves them out, so that they
+ * neither fail each cycle nor make the counts differ for ever. */
+#define TEAM_SET "j.team_id IS NOT NULL"
+
 /* The team filter for a query whose parameter number `n` is the team array. */
 static const char *team_clause(const struct sync *s, int n, char *buf, size_t cap)
 {
@@ -392,7 +397,7 @@ static int sync_incremental(struct sync *s)
     const char *params[2] = {start, s->o.teams_array};
     snprintf(q, sizeof q,
              "SELECT row_to_json(j)::text FROM posthog_datamodelingjob j"
-             " WHERE j.updated_at IS NOT NULL AND j.updated_at >= $1::timestamptz%s"
+             " WHERE j.updated_at >= $1::timestamptz AND " TEAM_SET "%s"
              " ORDER BY j.updated_at, j.id",
              team_clause(s, 2, tc, sizeof tc));
     s->incremental = true;
@@ -428,7 +433,7 @@ static int pg_ids(struct sync *s, struct ids *out)
     char tc[64], q[512];
     snprintf(q, sizeof q,
              "DECLARE dmj_ids NO SCROLL CURSOR FOR SELECT j.id::text FROM posthog_datamodelingjob j"
-             " WHERE true%s",
+             " WHERE " TEAM_SET "%s",
              team_clause(s, 1, tc, sizeof tc));
     const char *params[1] = {s->o.teams_array};
     int rc = pg_exec(s, q, s->o.teams_array ? 1 : 0, params, 0, NULL);
@@ -460,7 +465,7 @@ static int fetch_missing(struct sync *s, const struct ids *missing)
     char tc[64], q[512];
     snprintf(q, sizeof q,
              "SELECT row_to_json(j)::text FROM posthog_datamodelingjob j"
-             " WHERE j.id = ANY($1::uuid[]) AND j.updated_at IS NOT NULL%s",
+             " WHERE j.id = ANY($1::uuid[]) AND j.updated_at IS NOT NULL AND " TEAM_SET "%s",
              team_clause(s, 2, tc, sizeof tc));
     struct dmj_buf arr;
     dmj_buf_init(&arr, (size_t)1 << 30);
@@ -531,7 +536,7 @@ static int sync_full(struct sync *s)
         char tc[64], q[512];
         snprintf(q, sizeof q,
                  "SELECT row_to_json(j)::text FROM posthog_datamodelingjob j"
-                 " WHERE j.updated_at IS NULL%s ORDER BY j.id",
+                 " WHERE j.updated_at IS NULL AND " TEAM_SET "%s ORDER BY j.id",
                  team_clause(s, 1, tc, sizeof tc));
         const char *params[1] = {s->o.teams_array};
         s->known = &st;
@@ -548,7 +553,7 @@ static int sync_full(struct sync *s)
 static int counts_differ(struct sync *s, bool *differ)
 {
     char tc[64], q[256];
-    snprintf(q, sizeof q, "SELECT count(*) FROM posthog_datamodelingjob j WHERE true%s",
+    snprintf(q, sizeof q, "SELECT count(*) FROM posthog_datamodelingjob j WHERE " TEAM_SET "%s",
              team_clause(s, 1, tc, sizeof tc));
     const char *params[1] = {s->o.teams_array};
     PGresult *r;

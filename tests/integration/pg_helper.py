@@ -29,7 +29,8 @@ API:
   returns stdout with the final newline stripped; raises AssertionError on failure.
 - .execute(sql): the same, returning nothing (several statements allowed).
 - .try_psql(sql): (exit status, stdout, stderr) without raising.
-- .create_schema(): PostHog's posthog_datamodelingjob (every column PostHog has, with its
+- .create_schema(): PostHog's posthog_datamodelingjob (every column PostHog has, team_id
+  nullable as there (SET_NULL when a team is deleted), with its
   primary key and indexes, plus an index on (updated_at, id)), posthog_organization,
   posthog_team, posthog_user, posthog_organizationmembership, posthog_personalapikey (the
   columns dmj reads, with PostHog's types: scopes/scoped_* are PostgreSQL arrays).
@@ -87,11 +88,12 @@ create table posthog_personalapikey (
     id varchar(50) primary key, user_id int not null, label varchar(40) not null default '',
     value varchar(50) unique null, secure_value varchar(300) unique null,
     created_at timestamptz not null default now(), last_used_at timestamptz null,
-    scopes varchar(100)[] null, scoped_teams integer[] null, scoped_organizations varchar(100)[] null,
+    scopes varchar(100)[] null, scoped_teams integer[] null,
+    scoped_organizations varchar(100)[] null,
     mask_value varchar(11) null);
 create index posthog_personalapikey_user_id on posthog_personalapikey (user_id);
 create table posthog_datamodelingjob (
-    id uuid primary key, team_id int not null, saved_query_id uuid null,
+    id uuid primary key, team_id int null, saved_query_id uuid null,
     status varchar(400) not null, rows_materialized int not null, error text null,
     created_at timestamptz not null, last_run_at timestamptz null,
     workflow_id varchar(400) null, workflow_run_id varchar(400) null, rows_expected int null,
@@ -333,8 +335,8 @@ class Postgres:
             "  on conflict (id) do update set secure_value = excluded.secure_value,\n"
             "     scopes = excluded.scopes, scoped_teams = excluded.scoped_teams,\n"
             "     scoped_organizations = excluded.scoped_organizations;\n"
-            "select setval('posthog_team_id_seq', greatest(1, (select max(id) from posthog_team)));\n"
-            "select setval('posthog_user_id_seq', greatest(1, (select max(id) from posthog_user)));\n"
+            "select setval('posthog_team_id_seq', (select coalesce(max(id), 1) from posthog_team));\n"
+            "select setval('posthog_user_id_seq', (select coalesce(max(id), 1) from posthog_user));\n"
             "commit;\n" % doc.replace("'", "''"))
         os.unlink(doc)
 
