@@ -1,18 +1,29 @@
 #!/usr/bin/python3
 """Several dmjd replicas behind HAProxy (Debian's haproxy 2.6), run from the configurations in
-packaging/haproxy/: one replica SIGKILLed under h2load (HTTP/1.1, then h2c) without one failed
-request and taken back once restarted; teams split across replicas by HAProxy routing on the
-team id in the path, answering exactly as one dmjd holding everything; and the same answers
-through HAProxy as direct (ETags included, with what they mean across replicas).
+packaging/haproxy/ (an operator's copy differs only in addresses and check interval):
 
-Each replica has its own store. They are fed by `dmj import` of the same generated files (the
-split replicas: every identity, and only their own teams' jobs)."""
+- kill under load: h2load through HAProxy (HTTP/1.1 and h2c) while the replica serving the
+  key is SIGKILLed (then stopped by SIGTERM): not one failed request; restarted, it is checked
+  back in and gets its key's requests again;
+- team split: even and odd teams' jobs on two replicas, HAProxy routing on the team id in the
+  path (and `@current` through a key map made by packaging/haproxy/current-team.sql): the same
+  bytes as one dmjd holding everything;
+- the same answers through HAProxy as direct, ETags included, and what ETags mean across
+  replicas (each key sticks to one replica);
+- replicas following PostgreSQL, each with its own `dmj sync`: changes show on both, and
+  through HAProxy in a long-poll and an events/ stream.
+
+Each replica has its own store, fed by `dmj sync` from one private PostgreSQL (pg_helper.py)
+when PostgreSQL 15 is installed and `dmj` has sync, else by `dmj import` of the same generated
+files (DMJ_TEST_REPLICAS_IMPORT=1 forces that). Split replicas hold every identity and only
+their own teams' jobs. Exit 77 without haproxy or h2load."""
 
 import contextlib
 import hashlib
 import http.client
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -44,6 +55,14 @@ def tool(name):
     if not os.access(path, os.X_OK):
         skip("%s is not installed" % name)
     return path
+
+
+def user_exists(name):
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
 
 
 def free_port():
@@ -532,6 +551,12 @@ def case_same_answers(store, tmp, upstream):
                     assert head[0] == want[0] and head[2] == b"", (path, head)
                     assert head[1] == ask(direct, path, key)[1], (path, head)
             assert homes == set(replicas), "six keys, all on %s" % homes
+            # The file as shipped, daemon, chroot and user lines included, is valid as it is.
+            if user_exists("haproxy"):
+                res = subprocess.run([tool("haproxy"), "-c", "-f",
+                                      os.path.join(PACKAGED, "dmjd-replicas.cfg")],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                assert res.returncode == 0, res.stdout
             # Requests without a key are spread.
             before = {name: served_requests(srv) for name, srv in replicas.items()}
             for _ in range(10):
