@@ -37,8 +37,8 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pg_helper  # noqa: E402
-from test_server import Server, binary, generate, get, import_into, metrics, run_cases, \
-    sanitized, skip  # noqa: E402
+from test_server import Server, binary, generate, get, import_into, make_cert, metrics, \
+    run_cases, sanitized, skip, tls_context  # noqa: E402
 
 SOURCE_DIR = os.environ.get("DMJ_SOURCE_DIR") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..")
@@ -73,11 +73,12 @@ def free_port():
 
 # ---- HAProxy -------------------------------------------------------------------------------
 
-def local_config(name, tmp, port, servers, maps=None):
+def local_config(name, tmp, port, servers, maps=None, tls=None):
     """The packaged configuration NAME, rewritten for loopback: the frontend on `port`, each
     `server NAME ADDR` on servers[NAME], the stats socket and map files in tmp, no daemon,
-    chroot, user or syslog, and checks every 100 ms. Every rewrite must find its line, so that
-    the test keeps running the file an operator copies."""
+    chroot, user or syslog, and checks every 100 ms; with tls=(port, pem), the commented TLS
+    bind enabled on that port with that certificate. Every rewrite must find its line, so
+    that the test keeps running the file an operator copies."""
     with open(os.path.join(PACKAGED, name)) as f:
         text = f.read()
     sock = os.path.join(tmp, "haproxy.sock")
@@ -90,6 +91,10 @@ def local_config(name, tmp, port, servers, maps=None):
     for pattern, repl, count in rules:
         text, n = re.subn(pattern, repl, text)
         assert n and (count is None or n == count), "%s: %r matched %d times" % (name, pattern, n)
+    if tls is not None:
+        text, n = re.subn(r"(?m)^(\s*)# (bind) :443 ssl crt \S+ (alpn .*)$",
+                          r"\g<1>\g<2> 127.0.0.1:%d ssl crt %s \g<3>" % tls, text)
+        assert n == 1, "%s: no TLS bind to enable" % name
     for path, local in (maps or {}).items():
         assert path in text, "%s does not use %s" % (name, path)
         text = text.replace(path, local)
@@ -109,10 +114,12 @@ def local_config(name, tmp, port, servers, maps=None):
 class HAProxy:
     """haproxy in the foreground on a generated configuration; `port` is its frontend."""
 
-    def __init__(self, tmp, name, servers, maps=None):
+    def __init__(self, tmp, name, servers, maps=None, pem=None):
         for _ in range(5):  # the free port may be taken between the probe and the bind
             self.port = free_port()
-            cfg, self.sock = local_config(name, tmp, self.port, servers, maps)
+            self.tls_port = free_port() if pem else None
+            cfg, self.sock = local_config(name, tmp, self.port, servers, maps,
+                                          (self.tls_port, pem) if pem else None)
             self.stderr = open(os.path.join(tmp, "haproxy.err"), "w+")
             self.proc = subprocess.Popen([tool("haproxy"), "-db", "-f", cfg],
                                          stdout=subprocess.DEVNULL, stderr=self.stderr)
@@ -602,6 +609,47 @@ def home_of(lb, replicas, key, n=6, alive=True):
     return homes[0]
 
 
+def case_tls_and_forwarded_proto(store, tmp, upstream):
+    """The shipped TLS bind: ALPN h2 and http/1.1, and dmjd told the request came over TLS
+    (its links say https), the same bytes as a direct request saying so itself. Over plain
+    HTTP a client's own X-Forwarded-Proto is not passed on."""
+    data = Data(store, tmp, upstream)
+    key = data.keys["read"]
+    path = "/api/environments/1/data_modeling_jobs/?limit=2"
+    pair = make_cert(tmp)
+    pem = None
+    if pair is not None:
+        pem = os.path.join(tmp, "dmj.pem")
+        with open(pem, "w") as out:
+            for part in pair:
+                with open(part) as f:
+                    out.write(f.read())
+    else:
+        print("  no openssl: the TLS bind is not tried")
+    with replica(data.copy("full1")) as srv:
+        with HAProxy(tmp, "dmjd-replicas.cfg", {"dmj1": srv.port, "dmj2": srv.port},
+                     pem=pem) as lb:
+            https = {"X-Forwarded-Proto": "https"}
+            direct_plain, direct_https = ask(srv.port, path, key), ask(srv.port, path, key, https)
+            assert json.loads(direct_https[2])["next"].startswith("https://" + HOST)
+            assert ask(lb.port, path, key, https)[:3] == direct_plain[:3]
+            if pem is None:
+                return
+            for offer, want in ((["h2", "http/1.1"], "h2"), (["http/1.1"], "http/1.1")):
+                with socket.create_connection(("127.0.0.1", lb.tls_port), timeout=30) as raw:
+                    with tls_context(pair[0], offer).wrap_socket(
+                            raw, server_hostname="localhost") as tls:
+                        assert tls.selected_alpn_protocol() == want, (offer, want)
+            c = http.client.HTTPSConnection("localhost", lb.tls_port, timeout=30,
+                                            context=tls_context(pair[0], ["http/1.1"]))
+            try:
+                for headers in ({"Host": HOST}, {"Host": HOST, "X-Forwarded-Proto": "http"}):
+                    res, body = get(c, path, key, headers=headers)
+                    assert (res.status, body) == (direct_https[0], direct_https[2]), body[:300]
+            finally:
+                c.close()
+
+
 def case_follow(store, tmp, upstream):
     """Replicas that follow PostgreSQL, each with its own `dmj sync` running: a job updated
     (Running -> Completed), one inserted and one deleted in PostgreSQL show on both replicas
@@ -706,7 +754,8 @@ def stop_all(procs):
     return codes
 
 
-CASES = [case_same_answers, case_team_split, case_kill_under_load, case_follow]
+CASES = [case_same_answers, case_tls_and_forwarded_proto, case_team_split, case_kill_under_load,
+         case_follow]
 
 
 def main():
