@@ -268,6 +268,10 @@ def case_schema(store, tmp, mods, jsonschema):
             check_answer(jsonschema, doc, c, base + "?saved_query_id=nope", key, expect=400)
             check_answer(jsonschema, doc, c, base + "?saved_query_id=%00", key, expect=400)
             check_answer(jsonschema, doc, c, base + "?status=Bogus", key, expect=400)
+            check_answer(jsonschema, doc, c, base + "running/?wait=61", key, expect=400)
+            check_answer(jsonschema, doc, c, base + "running/?wait=x", key, expect=400)
+            check_answer(jsonschema, doc, c, base + "events/", None, expect=401)
+            check_answer(jsonschema, doc, c, base + "events/?last_event_id=x", key, expect=400)
             check_answer(jsonschema, doc, c, base + "?created_after=x", key, expect=400)
             check_answer(jsonschema, doc, c, base + "?status=Completed,Failed&limit=3"
                          "&created_before=2100-01-01", key, expect=200)
