@@ -344,10 +344,10 @@ static int feed_rows(struct sync *s, PGresult *r)
     return rc;
 }
 
-/* Declares a cursor over `query` and feeds it batch by batch; `commit` ends each batch
- * with a store commit (the incremental step); otherwise writes stay open for the caller. */
+/* Declares a cursor over `query` and feeds it batch by batch, each batch ending with its
+ * store commit (with the watermark it reached), so that a kill loses at most one batch. */
 static int stream_query(struct sync *s, const char *query, int nparams,
-                        const char *const *params, bool commit)
+                        const char *const *params)
 {
     char decl[2048], fetch[64];
     snprintf(decl, sizeof decl, "DECLARE dmj_sync NO SCROLL CURSOR FOR %s", query);
@@ -361,7 +361,7 @@ static int stream_query(struct sync *s, const char *query, int nparams,
         int rows = PQntuples(r);
         rc = rows ? feed_rows(s, r) : 0;
         PQclear(r);
-        if (rc == 0 && commit)
+        if (rc == 0)
             rc = batch_end(s);
         if (rc != 0 || rows < (int)s->o.batch || stop_requested)
             break;
@@ -401,7 +401,7 @@ static int sync_incremental(struct sync *s)
              " ORDER BY j.updated_at, j.id",
              team_clause(s, 2, tc, sizeof tc));
     s->incremental = true;
-    int rc = stream_query(s, q, s->o.teams_array ? 2 : 1, params, true);
+    int rc = stream_query(s, q, s->o.teams_array ? 2 : 1, params);
     s->incremental = false;
     return rc;
 }
@@ -540,7 +540,7 @@ static int sync_full(struct sync *s)
                  team_clause(s, 1, tc, sizeof tc));
         const char *params[1] = {s->o.teams_array};
         s->known = &st;
-        rc = stream_query(s, q, s->o.teams_array ? 1 : 0, params, true);
+        rc = stream_query(s, q, s->o.teams_array ? 1 : 0, params);
         s->known = NULL;
     }
     free(pg.v);
