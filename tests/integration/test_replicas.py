@@ -343,11 +343,12 @@ def ask(port, path, key=None, headers=None, method="GET", via_query=False):
 
 # ---- h2load -------------------------------------------------------------------------------
 
-def h2load_with_kill(url, key, h1, victim, sig):
-    """h2load through HAProxy; sends `sig` to the victim replica once 30% of the requests are
-    done. Returns h2load's summary counters."""
+def h2load_with_kill(urls, key, h1, victim, sig, name):
+    """h2load through HAProxy on the urls (in turn); sends `sig` to the victim replica once
+    30% of the requests are done. Every request must have succeeded with a 2xx. Returns
+    h2load's summary counters."""
     cmd = [tool("h2load"), "-n", str(REQUESTS), "-c", "20", "-m", "1",
-           "-H", "Authorization: Bearer " + key, url]
+           "-H", "Authorization: Bearer " + key, *urls]
     if h1:
         cmd.insert(1, "--h1")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -379,6 +380,13 @@ def h2load_with_kill(url, key, h1, victim, sig):
     # Mid-run: the replica died while h2load still had requests to send.
     assert any(line.startswith("progress: 40% done") for line in out[killed_at:]) or \
         counts["failed"], "killed after the run: " + text
+    print("  %s %s under h2load %s: %s" % (
+        name, "SIGKILLed" if sig == signal.SIGKILL else "stopped by SIGTERM",
+        "--h1" if h1 else "(h2c)", counts))
+    assert counts["done"] == counts["total"] == REQUESTS, counts
+    assert counts["succeeded"] == REQUESTS, counts
+    assert counts["failed"] == counts["errored"] == counts["timeout"] == 0, counts
+    assert counts["s2xx"] == REQUESTS, counts
     return counts
 
 
@@ -419,14 +427,7 @@ def case_kill_under_load(store, tmp, upstream):
                 name = next((n for n in sorted(homes) if n not in killed), min(homes))
                 key = homes[name]
                 killed.add(name)
-                counts = h2load_with_kill(url, key, h1, replicas[name], sig)
-                print("  %s %s under h2load %s: %s" % (
-                    name, "SIGKILLed" if sig == signal.SIGKILL else "stopped by SIGTERM",
-                    "--h1" if h1 else "(h2c)", counts))
-                assert counts["done"] == counts["total"] == REQUESTS, counts
-                assert counts["succeeded"] == REQUESTS, counts
-                assert counts["failed"] == counts["errored"] == counts["timeout"] == 0, counts
-                assert counts["s2xx"] == REQUESTS, counts
+                h2load_with_kill([url], key, h1, replicas[name], sig, name)
                 if sig == signal.SIGKILL:
                     replicas[name].kill()  # reaped
                 else:
@@ -489,14 +490,17 @@ def walk(port, path, key):
 
 
 def case_team_split(store, tmp, upstream):
-    """Even teams' jobs on one replica, odd on the other, HAProxy routing on the team id in
+    """Even teams' jobs on two replicas, odd on two others, HAProxy routing on the team id in
     the path (and `@current` through the key map): the same bytes as one dmjd with every
-    team, for every key, endpoint and team, 404 for teams nobody has."""
+    team, for every key, endpoint and team, 404 for teams nobody has. Then h2load on an even
+    and an odd team while the even replica serving the key is SIGKILLed: no failed request."""
     data = Data(store, tmp, upstream)
-    with replica(data.full) as ref, replica(data.copy("even", 0)) as even, \
-            replica(data.copy("odd", 1)) as odd:
+    with contextlib.ExitStack() as running:
+        ref = running.enter_context(replica(data.full))
+        shards = {name: running.enter_context(replica(data.copy(name, parity)))
+                  for name, parity in (("even1", 0), ("even2", 0), ("odd1", 1), ("odd2", 1))}
         keymap = data.current_team_map(os.path.join(tmp, "current-team.map"))
-        servers = {"even1": even.port, "odd1": odd.port}
+        servers = {name: srv.port for name, srv in shards.items()}
         with HAProxy(tmp, "dmjd-teams.cfg", servers,
                      {"/etc/haproxy/dmj-current-team.map": keymap}) as lb:
             compared = etags_equal = 0
@@ -522,11 +526,22 @@ def case_team_split(store, tmp, upstream):
                     assert n == len(data.served(team)), (team, n)
                     compared += len(got)
             # The routing is what makes them equal: the other shard has none of team 2's jobs.
-            status, _, body, _ = ask(odd.port, "/api/environments/2/data_modeling_jobs/",
+            status, _, body, _ = ask(shards["odd1"].port,
+                                     "/api/environments/2/data_modeling_jobs/",
                                      data.keys["read"])
             assert status == 200 and json.loads(body)["results"] == [], (status, body[:200])
             assert data.served(2), "team 2 has no jobs in this data"
             print("  %d answers compared byte for byte; ETags equal in %s" % (compared, etags))
+
+            key = data.keys["read"]
+            evens = {name: srv for name, srv in shards.items() if name.startswith("even")}
+            victim = home_of(lb, evens, key, team=2)
+            urls = ["http://127.0.0.1:%d/api/environments/%d/data_modeling_jobs/?limit=3"
+                    % (lb.port, team) for team in (2, 1)]
+            h2load_with_kill(urls, key, True, shards[victim], signal.SIGKILL, victim)
+            shards[victim].kill()
+            lb.wait_state(victim, "DOWN", 30)
+            assert home_of(lb, evens, key, alive=False, team=2) != victim
 
 
 def case_same_answers(store, tmp, upstream):
@@ -591,17 +606,17 @@ def case_same_answers(store, tmp, upstream):
                 assert status == 304 and body == b"", (status, body[:200])
 
 
-def home_of(lb, replicas, key, n=6, alive=True):
-    """The replica HAProxy sends this key's requests to: n requests with the key in the
-    Authorization header and n with it in the query must all reach that one. alive=False:
-    some replicas are dead (not asked for their counters)."""
+def home_of(lb, replicas, key, n=6, alive=True, team=1):
+    """The replica HAProxy sends this key's requests for the team to: n requests with the key
+    in the Authorization header and n with it in the query must all reach that one.
+    alive=False: some replicas are dead (not asked for their counters)."""
     replicas = {name: srv for name, srv in replicas.items()
                 if alive or srv.proc.poll() is None}
     before = {name: served_requests(srv) for name, srv in replicas.items()}
     for via_query in (False, True):
         for _ in range(n):
-            status = ask(lb.port, "/api/environments/1/data_modeling_jobs/?limit=1", key,
-                         via_query=via_query)[0]
+            status = ask(lb.port, "/api/environments/%d/data_modeling_jobs/?limit=1" % team,
+                         key, via_query=via_query)[0]
             assert status in (200, 403), status
     moved = {name: served_requests(srv) - before[name] for name, srv in replicas.items()}
     homes = [name for name, count in moved.items() if count]
