@@ -73,12 +73,13 @@ def free_port():
 
 # ---- HAProxy -------------------------------------------------------------------------------
 
-def local_config(name, tmp, port, servers, maps=None, tls=None):
+def local_config(name, tmp, port, servers, maps=None, tls=None, timeouts=None):
     """The packaged configuration NAME, rewritten for loopback: the frontend on `port`, each
     `server NAME ADDR` on servers[NAME], the stats socket and map files in tmp, no daemon,
     chroot, user or syslog, and checks every 100 ms; with tls=(port, pem), the commented TLS
-    bind enabled on that port with that certificate. Every rewrite must find its line, so
-    that the test keeps running the file an operator copies."""
+    bind enabled on that port with that certificate; with timeouts="2s", the client and
+    server timeouts that long. Every rewrite must find its line, so that the test keeps
+    running the file an operator copies."""
     with open(os.path.join(PACKAGED, name)) as f:
         text = f.read()
     sock = os.path.join(tmp, "haproxy.sock")
@@ -91,6 +92,9 @@ def local_config(name, tmp, port, servers, maps=None, tls=None):
     for pattern, repl, count in rules:
         text, n = re.subn(pattern, repl, text)
         assert n and (count is None or n == count), "%s: %r matched %d times" % (name, pattern, n)
+    if timeouts is not None:
+        text, n = re.subn(r"(?m)^(\s*timeout (client|server)) 75s$", r"\g<1> " + timeouts, text)
+        assert n == 2, "%s: timeout client/server 75s matched %d times" % (name, n)
     if tls is not None:
         text, n = re.subn(r"(?m)^(\s*)# (bind) :443 ssl crt \S+ (alpn .*)$",
                           r"\g<1>\g<2> 127.0.0.1:%d ssl crt %s \g<3>" % tls, text)
@@ -114,12 +118,12 @@ def local_config(name, tmp, port, servers, maps=None, tls=None):
 class HAProxy:
     """haproxy in the foreground on a generated configuration; `port` is its frontend."""
 
-    def __init__(self, tmp, name, servers, maps=None, pem=None):
+    def __init__(self, tmp, name, servers, maps=None, pem=None, timeouts=None):
         for _ in range(5):  # the free port may be taken between the probe and the bind
             self.port = free_port()
             self.tls_port = free_port() if pem else None
             cfg, self.sock = local_config(name, tmp, self.port, servers, maps,
-                                          (self.tls_port, pem) if pem else None)
+                                          (self.tls_port, pem) if pem else None, timeouts)
             self.stderr = open(os.path.join(tmp, "haproxy.err"), "w+")
             self.proc = subprocess.Popen([tool("haproxy"), "-db", "-f", cfg],
                                          stdout=subprocess.DEVNULL, stderr=self.stderr)
@@ -312,12 +316,12 @@ class Data:
         return path
 
 
-def replica(db, port=0):
+def replica(db, port=0, extra=()):
     """A dmjd on db; on a given port (a restart), retried while the old socket lingers."""
     deadline = time.time() + 30
     while True:
         try:
-            return Server(db, "--threads", "1", "--listen", "127.0.0.1:%d" % port)
+            return Server(db, "--threads", "1", "--listen", "127.0.0.1:%d" % port, *extra)
         except AssertionError:
             if port == 0 or time.time() > deadline:
                 raise
@@ -665,6 +669,34 @@ def case_tls_and_forwarded_proto(store, tmp, upstream):
                 c.close()
 
 
+def open_events(port, key):
+    """A connection that has asked for team 1's events/ stream (HTTP/1.1, by hand: the
+    answer never ends)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    sock.sendall(("GET /api/environments/1/data_modeling_jobs/events/ HTTP/1.1\r\nHost: %s\r\n"
+                  "Authorization: Bearer %s\r\n\r\n" % (HOST, key)).encode())
+    return sock
+
+
+def case_idle_stream(store, tmp, upstream):
+    """An idle events/ stream through HAProxy outlives HAProxy's client and server timeouts
+    thanks to dmjd's keep-alive lines (here every second, against timeouts of 2 s: in the
+    shipped file 15 s against 75 s)."""
+    data = Data(store, tmp, upstream)
+    with replica(data.full, extra=("--events-keepalive", "1")) as srv:
+        with HAProxy(tmp, "dmjd-replicas.cfg", {"dmj1": srv.port, "dmj2": srv.port},
+                     timeouts="2s") as lb:
+            with open_events(lb.port, data.keys["read"]) as events:
+                seen = b""
+                until = time.time() + 5
+                while time.time() < until:
+                    chunk = events.recv(4096)
+                    assert chunk, "HAProxy closed an idle stream: %r" % seen[-500:]
+                    seen += chunk
+                assert seen.startswith(b"HTTP/1.1 200"), seen[:200]
+                assert seen.count(b": keep-alive") >= 3, seen[-500:]
+
+
 def case_follow(store, tmp, upstream):
     """Replicas that follow PostgreSQL, each with its own `dmj sync` running: a job updated
     (Running -> Completed), one inserted and one deleted in PostgreSQL show on both replicas
@@ -702,10 +734,7 @@ def case_follow(store, tmp, upstream):
             poller = threading.Thread(target=long_poll)
             poller.start()
             running.callback(poller.join)
-            events = running.enter_context(socket.create_connection(("127.0.0.1", lb.port),
-                                                                    timeout=60))
-            events.sendall(("GET %sevents/ HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s"
-                            "\r\n\r\n" % (base, HOST, key)).encode())
+            events = running.enter_context(open_events(lb.port, key))
             head = b""
             while b"\r\n\r\n" not in head:  # open (headers sent) before the change
                 chunk = events.recv(4096)
@@ -769,8 +798,8 @@ def stop_all(procs):
     return codes
 
 
-CASES = [case_same_answers, case_tls_and_forwarded_proto, case_team_split, case_kill_under_load,
-         case_follow]
+CASES = [case_same_answers, case_tls_and_forwarded_proto, case_idle_stream, case_team_split,
+         case_kill_under_load, case_follow]
 
 
 def main():
