@@ -1,9 +1,11 @@
 /* libFuzzer target: arbitrary bytes split on NUL into method, path, query, Authorization, Host,
- * If-None-Match and X-Forwarded-Proto, answered by dmj_api_handle over a small fixed store.
- * The last byte sets TLS (bit 0) and whether the rate limiter refuses (bit 1, for bits 2-7 + 1
- * seconds). Checked: a known status, a body of valid UTF-8 JSON (empty for 304), the headers
- * each status implies, the same answer to the same request asked again, and a 304 for a 200's
- * own ETag sent back in If-None-Match. */
+ * If-None-Match, X-Forwarded-Proto and Last-Event-ID, answered by dmj_api_handle over a small
+ * fixed store. The last byte sets TLS (bit 0) and whether the rate limiter refuses (bit 1, for
+ * bits 2-7 + 1 seconds; the events/ stream bound refuses with it). Checked: a known status, a
+ * body of valid UTF-8 JSON (empty for 304 and event streams), the headers each status implies,
+ * the same answer to the same request asked again (and asked again as a held request, which
+ * the limiter does not count), a 304 for a 200's own ETag sent back in If-None-Match, `wait`
+ * only on a 304, and an opened stream's events well framed, of the path's team only. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,7 +30,18 @@ static struct {
     struct dmj_api_worker *worker;
     unsigned wait; /* what the rate limiter answers for the current input */
     unsigned limiter_calls;
+    unsigned stream_calls;
+    struct dmj_buf events;
 } fz;
+
+static unsigned fz_stream_acquire(void *ctx, const char *secure_value)
+{
+    (void)ctx;
+    if (strncmp(secure_value, "sha256$", 7) != 0 || strlen(secure_value) != 71)
+        abort();
+    fz.stream_calls++;
+    return fz.wait;
+}
 
 static unsigned fz_rate_limit(void *ctx, const char *secure_value)
 {
@@ -43,12 +56,16 @@ static void fz_cleanup(void)
 {
     dmj_api_worker_free(fz.worker);
     dmj_store_close(fz.store);
+    dmj_buf_dispose(&fz.events);
     fixture_remove(fz.dir);
 }
 
 static void fz_setup(void)
 {
-    static const struct dmj_api_config cfg = {.max_limit = 1000, .rate_limit = fz_rate_limit};
+    static const struct dmj_api_config cfg = {.max_limit = 1000,
+                                              .rate_limit = fz_rate_limit,
+                                              .stream_acquire = fz_stream_acquire};
+    dmj_buf_init(&fz.events, (size_t)64 << 20);
     snprintf(fz.dir, sizeof fz.dir, "/tmp/dmj-fuzz-request-XXXXXX");
     if (mkdtemp(fz.dir) == NULL || fixture_build(fz.dir, &fz.store) != 0 ||
         dmj_api_worker_new(fz.store, &cfg, &fz.worker) != 0) {
@@ -157,6 +174,54 @@ static void keep(struct answer *a, const struct dmj_api_response *res)
     memcpy(a->body, res->body, res->body_len);
 }
 
+/* Events as the stream sends them: blocks of "name: value" lines ended by an empty line,
+ * each `data` one line of valid JSON, ids increasing and past where the stream began, no job
+ * of another team than the path's. */
+static void check_events(const struct dmj_buf *b, uint64_t after, long long team)
+{
+    const char *p = b->data ? b->data : "", *end = p + b->len;
+    uint64_t last = after;
+    bool in_block = false;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (nl == NULL)
+            abort(); /* every line ends */
+        size_t n = (size_t)(nl - p);
+        if (n == 0) {
+            if (!in_block)
+                abort(); /* no empty event */
+            in_block = false;
+        } else if (n > 4 && memcmp(p, "id: ", 4) == 0) {
+            char num[32];
+            if (n - 4 >= sizeof num)
+                abort();
+            memcpy(num, p + 4, n - 4);
+            num[n - 4] = '\0';
+            uint64_t id = strtoull(num, NULL, 10);
+            if (id <= last)
+                abort();
+            last = id;
+            in_block = true;
+        } else if (n > 6 && memcmp(p, "data: ", 6) == 0) {
+            if (!json_valid(p + 6, n - 6))
+                abort();
+            in_block = true;
+        } else if (n > 7 && memcmp(p, "event: ", 7) == 0) {
+            in_block = true;
+        } else {
+            abort();
+        }
+        p = nl + 1;
+    }
+    if (in_block)
+        abort(); /* the last event is complete */
+    static const char team1[] = "\"job_id\":\"10000000-", team2[] = "\"job_id\":\"20000000-";
+    if (b->len > 0 &&
+        ((team != -1 && team != 1 && memmem(b->data, b->len, team1, sizeof team1 - 1)) ||
+         (team != -1 && team != 2 && memmem(b->data, b->len, team2, sizeof team2 - 1))))
+        abort();
+}
+
 static bool same(const struct answer *a, const struct dmj_api_response *res)
 {
     return a->status == res->status && a->json == res->json && a->allow == res->allow &&
@@ -184,10 +249,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     req.host = next_field(&p, end);
     req.if_none_match = next_field(&p, end);
     req.forwarded_proto = next_field(&p, end);
+    req.last_event_id = next_field(&p, end);
     uint8_t last = size > 0 ? data[size - 1] : 0;
     req.tls = last & 1;
     fz.wait = last & 2 ? (unsigned)(last >> 2) + 1 : 0;
     fz.limiter_calls = 0;
+    fz.stream_calls = 0;
     if (req.method.ptr == NULL)
         req.method = (struct dmj_str){"GET", 3};
     if (req.path.ptr == NULL)
@@ -202,21 +269,40 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         known = known || res.status == statuses[i];
     if (!known || res.body == NULL)
         abort();
-    if (res.status == 304) {
-        if (res.body_len != 0 || res.etag[0] != '"')
+    if (res.status == 304 || res.event_stream) {
+        if (res.body_len != 0 || (res.status == 304 && res.etag[0] != '"'))
+            abort();
+        if (res.event_stream && (res.status != 200 || res.json || res.etag[0]))
             abort();
     } else if (res.body_len == 0 || (res.body[0] != '{' && res.body[0] != '[') ||
                (res.body[res.body_len - 1] != '}' && res.body[res.body_len - 1] != ']')) {
         abort();
     }
-    if (res.status != 304 && !json_valid(res.body, res.body_len))
+    if (res.status != 304 && !res.event_stream && !json_valid(res.body, res.body_len))
         abort();
+    /* Only a 304 is held; only a GET of events/ opens a stream, after one slot was asked. */
+    if ((res.wait_s > 0 && res.status != 304) || res.wait_s > 60)
+        abort();
+    if (res.stream_open != (res.event_stream && !res.head) || fz.stream_calls > 1 ||
+        (res.stream_open && fz.stream_calls != 1))
+        abort();
+    if (res.stream_open) {
+        struct dmj_api_stream st = res.stream;
+        dmj_buf_reset(&fz.events);
+        int rc = dmj_api_stream_render(fz.worker, &req, &st, &fz.events, 1 << 16);
+        if (rc != 0 && rc != 1)
+            abort(); /* the request passed its checks a moment ago, on a sound store */
+        if (st.team_id != res.stream.team_id || st.after_seq < res.stream.after_seq)
+            abort();
+        check_events(&fz.events, res.stream.after_seq, path_team(&req.path));
+    }
     if (res.etag[0] && res.status != 200 && res.status != 304)
         abort();
     if ((res.status == 401) != res.www_authenticate)
         abort();
     if ((res.status == 429) != (res.retry_after != 0) ||
-        (res.status == 429 && (fz.limiter_calls == 0 || res.retry_after != fz.wait)))
+        (res.status == 429 && (fz.limiter_calls + fz.stream_calls == 0 ||
+                               (fz.limiter_calls > 0 && res.retry_after != fz.wait))))
         abort();
     if (fz.limiter_calls > 1 || (fz.wait == 0 && res.status == 429))
         abort();
@@ -238,6 +324,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     dmj_api_handle(fz.worker, &req, &res);
     if (!same(&first, &res))
         abort();
+    /* Asked again as a held request: the same answer, unless the limiter refused the first. */
+    if (first.status != 429) {
+        req.again = true;
+        fz.limiter_calls = 0;
+        dmj_api_handle(fz.worker, &req, &res);
+        if (!same(&first, &res) || fz.limiter_calls != 0)
+            abort();
+        req.again = false;
+    }
     /* A 200 sent back its own validator is a 304 with that validator. */
     if (first.status == 200 && first.etag[0]) {
         req.if_none_match = (struct dmj_str){first.etag, strlen(first.etag)};

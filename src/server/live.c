@@ -168,7 +168,10 @@ static void stream_pump(struct dmjd_stream *s)
     dmj_buf_reset(&s->buf);
     int rc = dmj_api_stream_render(s->worker->api, &s->in, &s->st, &s->buf, STREAM_SOFT_MAX);
     if (rc < 0) {
-        /* The key lost its access (or the store failed): what was rendered still goes. */
+        /* The key lost its access (or the store failed): what was rendered still goes, and
+         * the client resumes with Last-Event-ID where it stopped. */
+        if (rc != -EACCES)
+            dmjd_log("events: ending a stream: %s", dmj_strerror(rc));
         if (s->buf.len > 0)
             stream_send(s);
         stream_finish(s);

@@ -1,7 +1,7 @@
 /** The store watcher: one thread per process that reads the store's last committed
  * transaction id every WATCH_MS (no read transaction: a look at LMDB's meta pages) and wakes
- * every worker when it changes, so that held long-polls and open event streams are
- * re-evaluated once per commit rather than polled per request. */
+ * every worker when it changes - once a read would see the change - so that held long-polls
+ * and open event streams are re-evaluated once per commit rather than polled per request. */
 #include <errno.h>
 #include <time.h>
 
@@ -9,11 +9,27 @@
 
 #define WATCH_MS 50
 
+/* The txnid a read transaction begun now would see, or 0. LMDB's meta page (what
+ * dmj_store_last_txnid reads) shows a commit a moment before the lock file's txnid that new
+ * readers take: a worker woken in between would read the old state and miss the change. */
+static uint64_t visible_txnid(struct dmj_read *r)
+{
+    if (r == NULL || dmj_read_begin(r) != 0)
+        return 0;
+    uint64_t t = dmj_read_txnid(r);
+    dmj_read_end(r);
+    return t;
+}
+
 static void *watch(void *arg)
 {
     struct dmjd_server *srv = arg;
     uint64_t seen = dmj_store_last_txnid(srv->store);
     struct timespec at;
+    struct dmj_read *r = NULL;
+
+    if (dmj_read_new(srv->store, &r) != 0)
+        r = NULL; /* then every change wakes the workers at once, as before the check */
 
     clock_gettime(CLOCK_MONOTONIC, &at);
     pthread_mutex_lock(&srv->watch_lock);
@@ -31,7 +47,8 @@ static void *watch(void *arg)
             break;
         pthread_mutex_unlock(&srv->watch_lock);
         uint64_t now = dmj_store_last_txnid(srv->store);
-        if (now != 0 && now != seen) {
+        /* A change counts once new readers see it; until then the next turn looks again. */
+        if (now != 0 && now != seen && (r == NULL || visible_txnid(r) >= now)) {
             seen = now;
             for (unsigned i = 0; i < srv->n_workers; i++)
                 dmjd_worker_wake(srv->workers[i]);
@@ -39,6 +56,7 @@ static void *watch(void *arg)
         pthread_mutex_lock(&srv->watch_lock);
     }
     pthread_mutex_unlock(&srv->watch_lock);
+    dmj_read_free(r);
     return NULL;
 }
 

@@ -1,9 +1,9 @@
 #!/bin/bash
 # test_tsan.sh - a ThreadSanitizer build of dmjd under load (h2load over h2c and HTTP/1.1,
 # 1,000 held connections and 300 reset mid-answer, /metrics scrapes, the shared rate limiter,
-# the access log; scaled down from test_load.py's 10,000) while `dmj import` commits into
-# the store it serves: neither reports anything, every request is answered, dmjd stops
-# cleanly. Skipped (77) unless DMJ_BIN_DIR is a -DDMJ_SANITIZE=thread build; tools/test.sh
+# the access log; scaled down from test_load.py's 10,000; `running/?wait=` long-polls and
+# events/ streams woken by the store watcher) while `dmj import` commits into the store it
+# serves: neither reports anything, every request is answered, dmjd stops cleanly. Skipped (77) unless DMJ_BIN_DIR is a -DDMJ_SANITIZE=thread build; tools/test.sh
 # makes one in build-test-tsan and runs this test there.
 set -u
 
@@ -50,7 +50,7 @@ print(next(k["key"] for k in json.load(open(sys.argv[1]))["personal_api_keys"]
            if k.get("label") == "read"))' "$tmp/fixtures.json")
 
 "$BIN/dmjd" --db "$tmp/store" --listen 127.0.0.1:0 --threads 4 \
-    --rate-limit 1000000/second --access-log "$tmp/access.log" \
+    --rate-limit 1000000/second --access-log "$tmp/access.log" --events-keepalive 1 \
     >"$tmp/dmjd.out" 2>"$tmp/dmjd.err" &
 dmjd_pid=$!
 port=""
@@ -101,6 +101,52 @@ time.sleep(2)
 print("held 1000 connections, reset 300")
 PY
 conns_pid=$!
+# Long-polls and event streams, woken by the watcher thread as the imports commit.
+/usr/bin/python3 - "$port" "$key" >"$tmp/live.out" 2>&1 <<'PY' &
+import http.client, sys, threading, time
+port, key = int(sys.argv[1]), sys.argv[2]
+base = "/api/environments/%d/data_modeling_jobs/"
+stop = time.time() + 20
+counts = {"200": 0, "304": 0, "other": 0, "events": 0, "streams": 0}
+lock = threading.Lock()
+def poller(team):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    etag = None
+    while time.time() < stop:
+        h = {"Authorization": "Bearer " + key}
+        if etag:
+            h["If-None-Match"] = etag
+        c.request("GET", base % team + "running/?wait=2", headers=h)
+        r = c.getresponse()
+        r.read()
+        with lock:
+            counts[str(r.status) if r.status in (200, 304) else "other"] += 1
+        etag = r.getheader("ETag") or etag
+def streamer(team):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    c.request("GET", base % team + "events/", headers={"Authorization": "Bearer " + key})
+    r = c.getresponse()
+    with lock:
+        counts["streams" if r.status == 200 else "other"] += 1
+    while r.status == 200 and time.time() < stop:
+        line = r.readline()  # a keep-alive comment at least every second
+        if not line:
+            break
+        if line.startswith(b"id: "):
+            with lock:
+                counts["events"] += 1
+    c.close()
+threads = [threading.Thread(target=poller, args=(1 + i % 2,)) for i in range(16)]
+threads += [threading.Thread(target=streamer, args=(1 + i % 2,)) for i in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(counts)
+assert counts["other"] == 0 and counts["streams"] == 4, counts
+assert counts["events"] > 0 and counts["200"] > 0 and counts["304"] > 0, counts
+PY
+live_pid=$!
 h2load -n 6000 -c 40 -m 10 -H "Authorization: Bearer $key" \
     "$base/?limit=10" "$base/recent/" "$base/running/" "http://127.0.0.1:$port/_health" \
     >"$tmp/h2.out" 2>&1 || fail "h2load (h2c): $(tail -5 "$tmp/h2.out")"
@@ -109,6 +155,8 @@ h2load --h1 -n 3000 -c 40 -H "Authorization: Bearer $key" "$base/?limit=5" \
 wait "$import_pid"
 wait "$scrape_pid"
 wait "$conns_pid" || fail "connection load: $(tail -5 "$tmp/conns.out")"
+wait "$live_pid" || fail "long-polls and streams: $(tail -5 "$tmp/live.out")"
+echo "  long-polls and streams: $(tail -1 "$tmp/live.out")"
 
 kill -TERM "$dmjd_pid"
 status=0
