@@ -295,7 +295,7 @@ static void test_round_trips(void)
 
 /* What libc's gmtime_r and snprintf print for `us` in both forms: an oracle that shares no
  * code with time.c's calendar arithmetic or its digit writing. */
-static void libc_forms(int64_t us, char drf[64], char py[64])
+static void libc_forms(int64_t us, char drf[128], char py[128])
 {
     int64_t secs = us / 1000000, frac = us % 1000000;
     if (frac < 0) {
@@ -310,9 +310,9 @@ static void libc_forms(int64_t us, char drf[64], char py[64])
              tm.tm_mon + 1, tm.tm_mday, 'T', tm.tm_hour, tm.tm_min, tm.tm_sec);
     if (frac)
         snprintf(fr, sizeof fr, ".%06d", (int)frac);
-    snprintf(drf, 64, "%s%sZ", date, fr);
+    snprintf(drf, 128, "%s%sZ", date, fr);
     date[10] = ' ';
-    snprintf(py, 64, "%s%s+00:00", date, fr);
+    snprintf(py, 128, "%s%s+00:00", date, fr);
 }
 
 /* Every stored timestamp prints as libc prints it: all years 1..9999 (random instants,
@@ -343,7 +343,7 @@ static void test_format_against_libc(void)
         }
         if (us < MIN_US || us > MAX_US)
             continue;
-        char drf[DMJ_TIME_TEXT_MAX], py[DMJ_TIME_TEXT_MAX], want_drf[64], want_py[64];
+        char drf[DMJ_TIME_TEXT_MAX], py[DMJ_TIME_TEXT_MAX], want_drf[128], want_py[128];
         size_t n1 = dmj_time_format_drf(us, drf), n2 = dmj_time_format_py(us, py);
         libc_forms(us, want_drf, want_py);
         int ok = n1 == strlen(want_drf) && strcmp(drf, want_drf) == 0 &&
