@@ -73,8 +73,9 @@ def free_port():
 
 # ---- HAProxy -------------------------------------------------------------------------------
 
-def local_config(name, tmp, port, servers, maps=None, tls=None, timeouts=None):
-    """The packaged configuration NAME, rewritten for loopback: the frontend on `port`, each
+def local_config(name, tmp, port, servers, maps=None, tls=None, timeouts=None, stats=0):
+    """The packaged configuration NAME, rewritten for loopback: the frontend on `port` (its
+    stats frontend on `stats`), each
     `server NAME ADDR` on servers[NAME], the stats socket and map files in tmp, no daemon,
     chroot, user or syslog, and checks every 100 ms; with tls=(port, pem), the commented TLS
     bind enabled on that port with that certificate; with timeouts="2s", the client and
@@ -87,6 +88,7 @@ def local_config(name, tmp, port, servers, maps=None, tls=None, timeouts=None):
         (r"(?m)^\s*(log /dev/log|chroot|user|group|daemon)\b.*\n", "", None),
         (r"(?m)^(\s*)stats socket \S+", r"\g<1>stats socket " + sock, 1),
         (r"(?m)^(\s*)bind :80$", r"\g<1>bind 127.0.0.1:%d" % port, 1),
+        (r"(?m)^(\s*)bind 127.0.0.1:8404$", r"\g<1>bind 127.0.0.1:%d" % stats, 1),
         (r"inter 2s fastinter 500ms", "inter 100ms fastinter 100ms", None),
     ]
     for pattern, repl, count in rules:
@@ -122,8 +124,10 @@ class HAProxy:
         for _ in range(5):  # the free port may be taken between the probe and the bind
             self.port = free_port()
             self.tls_port = free_port() if pem else None
+            self.stats_port = free_port()
             cfg, self.sock = local_config(name, tmp, self.port, servers, maps,
-                                          (self.tls_port, pem) if pem else None, timeouts)
+                                          (self.tls_port, pem) if pem else None, timeouts,
+                                          self.stats_port)
             self.stderr = open(os.path.join(tmp, "haproxy.err"), "w+")
             self.proc = subprocess.Popen([tool("haproxy"), "-db", "-f", cfg],
                                          stdout=subprocess.DEVNULL, stderr=self.stderr)
@@ -588,8 +592,13 @@ def case_same_answers(store, tmp, upstream):
             for _ in range(10):
                 assert ask(lb.port, paths[0])[0] == 401
             assert all(served_requests(srv) > before[name] for name, srv in replicas.items())
-            # Each replica is scraped directly: through HAProxy, /metrics is dmjd's own 404.
+            # Each replica is scraped directly: through HAProxy, /metrics is dmjd's own 404;
+            # HAProxy's own exporter tells which replicas are up.
             assert ask(lb.port, "/metrics")[:3] == ask(direct, "/nope")[:3]
+            status, _, body, _ = ask(lb.stats_port, "/metrics")
+            up = re.findall(rb'haproxy_server_status\{proxy="dmjd",server="(\w+)",state="UP"\} 1',
+                            body)
+            assert status == 200 and sorted(up) == [b"dmj1", b"dmj2"], (status, up)
 
             key = data.keys["read"]
             home = home_of(lb, replicas, key)
