@@ -442,15 +442,17 @@ static size_t build_keys(const struct dmj_write *w, int db, struct skey *out)
     return m;
 }
 
-/* The indexes after job_ids, in the order they are written. */
+/* The indexes after job_ids, in the order they are written, and how many leading bytes of
+ * their keys the sort compares: the change log's keys are built in batch order, so a stable
+ * sort on the team alone (the radix sort is stable) leaves each team's in that order. */
 #define ORDER_N 4
 static const struct {
     int db;
-    size_t klen;
-} order[ORDER_N] = {{DB_JOBS, KEY_JOB_LEN},
-                    {DB_BY_SQ, KEY_SQ_LEN},
-                    {DB_BY_STATUS, KEY_STATUS_LEN},
-                    {DB_CHANGES, KEY_CHANGE_LEN}};
+    size_t klen, slen;
+} order[ORDER_N] = {{DB_JOBS, KEY_JOB_LEN, KEY_JOB_LEN},
+                    {DB_BY_SQ, KEY_SQ_LEN, KEY_SQ_LEN},
+                    {DB_BY_STATUS, KEY_STATUS_LEN, KEY_STATUS_LEN},
+                    {DB_CHANGES, KEY_CHANGE_LEN, 4}};
 
 /* A batch at least this large has its index keys built and sorted on a second thread while
  * this one looks up replaced jobs and inserts: the sorts (a fifth of a flush) then cost no
@@ -486,7 +488,7 @@ static void *sort_main(void *arg)
             break;
         struct skey **pair = s->pair[o % 2];
         size_t m = build_keys(s->w, order[o].db, pair[0]);
-        sort_keys(pair[0], pair[1], m, order[o].klen);
+        sort_keys(pair[0], pair[1], m, order[o].slen);
         pthread_mutex_lock(&s->mu);
         s->m[o] = m;
         s->sorted = o + 1;
@@ -645,7 +647,7 @@ static int flush_sorted(struct dmj_write *w, size_t nu, struct sorter *srt)
             keys = srt->pair[o % 2][0];
         } else {
             m = build_keys(w, order[o].db, w->keys);
-            sort_keys(w->keys, w->tmp, m, order[o].klen);
+            sort_keys(w->keys, w->tmp, m, order[o].slen);
         }
         if (order[o].db == DB_CHANGES && (rc = give_seqs(w, keys, m)) != 0)
             return rc;
