@@ -476,6 +476,8 @@ def team_paths(data):
               "/api/environments/0_4/data_modeling_jobs/?limit=2",
               "/api/environments/-2/data_modeling_jobs/",
               "/api/environments/x2/data_modeling_jobs/",
+              "/api/environments/1/../2/data_modeling_jobs/",  # dmjd does not resolve dots
+              "/api/environments/1/%2e%2e/2/data_modeling_jobs/",
               "/api/environments/@current/data_modeling_jobs/?limit=5",
               "/api/projects/@current/data_modeling_jobs/recent/",
               "/api/environments/1", "/api/", "/_health", "/nope", "/api/schema/"]
