@@ -294,8 +294,10 @@ int dmj_write_prune_changes(struct dmj_write *w, int64_t before_us, uint64_t *re
         rc = cut_entries(c, cut, &n);
     mdb_cursor_close(c);
     rc = dmj__store_err(rc);
-    if (rc == 0 && cut > pruned)
+    if (rc == 0 && cut > pruned) {
         rc = put_meta_u64(txn, s, META_CHANGES_PRUNED, cut);
+        dmj__write_touch(w);
+    }
     if (rc)
         return dmj__write_fail(w, rc);
     *removed = n;

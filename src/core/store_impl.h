@@ -90,6 +90,8 @@ const struct dmj_store *dmj__read_store(const struct dmj_read *r);
 /** The write's transaction for a write done outside store_write.c; the write's first failure
  * when it has failed already. */
 int dmj__write_txn(struct dmj_write *w, MDB_txn **out);
+/** Says that such a write changed something (the commit then records when). */
+void dmj__write_touch(struct dmj_write *w);
 /** Records a failure of such a write (the transaction is then only good for aborting); returns
  * `rc`. */
 int dmj__write_fail(struct dmj_write *w, int rc);

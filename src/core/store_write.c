@@ -212,9 +212,13 @@ int dmj__write_txn(struct dmj_write *w, MDB_txn **out)
 {
     if (w->err)
         return w->err;
-    w->dirty = true;
     *out = w->txn;
     return 0;
+}
+
+void dmj__write_touch(struct dmj_write *w)
+{
+    w->dirty = true;
 }
 
 const struct dmj_store *dmj__write_store(const struct dmj_write *w)

@@ -466,8 +466,11 @@ static void test_prune(const char *root)
     CHECK_EQ_STR(log_of(s, 1, 0, buf, sizeof buf), "c:4:0<0");
     CHECK_EQ_STR(log_of(s, 2, 0, buf, sizeof buf), "c:3:0<0");
 
-    /* pruning again before the same time: nothing more, the bounds stay */
+    /* pruning again before the same time: nothing more, the bounds stay, nothing committed
+     * (no wake-up of the servers watching the store) */
+    uint64_t txnid = dmj_store_last_txnid(s);
     CHECK_EQ_INT(prune(s, limit, true), 0);
+    CHECK_EQ_INT(dmj_store_last_txnid(s), txnid);
     bounds(s, &o, &n);
     CHECK_EQ_INT(o, 4);
     CHECK_EQ_INT(n, 5);
