@@ -172,8 +172,9 @@ DMJ_MUST_CHECK int dmj_read_change_bounds(struct dmj_read *r, uint64_t *oldest, 
  * before the log, opened read-only). For stats. */
 DMJ_MUST_CHECK int dmj_read_change_size(struct dmj_read *r, uint64_t *entries, uint64_t *bytes);
 /** Removes the log's entries committed before `before_us` (unix microseconds): every entry up
- * to the highest seq among them, which the bounds then give as oldest - 1. `removed` receives
- * how many went. */
+ * to the highest seq among them, which the bounds then give as oldest - 1 (all of them:
+ * oldest = newest + 1; the bounds are both 0 only while no seq was ever given). `removed`
+ * receives how many went. */
 DMJ_MUST_CHECK int dmj_write_prune_changes(struct dmj_write *w, int64_t before_us,
                                            uint64_t *removed);
 
