@@ -472,7 +472,7 @@ struct sorter {
     struct skey *pair[2][2];
     size_t m[ORDER_N];
     int sorted;   /* indexes sorted so far */
-    int released; /* 1: the writer's pair is free; 2: pair 0 is free again */
+    int released; /* 1: the writer's pair is free; 2: pair 0 again; 3: the writer's again */
     bool stop;
     pthread_t tid;
     pthread_mutex_t mu;
