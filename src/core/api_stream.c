@@ -156,6 +156,14 @@ void dmj__api_events(struct dmj__api_ctx *c)
         st->reset = true;
         st->oldest = oldest;
     }
+    /* An id this store never gave out (the client followed another replica, whose seqs are
+     * its own, or the store was restored from a backup): resuming after it would skip every
+     * change until the seqs catch up, so it is told to start over, from now. */
+    if (has && seq > newest) {
+        st->reset = true;
+        st->oldest = oldest;
+        st->after_seq = newest;
+    }
     if (c->method == DMJ__API_GET && c->w->cfg.stream_acquire != NULL) {
         unsigned wait = c->w->cfg.stream_acquire(c->w->cfg.stream_ctx, c->w->key.secure_value);
         if (wait > 0) {

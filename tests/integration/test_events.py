@@ -217,6 +217,15 @@ def case_changes_and_resume(store, tmp):
         time.sleep(0.5)
         assert r.events == [], r.events
         r.close()
+        # An id this store never gave out (another replica's): reset, then from now on.
+        r = Stream(srv.port, EVENTS % 1, store.read_key, {"Last-Event-ID": "999999999"})
+        got = r.wait_for(1)
+        assert got[0]["event"] == "reset" and data_of(got[0]) == {"oldest": oldest}, got[0]
+        later = str(uuid.uuid4())
+        import_lines(store, tmp, job_line(1, "Skipped", job_id=later))
+        got = r.wait_for(2)
+        check_event(got[1], "created", later, "Skipped", None)
+        r.close()
         for s in (s1, s2):
             s.close()
 
