@@ -702,21 +702,21 @@ def open_events(port, key):
 
 def case_idle_stream(store, tmp, upstream):
     """An idle events/ stream through HAProxy outlives HAProxy's client and server timeouts
-    thanks to dmjd's keep-alive lines (here every second, against timeouts of 3 s: in the
+    thanks to dmjd's keep-alive lines (here every second, against timeouts of 4 s: in the
     shipped file 15 s against 75 s)."""
     data = Data(store, tmp, upstream)
     with replica(data.full, extra=("--events-keepalive", "1")) as srv:
         with HAProxy(tmp, "dmjd-replicas.cfg", {"dmj1": srv.port, "dmj2": srv.port},
-                     timeouts="3s") as lb:
+                     timeouts="4s") as lb:
             with open_events(lb.port, data.keys["read"]) as events:
                 seen = b""
-                until = time.time() + 6  # twice the timeouts
+                until = time.time() + 8  # twice the timeouts
                 while time.time() < until:
                     chunk = events.recv(4096)
                     assert chunk, "HAProxy closed an idle stream: %r" % seen[-500:]
                     seen += chunk
                 assert seen.startswith(b"HTTP/1.1 200"), seen[:200]
-                assert seen.count(b": keep-alive") >= 3, seen[-500:]
+                assert seen.count(b": keep-alive") >= 4, seen[-500:]
 
 
 def case_follow(store, tmp, upstream):
