@@ -227,7 +227,9 @@ static int add_event(struct dmj_read *read, struct dmj_buf *out, const struct dm
         rc = dmj_buf_printf(out, ",\"at\":\"%s\",\"job\":", at);
     if (rc != 0)
         return rc;
-    int found = ch->kind == DMJ_CHANGE_DELETED ? DMJ_ENOTFOUND : dmj_read_job(read, ch->job_id, &job);
+    int found = DMJ_ENOTFOUND;
+    if (ch->kind != DMJ_CHANGE_DELETED)
+        found = dmj_read_job(read, ch->job_id, &job);
     if (found == 0 && job.team_id != ch->team_id)
         found = DMJ_ENOTFOUND;
     if (found == 0)

@@ -39,7 +39,7 @@ struct dmjd_stream {
     struct dmj_api_request in;
     struct dmj_api_stream st;
     char key[80];
-    struct dmj_buf buf;   /* what h2o is sending now; reused after `proceed` */
+    struct dmj_buf buf; /* what h2o is sending now; reused after `proceed` */
     uint64_t last_send_us;
     uint64_t peeked_us;
     bool sending;  /* h2o holds `buf`: wait for proceed before sending again */
@@ -211,9 +211,8 @@ static void on_stream_dispose(void *data)
     dmj_buf_dispose(&s->buf);
 }
 
-void dmjd_live_open_stream(struct dmjd_worker *w, h2o_req_t *req,
-                           const struct dmj_api_request *in, const struct dmj_api_response *res,
-                           uint64_t started)
+void dmjd_live_open_stream(struct dmjd_worker *w, h2o_req_t *req, const struct dmj_api_request *in,
+                           const struct dmj_api_response *res, uint64_t started)
 {
     /* Allocated first: from here on its disposal gives the key's slot back. */
     struct dmjd_stream *s = h2o_mem_alloc_shared(&req->pool, sizeof(*s), on_stream_dispose);
