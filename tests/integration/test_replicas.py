@@ -239,7 +239,8 @@ class Upstream:
             raise
 
     def sync(self, db, teams=None, *extra):
-        """`dmj sync` into db: one cycle (the default), or what `extra` says."""
+        """The command line of `dmj sync` into db, with every identity, the teams' jobs
+        (all with None) and `extra` (--once, or --interval...)."""
         args = [binary("dmj"), "sync", "--postgres", self.pg.conninfo, "--db", db,
                 "--identities", *extra]
         if teams is not None:
