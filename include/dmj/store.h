@@ -44,6 +44,12 @@ DMJ_MUST_CHECK int dmj_read_begin(struct dmj_read *r);
 void dmj_read_end(struct dmj_read *r);
 /** The committed transaction id the read sees (for ETags and caches). */
 uint64_t dmj_read_txnid(struct dmj_read *r);
+/** The store's identity: 16 random bytes made when the data file was created (or first opened
+ * writable without one), and new in each dmj_store_backup copy, so that two stores at the same
+ * txnid still tell apart (ETags). Needs a begun read unless already seen (then cached in the
+ * store handle: cheap per request). DMJ_ENOTFOUND for a store written before ids, opened
+ * read-only, until a writer opens it; DMJ_EBADRECORD when the stored value is malformed. */
+DMJ_MUST_CHECK int dmj_read_store_id(struct dmj_read *r, uint8_t out[16]);
 
 /** A job by id, in any team. DMJ_ENOTFOUND when absent or hidden (duckgres). */
 DMJ_MUST_CHECK int dmj_read_job(struct dmj_read *r, const uint8_t id[16], struct dmj_job *out);
@@ -118,6 +124,23 @@ DMJ_MUST_CHECK int dmj_write_membership(struct dmj_write *w, const struct dmj_me
 DMJ_MUST_CHECK int dmj_write_key(struct dmj_write *w, const struct dmj_key *k);
 /** Deletes a job and its index entries; DMJ_ENOTFOUND if absent. */
 DMJ_MUST_CHECK int dmj_write_delete_job(struct dmj_write *w, const uint8_t id[16]);
+/* Identity deletions (dmj sync --identities, dmj keys revoke): each DMJ_ENOTFOUND when the
+ * record is absent (nothing else changes then), committed with the rest of the transaction.
+ * None of them cascades the way PostHog's foreign keys do: the caller deletes the rest. */
+/** Removes the user's membership of the organization (the user then gets 403 on its teams). */
+DMJ_MUST_CHECK int dmj_write_delete_membership(struct dmj_write *w, int64_t user_id,
+                                               const uint8_t org[16]);
+/** Removes the key stored under `secure_value` ("sha256$<hex>"): it then authenticates as
+ * no key (401). */
+DMJ_MUST_CHECK int dmj_write_delete_key(struct dmj_write *w, const char *secure_value);
+/** Removes the user (every key of theirs then gives 401); their keys and memberships stay. */
+DMJ_MUST_CHECK int dmj_write_delete_user(struct dmj_write *w, int64_t id);
+/** Removes the team and its organization's entry for it (requests for it then get 404). Its
+ * jobs stay, unserved, until they are deleted or the team comes back. */
+DMJ_MUST_CHECK int dmj_write_delete_team(struct dmj_write *w, int32_t id);
+/** Removes the organization and its list of teams (org_teams entries); the teams and the
+ * memberships that name it stay until they are deleted too (verify reports such teams). */
+DMJ_MUST_CHECK int dmj_write_delete_org(struct dmj_write *w, const uint8_t id[16]);
 /** Commits everything; on any error nothing of the transaction is stored. Frees `w`.
  * `stats` (may be NULL) receives the counts of this transaction. */
 DMJ_MUST_CHECK int dmj_write_commit(struct dmj_write *w, struct dmj_write_stats *stats);
@@ -195,7 +218,9 @@ DMJ_MUST_CHECK int dmj_store_each_job_tolerant(struct dmj_store *s, int32_t team
 /** Checks every index against the records; writes one line per problem to `report`
  * (a FILE *); returns 0 when consistent, DMJ_EBADRECORD otherwise. */
 DMJ_MUST_CHECK int dmj_store_verify(struct dmj_store *s, void *report);
-/** Compacted, consistent copy into directory `dest` (mdb_env_copy2 with MDB_CP_COMPACT). */
+/** Compacted, consistent copy into directory `dest` (mdb_env_copy2 with MDB_CP_COMPACT),
+ * given a store id of its own (dmj_read_store_id): once written, a restored copy is no longer
+ * its origin, and must not answer the origin's ETags. */
 DMJ_MUST_CHECK int dmj_store_backup(struct dmj_store *s, const char *dest);
 
 #endif

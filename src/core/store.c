@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -124,6 +125,121 @@ static size_t env_map_size(void)
     return (size_t)(n << shift);
 }
 
+/* ---- the store id -------------------------------------------------------------------- */
+
+static int random_id(uint8_t out[STORE_ID_LEN])
+{
+    size_t got = 0;
+    while (got < STORE_ID_LEN) {
+        ssize_t n = getrandom(out + got, STORE_ID_LEN - got, 0);
+        if (n < 0 && errno != EINTR)
+            return -errno;
+        if (n > 0)
+            got += (size_t)n;
+    }
+    return 0;
+}
+
+static uint64_t id_word(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static void cache_id(struct dmj_store *s, const uint8_t id[STORE_ID_LEN])
+{
+    atomic_store(&s->id_words[0], id_word(id));
+    atomic_store(&s->id_words[1], id_word(id + 8));
+    atomic_store(&s->has_id, true);
+}
+
+/* The stored id into `out`: DMJ_ENOTFOUND when absent, DMJ_EBADRECORD when malformed. */
+static int get_id(MDB_txn *txn, MDB_dbi meta, uint8_t out[STORE_ID_LEN])
+{
+    MDB_val k = {sizeof META_STORE_ID - 1, (void *)META_STORE_ID}, v;
+    int rc = mdb_get(txn, meta, &k, &v);
+    if (rc)
+        return dmj__store_err(rc);
+    if (v.mv_size != STORE_ID_LEN)
+        return DMJ_EBADRECORD;
+    memcpy(out, v.mv_data, STORE_ID_LEN);
+    return 0;
+}
+
+/* Stores a new random id in the write transaction `txn`. */
+static int put_new_id(MDB_txn *txn, MDB_dbi meta, uint8_t id[STORE_ID_LEN])
+{
+    MDB_val k = {sizeof META_STORE_ID - 1, (void *)META_STORE_ID}, v = {STORE_ID_LEN, id};
+    int rc = random_id(id);
+    return rc ? rc : dmj__store_err(mdb_put(txn, meta, &k, &v, 0));
+}
+
+/* A writable open gives a store without a (well-formed) id one; a read-only open keeps what
+ * it finds, if anything, for dmj_read_store_id. */
+static int open_id(struct dmj_store *s, MDB_txn *txn)
+{
+    uint8_t id[STORE_ID_LEN];
+    int rc = get_id(txn, s->dbi[DB_META], id);
+    if ((rc == DMJ_ENOTFOUND || rc == DMJ_EBADRECORD) && !s->rdonly)
+        rc = put_new_id(txn, s->dbi[DB_META], id);
+    if (rc == 0)
+        cache_id(s, id);
+    return rc == DMJ_ENOTFOUND || rc == DMJ_EBADRECORD ? 0 : rc;
+}
+
+int dmj__store_new_id_at(const char *file, size_t map_size)
+{
+    MDB_env *env;
+    MDB_txn *txn = NULL;
+    MDB_dbi meta;
+    char lock[4096];
+    uint8_t id[STORE_ID_LEN];
+    if (snprintf(lock, sizeof lock, "%s-lock", file) >= (int)sizeof lock)
+        return -ENAMETOOLONG;
+    int rc = mdb_env_create(&env);
+    if (rc)
+        return dmj__store_err(rc);
+    rc = mdb_env_set_maxdbs(env, MAX_DBS);
+    if (!rc)
+        rc = mdb_env_set_mapsize(env, map_size);
+    if (!rc)
+        rc = mdb_env_open(env, file, MDB_NOSUBDIR, 0644);
+    if (!rc)
+        rc = mdb_txn_begin(env, NULL, 0, &txn);
+    if (!rc)
+        rc = mdb_dbi_open(txn, dmj__store_db_names[DB_META], 0, &meta);
+    rc = dmj__store_err(rc);
+    if (!rc)
+        rc = put_new_id(txn, meta, id);
+    if (!rc) {
+        rc = dmj__store_err(mdb_txn_commit(txn));
+        txn = NULL;
+    }
+    if (txn)
+        mdb_txn_abort(txn);
+    mdb_env_close(env);
+    unlink(lock); /* LMDB's lock file for the copy: the copy's users make their own */
+    return rc;
+}
+
+int dmj_read_store_id(struct dmj_read *r, uint8_t out[16])
+{
+    struct dmj_store *s = r->s;
+    uint8_t id[STORE_ID_LEN];
+    if (!atomic_load(&s->has_id)) {
+        if (!r->active)
+            return DMJ_EINVAL;
+        int rc = get_id(r->txn, s->dbi[DB_META], id);
+        if (rc)
+            return rc;
+        cache_id(s, id);
+    }
+    uint64_t w[2] = {atomic_load(&s->id_words[0]), atomic_load(&s->id_words[1])};
+    memcpy(out, w, STORE_ID_LEN);
+    return 0;
+}
+
 /* Opens every sub-database (creating them when writable) and checks the store's format. */
 static int open_dbs(struct dmj_store *s)
 {
@@ -170,6 +286,9 @@ static int open_dbs(struct dmj_store *s)
             goto Error;
         }
     }
+    rc = open_id(s, txn);
+    if (rc)
+        goto Error;
     /* committing (a read transaction too) makes the dbi handles the environment's */
     rc = mdb_txn_commit(txn);
     return dmj__store_err(rc);
@@ -333,6 +452,9 @@ int dmj_store_open(const char *dir, unsigned flags, size_t map_size, struct dmj_
     atomic_init(&s->resizing, false);
     atomic_init(&s->has_changes, false);
     atomic_init(&s->changes_tried, 0);
+    atomic_init(&s->has_id, false);
+    atomic_init(&s->id_words[0], 0);
+    atomic_init(&s->id_words[1], 0);
     if (pthread_mutex_init(&s->resize_lock, NULL) != 0) {
         free(s);
         return -ENOMEM;

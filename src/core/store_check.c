@@ -294,6 +294,15 @@ static void check_change_counters(struct check *c)
     c->changes_pruned = vals[1];
 }
 
+/* The store id, when there is one, is STORE_ID_LEN bytes (a store from before ids has none). */
+static void check_store_id(struct check *c)
+{
+    MDB_val v;
+    if (lookup(c, DB_META, META_STORE_ID, sizeof META_STORE_ID - 1, &v) == 0 &&
+        v.mv_size != STORE_ID_LEN)
+        problem(c, "meta: %s: %zu bytes, not %d", META_STORE_ID, v.mv_size, STORE_ID_LEN);
+}
+
 int dmj_store_verify(struct dmj_store *s, void *report)
 {
     static const struct {
@@ -322,6 +331,7 @@ int dmj_store_verify(struct dmj_store *s, void *report)
         return dmj__store_err(rc);
     }
     check_change_counters(&c);
+    check_store_id(&c);
     for (size_t i = 0; i < sizeof passes / sizeof passes[0]; i++) {
         /* a store from before the change log, opened read-only, has none to check */
         if (passes[i].db == DB_CHANGES && !atomic_load(&s->has_changes))
@@ -433,6 +443,12 @@ int dmj_store_backup(struct dmj_store *s, const char *dest)
         rc = -errno;
     if (close(fd) != 0 && rc == 0)
         rc = -errno;
+    /* the copy's own id, before it can pass for a store (LMDB syncs the commit) */
+    MDB_envinfo info;
+    if (rc == 0)
+        rc = dmj__store_err(mdb_env_info(s->env, &info));
+    if (rc == 0)
+        rc = dmj__store_new_id_at(part, info.me_mapsize);
     /* link, unlike rename, fails when a concurrent backup put its data.mdb there first */
     if (rc == 0 && link(part, path) != 0)
         rc = -errno;

@@ -43,6 +43,9 @@ enum dmj__db {
  * given out, and the highest seq prune removed (8 bytes, big-endian, unsigned). */
 #define META_CHANGES_SEQ "changes.seq"
 #define META_CHANGES_PRUNED "changes.pruned"
+/* The store's identity (dmj_read_store_id): STORE_ID_LEN random bytes. */
+#define META_STORE_ID "store_id"
+#define STORE_ID_LEN 16
 
 struct dmj_store {
     MDB_env *env;
@@ -60,7 +63,16 @@ struct dmj_store {
     atomic_int readers;
     atomic_bool resizing;
     pthread_mutex_t resize_lock;
+    /* the store id once seen (it never changes for a data file): the two halves are stored
+     * before has_id, so that a thread that sees has_id sees them; racing threads store the
+     * same values */
+    atomic_bool has_id;
+    _Atomic uint64_t id_words[2];
 };
+
+/** Gives the store in data file `file` (an LMDB file without a lock file beside it, as a backup
+ * writes it) a new random store id; `map_size` at least the file's. */
+int dmj__store_new_id_at(const char *file, size_t map_size);
 
 /** Sub-database names, indexed by enum dmj__db. */
 extern const char *const dmj__store_db_names[DB_COUNT];

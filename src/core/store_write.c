@@ -256,13 +256,24 @@ static int log_change(struct dmj_write *w, int32_t team, enum dmj_change_kind ki
     return put(w, DB_CHANGES, key, sizeof key, val, sizeof val);
 }
 
-/* Deletes a key; an absent one is fine (the goal is that it is not there). */
-static int del(struct dmj_write *w, int db, const void *key, size_t klen)
+/* Deletes a key; DMJ_ENOTFOUND (the transaction still good) when it is absent. */
+static int del_existing(struct dmj_write *w, int db, const void *key, size_t klen)
 {
     MDB_val k = {klen, (void *)key};
     int rc = mdb_del(w->txn, w->s->dbi[db], &k, NULL);
+    if (rc == MDB_NOTFOUND)
+        return DMJ_ENOTFOUND;
+    if (rc)
+        return fail(w, dmj__store_err(rc));
     w->dirty = true;
-    return rc == MDB_NOTFOUND ? 0 : fail(w, dmj__store_err(rc));
+    return 0;
+}
+
+/* Deletes a key; an absent one is fine (the goal is that it is not there). */
+static int del(struct dmj_write *w, int db, const void *key, size_t klen)
+{
+    int rc = del_existing(w, db, key, klen);
+    return rc == DMJ_ENOTFOUND ? 0 : rc;
 }
 
 /* What was stored of a job, as the change log sees it. */
@@ -895,6 +906,100 @@ int dmj_write_key(struct dmj_write *w, const struct dmj_key *k)
     if (!nul || nul == k->secure_value)
         return DMJ_EINVAL;
     return put_record(w, DB_KEYS, k->secure_value, (size_t)(nul - k->secure_value), k, enc_key);
+}
+
+/* ---- identity deletions --------------------------------------------------------------- */
+
+/* Deletes the entries of `db` whose keys are `klen` long and hold `part` (plen bytes) at
+ * `at`, starting at the first key at or past `seek` (slen bytes) and stopping at the first
+ * that does not start with its first `stop` bytes (0: never stops early, a whole scan). */
+static int del_matching(struct dmj_write *w, int db, const uint8_t *seek, size_t slen,
+                        size_t stop, size_t klen, size_t at, const uint8_t *part, size_t plen)
+{
+    MDB_cursor *c;
+    MDB_val k = {slen, (void *)seek}, v;
+    int rc = mdb_cursor_open(w->txn, w->s->dbi[db], &c);
+    if (rc)
+        return fail(w, dmj__store_err(rc));
+    /* a copy: `seek` may point into a page the deletes rewrite */
+    uint8_t prefix[32];
+    if (stop)
+        memcpy(prefix, seek, stop);
+    rc = slen ? mdb_cursor_get(c, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        if (stop && (k.mv_size < stop || memcmp(k.mv_data, prefix, stop) != 0))
+            break;
+        if (k.mv_size == klen && memcmp((const uint8_t *)k.mv_data + at, part, plen) == 0) {
+            rc = mdb_cursor_del(c, 0);
+            if (rc)
+                break;
+            w->dirty = true;
+        }
+        /* after a delete, LMDB's NEXT gives the entry that took the deleted one's place */
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(c);
+    return rc == MDB_NOTFOUND || rc == 0 ? 0 : fail(w, dmj__store_err(rc));
+}
+
+int dmj_write_delete_membership(struct dmj_write *w, int64_t user_id, const uint8_t org[16])
+{
+    uint8_t key[24];
+    if (w->err)
+        return w->err;
+    dmj__put64(key, user_id);
+    memcpy(key + 8, org, 16);
+    return del_existing(w, DB_MEMBERSHIPS, key, sizeof key);
+}
+
+int dmj_write_delete_key(struct dmj_write *w, const char *secure_value)
+{
+    if (w->err)
+        return w->err;
+    size_t len = strnlen(secure_value, DMJ_KEY_HASH_LEN + 1);
+    if (len == 0 || len > DMJ_KEY_HASH_LEN)
+        return DMJ_ENOTFOUND; /* no stored key has that form */
+    return del_existing(w, DB_KEYS, secure_value, len);
+}
+
+int dmj_write_delete_user(struct dmj_write *w, int64_t id)
+{
+    uint8_t key[8];
+    if (w->err)
+        return w->err;
+    dmj__put64(key, id);
+    return del_existing(w, DB_USERS, key, sizeof key);
+}
+
+int dmj_write_delete_team(struct dmj_write *w, int32_t id)
+{
+    uint8_t key[4], ot[20];
+    MDB_val k = {4, key}, v;
+    struct dmj_team t;
+    if (w->err)
+        return w->err;
+    dmj__put32(key, id);
+    int rc = mdb_get(w->txn, w->s->dbi[DB_TEAMS], &k, &v);
+    if (rc)
+        return rc == MDB_NOTFOUND ? DMJ_ENOTFOUND : fail(w, dmj__store_err(rc));
+    bool known = dmj_codec_decode_team(v.mv_data, v.mv_size, &t) == 0;
+    if (known) {
+        memcpy(ot, t.organization_id, 16);
+        dmj__put32(ot + 16, id);
+    }
+    rc = known ? del(w, DB_ORG_TEAMS, ot, sizeof ot)
+               : del_matching(w, DB_ORG_TEAMS, NULL, 0, 0, 20, 16, key, 4);
+    return rc ? rc : del(w, DB_TEAMS, key, sizeof key);
+}
+
+int dmj_write_delete_org(struct dmj_write *w, const uint8_t id[16])
+{
+    if (w->err)
+        return w->err;
+    int rc = del_existing(w, DB_ORGS, id, 16);
+    if (rc)
+        return rc;
+    return del_matching(w, DB_ORG_TEAMS, id, 16, 16, 20, 0, id, 16);
 }
 
 /* ---- commit -------------------------------------------------------------------------- */

@@ -1081,6 +1081,133 @@ static void test_verify_identities(const char *root)
     CHECK_EQ_INT(verify_lines(path, &rc), 4);
 }
 
+/* A team whose record does not decode still leaves its organization's list when deleted (on
+ * test_identities' store, after test_verify_identities' damage: counted from there). */
+static void test_delete_damaged_team(const char *root)
+{
+    char path[512];
+    struct dmj_store *s;
+    struct dmj_write *w;
+    int rc, before;
+    snprintf(path, sizeof path, "%s/ident", root);
+    before = (int)verify_lines(path, &rc);
+    const uint8_t key[4] = {0x80, 0, 0, 3};
+    tamper(path, "teams", key, sizeof key, "\x97\x01", 2, false);
+    CHECK((int)verify_lines(path, &rc) > before);
+    CHECK_EQ_INT(dmj_store_open(path, 0, 1 << 24, &s), 0);
+    CHECK_EQ_INT(dmj_write_begin(s, &w), 0);
+    CHECK_EQ_INT(dmj_write_delete_team(w, 3), 0);
+    CHECK_EQ_INT(dmj_write_delete_team(w, 3), DMJ_ENOTFOUND);
+    CHECK_EQ_INT(dmj_write_commit(w, NULL), 0);
+    dmj_store_close(s);
+    CHECK_EQ_INT((int)verify_lines(path, &rc), before);
+}
+
+/* The store's id through a fresh read handle of a fresh open: 0 or the error. */
+static int id_of(const char *path, unsigned flags, uint8_t out[16])
+{
+    struct dmj_store *s;
+    struct dmj_read *r;
+    int rc = dmj_store_open(path, flags, 1 << 24, &s);
+    if (rc)
+        return rc;
+    rc = dmj_read_new(s, &r);
+    if (rc == 0) {
+        rc = dmj_read_begin(r);
+        if (rc == 0)
+            rc = dmj_read_store_id(r, out);
+        dmj_read_end(r);
+        dmj_read_free(r);
+    }
+    dmj_store_close(s);
+    return rc;
+}
+
+static void test_store_id(const char *root)
+{
+    char a[512], b[512], copy[512];
+    uint8_t id[16], again[16], other[16], zero[16] = {0};
+    struct dmj_store *s;
+    struct dmj_read *r;
+    int rc;
+    snprintf(a, sizeof a, "%s/id_a", root);
+    snprintf(b, sizeof b, "%s/id_b", root);
+    snprintf(copy, sizeof copy, "%s/id_copy", root);
+
+    /* made with the store, kept across opens of either kind; another store has another */
+    CHECK_EQ_INT(id_of(a, 0, id), 0);
+    CHECK(memcmp(id, zero, 16) != 0);
+    CHECK_EQ_INT(id_of(a, DMJ_STORE_RDONLY, again), 0);
+    CHECK(memcmp(id, again, 16) == 0);
+    CHECK_EQ_INT(id_of(a, 0, again), 0);
+    CHECK(memcmp(id, again, 16) == 0);
+    CHECK_EQ_INT(id_of(b, 0, other), 0);
+    CHECK(memcmp(id, other, 16) != 0);
+
+    /* a backup has an id of its own and the same jobs, verifies, and no lock file is left
+     * from giving it the id */
+    struct dmj_job jobs[] = {job(1, 2, 100, DMJ_STATUS_RUNNING, 1),
+                             job(2, 2, 200, DMJ_STATUS_COMPLETED, 0)};
+    CHECK_EQ_INT(dmj_store_open(a, 0, 1 << 24, &s), 0);
+    CHECK_EQ_INT(put_jobs(s, jobs, 2, NULL), 0);
+    CHECK_EQ_INT(dmj_store_backup(s, copy), 0);
+    dmj_store_close(s);
+    CHECK_EQ_INT(dir_entries(copy, "data"), 1); /* no partial file, no lock file beside it */
+    CHECK_EQ_INT(id_of(copy, DMJ_STORE_RDONLY, other), 0);
+    CHECK(memcmp(id, other, 16) != 0 && memcmp(other, zero, 16) != 0);
+    CHECK_EQ_INT(id_of(a, DMJ_STORE_RDONLY, again), 0);
+    CHECK(memcmp(id, again, 16) == 0);
+    CHECK_EQ_INT(verify_lines(copy, &rc), 0);
+    CHECK_EQ_INT(rc, 0);
+    unsigned n = 0;
+    CHECK_EQ_INT(dmj_store_open(copy, DMJ_STORE_RDONLY, 0, &s), 0);
+    CHECK_EQ_INT(dmj_store_each_job(s, -1, count_job, &n), 0);
+    CHECK_EQ_INT(n, 2);
+    dmj_store_close(s);
+
+    /* a store from before ids, opened read-only: none (and a read must be begun to look),
+     * until a writer opens it; the reader then sees the writer's id, and keeps it */
+    tamper(b, "meta", "store_id", 8, NULL, 0, true);
+    CHECK_EQ_INT(id_of(b, DMJ_STORE_RDONLY, other), DMJ_ENOTFOUND);
+    CHECK_EQ_INT(dmj_store_open(b, DMJ_STORE_RDONLY, 0, &s), 0);
+    CHECK_EQ_INT(dmj_read_new(s, &r), 0);
+    CHECK_EQ_INT(dmj_read_store_id(r, other), DMJ_EINVAL);
+    CHECK_EQ_INT(dmj_read_begin(r), 0);
+    CHECK_EQ_INT(dmj_read_store_id(r, other), DMJ_ENOTFOUND);
+    dmj_read_end(r);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* another process: LMDB allows one open of a store per process */
+        struct dmj_store *ws;
+        if (dmj_store_open(b, 0, 1 << 24, &ws) != 0)
+            _exit(1);
+        dmj_store_close(ws);
+        _exit(0);
+    }
+    int status = -1;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK_EQ_INT(dmj_read_begin(r), 0);
+    CHECK_EQ_INT(dmj_read_store_id(r, other), 0);
+    dmj_read_end(r);
+    CHECK_EQ_INT(dmj_read_store_id(r, again), 0); /* cached: no read needed any more */
+    CHECK(memcmp(other, again, 16) == 0 && memcmp(other, zero, 16) != 0);
+    dmj_read_free(r);
+    dmj_store_close(s);
+    CHECK_EQ_INT(id_of(b, 0, again), 0);
+    CHECK(memcmp(other, again, 16) == 0);
+
+    /* a malformed id: reported by verify and the call, replaced by the next writable open */
+    tamper(b, "meta", "store_id", 8, "abc", 3, false);
+    CHECK_EQ_INT(id_of(b, DMJ_STORE_RDONLY, other), DMJ_EBADRECORD);
+    CHECK_EQ_INT(verify_lines(b, &rc), 1);
+    CHECK_EQ_INT(rc, DMJ_EBADRECORD);
+    CHECK_EQ_INT(id_of(b, 0, other), 0);
+    CHECK(memcmp(other, again, 16) != 0);
+    CHECK_EQ_INT(verify_lines(b, &rc), 0);
+}
+
 static int rm_rf(const char *root)
 {
     char cmd[600];
@@ -1107,6 +1234,8 @@ int main(void)
     test_identities(root);
     test_verify(root);
     test_verify_identities(root);
+    test_delete_damaged_team(root);
+    test_store_id(root);
     test_big_batch(root);
     if (rm_rf(root) != 0)
         fprintf(stderr, "could not remove %s\n", root);
