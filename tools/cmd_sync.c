@@ -30,11 +30,28 @@ static const char usage_text[] =
 
 #define WATERMARK_NAME "sync.watermark"
 #define IDENTITIES_NAME "sync.identities"
-/* What the last identity write stored, to revoke what PostgreSQL no longer has: the keys'
- * hashes (DMJ_KEY_HASH_LEN bytes each) and the user ids (8 bytes each), sorted. */
-#define KEYS_NAME "sync.keys"
-#define USERS_NAME "sync.users"
-#define USER_ID_LEN 8
+/* Fed to the identity digest first: a store whose digest an older dmj sync wrote (which kept
+ * no list of memberships, teams or organizations) gets one full identity pass. */
+#define IDENTITIES_FORMAT "dmj sync identities 2\n"
+
+/* The identities sync owns: what its last identity pass wrote, one sorted list of fixed-size
+ * entries per table in meta. A pass deletes the owned entries PostgreSQL no longer has, and
+ * only those: identities that `dmj import` or `dmj keys create` put in the store and that
+ * PostgreSQL never had are not sync's to delete. Entries: a key's hash, a user id (int64,
+ * native order), a membership (user id, then the organization's 16 bytes), a team id (int32,
+ * native order), an organization id. sync.keys and sync.users kept this format before. */
+enum owned_kind { OWN_KEY, OWN_MEMBERSHIP, OWN_USER, OWN_TEAM, OWN_ORG, OWN_COUNT };
+
+static const struct owned_list {
+    const char *name;
+    size_t size;
+} owned_lists[OWN_COUNT] = {
+    [OWN_KEY] = {"sync.keys", DMJ_KEY_HASH_LEN},
+    [OWN_MEMBERSHIP] = {"sync.memberships", 8 + 16},
+    [OWN_USER] = {"sync.users", 8},
+    [OWN_TEAM] = {"sync.teams", 4},
+    [OWN_ORG] = {"sync.orgs", 16},
+};
 
 /* The one thing a signal handler may touch: set on SIGTERM/SIGINT, read between
  * transactions. A process-wide flag because signals are process-wide. */
@@ -90,9 +107,10 @@ struct sync {
     const struct ids *known; /* during the full comparison: the store's ids, sorted */
     struct dmj_write *w;     /* the open write transaction of the batch, NULL if none */
     uint64_t upserted, deleted, unchanged, skipped, identities, revoked;
-    struct dmj_buf seen_keys, seen_users; /* written by this identity pass */
+    struct dmj_buf seen[OWN_COUNT]; /* owned_lists' entries written by this identity pass */
     struct dmj_buf enc_new, enc_old;
     int store_rc; /* the store error that stopped a parse, for the caller */
+    bool stored_identities; /* the store had an identity digest before this pass */
 };
 
 /* ---- small helpers --------------------------------------------------------------------- */
@@ -286,6 +304,39 @@ static int on_job(struct sync *s, const struct dmj_job *job)
     return 0;
 }
 
+/* Adds an identity record to the list of what this pass wrote (owned_lists' entry format). */
+static int note_owned(struct sync *s, const struct dmj_import_record *rec)
+{
+    uint8_t e[DMJ_KEY_HASH_LEN];
+    enum owned_kind k;
+    switch (rec->kind) {
+    case DMJ_IMPORT_KEY:
+        k = OWN_KEY;
+        memcpy(e, rec->u.key.secure_value, DMJ_KEY_HASH_LEN);
+        break;
+    case DMJ_IMPORT_MEMBERSHIP:
+        k = OWN_MEMBERSHIP;
+        memcpy(e, &rec->u.membership.user_id, 8);
+        memcpy(e + 8, rec->u.membership.organization_id, 16);
+        break;
+    case DMJ_IMPORT_USER:
+        k = OWN_USER;
+        memcpy(e, &rec->u.user.id, 8);
+        break;
+    case DMJ_IMPORT_TEAM:
+        k = OWN_TEAM;
+        memcpy(e, &rec->u.team.id, 4);
+        break;
+    case DMJ_IMPORT_ORG:
+        k = OWN_ORG;
+        memcpy(e, rec->u.org.id, 16);
+        break;
+    default:
+        return 0;
+    }
+    return dmj_buf_add(&s->seen[k], e, owned_lists[k].size);
+}
+
 static int on_record(void *ctx, const struct dmj_import_record *rec)
 {
     struct sync *s = ctx;
@@ -296,12 +347,10 @@ static int on_record(void *ctx, const struct dmj_import_record *rec)
         rc = write_start(s);
         if (rc == 0)
             rc = dmj_import_write(s->w, rec);
-        if (rc == 0)
+        if (rc == 0) {
             s->identities++;
-        if (rc == 0 && rec->kind == DMJ_IMPORT_KEY)
-            rc = dmj_buf_add(&s->seen_keys, rec->u.key.secure_value, DMJ_KEY_HASH_LEN);
-        if (rc == 0 && rec->kind == DMJ_IMPORT_USER)
-            rc = dmj_buf_add(&s->seen_users, &rec->u.user.id, USER_ID_LEN);
+            rc = note_owned(s, rec);
+        }
     }
     if (rc != 0)
         s->store_rc = rc;
@@ -594,85 +643,118 @@ static const char *const identity_queries[] = {
 };
 #define N_IDENTITY_QUERIES (sizeof identity_queries / sizeof identity_queries[0])
 
-static int cmp_hash(const void *a, const void *b)
+static int cmp_entry(const void *a, const void *b, void *size)
 {
-    return memcmp(a, b, DMJ_KEY_HASH_LEN);
+    return memcmp(a, b, *(const size_t *)size);
 }
 
-static int cmp_user(const void *a, const void *b)
+/* Whether the sorted list `v` of `n` entries of `size` bytes holds `e`. */
+static bool holds(const uint8_t *v, size_t n, size_t size, const uint8_t *e)
 {
-    return memcmp(a, b, USER_ID_LEN);
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = memcmp(v + mid * size, e, size);
+        if (c == 0)
+            return true;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
 }
 
-/* The store has no deletion of identities: a key PostgreSQL no longer has is overwritten by
- * one whose owner does not exist (user ids are positive), which authenticates as no key at
- * all (401); a user it no longer has becomes inactive, which does the same to its keys. */
-static int tombstone_key(struct sync *s, const void *hash)
+/* Deletes one owned identity; one already gone is not an error (nor counted). */
+static int delete_owned(struct sync *s, enum owned_kind k, const uint8_t *e)
 {
-    static const struct dmj_key empty;
-    struct dmj_key *k = malloc(sizeof *k);
-    if (!k)
-        return -ENOMEM;
-    *k = empty;
-    memcpy(k->secure_value, hash, DMJ_KEY_HASH_LEN);
-    k->id = (struct dmj_str){"", 0};
-    k->user_id = -1;
-    int rc = dmj_write_key(s->w, k);
-    free(k);
-    return rc;
+    char hash[DMJ_KEY_HASH_LEN + 1];
+    int64_t user;
+    int32_t team;
+    int rc;
+    switch (k) {
+    case OWN_KEY:
+        memcpy(hash, e, DMJ_KEY_HASH_LEN);
+        hash[DMJ_KEY_HASH_LEN] = '\0';
+        rc = dmj_write_delete_key(s->w, hash);
+        break;
+    case OWN_MEMBERSHIP:
+        memcpy(&user, e, 8);
+        rc = dmj_write_delete_membership(s->w, user, e + 8);
+        break;
+    case OWN_USER:
+        memcpy(&user, e, 8);
+        rc = dmj_write_delete_user(s->w, user);
+        break;
+    case OWN_TEAM:
+        memcpy(&team, e, 4);
+        rc = dmj_write_delete_team(s->w, team);
+        break;
+    default:
+        rc = dmj_write_delete_org(s->w, e);
+        break;
+    }
+    if (rc == 0)
+        s->revoked++;
+    return rc == DMJ_ENOTFOUND ? 0 : rc;
 }
 
-static int tombstone_user(struct sync *s, const void *id)
+/* The owned list `k` as the store keeps it, into `out` (empty when absent); `*absent` says
+ * whether it was. */
+static int read_owned(struct sync *s, enum owned_kind k, struct dmj_buf *out, bool *absent)
 {
-    struct dmj_user u = {.is_active = false};
-    memcpy(&u.id, id, USER_ID_LEN);
-    return dmj_write_user(s->w, &u);
-}
-
-/* Revokes the items of the list stored under `name` that are not in `now` (which is sorted
- * here and stored in its place). Runs inside the identity write transaction. */
-static int revoke_gone(struct sync *s, const char *name, struct dmj_buf *now, size_t size,
-                       int (*cmp)(const void *, const void *),
-                       int (*tombstone)(struct sync *, const void *))
-{
-    size_t n_now = now->len / size, cap = 4096, len = 0;
-    if (n_now)
-        qsort(now->data, n_now, size, cmp);
-    char *old = NULL;
+    size_t cap = 4096, len = 0;
     int rc = read_start(s);
     while (rc == 0) {
-        char *p = realloc(old, cap);
-        if (!p) {
-            rc = -ENOMEM;
-            break;
-        }
-        old = p;
-        rc = dmj_read_meta(s->read, name, old, cap, &len);
+        dmj_buf_reset(out);
+        rc = dmj_buf_reserve(out, cap);
+        if (rc == 0)
+            rc = dmj_read_meta(s->read, owned_lists[k].name, out->data, cap, &len);
         if (rc != DMJ_ETOOBIG)
             break;
         cap *= 2;
         rc = 0;
     }
     read_stop(s);
-    if (rc == DMJ_ENOTFOUND) {
+    *absent = rc == DMJ_ENOTFOUND;
+    if (*absent) {
         len = 0;
         rc = 0;
     }
-    for (size_t i = 0; rc == 0 && i + size <= len; i += size) {
-        if (n_now && bsearch(old + i, now->data, n_now, size, cmp))
-            continue;
-        rc = tombstone(s, old + i);
-        if (rc == 0)
-            s->revoked++;
-    }
-    free(old);
     if (rc == 0)
-        rc = dmj_write_meta(s->w, name, n_now ? now->data : "", n_now * size);
+        out->len = len;
+    return rc;
+}
+
+/* Deletes the entries of the owned list `k` that this pass did not write (PostgreSQL no
+ * longer has them), and stores this pass's list in its place. Inside the identity write
+ * transaction, after the pass's upserts. */
+static int revoke_gone(struct sync *s, enum owned_kind k, struct dmj_buf *old)
+{
+    struct dmj_buf *now = &s->seen[k];
+    size_t size = owned_lists[k].size, n_now = now->len / size;
+    bool absent;
+    if (n_now)
+        qsort_r(now->data, n_now, size, cmp_entry, &size);
+    int rc = read_owned(s, k, old, &absent);
+    if (rc == 0 && absent && k == OWN_MEMBERSHIP && s->stored_identities)
+        fprintf(stderr, "dmj sync: warning: an older dmj sync kept this store's identities; it "
+                        "did not delete memberships, teams or organizations: any that PostgreSQL "
+                        "dropped before now stay (sync into a new store to drop them)\n");
+    const uint8_t *o = (const uint8_t *)old->data;
+    for (size_t i = 0; rc == 0 && i + size <= old->len; i += size) {
+        if (!holds((const uint8_t *)now->data, n_now, size, o + i))
+            rc = delete_owned(s, k, o + i);
+    }
+    if (rc == 0)
+        rc = dmj_write_meta(s->w, owned_lists[k].name, n_now ? now->data : "", n_now * size);
     return rc;
 }
 
 /* Reads the five tables; when their digest differs from the one stored with the last
- * identity write, upserts them all in one transaction with the new digest. */
+ * identity write, upserts them all and deletes the owned identities they no longer hold, in
+ * one transaction with the new digest. A row that does not parse counts as absent (its
+ * identity is deleted if sync wrote it before: access fails closed) and is reported. */
 static int sync_identities(struct sync *s)
 {
     PGresult *res[N_IDENTITY_QUERIES] = {0};
@@ -680,7 +762,8 @@ static int sync_identities(struct sync *s)
     unsigned md_len = 0;
     int rc = 0;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL))
+    if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) ||
+        !EVP_DigestUpdate(ctx, IDENTITIES_FORMAT, sizeof IDENTITIES_FORMAT - 1))
         rc = -ENOMEM;
     for (size_t q = 0; rc == 0 && q < N_IDENTITY_QUERIES; q++) {
         rc = pg_exec(s, identity_queries[q], 0, NULL, 0, &res[q]);
@@ -702,21 +785,23 @@ static int sync_identities(struct sync *s)
         read_stop(s);
         if (rc == 0 && old_len == md_len && memcmp(old, md, md_len) == 0)
             goto out; /* nothing changed since the last identity write */
+        s->stored_identities = rc == 0;
         if (rc == DMJ_ENOTFOUND || rc == 0)
             rc = 0;
     }
-    dmj_buf_reset(&s->seen_keys);
-    dmj_buf_reset(&s->seen_users);
+    for (int k = 0; k < OWN_COUNT; k++)
+        dmj_buf_reset(&s->seen[k]);
+    /* Upserts first, then the deletions, all in one transaction: a reader sees the
+     * identities of one PostgreSQL snapshot or of the one before, never a mix. */
     for (size_t q = 0; rc == 0 && q < N_IDENTITY_QUERIES; q++)
         rc = feed_rows(s, res[q]);
     if (rc == 0)
         rc = write_start(s);
-    if (rc == 0)
-        rc = revoke_gone(s, KEYS_NAME, &s->seen_keys, DMJ_KEY_HASH_LEN, cmp_hash,
-                         tombstone_key);
-    if (rc == 0)
-        rc = revoke_gone(s, USERS_NAME, &s->seen_users, USER_ID_LEN, cmp_user,
-                         tombstone_user);
+    struct dmj_buf old;
+    dmj_buf_init(&old, (size_t)1 << 30);
+    for (int k = 0; rc == 0 && k < OWN_COUNT; k++)
+        rc = revoke_gone(s, (enum owned_kind)k, &old);
+    dmj_buf_dispose(&old);
     if (rc == 0)
         rc = dmj_write_meta(s->w, IDENTITIES_NAME, md, md_len);
     if (rc == 0)
@@ -888,7 +973,10 @@ static const char help_text[] =
     "PostgreSQL no longer has are deleted, rows with a NULL updated_at are upserted.\n"
     "  --postgres CONNINFO  libpq connection string or URI\n"
     "  --once               one cycle, then exit (status 1 on any error)\n"
-    "  --identities         also organizations, teams, users, memberships and API keys\n"
+    "  --identities         also organizations, teams, users, memberships and API keys;\n"
+    "                       those PostgreSQL no longer has are deleted from the store if\n"
+    "                       a sync wrote them (not those only `dmj import` or `dmj keys`\n"
+    "                       put there)\n"
     "  --teams LIST         only these teams' jobs (comma-separated ids); others are removed\n"
     "  --batch N            rows fetched and committed at a time (default 2000)\n"
     "Without --once, PostgreSQL errors are retried with backoff; SIGTERM/SIGINT stop after\n"
@@ -972,8 +1060,8 @@ int dmj_cmd_sync(int argc, char **argv)
 
     dmj_buf_init(&s.enc_new, (size_t)1 << 26);
     dmj_buf_init(&s.enc_old, (size_t)1 << 26);
-    dmj_buf_init(&s.seen_keys, (size_t)1 << 30);
-    dmj_buf_init(&s.seen_users, (size_t)1 << 30);
+    for (int k = 0; k < OWN_COUNT; k++)
+        dmj_buf_init(&s.seen[k], (size_t)1 << 30);
     status = DMJ_TOOL_FAIL;
     if (dmj_tool_open(dmj_tool_db(s.o.db), 0, &s.store) == 0) {
         int rc = dmj_read_new(s.store, &s.read);
@@ -991,8 +1079,8 @@ int dmj_cmd_sync(int argc, char **argv)
         PQfinish(s.pg);
     dmj_buf_dispose(&s.enc_new);
     dmj_buf_dispose(&s.enc_old);
-    dmj_buf_dispose(&s.seen_keys);
-    dmj_buf_dispose(&s.seen_users);
+    for (int k = 0; k < OWN_COUNT; k++)
+        dmj_buf_dispose(&s.seen[k]);
     free(s.o.teams_array);
     return status;
 }

@@ -3,7 +3,9 @@
 `dmj sync --interval 0.5` runs and dmjd serves the store, inserts, Running -> Completed and
 deletions show in dmjd's answers; SIGKILL at seeded random moments during a stream of changes
 loses and duplicates nothing; unchanged cycles commit nothing; --identities gives working
-keys; --teams keeps only those teams; a bad CONNINFO or a missing table fails in one line.
+keys, and what PostgreSQL deletes (memberships, teams, keys, users) is deleted from the store
+(and dmjd's answers); --teams keeps only those teams; a bad CONNINFO or a missing table fails
+in one line.
 Skipped (77) when PostgreSQL 15's binaries are missing."""
 
 import hashlib
@@ -328,6 +330,87 @@ def case_identities_give_working_keys(_store, tmp):
         pg.stop()
 
 
+def case_identity_deletions(_store, tmp):
+    """What PostgreSQL deletes, a running `dmj sync --identities` deletes from the store, and
+    dmjd's answers follow within a few cycles: a membership (403 on that organization's teams,
+    the others still 200), a team (404), a key (401), a user (401 for their keys). Identities
+    sync never saw (a key made by `dmj keys create`, a team imported by `dmj import`) stay.
+    The store verifies after each step."""
+    pg, keys = setup_pg(tmp, jobs=600)
+    db = os.path.join(tmp, "db")
+    try:
+        sync(pg, db, "--identities")
+        org1 = pg.psql("select organization_id from posthog_team where id = 1")
+        local_key = run(binary("dmj"), "keys", "create", "--db", db, "--user", "1",
+                        "--scopes", "warehouse_view:read").stdout.strip()
+        local = os.path.join(tmp, "local.ndjson")
+        with open(local, "w") as f:
+            f.write(json.dumps({"kind": "team", "id": 77, "project_id": 77,
+                                "organization_id": org1, "name": "Local"}) + "\n")
+        run(binary("dmj"), "import", "--db", db, local)
+        syncer = Syncer(pg, db, "--interval", "0.5", "--identities")
+        try:
+            with Server(db, "--threads", "2") as srv:
+                conn = srv.conn()
+
+                def status(team, key):
+                    res, _ = get(conn, LIST.replace("/1/", "/%d/" % team), key)
+                    return res.status
+
+                def becomes(what, team, key, want):
+                    poll(what, lambda: status(team, key) == want, 30 * SLOW)
+                    run(binary("dmj"), "verify", "--db", db)
+
+                for team, key in ((1, "read"), (2, "read"), (2, "erin_read"), (1, "star"),
+                                  (1, "bob_read")):
+                    assert status(team, keys[key]) == 200, (team, key, status(team, keys[key]))
+                assert status(1, local_key) == 200 and status(77, keys["read"]) == 200
+
+                pg.execute("delete from posthog_organizationmembership where user_id = 1 and"
+                           " organization_id = (select organization_id from posthog_team"
+                           " where id = 2)")
+                becomes("403 once alice left team 2's organization", 2, keys["read"], 403)
+                assert status(1, keys["read"]) == 200
+
+                # PostHog's SET_NULL on the jobs: they leave the store with the team.
+                pg.execute("update posthog_datamodelingjob set team_id = null where team_id = 2;"
+                           " delete from posthog_team where id = 2")
+                becomes("404 for a deleted team", 2, keys["erin_read"], 404)
+                poll("the deleted team's jobs gone", lambda: all(
+                    r["team_id"] != 2 for r in store_rows(db).values()), 30 * SLOW)
+
+                pg.execute("delete from posthog_personalapikey where label = 'star'")
+                becomes("401 for a deleted key", 1, keys["star"], 401)
+                assert status(1, keys["read"]) == 200
+
+                # Only the user row: their key stays in PostgreSQL, and in the store.
+                pg.execute("delete from posthog_user where id = 2")
+                becomes("401 for a deleted user's key", 1, keys["bob_read"], 401)
+                bob = "sha256$" + hashlib.sha256(keys["bob_read"].encode()).hexdigest()
+                run(binary("dmj"), "keys", "check", "--db", db, bob)
+
+                # What sync never wrote is not its to delete.
+                assert status(1, local_key) == 200 and status(77, keys["read"]) == 200
+        finally:
+            code, err = syncer.stop(signal.SIGTERM)
+        assert code == 0, "dmj sync exited %d after SIGTERM: %s" % (code, err)
+        assert "revoked" in err and "warning" not in err, err
+        # The store's keys are PostgreSQL's, plus the local one.
+        in_pg = set(pg.psql("select secure_value from posthog_personalapikey").split("\n"))
+        for label, raw in keys.items():
+            secure = "sha256$" + hashlib.sha256(raw.encode()).hexdigest()
+            res = subprocess.run([binary("dmj"), "keys", "check", "--db", db, secure],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            assert (res.returncode == 0) == (secure in in_pg), (label, res.returncode)
+        run(binary("dmj"), "verify", "--db", db)
+        # Nothing left to do: the next pass writes nothing.
+        before = file_digest(os.path.join(db, "data.mdb"))
+        assert sync(pg, db, "--identities") == ""
+        assert file_digest(os.path.join(db, "data.mdb")) == before
+    finally:
+        pg.stop()
+
+
 def case_teams_filter(_store, tmp):
     pg, _ = setup_pg(tmp, jobs=3000, teams=3)
     db = os.path.join(tmp, "db")
@@ -407,7 +490,7 @@ def main():
         return 77
     cases = [case_full_sync_equals_table, case_live_follow_with_dmjd,
              case_sigkill_at_random_moments, case_identities_give_working_keys,
-             case_teams_filter, case_errors]
+             case_identity_deletions, case_teams_filter, case_errors]
     only = os.environ.get("DMJ_TEST_CASE")  # one case by name, while working on it
     if only:
         cases = [c for c in cases if c.__name__ == only]
