@@ -2,12 +2,15 @@
 """events/ (Server-Sent Events of a team's job changes) against a real dmjd: created,
 status_changed and deleted events from `dmj import` and `dmj prune`, another team's changes
 never shown, Last-Event-ID (and ?last_event_id=) resumption giving exactly the missed events,
-a reset after the log was pruned, the list's authentication rules, the per-key bound (a 9th
-stream is a 429, a client that leaves frees its slot), h2c, and SIGTERM ending streams."""
+a reset after the log was pruned (or for an id the store never gave out), the list's
+authentication rules, a key that loses its scope (its stream ends, its held long-poll gets
+the 403), the per-key bound (a 9th stream is a 429, a client that leaves frees its slot),
+h2c, and SIGTERM ending streams."""
 
 import http.client
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -17,7 +20,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_server import (Server, binary, get, metrics, run, run_cases)  # noqa: E402
-from test_wait import LONG, import_lines, job_line  # noqa: E402
+from test_wait import LONG, RUNNING, import_lines, job_line  # noqa: E402
 
 EVENTS = "/api/environments/%d/data_modeling_jobs/events/"
 
@@ -334,7 +337,54 @@ def case_h2c_and_sigterm(store, tmp):
         srv.kill()
 
 
-CASES = [case_changes_and_resume, case_auth_like_list, case_per_key_bound, case_h2c_and_sigterm]
+def case_access_revoked(store, tmp):
+    """A key that loses its scope: its open stream ends and its held long-poll is answered
+    403 at the next commit (checked again on every re-evaluation)."""
+    db = os.path.join(tmp, "db")
+    shutil.copytree(store.dir, db)
+    with open(store.fixtures_path) as f:
+        fixtures = json.load(f)
+    for k in fixtures["personal_api_keys"]:
+        if k.get("label") == "read":
+            k["scopes"] = []
+    revoked = os.path.join(tmp, "revoked.json")
+    with open(revoked, "w") as f:
+        json.dump(fixtures, f)
+    with Server(db, "--threads", "2") as srv:
+        s = Stream(srv.port, EVENTS % 1, store.read_key)
+        assert s.status == 200
+        c = srv.conn()
+        res, _ = get(c, RUNNING, store.read_key)
+        etag = res.getheader("ETag")
+        result = []
+
+        def poll():
+            conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=LONG + 20)
+            r, b = get(conn, RUNNING + "?wait=%d" % LONG, store.read_key,
+                       headers={"If-None-Match": etag})
+            result.append((r.status, json.loads(b)))
+
+        t = threading.Thread(target=poll)
+        t.start()
+        deadline = time.time() + LONG
+        while (gauge(srv, "dmj_http_parked_requests"),
+               gauge(srv, "dmj_http_event_streams")) != (1, 1) and time.time() < deadline:
+            time.sleep(0.05)
+        started = time.time()
+        run(binary("dmj"), "import", "--db", db, revoked)
+        t.join(LONG)
+        assert s.wait_end(LONG), "the stream of a key without scope goes on"
+        assert time.time() - started < LONG - 10
+        assert result and result[0][0] == 403, result
+        assert result[0][1]["detail"] == "API key missing required scope 'warehouse_view:read'"
+        assert s.events == [], s.events
+        deadline = time.time() + LONG
+        while gauge(srv, "dmj_http_event_streams") != 0 and time.time() < deadline:
+            time.sleep(0.05)
+        assert gauge(srv, "dmj_http_event_streams") == 0
+
+
+CASES = [case_changes_and_resume, case_access_revoked, case_auth_like_list, case_per_key_bound, case_h2c_and_sigterm]
 
 
 def main():
