@@ -1,7 +1,9 @@
-/* dmj keys: creates a personal API key (printed once, only its hash stored), or checks one. */
+/* dmj keys: creates a personal API key (printed once, only its hash stored), checks one, or
+ * revokes one. */
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "dmj/error.h"
 #include "dmj/identity.h"
@@ -13,14 +15,18 @@
 static const char usage_text[] =
     "usage: dmj keys create [--db DIR] --user ID --scopes S[,S...] [--teams ID,...]\n"
     "                       [--orgs UUID,...]\n"
-    "       dmj keys check [--db DIR] KEY|sha256$HEX\n";
+    "       dmj keys check [--db DIR] KEY|sha256$HEX\n"
+    "       dmj keys revoke [--db DIR] KEY|sha256$HEX\n";
 
 static const char help_text[] =
     "create: makes a new random key \"phx_...\" for the user, stores its hash with the\n"
     "        scopes (--scopes '' for none) and optional team / organization restrictions,\n"
     "        and prints the key on standard output: it cannot be shown again.\n"
     "check:  looks a key (or its stored hash) up and prints what it may do; exit 1 when\n"
-    "        the store does not know it.\n";
+    "        the store does not know it.\n"
+    "revoke: deletes the key (or the key with that hash) from the store: it then gets 401;\n"
+    "        exit 1 when the store does not know it. A key `dmj sync --identities` copied\n"
+    "        from PostgreSQL is revoked there: sync writes it again while PostgreSQL has it.\n";
 
 /* Splits a comma-separated list in place; empty items are refused. Returns the count or -1. */
 static int split(char *s, char **items, int max)
@@ -166,18 +172,23 @@ static void print_key(const struct dmj_key *k)
     printf("], hash %s\n", k->secure_value);
 }
 
+/* The stored hash a KEY|sha256$HEX argument names. */
+static void hash_arg(const char *arg, char hash[DMJ_KEY_HASH_LEN + 1])
+{
+    if (strncmp(arg, "sha256$", 7) == 0 && strlen(arg) == DMJ_KEY_HASH_LEN)
+        memcpy(hash, arg, DMJ_KEY_HASH_LEN + 1);
+    else
+        dmj_key_hash(arg, strlen(arg), hash);
+}
+
 static int check(int argc, char **argv)
 {
     const char *db;
     int status = dmj_tool_db_args(argc, argv, 1, usage_text, help_text, &db);
     if (status >= 0)
         return status;
-    const char *arg = argv[argc - 1];
     char hash[DMJ_KEY_HASH_LEN + 1];
-    if (strncmp(arg, "sha256$", 7) == 0 && strlen(arg) == DMJ_KEY_HASH_LEN)
-        memcpy(hash, arg, sizeof hash);
-    else
-        dmj_key_hash(arg, strlen(arg), hash);
+    hash_arg(argv[argc - 1], hash);
 
     struct dmj_store *s;
     if (dmj_tool_open(db, DMJ_STORE_RDONLY, &s) != 0)
@@ -203,12 +214,48 @@ static int check(int argc, char **argv)
     return DMJ_TOOL_OK;
 }
 
+static int revoke(int argc, char **argv)
+{
+    const char *db;
+    int status = dmj_tool_db_args(argc, argv, 1, usage_text, help_text, &db);
+    if (status >= 0)
+        return status;
+    char hash[DMJ_KEY_HASH_LEN + 1];
+    hash_arg(argv[argc - 1], hash);
+
+    /* a writable open would make an empty store where there is none */
+    char path[4096];
+    struct stat st;
+    if (snprintf(path, sizeof path, "%s/data.mdb", db) >= (int)sizeof path || stat(path, &st) != 0)
+        return dmj_tool_fail("keys", "no store in %s", db);
+    struct dmj_store *s;
+    if (dmj_tool_open(db, 0, &s) != 0)
+        return DMJ_TOOL_FAIL;
+    struct dmj_write *w = NULL;
+    int rc = dmj_write_begin(s, &w);
+    if (rc == 0)
+        rc = dmj_write_delete_key(w, hash);
+    if (rc == 0)
+        rc = dmj_write_commit(w, NULL);
+    else if (w)
+        dmj_write_abort(w);
+    dmj_store_close(s);
+    if (rc == DMJ_ENOTFOUND)
+        return dmj_tool_fail("keys", "no such key (hash %s)", hash);
+    if (rc != 0)
+        return dmj_tool_fail("keys", "cannot revoke the key: %s", dmj_strerror(rc));
+    fprintf(stderr, "dmj keys: revoked the key with hash %s\n", hash);
+    return DMJ_TOOL_OK;
+}
+
 int dmj_cmd_keys(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "create") == 0)
         return create(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "check") == 0)
         return check(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "revoke") == 0)
+        return revoke(argc - 1, argv + 1);
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         printf("%s\n%s", usage_text, help_text);
         return DMJ_TOOL_OK;

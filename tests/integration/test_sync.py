@@ -334,8 +334,8 @@ def case_identity_deletions(_store, tmp):
     """What PostgreSQL deletes, a running `dmj sync --identities` deletes from the store, and
     dmjd's answers follow within a few cycles: a membership (403 on that organization's teams,
     the others still 200), a team (404), a key (401), a user (401 for their keys). Identities
-    sync never saw (a key made by `dmj keys create`, a team imported by `dmj import`) stay.
-    The store verifies after each step."""
+    sync never saw (a key made by `dmj keys create`, a team imported by `dmj import`) stay;
+    `dmj keys revoke` deletes such a key. The store verifies after each step."""
     pg, keys = setup_pg(tmp, jobs=600)
     db = os.path.join(tmp, "db")
     try:
@@ -391,11 +391,17 @@ def case_identity_deletions(_store, tmp):
 
                 # What sync never wrote is not its to delete.
                 assert status(1, local_key) == 200 and status(77, keys["read"]) == 200
+                # ... but `dmj keys revoke` deletes a local key (a second time: not found).
+                run(binary("dmj"), "keys", "revoke", "--db", db, local_key)
+                becomes("401 for a revoked local key", 1, local_key, 401)
+                res = subprocess.run([binary("dmj"), "keys", "revoke", "--db", db, local_key],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                assert res.returncode == 1 and "no such key" in res.stderr, res.stderr
         finally:
             code, err = syncer.stop(signal.SIGTERM)
         assert code == 0, "dmj sync exited %d after SIGTERM: %s" % (code, err)
         assert "revoked" in err and "warning" not in err, err
-        # The store's keys are PostgreSQL's, plus the local one.
+        # Of the fixtures' keys, the store has exactly those PostgreSQL has.
         in_pg = set(pg.psql("select secure_value from posthog_personalapikey").split("\n"))
         for label, raw in keys.items():
             secure = "sha256$" + hashlib.sha256(raw.encode()).hexdigest()
