@@ -1,5 +1,6 @@
 /* dmj keys: creates a personal API key (printed once, only its hash stored), checks one, or
  * revokes one. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -181,18 +182,15 @@ static void hash_arg(const char *arg, char hash[DMJ_KEY_HASH_LEN + 1])
         dmj_key_hash(arg, strlen(arg), hash);
 }
 
-static int check(int argc, char **argv)
-{
-    const char *db;
-    int status = dmj_tool_db_args(argc, argv, 1, usage_text, help_text, &db);
-    if (status >= 0)
-        return status;
-    char hash[DMJ_KEY_HASH_LEN + 1];
-    hash_arg(argv[argc - 1], hash);
+/* dmj_tool_open failed (and said why). */
+#define OPEN_FAILED 1
 
+/* Prints what the key with `hash` may do; a dmj code, or OPEN_FAILED. */
+static int check_key(const char *db, const char *hash)
+{
     struct dmj_store *s;
     if (dmj_tool_open(db, DMJ_STORE_RDONLY, &s) != 0)
-        return DMJ_TOOL_FAIL;
+        return OPEN_FAILED;
     struct dmj_key k;
     struct dmj_read *r = NULL;
     int rc = dmj_read_new(s, &r);
@@ -207,30 +205,20 @@ static int check(int argc, char **argv)
     if (r)
         dmj_read_free(r);
     dmj_store_close(s);
-    if (rc == DMJ_ENOTFOUND)
-        return dmj_tool_fail("keys", "no such key (hash %s)", hash);
-    if (rc != 0)
-        return dmj_tool_fail("keys", "%s", dmj_strerror(rc));
-    return DMJ_TOOL_OK;
+    return rc;
 }
 
-static int revoke(int argc, char **argv)
+/* Deletes the key with `hash`; a dmj code, or OPEN_FAILED. */
+static int revoke_key(const char *db, const char *hash)
 {
-    const char *db;
-    int status = dmj_tool_db_args(argc, argv, 1, usage_text, help_text, &db);
-    if (status >= 0)
-        return status;
-    char hash[DMJ_KEY_HASH_LEN + 1];
-    hash_arg(argv[argc - 1], hash);
-
     /* a writable open would make an empty store where there is none */
     char path[4096];
     struct stat st;
     if (snprintf(path, sizeof path, "%s/data.mdb", db) >= (int)sizeof path || stat(path, &st) != 0)
-        return dmj_tool_fail("keys", "no store in %s", db);
+        return -ENOENT;
     struct dmj_store *s;
     if (dmj_tool_open(db, 0, &s) != 0)
-        return DMJ_TOOL_FAIL;
+        return OPEN_FAILED;
     struct dmj_write *w = NULL;
     int rc = dmj_write_begin(s, &w);
     if (rc == 0)
@@ -240,11 +228,28 @@ static int revoke(int argc, char **argv)
     else if (w)
         dmj_write_abort(w);
     dmj_store_close(s);
+    return rc;
+}
+
+/* keys check / keys revoke KEY|sha256$HEX: the key with that hash, checked or deleted. */
+static int key_command(int argc, char **argv, bool revoke)
+{
+    const char *db;
+    int status = dmj_tool_db_args(argc, argv, 1, usage_text, help_text, &db);
+    if (status >= 0)
+        return status;
+    char hash[DMJ_KEY_HASH_LEN + 1];
+    hash_arg(argv[argc - 1], hash);
+    int rc = revoke ? revoke_key(db, hash) : check_key(db, hash);
+    if (rc == OPEN_FAILED)
+        return DMJ_TOOL_FAIL;
     if (rc == DMJ_ENOTFOUND)
         return dmj_tool_fail("keys", "no such key (hash %s)", hash);
     if (rc != 0)
-        return dmj_tool_fail("keys", "cannot revoke the key: %s", dmj_strerror(rc));
-    fprintf(stderr, "dmj keys: revoked the key with hash %s\n", hash);
+        return dmj_tool_fail("keys", "%s%s", revoke ? "cannot revoke the key: " : "",
+                             dmj_strerror(rc));
+    if (revoke)
+        fprintf(stderr, "dmj keys: revoked the key with hash %s\n", hash);
     return DMJ_TOOL_OK;
 }
 
@@ -253,9 +258,9 @@ int dmj_cmd_keys(int argc, char **argv)
     if (argc >= 2 && strcmp(argv[1], "create") == 0)
         return create(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "check") == 0)
-        return check(argc - 1, argv + 1);
+        return key_command(argc - 1, argv + 1, false);
     if (argc >= 2 && strcmp(argv[1], "revoke") == 0)
-        return revoke(argc - 1, argv + 1);
+        return key_command(argc - 1, argv + 1, true);
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         printf("%s\n%s", usage_text, help_text);
         return DMJ_TOOL_OK;
