@@ -1,6 +1,7 @@
 /* Reader threads with their own reusable read handles walk the store while the main thread
- * commits: each read sees one committed state, whole, and never one that goes back. And
- * while another process grows the data file past the readers' map size: they adopt it. */
+ * commits: each read sees one committed state, whole, and never one that goes back, and the
+ * store's one id. And while another process grows the data file past the readers' map size:
+ * they adopt it. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -26,6 +27,7 @@ struct reader {
     unsigned last;   /* the jobs the last read saw */
     atomic_uint reads_done;
     atomic_uint failed;
+    uint8_t id[16]; /* the store id every read must give */
 };
 
 static struct dmj_job job(unsigned n)
@@ -68,7 +70,10 @@ static void *read_loop(void *arg)
         struct dmj_walk w;
         struct dmj_job j;
         unsigned n_all = 0, n_run = 0;
-        int rc = dmj_walk_start(r, &all, &w);
+        uint8_t id[16];
+        int rc = dmj_read_store_id(r, id);
+        rd->errors += rc != 0 || memcmp(id, rd->id, 16) != 0;
+        rc = dmj_walk_start(r, &all, &w);
         while (rc == 0 && (rc = dmj_walk_next(&w, &j)) == 0)
             n_all++;
         rd->errors += rc != DMJ_EEND;
@@ -85,6 +90,18 @@ static void *read_loop(void *arg)
     }
     dmj_read_free(r);
     return NULL;
+}
+
+/* The store's id, read once before the readers start. */
+static void store_id(struct dmj_store *s, uint8_t out[16])
+{
+    struct dmj_read *r;
+    memset(out, 0, 16);
+    CHECK_EQ_INT(dmj_read_new(s, &r), 0);
+    CHECK_EQ_INT(dmj_read_begin(r), 0);
+    CHECK_EQ_INT(dmj_read_store_id(r, out), 0);
+    dmj_read_end(r);
+    dmj_read_free(r);
 }
 
 /* Another process (a `dmj import --map-size` larger than dmjd's) commits until the data file
@@ -133,6 +150,7 @@ static void test_map_grown(const char *root)
     CHECK_EQ_INT(dmj_store_open(root, DMJ_STORE_RDONLY, 1 << 20, &s), 0);
     for (int i = 0; i < READERS; i++) {
         rd[i] = (struct reader){.s = s, .stop = &stop};
+        store_id(s, rd[i].id);
         CHECK_EQ_INT(pthread_create(&rd[i].thread, NULL, read_loop, &rd[i]), 0);
     }
     CHECK_EQ_INT(write(go[1], "g", 1), 1);
@@ -180,6 +198,7 @@ int main(void)
     CHECK_EQ_INT(dmj_store_open(root, 0, 1 << 26, &s), 0);
     for (int i = 0; i < READERS; i++) {
         rd[i] = (struct reader){.s = s, .stop = &stop};
+        store_id(s, rd[i].id);
         CHECK_EQ_INT(pthread_create(&rd[i].thread, NULL, read_loop, &rd[i]), 0);
     }
     unsigned n = 0;
