@@ -921,13 +921,9 @@ static int del_matching(struct dmj_write *w, int db, const uint8_t *seek, size_t
     int rc = mdb_cursor_open(w->txn, w->s->dbi[db], &c);
     if (rc)
         return fail(w, dmj__store_err(rc));
-    /* a copy: `seek` may point into a page the deletes rewrite */
-    uint8_t prefix[32];
-    if (stop)
-        memcpy(prefix, seek, stop);
     rc = slen ? mdb_cursor_get(c, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(c, &k, &v, MDB_FIRST);
     while (rc == 0) {
-        if (stop && (k.mv_size < stop || memcmp(k.mv_data, prefix, stop) != 0))
+        if (stop && (k.mv_size < stop || memcmp(k.mv_data, seek, stop) != 0))
             break;
         if (k.mv_size == klen && memcmp((const uint8_t *)k.mv_data + at, part, plen) == 0) {
             rc = mdb_cursor_del(c, 0);
