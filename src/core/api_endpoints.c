@@ -52,27 +52,6 @@ static int saved_query_filter(struct dmj__api_ctx *c, bool *has, uint8_t id[16])
 /* Django's DateTimeField message for a value it cannot read. */
 #define MSG_INVALID_DATETIME "Enter a valid date/time."
 
-/* A 400 naming one of dmj's own list filters. The status and headers are api_errors.c's
- * validation answer; only the body differs from saved_query_id's (its code and attr).
- * Returns 1: `res` holds the answer. */
-static int fail_filter(struct dmj__api_ctx *c, const char *code, const char *detail,
-                       const char *attr)
-{
-    struct dmj_buf *body = &c->w->body;
-
-    dmj__api_fail(c, DMJ__API_ERR_INVALID_CHOICE, detail);
-    if (c->res->status != 400)
-        return 1; /* even the error body failed: api_errors.c answered 500 */
-    dmj_buf_reset(body);
-    if (dmj_json_add_error(body, "validation_error", code, detail, attr) != 0) {
-        dmj__api_internal(c, DMJ_ETOOBIG);
-        return 1;
-    }
-    c->res->body = body->data;
-    c->res->body_len = body->len;
-    return 1;
-}
-
 /* `status`: every value of every `status` parameter, split at commas, merged into one set;
  * each item one of the five stored names, exactly (case-sensitive, as Django's ChoiceField
  * compares). Empty items are skipped, so an empty value filters nothing (django-filter's
@@ -96,8 +75,10 @@ static int status_filter(struct dmj__api_ctx *c, unsigned *out)
             pos += len + 1;
             if (len == 0)
                 continue;
-            if (dmj_status_parse(item, len, &st) != 0)
-                return fail_filter(c, "invalid_choice", DMJ__MSG_INVALID_CHOICE, "status");
+            if (dmj_status_parse(item, len, &st) != 0) {
+                dmj__api_invalid_param(c, "invalid_choice", DMJ__MSG_INVALID_CHOICE, "status");
+                return 1;
+            }
             set |= DMJ_PAGE_STATUS(st);
         }
     }
@@ -117,8 +98,10 @@ static int time_filter(struct dmj__api_ctx *c, const char *name, bool *has, int6
         *has = false;
         return 0;
     }
-    if (dmj_time_parse_django(p->value, p->value_len, &v) != 0)
-        return fail_filter(c, "invalid", MSG_INVALID_DATETIME, name);
+    if (dmj_time_parse_django(p->value, p->value_len, &v) != 0) {
+        dmj__api_invalid_param(c, "invalid", MSG_INVALID_DATETIME, name);
+        return 1;
+    }
     *has = true;
     *us = v;
     return 0;

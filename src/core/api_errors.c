@@ -32,9 +32,9 @@ static const char last_resort[] =
     "{\"type\":\"server_error\",\"code\":\"error\",\"detail\":\"A server error occurred.\","
     "\"attr\":null}";
 
-void dmj__api_fail(struct dmj__api_ctx *c, enum dmj__api_error kind, const char *detail)
+/* Makes `res` the error answer of this shape (the detail is copied into the worker's body). */
+static void fail_shape(struct dmj__api_ctx *c, const struct error_shape *s, const char *detail)
 {
-    const struct error_shape *s = &shapes[kind];
     struct dmj_api_response *res = c->res;
     struct dmj_buf *body = &c->w->body;
 
@@ -53,6 +53,18 @@ void dmj__api_fail(struct dmj__api_ctx *c, enum dmj__api_error kind, const char 
     }
     res->body = body->data;
     res->body_len = body->len;
+}
+
+void dmj__api_fail(struct dmj__api_ctx *c, enum dmj__api_error kind, const char *detail)
+{
+    fail_shape(c, &shapes[kind], detail);
+}
+
+void dmj__api_invalid_param(struct dmj__api_ctx *c, const char *code, const char *detail,
+                            const char *attr)
+{
+    const struct error_shape s = {400, "validation_error", code, attr};
+    fail_shape(c, &s, detail);
 }
 
 void dmj__api_throttled(struct dmj__api_ctx *c, unsigned seconds)

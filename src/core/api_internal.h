@@ -132,6 +132,10 @@ enum dmj__api_error {
 
 /** Makes `res` the error answer `kind` with `detail` (copied into the worker's body). */
 void dmj__api_fail(struct dmj__api_ctx *c, enum dmj__api_error kind, const char *detail);
+/** 400 validation_error for query parameter `attr` with this code and detail (dmj's own
+ * parameters: the filters, wait, last_event_id). */
+void dmj__api_invalid_param(struct dmj__api_ctx *c, const char *code, const char *detail,
+                            const char *attr);
 /** 429 with Retry-After for a rate limiter's `seconds`. */
 void dmj__api_throttled(struct dmj__api_ctx *c, unsigned seconds);
 /** 405 naming the method as Django reports it (upper-cased). */

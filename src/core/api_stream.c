@@ -20,26 +20,6 @@
 
 #define MSG_INVALID_INT "A valid integer is required."
 
-/* A 400 naming the parameter, in PostHog's validation-error shape (DRF's IntegerField
- * codes and messages). */
-static void invalid(struct dmj__api_ctx *c, const char *code, const char *detail,
-                    const char *attr)
-{
-    struct dmj_api_response *res = c->res;
-    struct dmj_buf *body = &c->w->body;
-
-    dmj_buf_reset(body);
-    if (dmj_json_add_error(body, "validation_error", code, detail, attr) != 0) {
-        dmj__api_internal(c, DMJ_ETOOBIG);
-        return;
-    }
-    res->status = 400;
-    res->json = true;
-    res->etag[0] = '\0';
-    res->body = body->data;
-    res->body_len = body->len;
-}
-
 /* A non-negative integer in the spec's grammar; false for anything else (empty, NUL). `*neg`
  * tells a well-formed negative number, `*huge` one past int64 (then *out is UINT64_MAX). */
 static bool parse_count(const char *s, size_t n, uint64_t *out, bool *neg, bool *huge)
@@ -73,13 +53,15 @@ int dmj__api_wait_param(struct dmj__api_ctx *c, unsigned *out)
         return 0;
     if (!parse_count(p->value, p->value_len, &v, &neg, &huge)) {
         if (neg)
-            invalid(c, "min_value", "Ensure this value is greater than or equal to 0.", "wait");
+            dmj__api_invalid_param(c, "min_value",
+                                   "Ensure this value is greater than or equal to 0.", "wait");
         else
-            invalid(c, "invalid", MSG_INVALID_INT, "wait");
+            dmj__api_invalid_param(c, "invalid", MSG_INVALID_INT, "wait");
         return 1;
     }
     if (v > WAIT_MAX_S) {
-        invalid(c, "max_value", "Ensure this value is less than or equal to 60.", "wait");
+        dmj__api_invalid_param(c, "max_value", "Ensure this value is less than or equal to 60.",
+                               "wait");
         return 1;
     }
     *out = (unsigned)v;
@@ -120,7 +102,7 @@ static int resume_point(struct dmj__api_ctx *c, bool *has, uint64_t *seq)
     }
     /* Seqs are counted from 1 and never reach 2^63: a larger id is no id of ours. */
     if (!parse_count(s, n, seq, &neg, &huge) || huge) {
-        invalid(c, "invalid", MSG_INVALID_INT, "last_event_id");
+        dmj__api_invalid_param(c, "invalid", MSG_INVALID_INT, "last_event_id");
         return 1;
     }
     *has = true;
