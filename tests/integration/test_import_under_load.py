@@ -49,12 +49,29 @@ def cursor_offset(query):
     return int(tokens.get("o", ["0"])[0])
 
 
+def check_repeats(seen, ids, url):
+    """The ids of a page (`ids`, fetched with `url`) already in `seen` (the walk so far), after
+    checking each is one DRF's cursor may repeat. A cursor is a position plus an offset `o`:
+    the next page is the rows past the position with the first `o` skipped, because the last
+    `o` rows walked share the position's neighbour's created_at. A job imported meanwhile
+    with a created_at between the position and those rows shifts them, so they come again
+    (k such jobs: rows from index k - o on; DRF does the same). Only those `o` rows may
+    repeat, each once, in the order they were walked."""
+    window = cursor_offset(urllib.parse.urlsplit(url).query)
+    allowed = seen[-window:] if window else []
+    repeated = [job_id for job_id in ids if job_id in set(seen)]
+    for job_id in repeated:
+        assert job_id in allowed, "job %s repeated, not one of the cursor's last %d rows" % (
+            job_id, window)
+    assert len(set(repeated)) == len(repeated), "a row repeated twice on one page"
+    order = [job_id for job_id in allowed if job_id in set(repeated)]
+    assert order == repeated, "repeated rows out of their order"
+    return repeated
+
+
 def walk(srv, key):
     """Every job id of TEAM, following `next` links, and the set of ids seen again where
-    DRF's cursor allows it. A cursor is a position plus an offset `o` over the rows at the
-    page edge that share one created_at; a job imported meanwhile between that position and
-    the page's last one shifts those rows, so up to `o` rows at the top of the next page can
-    be rows already seen (DRF does the same). Nothing else may repeat."""
+    DRF's cursor allows it (check_repeats). Nothing else may repeat."""
     conn = srv.conn()
     seen = []
     repeats_allowed = 0
@@ -65,13 +82,8 @@ def walk(srv, key):
         assert res.status == 200, (url, res.status, body[:300])
         page = json.loads(body)
         ids = [j["id"] for j in page["results"]]
-        window = cursor_offset(urllib.parse.urlsplit(url).query)
-        known = set(seen)
-        for i, job_id in enumerate(ids):
-            if job_id in known:
-                assert i < window, "job %s repeated outside the cursor's offset window" % job_id
-                excused.add(job_id)
-        repeats_allowed += window
+        excused.update(check_repeats(seen, ids, url))
+        repeats_allowed += cursor_offset(urllib.parse.urlsplit(url).query)
         seen.extend(ids)
         url = None
         if page["next"]:
