@@ -109,7 +109,7 @@ struct sync {
     uint64_t upserted, deleted, unchanged, skipped, identities, revoked;
     struct dmj_buf seen[OWN_COUNT]; /* owned_lists' entries written by this identity pass */
     struct dmj_buf enc_new, enc_old;
-    int store_rc; /* the store error that stopped a parse, for the caller */
+    int store_rc;           /* the store error that stopped a parse, for the caller */
     bool stored_identities; /* the store had an identity digest before this pass */
 };
 

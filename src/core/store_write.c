@@ -913,8 +913,8 @@ int dmj_write_key(struct dmj_write *w, const struct dmj_key *k)
 /* Deletes the entries of `db` whose keys are `klen` long and hold `part` (plen bytes) at
  * `at`, starting at the first key at or past `seek` (slen bytes) and stopping at the first
  * that does not start with its first `stop` bytes (0: never stops early, a whole scan). */
-static int del_matching(struct dmj_write *w, int db, const uint8_t *seek, size_t slen,
-                        size_t stop, size_t klen, size_t at, const uint8_t *part, size_t plen)
+static int del_matching(struct dmj_write *w, int db, const uint8_t *seek, size_t slen, size_t stop,
+                        size_t klen, size_t at, const uint8_t *part, size_t plen)
 {
     MDB_cursor *c;
     MDB_val k = {slen, (void *)seek}, v;

@@ -60,9 +60,8 @@ static void populate(struct dmj_store *s)
     memcpy(t[1].organization_id, ORG_A, 16);
     memcpy(t[2].organization_id, ORG_B, 16);
     struct dmj_user u42 = {.id = 42, .is_active = true}, u43 = {.id = 43, .is_active = true};
-    struct dmj_membership m[3] = {{.user_id = 42, .level = 8},
-                                  {.user_id = 42, .level = 1},
-                                  {.user_id = 43, .level = 1}};
+    struct dmj_membership m[3] = {
+        {.user_id = 42, .level = 8}, {.user_id = 42, .level = 1}, {.user_id = 43, .level = 1}};
     memcpy(m[0].organization_id, ORG_A, 16);
     memcpy(m[1].organization_id, ORG_B, 16);
     memcpy(m[2].organization_id, ORG_A, 16);
