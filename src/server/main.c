@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -458,6 +459,10 @@ int main(int argc, char **argv)
     if (rc != 0)
         return rc;
     signal(SIGPIPE, SIG_IGN);
+    /* Responses of a few hundred kilobytes (`running`, large pages) are copied into h2o's
+     * pools on every request: above glibc's 128 KiB default each copy was an mmap and munmap
+     * (149 -> 103 us of CPU per `running` request with the threshold at 4 MiB). */
+    mallopt(M_MMAP_THRESHOLD, 4 << 20);
     /* Blocked from the start: the worker threads inherit the mask so that only the main
      * thread's sigwait sees these, and one that comes during start-up is answered by a
      * clean stop once serving has begun rather than by dying half set up. */
