@@ -17,7 +17,7 @@
  * the budget first frees other slots, largest first, so the cache never holds more than
  * CACHE_BUDGET per worker (2 workers: 8 MiB), and a warm worker whose answers fit never
  * allocates (31 list pages of 42 KB in 64 KiB buffers and a `running` of 170 KB in 256 KiB
- * take 2.2 MiB). These replace DMJ__API_CACHE_BODY_MAX of api_internal.h. */
+ * take 2.2 MiB). */
 #define CACHE_ENTRY_MAX ((size_t)1 << 20)
 #define CACHE_BUDGET ((size_t)4 << 20)
 

@@ -22,10 +22,9 @@
 #define DMJ__API_DEFAULT_LIMIT 100
 #define DMJ__API_DEFAULT_MAX_LIMIT 1000
 
-/* The response cache (api_cache.c): a few direct-mapped slots per worker, each answer up to
- * a list page of 300 jobs; larger answers and requests are served uncached. */
+/* The response cache (api_cache.c): a few direct-mapped slots per worker; its answer and
+ * memory bounds are in api_cache.c. */
 #define DMJ__API_CACHE_SLOTS 32
-#define DMJ__API_CACHE_BODY_MAX ((size_t)128 << 10)
 #define DMJ__API_CACHE_KEY_MAX ((size_t)16 << 10)
 
 /** One rendered 200: the serialised request it answers (txnid first), its body and ETag. */
@@ -194,8 +193,8 @@ bool dmj__api_cache_prepare(struct dmj__api_cache *cache, const struct dmj_api_r
                             uint64_t txnid);
 /** The cached answer to the prepared request, or NULL; valid until the next store. */
 const struct dmj__api_cache_entry *dmj__api_cache_find(const struct dmj__api_cache *cache);
-/** Keeps a 200 answer to the prepared request (bodies over DMJ__API_CACHE_BODY_MAX are not
- * kept; a failure only means no entry). */
+/** Keeps a 200 answer to the prepared request (within api_cache.c's bounds; a failure only
+ * means no entry). */
 void dmj__api_cache_store(struct dmj__api_cache *cache, const char *body, size_t len,
                           const char *etag);
 
