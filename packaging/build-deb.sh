@@ -69,6 +69,9 @@ install -d "$root/usr/share/doc/dmj"
 install -m 0644 "$src/README.md" "$root/usr/share/doc/dmj/README.md"
 install -m 0644 "$src/packaging/README.md" "$root/usr/share/doc/dmj/README.Debian"
 install -m 0644 "$src/packaging/copyright" "$root/usr/share/doc/dmj/copyright"
+# The HAProxy configurations the replica test runs, for operators to copy.
+install -d "$root/usr/share/doc/dmj/examples/haproxy"
+install -m 0644 "$src"/packaging/haproxy/* "$root/usr/share/doc/dmj/examples/haproxy/"
 # A one-entry changelog dated like the last commit (or now, outside git) so that the same tree
 # gives the same package.
 when=$(git -C "$src" log -1 --format=%cD 2>/dev/null || true)

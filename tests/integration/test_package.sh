@@ -150,7 +150,8 @@ done
 
 contents=$(dpkg-deb -c "$DEB" | awk '{ print $6 }')
 for f in ./usr/bin/dmj ./usr/sbin/dmjd ./usr/share/man/man1/dmj.1.gz \
-    ./usr/share/man/man8/dmjd.8.gz ./lib/systemd/system/dmjd.service ./etc/default/dmjd; do
+    ./usr/share/man/man8/dmjd.8.gz ./lib/systemd/system/dmjd.service ./etc/default/dmjd \
+    ./usr/share/doc/dmj/examples/haproxy/dmjd-replicas.cfg; do
     if ! grep -qx "$f" <<<"$contents"; then
         fail "the package lacks $f"
     fi
