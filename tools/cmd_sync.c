@@ -22,7 +22,8 @@
 
 static const char usage_text[] =
     "usage: dmj sync --postgres CONNINFO [--db DIR] [--interval S] [--once] [--identities]\n"
-    "                [--teams LIST] [--lag S] [--full-every K] [--batch N]\n";
+    "                [--teams LIST] [--teams-mod N:R] [--lag S] [--full-every K]\n"
+    "                [--batch N]\n";
 
 /* A PostgreSQL failure (connection, query): the message is in sync->err. Retried without
  * --once; a store failure is not (it would not get better by waiting). */
@@ -80,6 +81,8 @@ struct sync_opts {
     bool once;         /* one cycle, then exit (status 1 on any error) */
     bool identities;   /* also organizations, teams, users, memberships, keys */
     char *teams_array; /* "{1,2}" for `team_id = ANY($n::int[])`, or NULL for all teams */
+    int32_t mod_n;     /* --teams-mod N:R: only teams whose id % N == R (0: no such filter) */
+    int32_t mod_r;
     int64_t lag_us;    /* re-read window before the watermark */
     unsigned full_every;
     unsigned batch;
@@ -425,12 +428,18 @@ static int stream_query(struct sync *s, const char *query, int nparams,
  * neither fail each cycle nor make the counts differ for ever. */
 #define TEAM_SET "j.team_id IS NOT NULL"
 
-/* The team filter for a query whose parameter number `n` is the team array. */
+/* The team filter for a query whose parameter number `n` is the team array (--teams),
+ * and --teams-mod's condition, in integers checked when parsed. */
+#define TEAM_CLAUSE_MAX 128
 static const char *team_clause(const struct sync *s, int n, char *buf, size_t cap)
 {
-    if (!s->o.teams_array)
-        return "";
-    snprintf(buf, cap, " AND j.team_id = ANY($%d::int[])", n);
+    size_t len = 0;
+    buf[0] = '\0';
+    if (s->o.teams_array)
+        len = (size_t)snprintf(buf, cap, " AND j.team_id = ANY($%d::int[])", n);
+    if (s->o.mod_n > 0 && len < cap)
+        snprintf(buf + len, cap - len, " AND j.team_id %% %d = %d", (int)s->o.mod_n,
+                 (int)s->o.mod_r);
     return buf;
 }
 
@@ -479,7 +488,7 @@ static int each_store_id(void *ctx, const struct dmj_job *job)
 /* Every id of the (filtered) table (the order does not matter: the caller sorts). */
 static int pg_ids(struct sync *s, struct ids *out)
 {
-    char tc[64], q[512];
+    char tc[TEAM_CLAUSE_MAX], q[512];
     snprintf(q, sizeof q,
              "DECLARE dmj_ids NO SCROLL CURSOR FOR SELECT j.id::text FROM posthog_datamodelingjob j"
              " WHERE " TEAM_SET "%s",
@@ -511,7 +520,7 @@ static int pg_ids(struct sync *s, struct ids *out)
 /* Upserts the rows of `missing` (ids PostgreSQL has and the store lacks) in chunks. */
 static int fetch_missing(struct sync *s, const struct ids *missing)
 {
-    char tc[64], q[512];
+    char tc[TEAM_CLAUSE_MAX], q[512];
     snprintf(q, sizeof q,
              "SELECT row_to_json(j)::text FROM posthog_datamodelingjob j"
              " WHERE j.id = ANY($1::uuid[]) AND j.updated_at IS NOT NULL AND " TEAM_SET "%s",
@@ -582,7 +591,7 @@ static int sync_full(struct sync *s)
     if (rc == 0 && missing.n)
         rc = fetch_missing(s, &missing);
     if (rc == 0) {
-        char tc[64], q[512];
+        char tc[TEAM_CLAUSE_MAX], q[512];
         snprintf(q, sizeof q,
                  "SELECT row_to_json(j)::text FROM posthog_datamodelingjob j"
                  " WHERE j.updated_at IS NULL AND " TEAM_SET "%s ORDER BY j.id",
@@ -601,7 +610,7 @@ static int sync_full(struct sync *s)
 /* Whether the table and the store hold as many jobs (in this snapshot). */
 static int counts_differ(struct sync *s, bool *differ)
 {
-    char tc[64], q[256];
+    char tc[TEAM_CLAUSE_MAX], q[256];
     snprintf(q, sizeof q, "SELECT count(*) FROM posthog_datamodelingjob j WHERE " TEAM_SET "%s",
              team_clause(s, 1, tc, sizeof tc));
     const char *params[1] = {s->o.teams_array};
@@ -951,6 +960,24 @@ static bool parse_teams(const char *list, char **out)
     return false;
 }
 
+/* "N:R" with 0 <= R < N: the shard of the teams whose id modulo N is R (HAProxy's mod(N)). */
+static bool parse_teams_mod(const char *arg, int32_t *n_out, int32_t *r_out)
+{
+    char n_text[16];
+    int64_t n, r;
+    const char *colon = strchr(arg, ':');
+    if (!colon || (size_t)(colon - arg) >= sizeof n_text)
+        return false;
+    memcpy(n_text, arg, (size_t)(colon - arg));
+    n_text[colon - arg] = '\0';
+    if (!dmj_tool_parse_int(n_text, 1, INT32_MAX, &n) ||
+        !dmj_tool_parse_int(colon + 1, 0, n - 1, &r))
+        return false;
+    *n_out = (int32_t)n;
+    *r_out = (int32_t)r;
+    return true;
+}
+
 static bool parse_seconds(const char *s, double max, double *out)
 {
     char *end;
@@ -978,6 +1005,8 @@ static const char help_text[] =
     "                       a sync wrote them (not those only `dmj import` or `dmj keys`\n"
     "                       put there)\n"
     "  --teams LIST         only these teams' jobs (comma-separated ids); others are removed\n"
+    "  --teams-mod N:R      only the teams whose id modulo N is R (a shard of N; teams made\n"
+    "                       later join it without a restart); with --teams: both must hold\n"
     "  --batch N            rows fetched and committed at a time (default 2000)\n"
     "Without --once, PostgreSQL errors are retried with backoff; SIGTERM/SIGINT stop after\n"
     "the current transaction. One line on stderr per cycle that changed something.\n";
@@ -990,6 +1019,7 @@ int dmj_cmd_sync(int argc, char **argv)
         {"identities", no_argument, NULL, 'I'},       {"teams", required_argument, NULL, 't'},
         {"lag", required_argument, NULL, 'l'},        {"full-every", required_argument, NULL, 'f'},
         {"batch", required_argument, NULL, 'b'},      {"help", no_argument, NULL, 'h'},
+        {"teams-mod", required_argument, NULL, 'm'},
         {NULL, 0, NULL, 0},
     };
     struct sync s = {.o = {.interval = 5, .lag_us = 5000000, .full_every = 60, .batch = 2000}};
@@ -1019,6 +1049,12 @@ int dmj_cmd_sync(int argc, char **argv)
             s.o.teams_array = NULL;
             if (!parse_teams(optarg, &s.o.teams_array))
                 return dmj_tool_fail("sync", "--teams: not a list of team ids: %s", optarg);
+            break;
+        case 'm':
+            if (!parse_teams_mod(optarg, &s.o.mod_n, &s.o.mod_r)) {
+                free(s.o.teams_array);
+                return dmj_tool_fail("sync", "--teams-mod: not N:R with 0 <= R < N: %s", optarg);
+            }
             break;
         case 'l':
             if (!parse_seconds(optarg, 86400, &secs)) {

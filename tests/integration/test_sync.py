@@ -4,8 +4,8 @@
 deletions show in dmjd's answers; SIGKILL at seeded random moments during a stream of changes
 loses and duplicates nothing; unchanged cycles commit nothing; --identities gives working
 keys, and what PostgreSQL deletes (memberships, teams, keys, users) is deleted from the store
-(and dmjd's answers); --teams keeps only those teams; a bad CONNINFO or a missing table fails
-in one line.
+(and dmjd's answers); --teams and --teams-mod keep only those teams; a bad CONNINFO or a
+missing table fails in one line.
 Skipped (77) when PostgreSQL 15's binaries are missing."""
 
 import hashlib
@@ -435,6 +435,22 @@ def case_teams_filter(_store, tmp):
                                   "--once", "--teams", bad], stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True)
             assert res.returncode != 0 and "--teams" in res.stderr, (bad, res.stderr)
+        # A shard by modulo (HAProxy's mod(N)): team 2 of 1..3 is the even shard.
+        sync(pg, db, "--teams-mod", "2:0")
+        n = assert_store_equals_table(db, pg, "where team_id % 2 = 0")
+        assert n > 0 and {r["team_id"] for r in store_rows(db).values()} == {2}
+        # Both filters: only what both allow (team 3 of {1, 3} is odd).
+        sync(pg, db, "--teams", "1,3", "--teams-mod", "2:1")
+        n = assert_store_equals_table(db, pg, "where team_id in (1, 3)")
+        assert n > 0 and {r["team_id"] for r in store_rows(db).values()} <= {1, 3}
+        sync(pg, db, "--teams", "1,2", "--teams-mod", "2:1")
+        n = assert_store_equals_table(db, pg, "where team_id = 1")
+        assert n > 0 and {r["team_id"] for r in store_rows(db).values()} == {1}
+        for bad in ("2", "0:0", "2:2", "2:-1", "x:1", "2:", ":1"):
+            res = subprocess.run([binary("dmj"), "sync", "--postgres", pg.conninfo, "--db", db,
+                                  "--once", "--teams-mod", bad], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+            assert res.returncode != 0 and "--teams-mod" in res.stderr, (bad, res.stderr)
     finally:
         pg.stop()
 
