@@ -109,6 +109,11 @@ void dmj__write_touch(struct dmj_write *w);
 int dmj__write_fail(struct dmj_write *w, int rc);
 /** The store a write handle writes. */
 const struct dmj_store *dmj__write_store(const struct dmj_write *w);
+/** The bytes one write batch may buffer when the process may fill `mem` bytes of memory (0:
+ * unknown): a quarter of it, at least 64 MiB. $DMJ_WRITE_MEMORY overrides it. */
+uint64_t dmj__write_budget(uint64_t mem);
+/** What a buffered job costs in a batch besides its encoded record, in bytes. */
+size_t dmj__write_job_cost(void);
 
 /* The change log's counter within a write transaction (store_changes.c): read from meta on
  * first use, written back at commit when seqs were given out. */

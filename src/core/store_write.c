@@ -4,27 +4,34 @@
 #include <lmdb.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "dmj/buf.h"
 #include "dmj/codec.h"
 #include "dmj/store.h"
 #include "store_impl.h"
 
-/* Jobs buffered before they are written within the same transaction, to bound memory
- * (~450 bytes a job with its record). Large on purpose: only the first batch of random-order
- * input appends; later batches insert inside the existing key range, which measured 3-6x
- * slower per job at 100k-job batches (1M jobs: 0.15 s for the first 100k, ~1 s for the
- * last), so one import of a million jobs is best one sorted batch. */
-#define BATCH_MAX (1u << 20)
-/* Encoded records of one batch: a batch is written once they pass RECORDS_FLUSH bytes. */
-#define RECORDS_MAX ((size_t)1 << 32)
-#define RECORDS_FLUSH ((size_t)1 << 29)
+/* A batch is sized by memory, not by a count: each batch after the first inserts inside the
+ * key ranges the earlier ones wrote, where LMDB splits pages in half, so an import is best one
+ * sorted batch, appended in key order (10M jobs in 1M-job batches: 75 s and a 6.5 GB store;
+ * in one batch: 32-41 s and 4.3 GB, 5.1 GB of memory). A batch holds at most a quarter of
+ * physical memory (or of the process's or its cgroup's limit, when lower): ~12M jobs on
+ * 24 GiB. BATCH_HARD_MAX bounds the count: the put seqs and batch indexes are 32-bit. */
+#define BATCH_HARD_MAX (1u << 28)
+#define BUDGET_SHARE 4
+#define BUDGET_MIN ((uint64_t)64 << 20)
+/* When the machine's memory cannot be read: what the former 1M-job batches took. */
+#define BUDGET_UNKNOWN ((uint64_t)1 << 30)
+/* The encoded records' buffer: a sanity bound only, the budget flushes long before. */
+#define RECORDS_MAX (SIZE_MAX / 4)
 /* Below this many keys a bucket is finished by insertion sort. */
 #define SMALL_SORT 24
 #define SKEY_MAX KEY_SQ_LEN
@@ -65,7 +72,8 @@ struct dmj_write {
     struct dmj_buf recs;
     struct skey *keys, *tmp; /* sorting scratch, cap entries each */
     uint32_t seq;
-    size_t batch_max; /* BATCH_MAX, or $DMJ_WRITE_BATCH for tests and tuning */
+    size_t batch_max; /* BATCH_HARD_MAX, or $DMJ_WRITE_BATCH for tests and tuning */
+    uint64_t budget;  /* bytes a batch may hold (batch_bytes), or $DMJ_WRITE_MEMORY */
     int err;          /* a failure inside the transaction: everything after is refused */
     bool dirty;
     struct dmj__change_log log;
@@ -139,6 +147,73 @@ static void sort_keys(struct skey *a, struct skey *tmp, size_t n, size_t len)
         radix_sort(a, tmp, n, 0, len, true);
 }
 
+/* ---- the batch's size ------------------------------------------------------------------ */
+
+/* What a buffered job costs besides its record: its entry, and its key in the four sort-key
+ * arrays a flush fills (the writer's keys and tmp, the sorting thread's pair). */
+#define JOB_COST (sizeof(struct pend) + 4 * sizeof(struct skey))
+
+static uint64_t batch_bytes(const struct dmj_write *w)
+{
+    return (uint64_t)w->n * JOB_COST + w->recs.len;
+}
+
+static uint64_t min_known(uint64_t a, uint64_t b)
+{
+    return a == 0 || (b != 0 && b < a) ? b : a;
+}
+
+/* The cgroup v2 memory limit of a container (its cgroup namespace's root, where the file is
+ * the container's own); 0 when there is none. */
+static uint64_t cgroup_limit(void)
+{
+    FILE *f = fopen("/sys/fs/cgroup/memory.max", "r");
+    unsigned long long v = 0;
+    if (!f)
+        return 0;
+    if (fscanf(f, "%llu", &v) != 1) /* "max": no limit */
+        v = 0;
+    fclose(f);
+    return v;
+}
+
+/* The memory this process may fill: physical memory, or a lower address-space, data or
+ * cgroup limit; 0 when unknown. */
+static uint64_t memory_limit(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    uint64_t mem = pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        mem = min_known(mem, rl.rlim_cur);
+    if (getrlimit(RLIMIT_DATA, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        mem = min_known(mem, rl.rlim_cur);
+    return min_known(mem, cgroup_limit());
+}
+
+uint64_t dmj__write_budget(uint64_t mem)
+{
+    uint64_t b = mem ? mem / BUDGET_SHARE : BUDGET_UNKNOWN;
+    return b < BUDGET_MIN ? BUDGET_MIN : b;
+}
+
+size_t dmj__write_job_cost(void)
+{
+    return JOB_COST;
+}
+
+/* A positive count from the environment variable `name`, at most `max`; 0 when unset or
+ * malformed. */
+static uint64_t env_count(const char *name, uint64_t max)
+{
+    const char *b = getenv(name);
+    char *end;
+    if (!b || !*b)
+        return 0;
+    unsigned long long v = strtoull(b, &end, 10);
+    return !*end && v >= 1 && v <= max ? v : 0;
+}
+
 /* ---- the transaction ----------------------------------------------------------------- */
 
 int dmj_write_begin(struct dmj_store *s, struct dmj_write **out)
@@ -152,14 +227,12 @@ int dmj_write_begin(struct dmj_store *s, struct dmj_write **out)
     /* a reader slot left by a dead process pins old pages: the store would only grow */
     int dead;
     (void)mdb_reader_check(s->env, &dead);
-    w->batch_max = BATCH_MAX;
-    const char *b = getenv("DMJ_WRITE_BATCH");
-    if (b) {
-        char *end;
-        unsigned long v = strtoul(b, &end, 10);
-        if (*b && !*end && v >= 1 && v <= BATCH_MAX)
-            w->batch_max = v;
-    }
+    w->batch_max = (size_t)env_count("DMJ_WRITE_BATCH", BATCH_HARD_MAX);
+    if (!w->batch_max)
+        w->batch_max = BATCH_HARD_MAX;
+    w->budget = env_count("DMJ_WRITE_MEMORY", UINT64_MAX);
+    if (!w->budget)
+        w->budget = dmj__write_budget(memory_limit());
     dmj_buf_init(&w->recs, RECORDS_MAX);
     int rc = mdb_txn_begin(s->env, NULL, 0, &w->txn);
     if (rc == MDB_MAP_RESIZED) {
@@ -726,8 +799,8 @@ static int flush(struct dmj_write *w)
 static int grow(struct dmj_write *w)
 {
     size_t cap = w->cap ? w->cap * 2 : 1024;
-    if (cap > BATCH_MAX)
-        cap = BATCH_MAX;
+    if (cap > w->batch_max)
+        cap = w->batch_max;
     struct pend *p = realloc(w->p, cap * sizeof *p);
     if (!p)
         return -ENOMEM;
@@ -749,7 +822,7 @@ int dmj_write_job(struct dmj_write *w, const struct dmj_job *job)
     int rc;
     if (w->err)
         return w->err;
-    if ((w->n >= w->batch_max || w->recs.len >= RECORDS_FLUSH) && (rc = flush(w)) != 0)
+    if ((w->n >= w->batch_max || batch_bytes(w) >= w->budget) && (rc = flush(w)) != 0)
         return rc;
     if (w->n == w->cap && (rc = grow(w)) != 0)
         return rc; /* nothing written yet: the transaction stays usable */

@@ -15,6 +15,7 @@
 
 #include "check.h"
 #include "dmj/store.h"
+#include "store_impl.h"
 
 static char dir_tmpl[] = "/tmp/dmj_test_store.XXXXXX";
 
@@ -803,6 +804,69 @@ static void test_big_batch(const char *root)
     dmj_store_close(s);
 }
 
+/* Writes jobs 1..n in one transaction, `memory` ($DMJ_WRITE_MEMORY, NULL: unset) the batch
+ * budget, then job 1 again in another team; returns how many the commit counted as replaced:
+ * 1 when the repeat came in a later batch than the first put (which was written by then), 0
+ * when both were in one batch (the last put wins before anything is written). */
+static long long repeat_replaced(const char *root, const char *name, const char *memory, unsigned n)
+{
+    char path[512];
+    struct dmj_store *s;
+    struct dmj_write *w;
+    struct dmj_write_stats st = {0, 0};
+    snprintf(path, sizeof path, "%s/%s", root, name);
+    CHECK_EQ_INT(dmj_store_open(path, 0, 1 << 26, &s), 0);
+    if (memory)
+        setenv("DMJ_WRITE_MEMORY", memory, 1);
+    CHECK_EQ_INT(dmj_write_begin(s, &w), 0);
+    unsetenv("DMJ_WRITE_MEMORY");
+    int rc = 0;
+    for (unsigned i = 1; i <= n && rc == 0; i++) {
+        struct dmj_job j =
+            job(i, (int32_t)(i % 7), (int64_t)(n - i), (enum dmj_status)(i % 5), i % 3);
+        rc = dmj_write_job(w, &j);
+    }
+    CHECK_EQ_INT(rc, 0);
+    struct dmj_job again = job(1, 2, -5, DMJ_STATUS_FAILED, 0);
+    CHECK_EQ_INT(dmj_write_job(w, &again), 0);
+    CHECK_EQ_INT(dmj_write_commit(w, &st), 0);
+    CHECK_EQ_INT(st.inserted, n);
+    CHECK_EQ_INT(dmj_store_verify(s, stderr), 0);
+
+    /* whichever batch the first put went to, the repeat is what is stored */
+    struct dmj_read *r;
+    struct dmj_job got;
+    CHECK_EQ_INT(dmj_read_new(s, &r), 0);
+    CHECK_EQ_INT(dmj_read_begin(r), 0);
+    CHECK_EQ_INT(dmj_read_job(r, again.id, &got), 0);
+    CHECK_EQ_INT(got.team_id, 2);
+    CHECK_EQ_INT(got.created_at, -5);
+    dmj_read_end(r);
+    dmj_read_free(r);
+    dmj_store_close(s);
+    return (long long)st.replaced;
+}
+
+static void test_batch_budget(const char *root)
+{
+    /* a quarter of the memory the process may fill, never below 64 MiB; 1 GiB unknown */
+    CHECK_EQ_INT(dmj__write_budget(0), 1LL << 30);
+    CHECK_EQ_INT(dmj__write_budget(1 << 20), 64LL << 20);
+    CHECK_EQ_INT(dmj__write_budget(24ULL << 30), 6LL << 30);
+    /* the point of it: 10M generated jobs (~220-byte records) are one sorted batch with
+     * 24 GiB, and 1M (the former fixed batch) with 4 GiB */
+    uint64_t per_job = dmj__write_job_cost() + 220;
+    CHECK(dmj__write_job_cost() <= 320);
+    CHECK(10000000ULL * per_job <= dmj__write_budget(24ULL << 30));
+    CHECK(1000000ULL * per_job <= dmj__write_budget(4ULL << 30));
+
+    /* a batch is written once its memory passes the budget: 3000 jobs take ~1 MB */
+    CHECK_EQ_INT(repeat_replaced(root, "budget_small", "100000", 3000), 1);
+    CHECK_EQ_INT(repeat_replaced(root, "budget_default", NULL, 3000), 0);
+    /* a malformed budget is ignored */
+    CHECK_EQ_INT(repeat_replaced(root, "budget_bad", "12x", 3000), 0);
+}
+
 static void test_identities(const char *root)
 {
     char path[512];
@@ -1237,6 +1301,7 @@ int main(void)
     test_delete_damaged_team(root);
     test_store_id(root);
     test_big_batch(root);
+    test_batch_budget(root);
     if (rm_rf(root) != 0)
         fprintf(stderr, "could not remove %s\n", root);
     return check_done();
