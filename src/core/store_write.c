@@ -74,6 +74,7 @@ struct dmj_write {
     uint32_t seq;
     size_t batch_max; /* BATCH_HARD_MAX, or $DMJ_WRITE_BATCH for tests and tuning */
     uint64_t budget;  /* bytes a batch may hold (batch_bytes), or $DMJ_WRITE_MEMORY */
+    bool sized;       /* budget is the machine's (else BUDGET_MIN, see batch_full) */
     int err;          /* a failure inside the transaction: everything after is refused */
     bool dirty;
     struct dmj__change_log log;
@@ -202,6 +203,22 @@ size_t dmj__write_job_cost(void)
     return JOB_COST;
 }
 
+/* Whether the batch is to be written before it takes another job. The memory is looked up
+ * only once a batch passes BUDGET_MIN, which every budget is at least: small transactions
+ * (sync cycles, `--batch` commits) skip the look-up. */
+static bool batch_full(struct dmj_write *w)
+{
+    if (w->n >= w->batch_max)
+        return true;
+    if (batch_bytes(w) < w->budget)
+        return false;
+    if (!w->sized) {
+        w->budget = dmj__write_budget(memory_limit());
+        w->sized = true;
+    }
+    return batch_bytes(w) >= w->budget;
+}
+
 /* A positive count from the environment variable `name`, at most `max`; 0 when unset or
  * malformed. */
 static uint64_t env_count(const char *name, uint64_t max)
@@ -231,8 +248,9 @@ int dmj_write_begin(struct dmj_store *s, struct dmj_write **out)
     if (!w->batch_max)
         w->batch_max = BATCH_HARD_MAX;
     w->budget = env_count("DMJ_WRITE_MEMORY", UINT64_MAX);
-    if (!w->budget)
-        w->budget = dmj__write_budget(memory_limit());
+    w->sized = w->budget != 0;
+    if (!w->sized)
+        w->budget = BUDGET_MIN;
     dmj_buf_init(&w->recs, RECORDS_MAX);
     int rc = mdb_txn_begin(s->env, NULL, 0, &w->txn);
     if (rc == MDB_MAP_RESIZED) {
@@ -822,7 +840,7 @@ int dmj_write_job(struct dmj_write *w, const struct dmj_job *job)
     int rc;
     if (w->err)
         return w->err;
-    if ((w->n >= w->batch_max || batch_bytes(w) >= w->budget) && (rc = flush(w)) != 0)
+    if (batch_full(w) && (rc = flush(w)) != 0)
         return rc;
     if (w->n == w->cap && (rc = grow(w)) != 0)
         return rc; /* nothing written yet: the transaction stays usable */
