@@ -21,8 +21,8 @@
 
 /* A batch is sized by memory, not by a count: each batch after the first inserts inside the
  * key ranges the earlier ones wrote, where LMDB splits pages in half, so an import is best one
- * sorted batch, appended in key order (10M jobs in 1M-job batches: 75 s and a 6.5 GB store;
- * in one batch: 32-41 s and 4.3 GB, 5.1 GB of memory). A batch holds at most a quarter of
+ * sorted batch, appended in key order (10M jobs in 1M-job batches: 72 s and a 6.5 GB store;
+ * in one batch: 30 s and 4.3 GB, 5.1 GB of memory). A batch holds at most a quarter of
  * physical memory (or of the process's or its cgroup's limit, when lower): ~12M jobs on
  * 24 GiB. BATCH_HARD_MAX bounds the count: the put seqs and batch indexes are 32-bit. */
 #define BATCH_HARD_MAX (1u << 28)
