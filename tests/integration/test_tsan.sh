@@ -43,6 +43,8 @@ export TSAN_OPTIONS="halt_on_error=0 exitcode=66 second_deadlock_stack=1"
     --fixtures-out "$tmp/fixtures.json" >/dev/null 2>"$tmp/gen.err" || fail "generate: $(cat "$tmp/gen.err")"
 "$BIN/dmj" generate --jobs 4000 --teams 2 --seed 6 --out "$tmp/more.ndjson" \
     --fixtures-out "$tmp/more-fixtures.json" >/dev/null 2>>"$tmp/gen.err" || fail "generate"
+"$BIN/dmj" generate --jobs 1000 --teams 2 --seed 7 --out "$tmp/live.ndjson" \
+    --fixtures-out "$tmp/live-fixtures.json" >/dev/null 2>>"$tmp/gen.err" || fail "generate"
 "$BIN/dmj" import --db "$tmp/store" "$tmp/fixtures.json" "$tmp/jobs.ndjson" \
     >/dev/null 2>"$tmp/import0.err" || fail "first import: $(cat "$tmp/import0.err")"
 key=$(python3 -c 'import json,sys
@@ -102,9 +104,10 @@ print("held 1000 connections, reset 300")
 PY
 conns_pid=$!
 # Long-polls and event streams, woken by the watcher thread as the imports commit.
-/usr/bin/python3 - "$port" "$key" >"$tmp/live.out" 2>&1 <<'PY' &
-import http.client, sys, threading, time
-port, key = int(sys.argv[1]), sys.argv[2]
+/usr/bin/python3 - "$port" "$key" "$BIN/dmj" "$tmp/store" "$tmp/live.ndjson" \
+    >"$tmp/live.out" 2>&1 <<'PY' &
+import http.client, subprocess, sys, threading, time
+port, key, dmj, store, jobs = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 base = "/api/environments/%d/data_modeling_jobs/"
 stop = time.time() + 20
 counts = {"200": 0, "304": 0, "other": 0, "events": 0, "streams": 0}
@@ -140,6 +143,11 @@ threads = [threading.Thread(target=poller, args=(1 + i % 2,)) for i in range(16)
 threads += [threading.Thread(target=streamer, args=(1 + i % 2,)) for i in range(4)]
 for t in threads:
     t.start()
+# New jobs (created events, a changed `running`) once the streams and long-polls are open:
+# the imports above may be done by then.
+time.sleep(3)
+subprocess.run([dmj, "import", "--db", store, "--batch", "200", jobs], check=True,
+               stdout=subprocess.DEVNULL)
 for t in threads:
     t.join()
 print(counts)
