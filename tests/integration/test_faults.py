@@ -16,14 +16,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import traceback
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_server import LIST, Server, Store, binary, generate, get  # noqa: E402
+from test_server import LIST, Server, Store, binary, generate, get, run_cases  # noqa: E402
 
 SERVER_ERROR = {"type": "server_error", "code": "error", "detail": "A server error occurred.",
                 "attr": None}
@@ -713,29 +711,8 @@ CASES = [case_dmjd_sigkill, case_map_full, case_map_grown, case_disk_full, case_
 
 
 def main():
-    binary("dmjd")
-    binary("dmj")
     only = sys.argv[1:]
-    tmp = tempfile.mkdtemp(prefix="dmj-test-faults-")
-    failed = 0
-    try:
-        store = Store(tmp)
-        cases = [c for c in CASES if not only or c.__name__ in only]
-        for case in cases:
-            sub = tempfile.mkdtemp(dir=tmp)
-            started = time.time()
-            try:
-                case(store, sub)
-                print("ok   %s (%.1fs)" % (case.__name__, time.time() - started))
-            except Exception:
-                failed += 1
-                print("FAIL %s" % case.__name__)
-                traceback.print_exc()
-            sys.stdout.flush()
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("%d of %d cases failed" % (failed, len(cases)))
-    return 1 if failed else 0
+    return run_cases([c for c in CASES if not only or c.__name__ in only], "dmj-test-faults-")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 #define DMJ_TEST_CHECK_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static unsigned check_passed, check_failed;
@@ -40,6 +41,14 @@ static unsigned check_passed, check_failed;
                     #a, a_ ? a_ : "(null)", b_ ? b_ : "(null)");                           \
         }                                                                                  \
     } while (0)
+
+/* Removes a test's temporary directory tree; 0 on success. */
+static inline int check_rm_rf(const char *root)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    return system(cmd);
+}
 
 static inline int check_done(void)
 {

@@ -1272,13 +1272,6 @@ static void test_store_id(const char *root)
     CHECK_EQ_INT(verify_lines(b, &rc), 0);
 }
 
-static int rm_rf(const char *root)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    return system(cmd);
-}
-
 int main(void)
 {
     const char *root = mkdtemp(dir_tmpl);
@@ -1302,7 +1295,7 @@ int main(void)
     test_store_id(root);
     test_big_batch(root);
     test_batch_budget(root);
-    if (rm_rf(root) != 0)
+    if (check_rm_rf(root) != 0)
         fprintf(stderr, "could not remove %s\n", root);
     return check_done();
 }

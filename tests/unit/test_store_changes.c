@@ -681,13 +681,6 @@ static void test_verify(const char *root)
     dmj_store_close(s);
 }
 
-static int rm_rf(const char *root)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    return system(cmd);
-}
-
 int main(void)
 {
     const char *root = mkdtemp(dir_tmpl);
@@ -705,7 +698,7 @@ int main(void)
     test_prune(root);
     test_old_store(root);
     test_verify(root);
-    if (rm_rf(root) != 0)
+    if (check_rm_rf(root) != 0)
         fprintf(stderr, "could not remove %s\n", root);
     return check_done();
 }
