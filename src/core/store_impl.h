@@ -135,6 +135,18 @@ void dmj__change_encode_val(uint8_t *val, enum dmj_change_kind kind, uint8_t sta
 /** An entry read back; DMJ_EBADRECORD when its key or value is malformed. */
 int dmj__change_decode(const MDB_val *k, const MDB_val *v, struct dmj_change *out);
 
+/* A thread faulting the heap in ahead of a large flush's LMDB page allocations
+ * (prefault.c). */
+struct dmj__prefault {
+    pthread_t tid;
+    atomic_bool stop;
+    uintptr_t from;
+};
+
+/** Starts the helper; false when no thread could be made (the flush goes on without). */
+bool dmj__prefault_start(struct dmj__prefault *pf);
+void dmj__prefault_stop(struct dmj__prefault *pf);
+
 /** An LMDB (or errno) result as a dmj code. */
 int dmj__store_err(int mdb_rc);
 

@@ -564,6 +564,9 @@ static const struct {
  * this one looks up replaced jobs and inserts: the sorts (a fifth of a flush) then cost no
  * time, on a machine with a core to spare. */
 #define SORT_THREAD_MIN 4096u
+/* A batch at least this large (some 25 MB of LMDB pages) has its pages faulted in by a
+ * helper (prefault.c): 1M jobs, 0.69 -> 0.47 s of inserts. */
+#define PREFAULT_MIN 65536u
 
 /* The sorting thread and what it shares with the writer. Index o is sorted into buffer pair
  * o % 2: pair 0 is the sorter's own, pair 1 the writer's keys/tmp, which the writer hands
@@ -773,6 +776,8 @@ static int flush(struct dmj_write *w)
     int rc;
     if (n == 0)
         return 0;
+    struct dmj__prefault pf;
+    bool pre = n >= PREFAULT_MIN && dmj__prefault_start(&pf);
 
     /* id . seq, then team . created_at riding along as job_ids' value: equal ids end up
      * adjacent, the last put last */
@@ -804,6 +809,8 @@ static int flush(struct dmj_write *w)
     struct sorter srt;
     bool par = n >= SORT_THREAD_MIN && sorter_start(w, &srt);
     rc = flush_sorted(w, nu, par ? &srt : NULL);
+    if (pre)
+        dmj__prefault_stop(&pf);
     if (par)
         sorter_end(&srt);
     if (rc)
