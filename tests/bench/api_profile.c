@@ -6,7 +6,7 @@
  *       $(pkg-config --cflags --libs lmdb msgpack yajl libcrypto zlib) -o BUILD/api_profile
  * Use:
  *   api_profile --db STORE --key KEY --team T --endpoint list|deep|filtered|retrieve|recent|
- *               running|401 [--job UUID] [--saved-query UUID] [--n N] [--print] [--miss]
+ *               running|status|401 [--job UUID] [--saved-query UUID] [--n N] [--print] [--miss]
  *   valgrind --tool=callgrind --collect-atstart=no BUILD/api_profile ... --n 200
  * Only the measured loop is collected (callgrind's client requests, no-ops outside valgrind):
  * instructions / N is the cost of one request. The deep page follows `next` 50 times first,
@@ -143,6 +143,9 @@ int main(int argc, char **argv)
         t.has_query = 1;
     } else if (strcmp(e, "filtered") == 0 && o.saved_query) {
         snprintf(t.query, sizeof t.query, "limit=100&saved_query_id=%s", o.saved_query);
+        t.has_query = 1;
+    } else if (strcmp(e, "status") == 0) { /* a sparse index walk: ~5% of jobs run */
+        snprintf(t.query, sizeof t.query, "limit=100&status=Running");
         t.has_query = 1;
     } else if (strcmp(e, "retrieve") == 0 && o.job) {
         snprintf(t.path, sizeof t.path, "/api/environments/%d/data_modeling_jobs/%s/", o.team,
