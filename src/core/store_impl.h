@@ -139,7 +139,9 @@ int dmj__change_decode(const MDB_val *k, const MDB_val *v, struct dmj_change *ou
  * (prefault.c). */
 struct dmj__prefault {
     pthread_t tid;
-    atomic_bool stop;
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* wakes a resting helper at stop */
+    bool stop;
     uintptr_t from;
 };
 
