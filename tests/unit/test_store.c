@@ -740,14 +740,23 @@ static void test_file_limit(const char *root)
     dmj_store_close(s);
 }
 
+/* A new store `name` under root with a 256 MiB map; NULL (a failed check) when it cannot. */
+static struct dmj_store *open_named(const char *root, const char *name)
+{
+    char path[512];
+    struct dmj_store *s = NULL;
+    snprintf(path, sizeof path, "%s/%s", root, name);
+    CHECK_EQ_INT(dmj_store_open(path, 0, 1 << 28, &s), 0);
+    return s;
+}
+
 static void test_big_batch(const char *root)
 {
     /* more jobs than one batch holds, in reverse order, with a repeat across batches: the
      * repeat finds the first put already written, and counts as replaced */
-    char path[512];
-    struct dmj_store *s;
-    snprintf(path, sizeof path, "%s/big", root);
-    CHECK_EQ_INT(dmj_store_open(path, 0, 1 << 28, &s), 0);
+    struct dmj_store *s = open_named(root, "big");
+    if (!s)
+        return;
     struct dmj_write *w;
     struct dmj_write_stats st;
     /* small batches, so that later ones insert inside the range the first one wrote */
@@ -799,6 +808,78 @@ static void test_big_batch(const char *root)
     CHECK_EQ_INT(bad, 0);
     CHECK_EQ_INT(count, n / 3 + 1); /* i % 3 == 1, and the repeat moved job n to team 1 */
     CHECK_EQ_INT(prev_c, -1);
+    dmj_read_end(r);
+    dmj_read_free(r);
+    dmj_store_close(s);
+}
+
+/* One large batch (the id sort then runs on two threads, split by the ids' first byte) with
+ * ids spread over every first byte and some ids put twice: each id is stored once, with its
+ * last put, and the indexes agree. */
+static void id_spread(uint8_t id[16], unsigned i)
+{
+    make_id(id, 0);
+    id[0] = (uint8_t)(i * 37);
+    id[1] = (uint8_t)(i >> 8);
+    id[2] = (uint8_t)i;
+    id[3] = (uint8_t)(i >> 16);
+}
+
+static void test_id_sort_split(const char *root)
+{
+    struct dmj_store *s = open_named(root, "split");
+    if (!s)
+        return;
+    struct dmj_write *w;
+    struct dmj_write_stats st;
+    CHECK_EQ_INT(dmj_write_begin(s, &w), 0);
+    const unsigned n = 40000, every = 100;
+    int rc = 0;
+    for (unsigned i = 0; i < n && rc == 0; i++) {
+        struct dmj_job j = job(0, 1, (int64_t)i, DMJ_STATUS_RUNNING, 0);
+        id_spread(j.id, i);
+        rc = dmj_write_job(w, &j);
+        if (rc == 0 && i % every == 0 && i >= every) { /* an earlier id again, Completed */
+            struct dmj_job again = job(0, 1, (int64_t)(i - every), DMJ_STATUS_COMPLETED, 0);
+            id_spread(again.id, i - every);
+            rc = dmj_write_job(w, &again);
+        }
+    }
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_INT(dmj_write_commit(w, &st), 0);
+    CHECK_EQ_INT(st.inserted, n);
+    CHECK_EQ_INT(st.replaced, 0); /* the repeats were in the same batch: the last put won */
+    CHECK_EQ_INT(dmj_store_verify(s, stderr), 0);
+
+    struct dmj_read *r;
+    struct dmj_job j;
+    CHECK_EQ_INT(dmj_read_new(s, &r), 0);
+    CHECK_EQ_INT(dmj_read_begin(r), 0);
+    unsigned missing = 0, wrong = 0, completed = 0;
+    for (unsigned i = 0; i < n; i++) {
+        uint8_t id[16];
+        id_spread(id, i);
+        if (dmj_read_job(r, id, &j) != 0) {
+            missing++;
+            continue;
+        }
+        bool repeated = i % every == 0 && i + every < n;
+        wrong += j.created_at != (int64_t)i ||
+                 j.status != (repeated ? DMJ_STATUS_COMPLETED : DMJ_STATUS_RUNNING);
+        completed += j.status == DMJ_STATUS_COMPLETED;
+    }
+    CHECK_EQ_INT(missing, 0);
+    CHECK_EQ_INT(wrong, 0);
+    CHECK_EQ_INT(completed, n / every - 1);
+    /* the status index holds each job once, under its last status */
+    struct dmj_walk_spec sp = {.team_id = 1, .index = DMJ_WALK_STATUS,
+                               .status = DMJ_STATUS_COMPLETED, .descending = true};
+    struct dmj_walk wk;
+    unsigned walked = 0;
+    CHECK_EQ_INT(dmj_walk_start(r, &sp, &wk), 0);
+    while (dmj_walk_next(&wk, &j) == 0)
+        walked++;
+    CHECK_EQ_INT(walked, n / every - 1);
     dmj_read_end(r);
     dmj_read_free(r);
     dmj_store_close(s);
@@ -1294,6 +1375,7 @@ int main(void)
     test_delete_damaged_team(root);
     test_store_id(root);
     test_big_batch(root);
+    test_id_sort_split(root);
     test_batch_budget(root);
     if (check_rm_rf(root) != 0)
         fprintf(stderr, "could not remove %s\n", root);
