@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "dmj/buf.h"
 #include "dmj/store.h"
 
 /* The store's own format (meta "format"); DMJ_CODEC_VERSION is the records'. */
@@ -134,6 +135,23 @@ void dmj__change_encode_val(uint8_t *val, enum dmj_change_kind kind, uint8_t sta
                             uint8_t previous, const uint8_t id[16], int64_t at_us);
 /** An entry read back; DMJ_EBADRECORD when its key or value is malformed. */
 int dmj__change_decode(const MDB_val *k, const MDB_val *v, struct dmj_change *out);
+
+/* A batch's encoded job records, grouped by team so that a flush reads them in nearly the
+ * order it writes `jobs` (store_recs.c). */
+struct dmj__recs_team;
+struct dmj__recs {
+    struct dmj_buf buf;     /* the records; offsets into it stay valid as it grows */
+    struct dmj_buf scratch; /* the record being encoded */
+    struct dmj__recs_team *teams;
+    size_t cap, used; /* the team table's slots, and how many are taken */
+};
+
+void dmj__recs_init(struct dmj__recs *r, size_t max);
+void dmj__recs_dispose(struct dmj__recs *r);
+/** Forgets every record, keeping the memory for the next batch. */
+void dmj__recs_reset(struct dmj__recs *r);
+/** Encodes `job` into its team's run of records: its place and length in r->buf. */
+int dmj__recs_add_job(struct dmj__recs *r, const struct dmj_job *job, size_t *off, uint32_t *len);
 
 /* A thread faulting the heap in ahead of a large flush's LMDB page allocations
  * (prefault.c). */

@@ -69,7 +69,7 @@ struct dmj_write {
     MDB_txn *txn;
     struct pend *p;
     size_t n, cap;
-    struct dmj_buf recs;
+    struct dmj__recs recs;
     struct skey *keys, *tmp; /* sorting scratch, cap entries each */
     uint32_t seq;
     size_t batch_max; /* BATCH_HARD_MAX, or $DMJ_WRITE_BATCH for tests and tuning */
@@ -221,7 +221,7 @@ static void sort_keys_2(struct skey *a, struct skey *tmp, size_t n, size_t len)
 
 static uint64_t batch_bytes(const struct dmj_write *w)
 {
-    return (uint64_t)w->n * JOB_COST + w->recs.len;
+    return (uint64_t)w->n * JOB_COST + w->recs.buf.len;
 }
 
 static uint64_t min_known(uint64_t a, uint64_t b)
@@ -316,7 +316,7 @@ int dmj_write_begin(struct dmj_store *s, struct dmj_write **out)
     w->sized = w->budget != 0;
     if (!w->sized)
         w->budget = BUDGET_MIN;
-    dmj_buf_init(&w->recs, RECORDS_MAX);
+    dmj__recs_init(&w->recs, RECORDS_MAX);
     int rc = mdb_txn_begin(s->env, NULL, 0, &w->txn);
     if (rc == MDB_MAP_RESIZED) {
         /* another process grew the map: adopt its size once no read of ours is live */
@@ -336,7 +336,7 @@ int dmj_write_begin(struct dmj_store *s, struct dmj_write **out)
 
 static void write_free(struct dmj_write *w)
 {
-    dmj_buf_dispose(&w->recs);
+    dmj__recs_dispose(&w->recs);
     free(w->p);
     free(w->keys);
     free(w->tmp);
@@ -530,10 +530,10 @@ static int insert_sorted(struct dmj_write *w, int db, const struct skey *keys, s
         if (db == DB_JOBS) {
             const struct pend *p = &w->p[keys[i].i];
             v.mv_size = p->rec_len;
-            v.mv_data = w->recs.data + p->rec_off;
+            v.mv_data = w->recs.buf.data + p->rec_off;
             /* records are read in key order, not in the order they were written */
             if (i + 8 < n)
-                __builtin_prefetch(w->recs.data + w->p[keys[i + 8].i].rec_off);
+                __builtin_prefetch(w->recs.buf.data + w->p[keys[i + 8].i].rec_off);
             if (i + 16 < n)
                 __builtin_prefetch(&w->p[keys[i + 16].i]);
         } else if (db == DB_JOB_IDS) {
@@ -894,7 +894,7 @@ static int flush(struct dmj_write *w)
         return rc;
     w->n = 0;
     w->seq = 0; /* put order only matters within a batch: keeps seq below the batch size */
-    dmj_buf_reset(&w->recs);
+    dmj__recs_reset(&w->recs);
     return 0;
 }
 
@@ -928,9 +928,9 @@ int dmj_write_job(struct dmj_write *w, const struct dmj_job *job)
         return rc;
     if (w->n == w->cap && (rc = grow(w)) != 0)
         return rc; /* nothing written yet: the transaction stays usable */
-    size_t off = w->recs.len;
-    rc = dmj_codec_encode_job(job, &w->recs);
-    if (rc)
+    size_t off;
+    uint32_t len;
+    if ((rc = dmj__recs_add_job(&w->recs, job, &off, &len)) != 0)
         return rc;
     struct pend *p = &w->p[w->n++];
     memcpy(p->id, job->id, 16);
@@ -945,7 +945,7 @@ int dmj_write_job(struct dmj_write *w, const struct dmj_job *job)
     p->hidden = dmj_job_hidden(job);
     p->before = BEFORE_ABSENT;
     p->rec_off = off;
-    p->rec_len = (uint32_t)(w->recs.len - off);
+    p->rec_len = len;
     return 0;
 }
 
@@ -1221,7 +1221,7 @@ int dmj_write_commit(struct dmj_write *w, struct dmj_write_stats *stats)
     struct dmj_store *s = w->s;
     struct dmj_write_stats done = w->stats;
     pthread_t freer;
-    bool aside = w->recs.cap >= FREE_ASIDE_MIN && pthread_create(&freer, NULL, free_main, w) == 0;
+    bool aside = w->recs.buf.cap >= FREE_ASIDE_MIN && pthread_create(&freer, NULL, free_main, w) == 0;
     if (!aside)
         write_free(w);
     /* mdb_txn_commit frees the transaction whether or not it succeeds */

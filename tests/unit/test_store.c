@@ -885,6 +885,55 @@ static void test_id_sort_split(const char *root)
     dmj_store_close(s);
 }
 
+/* Records are kept by team until a flush (store_recs.c): many teams interleaved, records
+ * larger than a team's chunks, and several batches (the team table starts over after each)
+ * all read back as written. */
+static void test_records_by_team(const char *root)
+{
+    struct dmj_store *s = open_named(root, "by_team");
+    if (!s)
+        return;
+    static char big[100000];
+    memset(big, 'x', sizeof big);
+    struct dmj_write *w;
+    setenv("DMJ_WRITE_BATCH", "2500", 1);
+    CHECK_EQ_INT(dmj_write_begin(s, &w), 0);
+    unsetenv("DMJ_WRITE_BATCH");
+    const unsigned n = 6000, teams = 300, every = 500;
+    int rc = 0;
+    for (unsigned i = 0; i < n && rc == 0; i++) {
+        struct dmj_job j = job(0, (int32_t)(i % teams) - 150, (int64_t)i, DMJ_STATUS_FAILED, 0);
+        id_spread(j.id, i);
+        j.error.ptr = big;
+        j.error.len = i % every == 0 ? sizeof big : i % 97;
+        rc = dmj_write_job(w, &j);
+    }
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_INT(dmj_write_commit(w, NULL), 0);
+    CHECK_EQ_INT(dmj_store_verify(s, stderr), 0);
+
+    struct dmj_read *r;
+    struct dmj_job j;
+    CHECK_EQ_INT(dmj_read_new(s, &r), 0);
+    CHECK_EQ_INT(dmj_read_begin(r), 0);
+    unsigned wrong = 0;
+    for (unsigned i = 0; i < n; i++) {
+        uint8_t id[16];
+        id_spread(id, i);
+        if (dmj_read_job(r, id, &j) != 0) {
+            wrong++;
+            continue;
+        }
+        size_t elen = i % every == 0 ? sizeof big : i % 97;
+        wrong += j.team_id != (int32_t)(i % teams) - 150 || j.created_at != (int64_t)i ||
+                 j.error.len != elen || (elen && memcmp(j.error.ptr, big, elen) != 0);
+    }
+    CHECK_EQ_INT(wrong, 0);
+    dmj_read_end(r);
+    dmj_read_free(r);
+    dmj_store_close(s);
+}
+
 /* Writes jobs 1..n in one transaction, `memory` ($DMJ_WRITE_MEMORY, NULL: unset) the batch
  * budget, then job 1 again in another team; returns how many the commit counted as replaced:
  * 1 when the repeat came in a later batch than the first put (which was written by then), 0
@@ -1376,6 +1425,7 @@ int main(void)
     test_store_id(root);
     test_big_batch(root);
     test_id_sort_split(root);
+    test_records_by_team(root);
     test_batch_budget(root);
     if (check_rm_rf(root) != 0)
         fprintf(stderr, "could not remove %s\n", root);
