@@ -521,6 +521,8 @@ static int insert_sorted(struct dmj_write *w, int db, const struct skey *keys, s
     }
     rc = 0;
     for (size_t i = 0; i < n; i++) {
+        if (db == DB_JOBS && w->p[keys[i].i].dup)
+            continue;
         if (!append && !never) {
             size_t m = last_len < klen ? last_len : klen;
             int cmp = memcmp(keys[i].k, last, m);
@@ -593,7 +595,9 @@ static size_t build_keys(const struct dmj_write *w, int db, struct skey *out)
     for (size_t i = 0; i < w->n; i++) {
         const struct pend *p = &w->p[i];
         struct skey *sk = &out[m];
-        if (p->dup)
+        /* `jobs` keys are built while the flush marks the duplicates: they keep every
+         * entry, and insert_sorted skips the duplicates */
+        if (db != DB_JOBS && p->dup)
             continue;
         switch (db) {
         case DB_JOBS:
@@ -852,6 +856,11 @@ static int flush(struct dmj_write *w)
         return 0;
     struct dmj__prefault pf;
     bool pre = n >= PREFAULT_MIN && dmj__prefault_start(&pf);
+    /* the sorting thread starts on the `jobs` keys at once (they need no duplicate marks);
+     * the other indexes wait until job_ids is written (sorter_release) */
+    w->at_us = now_us();
+    struct sorter srt;
+    bool par = n >= SORT_THREAD_MIN && sorter_start(w, &srt);
 
     /* id . seq, then team . created_at riding along as job_ids' value: equal ids end up
      * adjacent, the last put last */
@@ -882,9 +891,6 @@ static int flush(struct dmj_write *w)
 
     /* from here on the batch is only read (but for what the replaced jobs were, which only
      * the change log's keys read, sorted last): the other indexes can be sorted meanwhile */
-    w->at_us = now_us();
-    struct sorter srt;
-    bool par = n >= SORT_THREAD_MIN && sorter_start(w, &srt);
     rc = flush_sorted(w, nu, par ? &srt : NULL);
     if (pre)
         dmj__prefault_stop(&pf);

@@ -47,6 +47,15 @@ export TSAN_OPTIONS="halt_on_error=0 exitcode=66 second_deadlock_stack=1"
     --fixtures-out "$tmp/live-fixtures.json" >/dev/null 2>>"$tmp/gen.err" || fail "generate"
 "$BIN/dmj" import --db "$tmp/store" "$tmp/fixtures.json" "$tmp/jobs.ndjson" \
     >/dev/null 2>"$tmp/import0.err" || fail "first import: $(cat "$tmp/import0.err")"
+# One large batch (70,000 jobs, past the thresholds of the flush's helper threads: the id
+# sort's second half, the sorting thread, the heap prefault, the buffers freed beside the
+# commit), into a store of its own.
+"$BIN/dmj" generate --jobs 70000 --teams 3 --seed 8 --out "$tmp/large.ndjson" \
+    >/dev/null 2>>"$tmp/gen.err" || fail "generate"
+"$BIN/dmj" import --db "$tmp/large-store" "$tmp/large.ndjson" >/dev/null 2>"$tmp/large.err" ||
+    fail "large import: $(tail -40 "$tmp/large.err")"
+! grep -q ThreadSanitizer "$tmp/large.err" || fail "large import: $(head -60 "$tmp/large.err")"
+"$BIN/dmj" verify --db "$tmp/large-store" >/dev/null 2>&1 || fail "large import: verify"
 key=$(python3 -c 'import json,sys
 print(next(k["key"] for k in json.load(open(sys.argv[1]))["personal_api_keys"]
            if k.get("label") == "read"))' "$tmp/fixtures.json")
