@@ -67,6 +67,9 @@ struct dmj_api_response {
     bool head;             /**< send headers only */
     const char *body;
     size_t body_len;
+    /** Non-NULL when `body` is a cached answer, which dmj_api_body_hold can keep alive for
+     * the server instead of a copy. */
+    const void *body_owner;
     const char *endpoint;  /**< a route name for metrics and logs ("list", "retrieve", ...) */
     /** `running/?wait=N` whose answer is this 304: the server may hold the request up to
      * `wait_s` seconds, asking again (req.again) when the store changes, and send the first
@@ -90,6 +93,11 @@ void dmj_api_worker_free(struct dmj_api_worker *w);
 /** Answers one request. Never fails: internal errors become a 500 body. */
 void dmj_api_handle(struct dmj_api_worker *w, const struct dmj_api_request *req,
                     struct dmj_api_response *res);
+/** Keeps a response's body valid past the next dmj_api_handle and past the worker itself,
+ * when it is a cached answer (res->body_owner): a handle for dmj_api_body_release, or NULL
+ * when the body must be copied. Both on the worker's thread. */
+void *dmj_api_body_hold(const struct dmj_api_response *res);
+void dmj_api_body_release(void *held);
 
 /** Checks an open stream's request again (authentication, permissions, the same team) and
  * appends the team's changes after `st->after_seq` as Server-Sent Events to `out`, moving

@@ -343,6 +343,7 @@ static void reset_response(struct dmj_api_response *res)
     res->head = false;
     res->body = "";
     res->body_len = 0;
+    res->body_owner = NULL;
     res->endpoint = "unmatched";
     res->wait_s = 0;
     res->event_stream = false;
@@ -404,8 +405,15 @@ static void answer(struct dmj__api_ctx *c)
     if (res->status != 200)
         return;
     make_etag(c, dmj__api_https(req), res->etag);
-    if (c->cacheable)
-        dmj__api_cache_store(&c->w->cache, res->body, res->body_len, res->etag);
+    if (c->cacheable) {
+        /* served from the cache's copy, which the server may then send without another */
+        const struct dmj__api_blob *kept =
+            dmj__api_cache_store(&c->w->cache, res->body, res->body_len, res->etag);
+        if (kept) {
+            res->body = kept->data;
+            res->body_owner = kept;
+        }
+    }
     not_modified(c);
     offer_wait(c, wait);
 }
@@ -517,8 +525,9 @@ void dmj_api_handle(struct dmj_api_worker *w, const struct dmj_api_request *req,
         const struct dmj__api_cache_entry *hit = dmj__api_cache_find(&w->cache);
         if (hit != NULL) {
             res->status = 200;
-            res->body = hit->body.data ? hit->body.data : "";
-            res->body_len = hit->body.len;
+            res->body = hit->body->data;
+            res->body_len = hit->body->len;
+            res->body_owner = hit->body;
             memcpy(res->etag, hit->etag, sizeof res->etag);
             not_modified(&c);
             /* Only a 200 is cached, so this request's `wait` passed its check then. */

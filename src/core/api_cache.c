@@ -7,6 +7,7 @@
  * stateful part, the rate limiter, must see every request: workers that have one keep no
  * cache. Why it pays: a dashboard polls the same page with the same key; a hit costs a hash
  * and a compare of the request instead of the key hash, four look-ups and a render. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "api_internal.h"
@@ -43,14 +44,26 @@ static uint64_t hash_bytes(const char *p, size_t n)
     return h;
 }
 
+/* Drops one reference; the last frees the blob. */
+static void blob_release(struct dmj__api_blob *b)
+{
+    if (b && --b->refs == 0)
+        free(b);
+}
+
+/* Lets go of a slot's body: freed now unless a response is still being sent from it. */
+static void drop_body(struct dmj__api_cache_entry *e)
+{
+    blob_release(e->body);
+    e->body = NULL;
+}
+
 void dmj__api_cache_init(struct dmj__api_cache *cache)
 {
     memset(cache, 0, sizeof *cache);
     dmj_buf_init(&cache->probe, DMJ__API_CACHE_KEY_MAX);
-    for (size_t i = 0; i < DMJ__API_CACHE_SLOTS; i++) {
+    for (size_t i = 0; i < DMJ__API_CACHE_SLOTS; i++)
         dmj_buf_init(&cache->slot[i].key, DMJ__API_CACHE_KEY_MAX);
-        dmj_buf_init(&cache->slot[i].body, CACHE_ENTRY_MAX);
-    }
 }
 
 void dmj__api_cache_dispose(struct dmj__api_cache *cache)
@@ -58,8 +71,22 @@ void dmj__api_cache_dispose(struct dmj__api_cache *cache)
     dmj_buf_dispose(&cache->probe);
     for (size_t i = 0; i < DMJ__API_CACHE_SLOTS; i++) {
         dmj_buf_dispose(&cache->slot[i].key);
-        dmj_buf_dispose(&cache->slot[i].body);
+        drop_body(&cache->slot[i]);
     }
+}
+
+void *dmj_api_body_hold(const struct dmj_api_response *res)
+{
+    struct dmj__api_blob *b = (struct dmj__api_blob *)res->body_owner;
+    if (b == NULL || res->body != b->data)
+        return NULL;
+    b->refs++;
+    return b;
+}
+
+void dmj_api_body_release(void *held)
+{
+    blob_release(held);
 }
 
 bool dmj__api_cache_prepare(struct dmj__api_cache *cache, const struct dmj_api_request *req,
@@ -102,10 +129,10 @@ const struct dmj__api_cache_entry *dmj__api_cache_find(const struct dmj__api_cac
     return e;
 }
 
-/* The memory a slot holds. */
+/* The memory a slot holds (a body a response still holds is no longer the slot's). */
 static size_t slot_bytes(const struct dmj__api_cache_entry *e)
 {
-    return e->key.cap + e->body.cap;
+    return e->key.cap + (e->body ? e->body->cap : 0);
 }
 
 /* Frees other slots, the largest first, until the memory held besides slot `keep` plus
@@ -129,7 +156,7 @@ static void make_room(struct dmj__api_cache *cache, size_t keep, size_t need)
         struct dmj__api_cache_entry *v = &cache->slot[victim];
         v->used = false;
         dmj_buf_dispose(&v->key);
-        dmj_buf_dispose(&v->body);
+        drop_body(v);
     }
 }
 
@@ -143,24 +170,38 @@ static size_t grown_cap(size_t cap, size_t len, size_t max)
     return grown < max + 1 ? grown : max + 1;
 }
 
-void dmj__api_cache_store(struct dmj__api_cache *cache, const char *body, size_t len,
-                          const char *etag)
+const struct dmj__api_blob *dmj__api_cache_store(struct dmj__api_cache *cache, const char *body,
+                                                 size_t len, const char *etag)
 {
     if (!cache->ready || len > CACHE_ENTRY_MAX)
-        return;
+        return NULL;
     size_t idx = cache->hash % DMJ__API_CACHE_SLOTS;
     struct dmj__api_cache_entry *e = &cache->slot[idx];
     e->used = false;
+    /* a body a response is still sending from is left to it; else it is reused in place */
+    if (e->body && e->body->refs > 1)
+        drop_body(e);
+    size_t cap = e->body ? e->body->cap : 0;
     make_room(cache, idx,
               grown_cap(e->key.cap, cache->probe.len, e->key.max) +
-                  grown_cap(e->body.cap, len, e->body.max));
+                  grown_cap(cap, len, CACHE_ENTRY_MAX));
     dmj_buf_reset(&e->key);
-    dmj_buf_reset(&e->body);
-    if (dmj_buf_add(&e->key, cache->probe.data, cache->probe.len) != 0 ||
-        dmj_buf_add(&e->body, body, len) != 0)
-        return;
+    if (dmj_buf_add(&e->key, cache->probe.data, cache->probe.len) != 0)
+        return NULL;
+    if (!e->body || len > cap) {
+        drop_body(e);
+        cap = grown_cap(cap, len, CACHE_ENTRY_MAX);
+        e->body = malloc(sizeof *e->body + cap);
+        if (!e->body)
+            return NULL;
+        e->body->refs = 1;
+        e->body->cap = cap;
+    }
+    memcpy(e->body->data, body, len);
+    e->body->len = len;
     e->hash = cache->hash;
     memcpy(e->etag, etag, sizeof e->etag);
     e->etag[sizeof e->etag - 1] = '\0';
     e->used = true;
+    return e->body;
 }

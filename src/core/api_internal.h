@@ -27,12 +27,21 @@
 #define DMJ__API_CACHE_SLOTS 32
 #define DMJ__API_CACHE_KEY_MAX ((size_t)16 << 10)
 
+/** A cached body, counted: the cache holds one reference, and each response the server is
+ * still sending from it another (dmj_api_body_hold); the last release frees it. A worker's
+ * blobs are only touched on its thread. */
+struct dmj__api_blob {
+    unsigned refs;
+    size_t len, cap;
+    char data[];
+};
+
 /** One rendered 200: the serialised request it answers (txnid first), its body and ETag. */
 struct dmj__api_cache_entry {
     bool used;
     uint64_t hash;
     struct dmj_buf key;
-    struct dmj_buf body;
+    struct dmj__api_blob *body; /* NULL until the slot is first used */
     char etag[48];
 };
 
@@ -193,9 +202,9 @@ bool dmj__api_cache_prepare(struct dmj__api_cache *cache, const struct dmj_api_r
                             uint64_t txnid);
 /** The cached answer to the prepared request, or NULL; valid until the next store. */
 const struct dmj__api_cache_entry *dmj__api_cache_find(const struct dmj__api_cache *cache);
-/** Keeps a 200 answer to the prepared request (within api_cache.c's bounds; a failure only
- * means no entry). */
-void dmj__api_cache_store(struct dmj__api_cache *cache, const char *body, size_t len,
-                          const char *etag);
+/** Keeps a 200 answer to the prepared request (within api_cache.c's bounds); the blob now
+ * holding it, or NULL when it was not kept (no entry, nothing else lost). */
+const struct dmj__api_blob *dmj__api_cache_store(struct dmj__api_cache *cache, const char *body,
+                                                 size_t len, const char *etag);
 
 #endif

@@ -119,18 +119,36 @@ static void write_access_log(struct dmjd_worker *w, h2o_req_t *req, int status, 
 /* Sends `body` (copied into the request pool, since the worker's buffers are reused by the
  * next request while h2o may still be writing this one). A HEAD answer keeps the
  * Content-Length the GET would have. */
+/* The pool's end lets go of a cached body the response was sent from. */
+static void release_body(void *slot)
+{
+    dmj_api_body_release(*(void **)slot);
+}
+
+/* Sends the body: from `held` (a dmj_api_body_hold handle, which the request's pool then
+ * releases) when given, else from a copy in the pool, since `body` only lives until the
+ * worker's next request while h2o may send it later. */
 static size_t send_body(struct dmjd_worker *w, h2o_req_t *req, const char *body, size_t len,
-                        bool head)
+                        bool head, void *held)
 {
     if (req->res.status != 304 && req->res.status != 204)
         req->res.content_length = len;
     h2o_start_response(req, &w->generator);
     if (head || len == 0) {
+        if (held)
+            dmj_api_body_release(held);
         h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
         return 0;
     }
-    h2o_iovec_t buf = h2o_iovec_init(h2o_mem_alloc_pool(&req->pool, len), len);
-    memcpy(buf.base, body, len);
+    h2o_iovec_t buf;
+    if (held) {
+        void **slot = h2o_mem_alloc_shared(&req->pool, sizeof *slot, release_body);
+        *slot = held;
+        buf = h2o_iovec_init(body, len);
+    } else {
+        buf = h2o_iovec_init(h2o_mem_alloc_pool(&req->pool, len), len);
+        memcpy(buf.base, body, len);
+    }
     h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
     return len;
 }
@@ -161,7 +179,7 @@ static void serve_metrics(struct dmjd_worker *w, h2o_req_t *req, uint64_t starte
     }
     req->res.status = status;
     req->res.reason = reason_of(status);
-    size_t sent = send_body(w, req, body, len, head);
+    size_t sent = send_body(w, req, body, len, head, NULL);
     if (status != 200)
         dmjd_metrics_count(&w->metrics, "metrics", status, dmjd_now_us() - started);
     write_access_log(w, req, status, sent, started);
@@ -246,7 +264,7 @@ static int on_request(h2o_handler_t *self, h2o_req_t *req)
     if (conn != NULL && conn->cut) {
         req->res.status = 429;
         req->res.reason = reason_of(429);
-        send_body(w, req, "", 0, true);
+        send_body(w, req, "", 0, true, NULL);
         dmjd_metrics_count(&w->metrics, "cut", 429, dmjd_now_us() - started);
         return 0;
     }
@@ -302,7 +320,9 @@ void dmjd_answer(struct dmjd_worker *w, h2o_req_t *req, const struct dmj_api_res
     req->res.reason = reason_of(res->status);
     add_response_headers(req, res);
     bool head = res->head || method_is(req, "HEAD");
-    size_t sent = send_body(w, req, res->body != NULL ? res->body : "", res->body_len, head);
+    void *held = head ? NULL : dmj_api_body_hold(res);
+    size_t sent =
+        send_body(w, req, res->body != NULL ? res->body : "", res->body_len, head, held);
     struct dmjd_conn *conn = req->version >= 0x200 ? dmjd_conn_of(req) : NULL;
     uint64_t now = dmjd_now_us();
     if (conn != NULL)
@@ -344,7 +364,7 @@ static int on_metrics_request(h2o_handler_t *self, h2o_req_t *req)
     req->res.reason = reason_of(404);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, text_type,
                    sizeof(text_type) - 1);
-    size_t sent = send_body(w, req, "Not found\n", 10, method_is(req, "HEAD"));
+    size_t sent = send_body(w, req, "Not found\n", 10, method_is(req, "HEAD"), NULL);
     dmjd_metrics_count(&w->metrics, "metrics_other", 404, dmjd_now_us() - started);
     write_access_log(w, req, 404, sent, started);
     return 0;
