@@ -180,7 +180,7 @@ static void *sort_buckets(void *arg)
  * has nothing to do yet: one pass scatters the keys by their first byte, then each thread
  * sorts half of them, bucket by bucket (1M random ids: 70 -> 52 ms). Keys that share
  * their first byte, or no second thread, fall back to one. */
-static void sort_keys_2(struct skey *a, struct skey *tmp, size_t n, size_t len)
+static void sort_keys_split(struct skey *a, struct skey *tmp, size_t n, size_t len)
 {
     size_t cnt[256] = {0}, pos[256], at = 0, half = 0;
     int split = 0;
@@ -878,7 +878,7 @@ static int flush(struct dmj_write *w)
         sk->i = (uint32_t)i;
     }
     if (n >= SORT_THREAD_MIN)
-        sort_keys_2(w->keys, w->tmp, n, 20);
+        sort_keys_split(w->keys, w->tmp, n, 20);
     else
         sort_keys(w->keys, w->tmp, n, 20);
     for (size_t i = 0; i < n; i++) {
@@ -1227,7 +1227,8 @@ int dmj_write_commit(struct dmj_write *w, struct dmj_write_stats *stats)
     struct dmj_store *s = w->s;
     struct dmj_write_stats done = w->stats;
     pthread_t freer;
-    bool aside = w->recs.buf.cap >= FREE_ASIDE_MIN && pthread_create(&freer, NULL, free_main, w) == 0;
+    bool aside =
+        w->recs.buf.cap >= FREE_ASIDE_MIN && pthread_create(&freer, NULL, free_main, w) == 0;
     if (!aside)
         write_free(w);
     /* mdb_txn_commit frees the transaction whether or not it succeeds */
