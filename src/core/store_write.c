@@ -99,6 +99,54 @@ static void insertion_sort(struct skey *a, size_t n, size_t d, size_t len)
     }
 }
 
+static void radix_sort(struct skey *src, struct skey *other, size_t n, size_t d, size_t len,
+                       bool in_src);
+
+/* One radix level: counts byte `d` of the keys in `src` (cnt) and scatters them into
+ * `other` by it; false, with nothing moved, when every key has the same byte there. */
+static bool scatter(const struct skey *src, struct skey *other, size_t n, size_t d,
+                    size_t cnt[256])
+{
+    memset(cnt, 0, 256 * sizeof *cnt);
+    for (size_t i = 0; i < n; i++)
+        cnt[src[i].k[d]]++;
+    if (cnt[src[0].k[d]] == n)
+        return false;
+    size_t pos[256], at = 0;
+    for (int b = 0; b < 256; b++) {
+        pos[b] = at;
+        at += cnt[b];
+    }
+    for (size_t i = 0; i < n; i++)
+        other[pos[src[i].k[d]]++] = src[i];
+    return true;
+}
+
+/* The buckets [from, to) of a level scattered by byte d into `other` (cnt: their sizes; at:
+ * where bucket `from` starts), each sorted from byte d + 1 on and left where the caller of
+ * the level wants them: in `src` when `in_src`, else in `other`. */
+struct buckets {
+    struct skey *src, *other;
+    const size_t *cnt;
+    int from, to;
+    size_t at, d, len;
+    bool in_src;
+};
+
+static void *finish_buckets(void *arg)
+{
+    const struct buckets *b = arg;
+    size_t at = b->at;
+    for (int i = b->from; i < b->to; i++) {
+        if (b->cnt[i] > 1)
+            radix_sort(b->other + at, b->src + at, b->cnt[i], b->d + 1, b->len, !b->in_src);
+        else if (b->cnt[i] == 1 && b->in_src)
+            b->src[at] = b->other[at];
+        at += b->cnt[i];
+    }
+    return NULL;
+}
+
 /* MSD radix sort on fixed-length keys whose first `d` bytes are already equal. Bytes where
  * every key agrees (the team, the high bytes of timestamps) cost one counting pass. The
  * keys are in `src`; they end sorted in `src` when `in_src`, else in `other`: each level
@@ -107,30 +155,11 @@ static void radix_sort(struct skey *src, struct skey *other, size_t n, size_t d,
                        bool in_src)
 {
     size_t cnt[256];
-    while (n > SMALL_SORT && d < len) {
-        memset(cnt, 0, sizeof cnt);
-        for (size_t i = 0; i < n; i++)
-            cnt[src[i].k[d]]++;
-        if (cnt[src[0].k[d]] == n) {
-            d++;
+    for (; n > SMALL_SORT && d < len; d++) {
+        if (!scatter(src, other, n, d, cnt))
             continue;
-        }
-        size_t pos[256], at = 0;
-        for (int b = 0; b < 256; b++) {
-            pos[b] = at;
-            at += cnt[b];
-        }
-        for (size_t i = 0; i < n; i++)
-            other[pos[src[i].k[d]]++] = src[i];
-        /* the keys are now in `other`; each bucket finishes where the caller wants them */
-        at = 0;
-        for (int b = 0; b < 256; b++) {
-            if (cnt[b] > 1)
-                radix_sort(other + at, src + at, cnt[b], d + 1, len, !in_src);
-            else if (cnt[b] == 1 && in_src)
-                src[at] = other[at];
-            at += cnt[b];
-        }
+        struct buckets all = {src, other, cnt, 0, 256, 0, d, len, in_src};
+        finish_buckets(&all);
         return;
     }
     if (d < len)
@@ -153,64 +182,34 @@ static void sort_keys(struct skey *a, struct skey *tmp, size_t n, size_t len)
         radix_sort(a, tmp, n, 0, len, true);
 }
 
-/* The buckets [from, to) of a first radix level that scattered `a` into `tmp` (cnt: their
- * sizes, at: where bucket `from` starts), each sorted back into `a`. */
-struct buckets {
-    struct skey *a, *tmp;
-    const size_t *cnt;
-    int from, to;
-    size_t at, len;
-};
-
-static void *sort_buckets(void *arg)
-{
-    struct buckets *b = arg;
-    size_t at = b->at;
-    for (int i = b->from; i < b->to; i++) {
-        if (b->cnt[i] > 1)
-            radix_sort(b->tmp + at, b->a + at, b->cnt[i], 1, b->len, false);
-        else if (b->cnt[i] == 1)
-            b->a[at] = b->tmp[at];
-        at += b->cnt[i];
-    }
-    return NULL;
-}
-
 /* sort_keys on two threads, for the id sort that opens a large flush while the other core
- * has nothing to do yet: one pass scatters the keys by their first byte, then each thread
- * sorts half of them, bucket by bucket (1M random ids: 70 -> 52 ms). Keys that share
- * their first byte, or no second thread, fall back to one. */
+ * has nothing to do yet: the first level scatters the keys by their first byte, then each
+ * thread finishes half of them, bucket by bucket (1M random ids: 70 -> 52 ms). Keys that
+ * share their first byte go on on one thread, as do all when no second thread starts. */
 static void sort_keys_split(struct skey *a, struct skey *tmp, size_t n, size_t len)
 {
-    size_t cnt[256] = {0}, pos[256], at = 0, half = 0;
+    size_t cnt[256], at = 0, half = 0;
     int split = 0;
     if (in_order(a, n, len))
         return;
-    for (size_t i = 0; i < n; i++)
-        cnt[a[i].k[0]]++;
-    for (int b = 0; b < 256; b++) {
-        pos[b] = at;
-        at += cnt[b];
-        if (at <= n / 2) {
-            split = b + 1;
-            half = at;
-        }
-    }
-    if (split == 0 || half == 0 || cnt[a[0].k[0]] == n) {
-        radix_sort(a, tmp, n, 0, len, true);
+    if (!scatter(a, tmp, n, 0, cnt)) {
+        radix_sort(a, tmp, n, 1, len, true);
         return;
     }
-    for (size_t i = 0; i < n; i++)
-        tmp[pos[a[i].k[0]]++] = a[i];
-    struct buckets low = {a, tmp, cnt, 0, split, 0, len};
-    struct buckets high = {a, tmp, cnt, split, 256, half, len};
+    for (int b = 0; b < 256 && at + cnt[b] <= n / 2; b++) {
+        at += cnt[b];
+        split = b + 1;
+        half = at;
+    }
+    struct buckets low = {a, tmp, cnt, 0, split, 0, 0, len, true};
+    struct buckets high = {a, tmp, cnt, split, 256, half, 0, len, true};
     pthread_t t;
-    bool two = pthread_create(&t, NULL, sort_buckets, &low) == 0;
-    sort_buckets(&high);
+    bool two = half > 0 && pthread_create(&t, NULL, finish_buckets, &low) == 0;
+    finish_buckets(&high);
     if (two)
         pthread_join(t, NULL);
     else
-        sort_buckets(&low);
+        finish_buckets(&low);
 }
 
 /* ---- the batch's size ------------------------------------------------------------------ */

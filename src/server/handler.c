@@ -116,9 +116,6 @@ static void write_access_log(struct dmjd_worker *w, h2o_req_t *req, int status, 
     (void)n; /* a full disk must not take the server down; the line is lost */
 }
 
-/* Sends `body` (copied into the request pool, since the worker's buffers are reused by the
- * next request while h2o may still be writing this one). A HEAD answer keeps the
- * Content-Length the GET would have. */
 /* The pool's end lets go of a cached body the response was sent from. */
 static void release_body(void *slot)
 {
@@ -127,7 +124,8 @@ static void release_body(void *slot)
 
 /* Sends the body: from `held` (a dmj_api_body_hold handle, which the request's pool then
  * releases) when given, else from a copy in the pool, since `body` only lives until the
- * worker's next request while h2o may send it later. */
+ * worker's next request while h2o may send it later. A HEAD answer keeps the
+ * Content-Length the GET would have. */
 static size_t send_body(struct dmjd_worker *w, h2o_req_t *req, const char *body, size_t len,
                         bool head, void *held)
 {
