@@ -16,8 +16,8 @@
 static const char usage_text[] =
     "usage: dmj keys create [--db DIR] --user ID --scopes S[,S...] [--teams ID,...]\n"
     "                       [--orgs UUID,...]\n"
-    "       dmj keys check [--db DIR] KEY|sha256$HEX\n"
-    "       dmj keys revoke [--db DIR] KEY|sha256$HEX\n";
+    "       dmj keys check [--db DIR] -|KEY|sha256$HEX\n"
+    "       dmj keys revoke [--db DIR] -|KEY|sha256$HEX\n";
 
 static const char help_text[] =
     "create: makes a new random key \"phx_...\" for the user, stores its hash with the\n"
@@ -27,7 +27,9 @@ static const char help_text[] =
     "        the store does not know it.\n"
     "revoke: deletes the key (or the key with that hash) from the store: it then gets 401;\n"
     "        exit 1 when the store does not know it. A key `dmj sync --identities` copied\n"
-    "        from PostgreSQL is revoked there: sync writes it again while PostgreSQL has it.\n";
+    "        from PostgreSQL is revoked there: sync writes it again while PostgreSQL has it.\n"
+    "-: check and revoke read the key (or hash) from the first line of standard input,\n"
+    "   which keeps it off the command line, where every local user can read it (ps).\n";
 
 /* Splits a comma-separated list in place; empty items are refused. Returns the count or -1. */
 static int split(char *s, char **items, int max)
@@ -174,12 +176,35 @@ static void print_key(const struct dmj_key *k)
 }
 
 /* The stored hash a KEY|sha256$HEX argument names. */
-static void hash_arg(const char *arg, char hash[DMJ_KEY_HASH_LEN + 1])
+static void hash_arg(const char *arg, size_t len, char hash[DMJ_KEY_HASH_LEN + 1])
 {
-    if (strncmp(arg, "sha256$", 7) == 0 && strlen(arg) == DMJ_KEY_HASH_LEN)
-        memcpy(hash, arg, DMJ_KEY_HASH_LEN + 1);
-    else
-        dmj_key_hash(arg, strlen(arg), hash);
+    if (len == DMJ_KEY_HASH_LEN && strncmp(arg, "sha256$", 7) == 0) {
+        memcpy(hash, arg, DMJ_KEY_HASH_LEN);
+        hash[DMJ_KEY_HASH_LEN] = '\0';
+    } else {
+        dmj_key_hash(arg, len, hash);
+    }
+}
+
+/* The key on standard input's first line (its line end dropped), hashed as hash_arg does;
+ * false (and a message) when there is no line or it is too long to be a key. */
+static bool hash_stdin(char hash[DMJ_KEY_HASH_LEN + 1])
+{
+    char line[1024];
+    if (!fgets(line, sizeof line, stdin)) {
+        dmj_tool_fail("keys", "-: no key on standard input");
+        return false;
+    }
+    size_t n = strlen(line);
+    if (n == sizeof line - 1 && line[n - 1] != '\n') {
+        dmj_tool_fail("keys", "-: the line on standard input is too long for a key");
+        return false;
+    }
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    hash_arg(line, n, hash);
+    explicit_bzero(line, sizeof line);
+    return true;
 }
 
 /* dmj_tool_open failed (and said why). */
@@ -231,7 +256,7 @@ static int revoke_key(const char *db, const char *hash)
     return rc;
 }
 
-/* keys check / keys revoke KEY|sha256$HEX: the key with that hash, checked or deleted. */
+/* keys check / keys revoke -|KEY|sha256$HEX: the key with that hash, checked or deleted. */
 static int key_command(int argc, char **argv, bool revoke)
 {
     const char *db;
@@ -239,7 +264,11 @@ static int key_command(int argc, char **argv, bool revoke)
     if (status >= 0)
         return status;
     char hash[DMJ_KEY_HASH_LEN + 1];
-    hash_arg(argv[argc - 1], hash);
+    const char *arg = argv[argc - 1];
+    if (strcmp(arg, "-") != 0)
+        hash_arg(arg, strlen(arg), hash);
+    else if (!hash_stdin(hash))
+        return DMJ_TOOL_FAIL;
     int rc = revoke ? revoke_key(db, hash) : check_key(db, hash);
     if (rc == OPEN_FAILED)
         return DMJ_TOOL_FAIL;

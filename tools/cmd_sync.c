@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <libpq-fe.h>
@@ -21,9 +22,9 @@
 #include "dmj_tool.h"
 
 static const char usage_text[] =
-    "usage: dmj sync --postgres CONNINFO [--db DIR] [--interval S] [--once] [--identities]\n"
-    "                [--teams LIST] [--teams-mod N:R] [--lag S] [--full-every K]\n"
-    "                [--batch N]\n";
+    "usage: dmj sync [--postgres-file F | --postgres CONNINFO] [--db DIR] [--interval S]\n"
+    "                [--once] [--identities] [--teams LIST] [--teams-mod N:R] [--lag S]\n"
+    "                [--full-every K] [--batch N]\n";
 
 /* A PostgreSQL failure (connection, query): the message is in sync->err. Retried without
  * --once; a store failure is not (it would not get better by waiting). */
@@ -989,6 +990,53 @@ static bool parse_seconds(const char *s, double max, double *out)
     return true;
 }
 
+/* The conninfo on the first line of `path` (without its line end), in *out (malloc'd); warns
+ * when the file is readable by group or others. A message on stderr and false on failure. */
+static bool read_conninfo_file(const char *path, char **out)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        dmj_tool_fail("sync", "--postgres-file: %s: %s", path, strerror(errno));
+        return false;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)))
+        fprintf(stderr,
+                "dmj sync: warning: %s is readable by group or others (mode %03o); it holds "
+                "the connection string: chmod 600 it\n",
+                path, (unsigned)(st.st_mode & 0777));
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n = getline(&line, &cap, f);
+    int err = ferror(f) ? errno : 0;
+    fclose(f);
+    if (n < 0) {
+        free(line);
+        dmj_tool_fail("sync", "--postgres-file: %s: %s", path, err ? strerror(err) : "empty");
+        return false;
+    }
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    *out = line;
+    return true;
+}
+
+/* True when libpq would read a password from `conninfo` (a keyword or a URI's user:password@);
+ * a string libpq cannot parse holds none it would use. */
+static bool has_password(const char *conninfo)
+{
+    char *msg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, &msg);
+    bool found = false;
+    for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+        if (strcmp(o->keyword, "password") == 0 && o->val && o->val[0])
+            found = true;
+    }
+    PQconninfoFree(opts);
+    PQfreemem(msg);
+    return found;
+}
+
 static const char help_text[] =
     "Follows PostHog's PostgreSQL table posthog_datamodelingjob into the store: first in\n"
     "full, then every --interval seconds (default 5) the rows whose (updated_at, id) is past\n"
@@ -998,7 +1046,14 @@ static const char help_text[] =
     "Rows equal to the stored ones are not written. When the table's count differs from\n"
     "the store's, and every --full-every cycles (default 60), all ids are compared: jobs\n"
     "PostgreSQL no longer has are deleted, rows with a NULL updated_at are upserted.\n"
-    "  --postgres CONNINFO  libpq connection string or URI\n"
+    "  --postgres-file F    the libpq connection string or URI on F's first line (F should\n"
+    "                       not be readable by group or others: a warning says so)\n"
+    "  --postgres CONNINFO  the same on the command line, where every local user can read it\n"
+    "                       (`ps`): a warning when it holds a password\n"
+    "                       Without either: $DMJ_POSTGRES, else libpq's own sources (PG*\n"
+    "                       variables, PGSERVICE, ~/.pgpass or PGPASSFILE). For a PostgreSQL\n"
+    "                       on another machine add sslmode=verify-full (and sslrootcert=F):\n"
+    "                       libpq's default, prefer, lets anyone on the path feed sync rows\n"
     "  --once               one cycle, then exit (status 1 on any error)\n"
     "  --identities         also organizations, teams, users, memberships and API keys;\n"
     "                       those PostgreSQL no longer has are deleted from the store if\n"
@@ -1019,17 +1074,22 @@ int dmj_cmd_sync(int argc, char **argv)
         {"identities", no_argument, NULL, 'I'},       {"teams", required_argument, NULL, 't'},
         {"lag", required_argument, NULL, 'l'},        {"full-every", required_argument, NULL, 'f'},
         {"batch", required_argument, NULL, 'b'},      {"help", no_argument, NULL, 'h'},
-        {"teams-mod", required_argument, NULL, 'm'},
+        {"teams-mod", required_argument, NULL, 'm'}, {"postgres-file", required_argument, NULL, 'F'},
         {NULL, 0, NULL, 0},
     };
     struct sync s = {.o = {.interval = 5, .lag_us = 5000000, .full_every = 60, .batch = 2000}};
     double secs;
     int64_t v;
     int c, status = DMJ_TOOL_USAGE;
+    const char *conninfo_file = NULL;
+    char *conninfo_read = NULL;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
         case 'p':
             s.o.conninfo = optarg;
+            break;
+        case 'F':
+            conninfo_file = optarg;
             break;
         case 'd':
             s.o.db = optarg;
@@ -1084,9 +1144,26 @@ int dmj_cmd_sync(int argc, char **argv)
             return dmj_tool_usage(usage_text);
         }
     }
-    if (optind != argc || !s.o.conninfo) {
+    if (optind != argc || (s.o.conninfo && conninfo_file)) {
         free(s.o.teams_array);
         return dmj_tool_usage(usage_text);
+    }
+    if (conninfo_file) {
+        if (!read_conninfo_file(conninfo_file, &conninfo_read)) {
+            free(s.o.teams_array);
+            return DMJ_TOOL_FAIL;
+        }
+        s.o.conninfo = conninfo_read;
+    } else if (s.o.conninfo) {
+        if (has_password(s.o.conninfo))
+            fprintf(stderr, "dmj sync: warning: --postgres holds a password, which every local "
+                            "user can read (ps); use --postgres-file, $DMJ_POSTGRES or "
+                            "~/.pgpass\n");
+    } else {
+        /* libpq ignores an empty dbname: its own environment and files decide */
+        s.o.conninfo = getenv("DMJ_POSTGRES");
+        if (!s.o.conninfo)
+            s.o.conninfo = "";
     }
 
     struct sigaction sa = {.sa_handler = on_signal};
@@ -1118,5 +1195,6 @@ int dmj_cmd_sync(int argc, char **argv)
     for (int k = 0; k < OWN_COUNT; k++)
         dmj_buf_dispose(&s.seen[k]);
     free(s.o.teams_array);
+    free(conninfo_read);
     return status;
 }

@@ -7,8 +7,11 @@
 -- user's memberships; and only when the user is a member of that organization. Keys whose
 -- owner resolves to no team are left out (every replica answers them "Project not found.").
 --
--- Regenerate it when keys or users change, e.g. from cron, next to `dmj sync`:
---   psql -At -f current-team.sql "$CONNINFO" > /etc/haproxy/dmj-current-team.map.new &&
+-- Regenerate it when keys or users change, e.g. from cron, next to `dmj sync`, with the
+-- password in ~/.pgpass (mode 0600) rather than on the command line, and sslmode=verify-full
+-- so that only the real server (its certificate checked against root.crt) is believed:
+--   psql -At -f current-team.sql "host=pg.internal dbname=posthog user=dmj_reader
+--        sslmode=verify-full sslrootcert=/etc/dmj/pg-root.crt" > /etc/haproxy/dmj-current-team.map.new &&
 --   mv /etc/haproxy/dmj-current-team.map.new /etc/haproxy/dmj-current-team.map &&
 --   systemctl reload haproxy
 -- (or, without a reload, one key at a time through the runtime API:
