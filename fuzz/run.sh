@@ -13,8 +13,10 @@ cmake --build "$BUILD" -j "$(nproc)" >/dev/null
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 status=0
+ran=0
 for bin in "$BUILD"/fuzz/fuzz_*; do
     [ -x "$bin" ] || continue
+    ran=$((ran + 1))
     target=$(basename "$bin" | sed 's/^fuzz_//')
     corpus="$WORK/corpus-$target"
     artifacts="$WORK/artifacts-$target/"
@@ -41,4 +43,8 @@ for bin in "$BUILD"/fuzz/fuzz_*; do
         grep -E "stat::number_of_executed_units|stat::peak_rss_mb|cov:" "$WORK/log-$target" | tail -3
     fi
 done
+if [ "$ran" -eq 0 ]; then
+    echo "FAILED: no fuzz target was built in $BUILD/fuzz"
+    exit 1
+fi
 exit $status

@@ -1,7 +1,9 @@
 #!/bin/sh
 # test.sh - installs what is needed, builds dmj twice (release with -Werror, then with
 # AddressSanitizer and UBSan) and runs the whole test suite on each, then dmjd and dmj with
-# ThreadSanitizer under load (tests/integration/test_tsan.sh).
+# ThreadSanitizer under load (tests/integration/test_tsan.sh), then the fuzzers. With CI=true
+# a skipped test fails the run unless tests/skips-allowed.txt names it, its build and why,
+# and a test missing a tool it calls fails instead of leaving that part out.
 set -eu
 cd "$(dirname "$0")/.."
 sh tools/deps.sh --test
@@ -16,7 +18,8 @@ for variant in release asan; do
     cmake -S . -B "$dir" -DDMJ_WERROR=ON $flags >/dev/null
     cmake --build "$dir" -j "$JOBS"
     echo "== $variant tests"
-    (cd "$dir" && ctest --output-on-failure -j "$JOBS")
+    (cd "$dir" && ctest --output-on-failure -j "$JOBS" --output-junit junit.xml)
+    python3 tools/check_skips.py "$dir/junit.xml" "$variant" tests/skips-allowed.txt
 done
 # ThreadSanitizer: only dmjd and dmj, and only the test that loads one with the other.
 echo "== tsan build (dmjd, dmj)"
@@ -24,8 +27,8 @@ cmake -S . -B build-test-tsan -DDMJ_WERROR=ON -DCMAKE_BUILD_TYPE=Debug -DDMJ_SAN
     >/dev/null
 cmake --build build-test-tsan -j "$JOBS" --target dmjd dmj
 echo "== tsan test"
-(cd build-test-tsan && ctest --output-on-failure --no-tests=error -R '^integration\.test_tsan$')
-if [ -x fuzz/run.sh ]; then
-    echo "== fuzzers"
-    fuzz/run.sh "${DMJ_FUZZ_SECONDS:-20}"
-fi
+(cd build-test-tsan && ctest --output-on-failure --no-tests=error -R '^integration\.test_tsan$' \
+    --output-junit junit.xml)
+python3 tools/check_skips.py build-test-tsan/junit.xml tsan tests/skips-allowed.txt
+echo "== fuzzers"
+sh fuzz/run.sh "${DMJ_FUZZ_SECONDS:-20}"
