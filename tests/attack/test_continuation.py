@@ -1,0 +1,74 @@
+#!/usr/bin/python3
+"""CONTINUATION flood (CVE-2024-27316 class): HEADERS without END_HEADERS followed by
+CONTINUATION frames that never end, 64 MB offered on each of ten connections. dmjd must bound
+the header block: every such connection is closed, memory stays bounded, and a legitimate
+client is served meanwhile."""
+
+import os
+import sys
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from attack_lib import (ATTACKERS, CONTINUATION, END_STREAM, HEADERS, LIST,  # noqa: E402
+                        Dmjd, H2Attacker, Legit, Watch, frame, literal, raise_nofile,
+                        request_block, run_cases, serves_normally)
+
+FRAMES = 4000  # of 16 KB each: 64 MB per connection
+
+
+def flood(key, fields):
+    head = frame(HEADERS, END_STREAM, 1, request_block(LIST, key))
+    return head + frame(CONTINUATION, 0, 1, fields) * FRAMES
+
+
+def run(store, what, fields):
+    with Dmjd(store.dir) as srv:
+        legit = Legit(srv.port, store)
+        watch = Watch(srv)
+        data = flood(store.read_key, fields)
+        attackers = [H2Attacker(srv.port) for _ in range(ATTACKERS)]
+        sent = []
+        threads = [threading.Thread(target=lambda a=a: sent.append(a.send(data, watch.over)))
+                   for a in attackers]
+        for t in threads:
+            t.start()
+        legit.round_done()
+        for t in threads:
+            t.join()
+        codes = []
+        try:
+            for a in attackers:
+                codes.extend(a.wait_closed(what))
+        finally:
+            for a in attackers:
+                a.close()
+        legit.stop()
+        watch.stop()
+        print("  %s: %d connections closed after %.1f MB sent on average (of %.1f), GOAWAY "
+              "codes %s; %s; %s" % (what, len(attackers), sum(sent) / len(sent) / 1e6,
+                                    len(data) / 1e6, sorted(set(codes)), watch.figures(),
+                                    legit.figures()))
+        watch.check(what)
+        legit.check(what)
+        serves_normally(srv, store)
+
+
+def case_large_headers(store, tmp):
+    run(store, "CONTINUATION flood, 16 KB headers", literal(b"x-pad", b"b" * 16000))
+
+
+def case_small_headers(store, tmp):
+    # Many small fields instead: a bound on the block's bytes must not depend on field sizes.
+    run(store, "CONTINUATION flood, 1-byte headers", literal(b"x", b"b") * 2000)
+
+
+CASES = [case_large_headers, case_small_headers]
+
+
+def main():
+    raise_nofile()
+    return run_cases(CASES, "dmj-attack-continuation-", jobs=1500, teams=2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
