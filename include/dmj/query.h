@@ -34,6 +34,23 @@ DMJ_MUST_CHECK int dmj_query_parse(struct dmj_query *q, const char *raw, size_t 
 /** The last value of `key`, or NULL when absent. */
 const struct dmj_query_param *dmj_query_last(const struct dmj_query *q, const char *key);
 
+/** Called by dmj_query_find for each parameter it finds, in order: offsets into the raw query
+ * of its name, its value (past the '='; `end` when there is no '=') and its end (the next
+ * '&', '#' or the end, tabs before them included). A nonzero return stops the search and is
+ * returned. */
+typedef int dmj_query_found_fn(void *ctx, size_t name_at, size_t value_at, size_t end);
+/** Finds every parameter of `raw` (the part after '?', undecoded) that dmj_query_parse reads
+ * under the name `name`, with the same reading (tabs dropped, '#' ends it, '+' and %XX
+ * decoded, UTF-8 else Latin-1), however many fields there are. 0, or -ENOMEM, or fn's code. */
+DMJ_MUST_CHECK int dmj_query_find(const char *raw, size_t len, const char *name,
+                                  dmj_query_found_fn *fn, void *ctx);
+/** Appends the request target `target` (path '?' query, undecoded) with the value of every
+ * query parameter dmj_query_parse reads as `name` cut after its first `keep` raw letters,
+ * digits or '_' (and at any other byte), "..." standing for the rest; everything else is
+ * copied as it is. On error `out` is unchanged. For logs that must not hold API keys. */
+DMJ_MUST_CHECK int dmj_query_redact(struct dmj_buf *out, const char *target, size_t len,
+                                    const char *name, size_t keep);
+
 /** Percent-decodes a path as Django does before routing (invalid UTF-8 replaced by U+FFFD). */
 DMJ_MUST_CHECK int dmj_query_decode_path(const char *raw, size_t len, struct dmj_buf *out);
 

@@ -159,6 +159,31 @@ void dmj_query_dispose(struct dmj_query *q)
     dmj_buf_dispose(&q->storage);
 }
 
+/* One non-empty field of parse_qsl: s[at..at+len), its name s[at..at+name_len) (name_len ==
+ * len when there is no '='). */
+struct field {
+    size_t at, len, name_len;
+};
+
+/* The next non-empty field of s[*pos..len) (no tabs, no '#'), advancing *pos; false at the end. */
+static bool next_field(const unsigned char *s, size_t len, size_t *pos, struct field *f)
+{
+    while (*pos < len) {
+        const unsigned char *start = s + *pos;
+        const unsigned char *amp = memchr(start, '&', len - *pos);
+        size_t flen = amp ? (size_t)(amp - start) : len - *pos;
+        f->at = *pos;
+        *pos += flen + 1;
+        if (flen == 0)
+            continue;
+        const unsigned char *eq = memchr(start, '=', flen);
+        f->len = flen;
+        f->name_len = eq ? (size_t)(eq - start) : flen;
+        return true;
+    }
+    return false;
+}
+
 /* parse_qsl over raw[0..len) (no tabs, no '#') into q, whose storage holds the header. */
 static int parse_fields(struct dmj_query *q, const unsigned char *raw, size_t len,
                         enum high_bytes high)
@@ -179,15 +204,10 @@ static int parse_fields(struct dmj_query *q, const unsigned char *raw, size_t le
         return DMJ_ETOOBIG;
 
     size_t pos = 0;
-    while (pos < len) {
-        const unsigned char *f = raw + pos;
-        const unsigned char *amp = memchr(f, '&', len - pos);
-        size_t flen = amp ? (size_t)(amp - f) : len - pos;
-        pos += flen + 1;
-        if (flen == 0)
-            continue;
-        const unsigned char *eq = memchr(f, '=', flen);
-        size_t klen = eq ? (size_t)(eq - f) : flen;
+    struct field fd;
+    while (next_field(raw, len, &pos, &fd)) {
+        const unsigned char *f = raw + fd.at;
+        size_t flen = fd.len, klen = fd.name_len;
         koff[n] = st->len;
         rc = add_part(st, f, klen, high, true);
         if (!rc)
@@ -195,8 +215,8 @@ static int parse_fields(struct dmj_query *q, const unsigned char *raw, size_t le
         if (rc)
             return rc;
         voff[n] = st->len;
-        if (eq)
-            rc = add_part(st, eq + 1, flen - klen - 1, high, true);
+        if (klen < flen)
+            rc = add_part(st, f + klen + 1, flen - klen - 1, high, true);
         if (!rc)
             rc = dmj_buf_addc(st, '\0');
         if (rc)
@@ -242,6 +262,16 @@ static int split_target(const char *raw, size_t len, const unsigned char **out, 
     return 0;
 }
 
+/* How request.GET reads the high bytes of the query s[0..len) (tabs removed, cut at '#'):
+ * Django tries UTF-8 on the whole string, and else Latin-1. */
+static enum high_bytes query_reading(const unsigned char *s, size_t len)
+{
+    bool ascii = true;
+    for (size_t i = 0; i < len && ascii; i++)
+        ascii = s[i] < 0x80;
+    return !ascii && utf8_valid(s, len) ? HIGH_UTF8 : HIGH_LATIN1;
+}
+
 int dmj_query_parse(struct dmj_query *q, const char *raw, size_t raw_len)
 {
     q->n = 0;
@@ -253,13 +283,7 @@ int dmj_query_parse(struct dmj_query *q, const char *raw, size_t raw_len)
     if (rc)
         return rc;
 
-    bool ascii = true;
-    for (size_t i = 0; i < len && ascii; i++)
-        ascii = s[i] < 0x80;
-    /* Django tries UTF-8 on the whole string, and else Latin-1. */
-    enum high_bytes high = HIGH_LATIN1;
-    if (!ascii && utf8_valid(s, len))
-        high = HIGH_UTF8;
+    enum high_bytes high = query_reading(s, len);
 
     if (high == HIGH_UTF8) {
         rc = dmj_buf_addc(&q->storage, TAG_RAW);
@@ -289,6 +313,102 @@ const struct dmj_query_param *dmj_query_last(const struct dmj_query *q, const ch
             return p;
     }
     return NULL;
+}
+
+/* The offset in raw[0..raw_len) of byte k of raw with its tabs removed (raw_len past the
+ * last one); k itself when raw has no tabs. */
+static size_t raw_offset(const char *raw, size_t raw_len, bool tabs, size_t k)
+{
+    if (!tabs)
+        return k;
+    for (size_t i = 0; i < raw_len; i++) {
+        if (raw[i] != '\t' && k-- == 0)
+            return i;
+    }
+    return raw_len;
+}
+
+int dmj_query_find(const char *raw, size_t raw_len, const char *name, dmj_query_found_fn *fn,
+                   void *ctx)
+{
+    const unsigned char *s;
+    size_t len;
+    char *copy;
+    int rc = split_target(raw, raw_len, &s, &len, &copy);
+    if (rc)
+        return rc;
+    enum high_bytes high = query_reading(s, len);
+    size_t name_len = strlen(name);
+    /* a decoded name longer than `name` cannot be it: stop decoding there */
+    struct dmj_buf dec;
+    dmj_buf_init(&dec, name_len + 1);
+    size_t pos = 0;
+    struct field f;
+    while (rc == 0 && next_field(s, len, &pos, &f)) {
+        dmj_buf_reset(&dec);
+        int drc = add_part(&dec, s + f.at, f.name_len, high, true);
+        if (drc == DMJ_ETOOBIG || (drc == 0 && (dec.len != name_len ||
+                                                (name_len && memcmp(dec.data, name, name_len)))))
+            continue;
+        if (drc != 0) {
+            rc = drc;
+            break;
+        }
+        /* Offsets in raw: tabs inside or after the field belong to it (they are dropped). */
+        bool tabs = copy != NULL;
+        size_t end = raw_offset(raw, raw_len, tabs, f.at + f.len);
+        size_t value = f.name_len < f.len ? raw_offset(raw, raw_len, tabs, f.at + f.name_len) + 1
+                                          : end;
+        rc = fn(ctx, raw_offset(raw, raw_len, tabs, f.at), value, end);
+    }
+    dmj_buf_dispose(&dec);
+    free(copy);
+    return rc;
+}
+
+struct redact {
+    struct dmj_buf *out;
+    const char *raw;
+    size_t done; /* raw[0..done) is written */
+    size_t keep;
+};
+
+static bool plain_key_char(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+static int redact_value(void *ctx, size_t name_at, size_t value_at, size_t end)
+{
+    struct redact *r = ctx;
+    (void)name_at;
+    size_t kept = 0;
+    while (value_at + kept < end && kept < r->keep && plain_key_char(r->raw[value_at + kept]))
+        kept++;
+    int rc = dmj_buf_add(r->out, r->raw + r->done, value_at + kept - r->done);
+    if (rc == 0 && value_at + kept < end)
+        rc = dmj_buf_add(r->out, "...", 3);
+    r->done = end;
+    return rc;
+}
+
+int dmj_query_redact(struct dmj_buf *out, const char *target, size_t len, const char *name,
+                     size_t keep)
+{
+    size_t before = out->len;
+    const char *q = memchr(target, '?', len);
+    size_t at = q ? (size_t)(q - target) + 1 : len;
+    struct redact r = {.out = out, .raw = target + at, .done = 0, .keep = keep};
+    int rc = dmj_buf_add(out, target, at);
+    if (rc == 0 && q)
+        rc = dmj_query_find(target + at, len - at, name, redact_value, &r);
+    if (rc == 0)
+        rc = dmj_buf_add(out, target + at + r.done, len - at - r.done);
+    if (rc && out->data) {
+        out->len = before;
+        out->data[before] = '\0';
+    }
+    return rc;
 }
 
 int dmj_query_decode_path(const char *raw, size_t raw_len, struct dmj_buf *out)

@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "dmj/hex.h"
+#include "dmj/query.h"
 #include "dmj/time.h"
 
 #include "dmjd.h"
@@ -68,58 +68,19 @@ static int add_masked(struct dmj_buf *out, const char *s, size_t len)
     return add_escaped(out, s + done, len - done);
 }
 
-/* Whether a raw query name decodes (percent escapes, '+' as space) to personal_api_key,
- * so that `personal%5Fapi%5Fkey=...` is redacted too: the API decodes names the same way. */
-static bool is_key_name(const char *s, size_t len)
-{
-    const char *want = KEY_PARAM;
-    size_t wlen = sizeof(KEY_PARAM) - 1;
-    size_t j = 0;
-    for (size_t i = 0; i < len; i++, j++) {
-        char c = s[i];
-        if (c == '%' && i + 2 < len && dmj_hex_value((unsigned char)s[i + 1]) >= 0 &&
-            dmj_hex_value((unsigned char)s[i + 2]) >= 0) {
-            c = (char)(dmj_hex_value((unsigned char)s[i + 1]) * 16 +
-                       dmj_hex_value((unsigned char)s[i + 2]));
-            i += 2;
-        } else if (c == '+') {
-            c = ' ';
-        }
-        if (j >= wlen || c != want[j])
-            return false;
-    }
-    return j == wlen;
-}
-
 int dmjd_accesslog_redact_target(struct dmj_buf *out, const char *target, size_t len)
 {
-    const char *q = memchr(target, '?', len);
-    if (q == NULL)
+    if (memchr(target, '?', len) == NULL)
         return add_masked(out, target, len);
-    size_t path_len = (size_t)(q - target) + 1;
-    int rc = add_masked(out, target, path_len);
-    const char *p = q + 1, *end = target + len;
-    while (rc == 0 && p <= end) {
-        const char *amp = memchr(p, '&', (size_t)(end - p));
-        const char *stop = amp != NULL ? amp : end;
-        const char *eq = memchr(p, '=', (size_t)(stop - p));
-        if (eq != NULL && is_key_name(p, (size_t)(eq - p))) {
-            size_t vlen = (size_t)(stop - eq - 1), keep = 0;
-            /* Keep at most KEY_KEPT characters, and never part of an escape. */
-            while (keep < vlen && keep < KEY_KEPT && eq[1 + keep] != '%')
-                keep++;
-            rc = add_escaped(out, p, (size_t)(eq - p) + 1 + keep);
-            if (rc == 0 && vlen > keep)
-                rc = dmj_buf_adds(out, "...");
-        } else {
-            rc = add_masked(out, p, (size_t)(stop - p));
-        }
-        if (amp == NULL)
-            break;
-        if (rc == 0)
-            rc = dmj_buf_addc(out, '&');
-        p = amp + 1;
-    }
+    /* The query read as the API reads it (dmj_query_parse: tabs dropped, names decoded), so
+     * that every parameter it would take as the key is cut, however it is spelled. Each cut
+     * value grows by at most 2 bytes ("..." for at least one). */
+    struct dmj_buf cut;
+    dmj_buf_init(&cut, 2 * len + 16);
+    int rc = dmj_query_redact(&cut, target, len, KEY_PARAM, KEY_KEPT);
+    if (rc == 0)
+        rc = add_masked(out, cut.data != NULL ? cut.data : "", cut.len);
+    dmj_buf_dispose(&cut);
     return rc;
 }
 
