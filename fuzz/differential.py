@@ -5,7 +5,7 @@ and regressions (what libFuzzer found interesting) and a few thousand generated 
 cursor values go through DRF's decode_cursor as the peer runs it in DRF_REF_DMJ mode, the
 uuid_time inputs through the peer's parse_uuid, parse_int and cursor-position parser, and
 request targets through Django's QueryDict. Needs Debian's Django and ../shared (the peer);
-exits 77 (skipped) without them.
+exits 77 (skipped) without them, 1 when the peer's modules do not import.
 
 Usage: differential.py DRIVER   (DRIVER: the built parsers_differential; DMJ_SOURCE_DIR and
 DMJ_SHARED_DIR from the environment, as the test suite sets them)."""
@@ -29,6 +29,13 @@ if not os.path.isdir(PEER):
 sys.path.insert(0, PEER)
 try:
     import django
+except ImportError as e:
+    # Django missing is a machine without python3-django (tools/deps.sh --test installs it):
+    # skipped, except under CI. The peer's own modules failing to import is a failure below.
+    print("%s: Django does not import (%s); run with Debian's python3 and python3-django"
+          % ("FAIL" if os.environ.get("CI") == "true" else "skipped", e))
+    sys.exit(1 if os.environ.get("CI") == "true" else 77)
+try:
     from django.conf import settings
 
     settings.configure(DEFAULT_CHARSET="utf-8", USE_TZ=True, DATA_UPLOAD_MAX_NUMBER_FIELDS=1000)
@@ -38,8 +45,9 @@ try:
     from django.utils.dateparse import parse_date, parse_datetime
     from jobs.parsing import _DATETIME_RE, is_cursor_position, parse_int, parse_uuid
 except ImportError as e:
-    print("skipped: the peer's Python modules do not import (%s); run with Debian's python3" % e)
-    sys.exit(77)
+    # A rename in the peer must not hide this test.
+    print("FAIL: the peer's Python modules or Django's do not import (%s)" % e)
+    sys.exit(1)
 
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 POSITION_MAX = 64  # DMJ_CURSOR_POSITION_MAX: longer positions are never valid timestamps

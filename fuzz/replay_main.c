@@ -39,21 +39,30 @@ static int replay_file(const char *path)
     return 0;
 }
 
+/* argv[1] is the target's corpus, which must exist; later folders (regressions) may be
+ * missing. Fails when no input at all was replayed: a replay of nothing proves nothing. */
 int main(int argc, char **argv)
 {
     unsigned files = 0, failed = 0;
     for (int i = 1; i < argc; i++) {
         struct stat st;
-        if (stat(argv[i], &st) != 0)
+        if (stat(argv[i], &st) != 0) {
+            if (i == 1) {
+                fprintf(stderr, "%s: no such corpus\n", argv[i]);
+                return 1;
+            }
             continue; /* a target may have no regressions yet */
+        }
         if (!S_ISDIR(st.st_mode)) {
             files++;
             failed += replay_file(argv[i]) != 0;
             continue;
         }
         DIR *d = opendir(argv[i]);
-        if (!d)
-            continue;
+        if (!d) {
+            perror(argv[i]);
+            return 1;
+        }
         struct dirent *e;
         while ((e = readdir(d)) != NULL) {
             if (e->d_name[0] == '.')
@@ -66,5 +75,9 @@ int main(int argc, char **argv)
         closedir(d);
     }
     printf("replayed %u inputs, %u unreadable\n", files, failed);
+    if (files == 0) {
+        fprintf(stderr, "no input replayed (an empty corpus?)\n");
+        return 1;
+    }
     return failed ? 1 : 0;
 }

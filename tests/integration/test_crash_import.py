@@ -251,11 +251,18 @@ def main():
         k = figures["kills"]
         assert len(k) >= kills, "only %d kills landed before the imports ended" % len(k)
         moved = [a - b for _, _, b, a in k]
+        # Where they landed: kills before a first commit or after the last one prove nothing
+        # about a cut between batches. At least one left the store part-way through the
+        # input, and at least one came after its own run had committed and before it ended.
+        mid_input = sum(1 for _, _, b, a in k if 0 < a < jobs)
+        between = sum(1 for _, _, b, a in k if b < a < jobs)
+        assert mid_input >= 1 and between >= 1, (
+            "no kill landed between commits (%d mid-input, %d after a commit of their own "
+            "run): %r" % (mid_input, between, k))
         print("%d kills (seed %d) over %d jobs in batches of %d: verify clean and a prefix of "
               "whole batches after every one; no record lost" % (len(k), seed, jobs, batch))
         print("records committed by a killed run: min %d, max %d; kills with nothing committed: "
-              "%d; kills mid-input: %d" % (min(moved), max(moved), moved.count(0),
-                                           sum(1 for _, _, b, a in k if 0 < a < jobs)))
+              "%d; kills mid-input: %d" % (min(moved), max(moved), moved.count(0), mid_input))
         for name, ran, before, after in k:
             print("  %-7s killed after %.3f s: %6d -> %6d" % (name, ran, before, after))
         print("ok (%.1f s)" % (time.time() - started))

@@ -13,6 +13,9 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import need  # noqa: E402
+
 BIN = os.environ.get("DMJ_BIN_DIR", "build")
 DMJ = os.path.join(BIN, "dmj")
 SHARED = os.environ.get("DMJ_SHARED_DIR", "")
@@ -386,7 +389,7 @@ def test_reimport_changes():
 
 def test_verify_corruption():
     if not shutil.which("mdb_dump") or not shutil.which("mdb_load"):
-        print("SKIP part: mdb_dump/mdb_load (lmdb-utils) not installed")
+        need.missing("mdb_dump/mdb_load (lmdb-utils) not installed: verify's corruption check")
         return
     db = path("vc")
     dmj("import", "--db", db, generate("vc.ndjson", 500, seed=15))
@@ -442,7 +445,7 @@ def test_keys():
 def test_gen_jobs_fixtures():
     gen = os.path.join(SHARED, "tools", "gen_jobs.py")
     if not SHARED or not os.path.exists(gen):
-        print("SKIP part: DMJ_SHARED_DIR/tools/gen_jobs.py missing, gen_jobs.py fixtures not tested")
+        need.missing("DMJ_SHARED_DIR/tools/gen_jobs.py missing: gen_jobs.py fixtures not tested")
         return
     jobs, fx = path("g.ndjson"), path("g-fixtures.json")
     subprocess.run([sys.executable, gen, "--jobs", "3000", "--teams", "5", "--dup-timestamps",

@@ -21,6 +21,8 @@ import tempfile
 import time
 import traceback
 
+import need  # noqa: E402 (this folder: what a missing tool means under CI)
+
 BIN_DIR = os.environ.get("DMJ_BIN_DIR", "")
 SHARED_DIR = os.environ.get("DMJ_SHARED_DIR", "")
 
@@ -434,7 +436,8 @@ def case_rate_limit(store, tmp):
 
 
 def make_cert(tmp):
-    if shutil.which("openssl") is None:
+    """(cert, key) for localhost, or None (outside CI) when there is no openssl binary."""
+    if not need.tool("openssl", "openssl"):
         return None
     cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
     run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out",
