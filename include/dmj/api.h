@@ -22,8 +22,9 @@ struct dmj_api_config {
      * on, or the seconds to wait (the API answers 429 with Retry-After). Thread-safe. */
     unsigned (*rate_limit)(void *ctx, const char *secure_value);
     void *rate_limit_ctx;
-    /** Optional bound on open event streams per key, called with the key's stored hash when
-     * an `events/` GET has passed every other check. Returns 0 when the stream may open (the
+    /** Optional bound on held requests per key (open event streams and held `running/?wait=`
+     * long-polls), called with the key's stored hash when an `events/` GET, or a long-poll
+     * about to be held, has passed every other check. Returns 0 when the stream may open (the
      * caller then holds one slot for the key until it ends the stream), or the seconds to
      * wait (the API answers 429). Thread-safe. NULL: no bound. */
     unsigned (*stream_acquire)(void *ctx, const char *secure_value);
@@ -73,7 +74,9 @@ struct dmj_api_response {
     const char *endpoint;  /**< a route name for metrics and logs ("list", "retrieve", ...) */
     /** `running/?wait=N` whose answer is this 304: the server may hold the request up to
      * `wait_s` seconds, asking again (req.again) when the store changes, and send the first
-     * answer that is not this 304 - or this one when the time is up. 0: answer now. */
+     * answer that is not this 304 - or this one when the time is up. 0: answer now. When
+     * first asked (not req.again) with config.stream_acquire set, the request holds the slot
+     * of `stream_key` until the server answers it. */
     unsigned wait_s;
     bool event_stream;     /**< Content-Type: text/event-stream, Cache-Control: no-cache */
     /** A GET on events/ was accepted: send the headers, keep the response open and send what

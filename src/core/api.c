@@ -238,6 +238,17 @@ static uint64_t hash_body(const char *p, size_t n)
     return h ^ (h >> 29);
 }
 
+/* The key's permissions (owner, scopes, team and organization restrictions) into `h`. */
+static uint64_t key_permissions(uint64_t h, const struct dmj_key *k)
+{
+    uint64_t counts[4] = {(uint64_t)k->user_id, k->n_scopes, k->n_teams, k->n_orgs};
+    h = fnv_field(h, counts, sizeof counts);
+    for (unsigned i = 0; i < k->n_scopes; i++)
+        h = fnv_field(h, k->scopes[i].ptr ? k->scopes[i].ptr : "", k->scopes[i].len);
+    h = fnv_field(h, k->scoped_teams, k->n_teams * sizeof k->scoped_teams[0]);
+    return fnv_field(h, k->scoped_orgs, k->n_orgs * sizeof k->scoped_orgs[0]);
+}
+
 /* `running` ignores the query and renders no links, and long-polls wait for its ETag to
  * change: so its validator is the body itself (with the path and key), and a commit that
  * leaves the team's running jobs as they were - another team's import - wakes no one. */
@@ -249,9 +260,11 @@ static void make_running_etag(struct dmj__api_ctx *c, char out[48])
     format_etag(hash_body(res->body, res->body_len), h, out);
 }
 
-/* A strong validator for this answer: the same committed state (store id and txnid), the same
- * request (scheme, host, path, query, key) and the same page-size maximum give the same
- * bytes, whatever the method. */
+/* A strong validator for this answer: a digest of its bytes, then a hash of the request
+ * (scheme, host, path, query), the key and its permissions, the page-size maximum and the
+ * store's id; the same for GET and HEAD. It changes only when what this key is sent changes:
+ * no store-wide value (a txnid) is in it, which would tell a key how often every other team
+ * writes. */
 static void make_etag(struct dmj__api_ctx *c, bool https, char out[48])
 {
     const struct dmj_api_request *q = c->req;
@@ -273,12 +286,12 @@ static void make_etag(struct dmj__api_ctx *c, bool https, char out[48])
     h = fnv_field(h, q->query.ptr ? "?" : "", q->query.ptr ? 1 : 0);
     h = fnv_field(h, q->query.ptr ? q->query.ptr : "", q->query.ptr ? q->query.len : 0);
     h = fnv_field(h, c->w->key.secure_value, strlen(c->w->key.secure_value));
-    /* The store's own id: two stores at the same txnid (replicas, a restored backup) hold
-     * different jobs, and one must not answer 304 to the other's validator. */
+    h = key_permissions(h, &c->w->key);
+    /* The store's own id: each store's validators are its own (README, replicas). */
     uint8_t store_id[16];
     if (dmj_read_store_id(c->w->read, store_id) == 0)
         h = fnv_field(h, store_id, sizeof store_id);
-    format_etag(dmj_read_txnid(c->w->read), h, out);
+    format_etag(hash_body(c->res->body, c->res->body_len), h, out);
 }
 
 /* If-None-Match: "*" or a comma-separated list of entity tags, compared weakly (RFC 9110
@@ -367,11 +380,24 @@ static int authorize(struct dmj__api_ctx *c, bool count)
     return rc;
 }
 
-/* A `running/?wait=N` 304 may be held: tell the server for how long. */
+/* A `running/?wait=N` 304 may be held: tell the server for how long. A held request takes
+ * one of the key's slots (config.stream_acquire, shared with event streams) when first
+ * asked; with none left it is answered at once with a 429 rather than held. */
 static void offer_wait(struct dmj__api_ctx *c, unsigned wait)
 {
-    if (c->res->status == 304)
-        c->res->wait_s = wait;
+    struct dmj_api_response *res = c->res;
+    if (res->status != 304 || wait == 0)
+        return;
+    if (!c->req->again && c->w->cfg.stream_acquire != NULL) {
+        unsigned retry = c->w->cfg.stream_acquire(c->w->cfg.stream_ctx, c->w->key.secure_value);
+        if (retry > 0) {
+            res->etag[0] = '\0';
+            dmj__api_throttled(c, retry);
+            return;
+        }
+        snprintf(res->stream_key, sizeof res->stream_key, "%s", c->w->key.secure_value);
+    }
+    res->wait_s = wait;
 }
 
 /* Everything after the route is known and the read transaction has begun. */

@@ -46,6 +46,11 @@ struct dmjd_metrics {
     atomic_uint_fast64_t accepted_connections;
     atomic_int_fast64_t parked;  /* `running/?wait=` requests held now */
     atomic_int_fast64_t streams; /* events/ streams open now */
+    atomic_uint_fast64_t refused_connections;   /* at the cap with none to displace */
+    atomic_uint_fast64_t displaced_connections; /* closed to make room for a new one */
+    atomic_uint_fast64_t closed_by_dmjd;        /* timeouts, displacements and cuts */
+    atomic_uint_fast64_t h2_cut;                /* HTTP/2 connections cut for abuse */
+    atomic_uint_fast64_t parked_evaluations;    /* long-poll groups asked again on a change */
 };
 
 /** Counts one answered request (called by the worker's own thread). */
@@ -94,13 +99,15 @@ void dmjd_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 DMJ_MUST_CHECK int dmjd_accesslog_redact_target(struct dmj_buf *out, const char *target,
                                                 size_t len);
 
-/* ---- per-key stream slots (slots.c) --------------------------------------------------- */
+/* ---- held-request slots (slots.c) --------------------------------------------------- */
 
 struct dmjd_slots;
 
-/** A table of open streams per key, shared by every worker: at most `per_key` for one key,
- * and at most `capacity` keys with streams at once. */
-DMJ_MUST_CHECK int dmjd_slots_new(unsigned per_key, size_t capacity, struct dmjd_slots **out);
+/** A table of held requests (long-polls and event streams) per key, shared by every worker:
+ * at most `per_key` for one key (0: no per-key bound), `total` in all, and at most
+ * `capacity` keys holding some at once. */
+DMJ_MUST_CHECK int dmjd_slots_new(unsigned per_key, unsigned total, size_t capacity,
+                                  struct dmjd_slots **out);
 void dmjd_slots_free(struct dmjd_slots *s);
 /** The dmj_api_config.stream_acquire hook: 0 when a slot was taken, else seconds to wait. */
 unsigned dmjd_slots_acquire(void *slots, const char *secure_value);
@@ -126,13 +133,17 @@ struct dmjd_server {
     unsigned n_listeners;
     int access_log_fd;     /**< -1 = no access log */
     bool access_log_json;  /**< --access-log-format json: JSON lines instead of combined */
-    bool metrics_listener; /**< /metrics is served on its own listener, not the API's */
+    bool metrics_listener; /**< /metrics is served on its own listener */
+    bool metrics_on_api;   /**< --metrics-on-api: /metrics on the API listeners too */
+    size_t max_conns_per_worker; /**< each worker's share of --max-connections */
+    uint64_t send_timeout_us;    /**< --send-timeout */
+    uint64_t header_timeout_us;  /**< --header-timeout */
     /* NULL-terminated host lists for h2o_accept_ctx_t: API listeners see only the API host,
      * the metrics listener only its own, whatever Host a client sends. */
     h2o_hostconf_t *api_hosts[2];
     h2o_hostconf_t *metrics_hosts[2];
     struct dmjd_ratelimit *ratelimit;
-    struct dmjd_slots *slots;  /**< open event streams per key (NULL: no bound) */
+    struct dmjd_slots *slots;  /**< held long-polls and event streams per key and in all */
     uint64_t keepalive_us;     /**< the `: keep-alive` interval of event streams */
     struct dmjd_worker **workers;
     unsigned n_workers;
@@ -162,7 +173,10 @@ struct dmjd_worker {
     h2o_socket_t *notify_sock;
     int wake_fds[2]; /**< a self-pipe: the watcher writes one byte when the store changed */
     h2o_socket_t *wake_sock;
-    h2o_linklist_t parked;  /**< struct dmjd_parked: held `running/?wait=` requests */
+    h2o_linklist_t conns;   /**< struct dmjd_conn, least recently active first (conn.c) */
+    size_t n_conns;
+    h2o_timeout_entry_t sweep; /**< the once-a-second look at every connection (conn.c) */
+    h2o_linklist_t parked;  /**< struct dmjd_park_group: held `running/?wait=` requests */
     h2o_linklist_t streams; /**< struct dmjd_stream: open events/ streams */
     h2o_timeout_entry_t live_tick; /**< deadlines and keep-alives while either list is used */
     h2o_accept_ctx_t accept_ctx[DMJD_MAX_LISTENERS];
@@ -192,14 +206,49 @@ bool dmjd_worker_wait(struct dmjd_worker *w);
 /** Frees a waited-for (or never started) worker whose context is torn down. */
 void dmjd_worker_free(struct dmjd_worker *w);
 
-/** What dmjd keeps per connection (worker.c allocates it at accept, frees it at close). */
+/* ---- connections (conn.c, h2guard.c) ------------------------------------------------- */
+
+/** What dmjd keeps per client connection: allocated at accept, freed when the socket has
+ * closed and no request of it is in progress. Worker thread only. */
 struct dmjd_conn {
+    h2o_linklist_t link; /**< in the worker's `conns` */
     struct dmjd_worker *worker;
-    uint64_t body_queued; /**< body bytes handed to h2o on this connection */
-    size_t largest_body;  /**< the largest of them */
-    uint64_t since_us;    /**< when body_queued was last forgiven (dmjd_now_us) */
-    bool cut;             /**< shut down as abusive: later requests get no work */
+    h2o_socket_t *sock; /**< NULL once h2o has closed it */
+    unsigned refs;      /**< the socket, and each request in progress */
+    h2o_linklist_t requests; /**< the requests in progress (conn.c) */
+    unsigned active;    /**< requests in progress */
+    unsigned held;      /**< of which long-polls and event streams waiting by design */
+    uint64_t answers, answers_seen; /**< requests ended (progress for the send timeout) */
+    uint64_t active_us;   /**< when a request last began or ended, or the accept */
+    uint64_t progress_us; /**< when the peer last acknowledged PROGRESS_MIN bytes */
+    uint64_t acked_mark;  /**< TCP bytes_acked then */
+    bool closing; /**< shut down by dmjd; h2o closes it */
+    bool cut;     /**< HTTP/2 abuse: later requests get no work */
+    void (*h2_next)(void); /**< h2o's frame reader behind the guard (h2guard.c) */
+    unsigned h2_strikes;
+    uint64_t h2_window_us;
 };
+
+/** Sets up / starts / stops the worker's connection list and its sweep. */
+void dmjd_conns_init(struct dmjd_worker *w);
+void dmjd_conns_start(struct dmjd_worker *w);
+void dmjd_conns_stop(struct dmjd_worker *w);
+/** Tracks a socket just accepted, displacing a quiet one at the cap. False: close `sock`
+ * (the cap is reached with nothing to displace, or no memory). */
+bool dmjd_conn_accept(struct dmjd_worker *w, h2o_socket_t *sock);
+/** The state of the connection `req` came on, or NULL (not accepted by a worker). */
+struct dmjd_conn *dmjd_conn_of(h2o_req_t *req);
+struct dmjd_conn *dmjd_conn_of_sock(h2o_socket_t *sock);
+/** Counts `req` in progress on its connection until its pool is freed; returns the
+ * connection (NULL when not tracked). */
+struct dmjd_conn *dmjd_conn_begin(h2o_req_t *req);
+/** The first request in progress on `conn` that `match` accepts, or NULL. */
+h2o_req_t *dmjd_conn_find_request(struct dmjd_conn *conn, bool (*match)(h2o_req_t *, void *),
+                                  void *arg);
+/** Shuts the connection down (h2o then closes it as a failed socket). */
+void dmjd_conn_close(struct dmjd_conn *conn, const char *why);
+/** Puts the HTTP/2 abuse guard in front of h2o's frame reader on `req`'s connection. */
+void dmjd_h2guard_watch(h2o_req_t *req, struct dmjd_conn *c);
 
 /** Tells the worker that the store changed (async-signal-safe write; any thread). */
 void dmjd_worker_wake(struct dmjd_worker *w);
@@ -213,10 +262,11 @@ void dmjd_watcher_stop(struct dmjd_server *srv);
 
 /** Sets up the worker's lists (before its loop runs). */
 void dmjd_live_init(struct dmjd_worker *w);
-/** Holds a `running/?wait=` request whose answer is a 304 for up to `wait_s` seconds. False
- * when it cannot be held (the worker is draining): answer it now. */
+/** Holds a `running/?wait=` request whose answer `res` is a 304 for up to `res->wait_s`
+ * seconds, with the slot of `res->stream_key` until it is answered. False when it cannot be
+ * held (the worker is draining, or no memory): the slot is given back; answer it now. */
 bool dmjd_live_park(struct dmjd_worker *w, h2o_req_t *req, const struct dmj_api_request *in,
-                    unsigned wait_s, uint64_t started);
+                    const struct dmj_api_response *res, uint64_t started);
 /** Opens the events/ stream the API accepted (it holds the key's slot until it ends). */
 void dmjd_live_open_stream(struct dmjd_worker *w, h2o_req_t *req,
                            const struct dmj_api_request *in, const struct dmj_api_response *res,
@@ -235,9 +285,6 @@ void dmjd_start_stream(struct dmjd_worker *w, h2o_req_t *req, const struct dmj_a
 /** Counts an answered request in the metrics and writes its access-log line. */
 void dmjd_log_request(struct dmjd_worker *w, h2o_req_t *req, const char *endpoint, int status,
                       size_t sent, uint64_t started);
-
-/** The state of the connection `req` came on, or NULL (not accepted by a worker). */
-struct dmjd_conn *dmjd_conn_of(h2o_req_t *req);
 
 /** Registers the request handler at "/" of the global configuration. */
 void dmjd_handler_register(struct dmjd_server *srv);

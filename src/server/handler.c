@@ -8,16 +8,6 @@
 
 #include "dmjd.h"
 
-/* Rapid reset (CVE-2023-44487): h2o 2.2.5 answers every stream a client opens and resets at
- * once, beyond its 100-stream bound (a reset stream no longer counts), so one connection
- * gets unbounded work done without reading what it asked for. An honest client has at most
- * 100 answers outstanding (h2o runs no more of its streams at once); one whose unsent body
- * bytes pass UNSENT_STREAMS of its largest answers (and UNSENT_MIN bytes) is throwing
- * them away. */
-#define UNSENT_STREAMS 128u
-#define UNSENT_MIN (1u << 20)
-#define UNSENT_WINDOW_US (10 * 1000000ull)
-
 static const char *reason_of(int status)
 {
     switch (status) {
@@ -223,34 +213,6 @@ static void close_after_body(h2o_req_t *req)
         req->http1_is_persistent = 0;
 }
 
-/* Counts an HTTP/2 answer's body against its connection, and shuts down a connection whose
- * answers mostly go unsent (see UNSENT_STREAMS). h2o then sees the connection end and frees
- * it as it would for a vanished client; until then it goes on with the frames it already
- * read (one read can hold thousands of streams), which the caller answers without work. */
-static void account_h2_body(h2o_req_t *req, struct dmjd_conn *conn, size_t body_len,
-                            uint64_t now_us)
-{
-    conn->body_queued += body_len;
-    if (body_len > conn->largest_body)
-        conn->largest_body = body_len;
-    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
-    uint64_t written = sock->bytes_written;
-    uint64_t unsent = conn->body_queued > written ? conn->body_queued - written : 0;
-    if (unsent <= UNSENT_MIN || unsent <= (uint64_t)UNSENT_STREAMS * conn->largest_body) {
-        /* A long-lived connection (a proxy's) that cancels a stream now and then must not
-         * add those up for hours: what was thrown away is forgiven every UNSENT_WINDOW_US. */
-        if (now_us - conn->since_us > UNSENT_WINDOW_US) {
-            conn->body_queued = written;
-            conn->since_us = now_us;
-        }
-        return;
-    }
-    conn->cut = true;
-    int fd = h2o_socket_get_fd(sock);
-    if (fd >= 0)
-        shutdown(fd, SHUT_RDWR);
-}
-
 static int on_request(h2o_handler_t *self, h2o_req_t *req)
 {
     struct dmjd_worker *w = H2O_STRUCT_FROM_MEMBER(struct dmjd_worker, ctx, req->conn->ctx);
@@ -258,7 +220,8 @@ static int on_request(h2o_handler_t *self, h2o_req_t *req)
     size_t path_len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
 
     close_after_body(req);
-    struct dmjd_conn *conn = req->version >= 0x200 ? dmjd_conn_of(req) : NULL;
+    struct dmjd_conn *conn = dmjd_conn_begin(req);
+    dmjd_h2guard_watch(req, conn);
     if (conn != NULL && conn->cut) {
         req->res.status = 429;
         req->res.reason = reason_of(429);
@@ -267,7 +230,7 @@ static int on_request(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
 
-    if (!w->server->metrics_listener &&
+    if (w->server->metrics_on_api &&
         h2o_memis(req->path.base, path_len, H2O_STRLIT("/metrics"))) {
         serve_metrics(w, req, started);
         return 0;
@@ -305,7 +268,7 @@ static int on_request(h2o_handler_t *self, h2o_req_t *req)
         dmjd_live_open_stream(w, req, &in, &res, started);
         return 0;
     }
-    if (res.wait_s > 0 && dmjd_live_park(w, req, &in, res.wait_s, started))
+    if (res.wait_s > 0 && dmjd_live_park(w, req, &in, &res, started))
         return 0;
     dmjd_answer(w, req, &res, started);
     return 0;
@@ -321,10 +284,6 @@ void dmjd_answer(struct dmjd_worker *w, h2o_req_t *req, const struct dmj_api_res
     void *held = head ? NULL : dmj_api_body_hold(res);
     size_t sent =
         send_body(w, req, res->body != NULL ? res->body : "", res->body_len, head, held);
-    struct dmjd_conn *conn = req->version >= 0x200 ? dmjd_conn_of(req) : NULL;
-    uint64_t now = dmjd_now_us();
-    if (conn != NULL)
-        account_h2_body(req, conn, sent, now);
     dmjd_log_request(w, req, res->endpoint, res->status, sent, started);
 }
 
@@ -353,6 +312,7 @@ static int on_metrics_request(h2o_handler_t *self, h2o_req_t *req)
     size_t path_len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
 
     close_after_body(req);
+    dmjd_conn_begin(req);
     if (h2o_memis(req->path.base, path_len, H2O_STRLIT("/metrics"))) {
         serve_metrics(w, req, started);
         return 0;

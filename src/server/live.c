@@ -5,6 +5,7 @@
  * Both live in the request's memory pool (h2o_mem_alloc_shared), so that a client that
  * goes away - h2o disposing of the request - takes them off the worker's lists at once. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -21,11 +22,24 @@ static const char keepalive_line[] = ": keep-alive\n\n";
  * chunked response only with a first chunk, and the client should see its 200 at once. */
 static const char hello_line[] = ": connected\n\n";
 
+/* Held requests that ask the same thing (every field the answer depends on) wait in one
+ * group, and a store change asks the API once per group, not once per request: a flood of
+ * identical long-polls costs one answer per commit. */
+struct dmjd_park_group {
+    h2o_linklist_t link;    /* in the worker's `parked` */
+    h2o_linklist_t members; /* struct dmjd_parked */
+    uint64_t hash;
+    bool visiting; /* its members are being answered: not freed when it empties */
+};
+
 struct dmjd_parked {
-    h2o_linklist_t link;
+    h2o_linklist_t link; /* in its group's `members` */
+    struct dmjd_park_group *group;
     struct dmjd_worker *worker;
+    struct dmjd_conn *conn;
     h2o_req_t *req;
     struct dmj_api_request in; /* pointers into the request (and its pool) */
+    char key[80];              /* the slot it holds ("" = none) */
     uint64_t started_us;
     uint64_t deadline_us;
     uint64_t peeked_us; /* when client_gone last looked */
@@ -35,6 +49,7 @@ struct dmjd_stream {
     h2o_generator_t gen;
     h2o_linklist_t link;
     struct dmjd_worker *worker;
+    struct dmjd_conn *conn;
     h2o_req_t *req;
     struct dmj_api_request in;
     struct dmj_api_stream st;
@@ -82,11 +97,92 @@ static void copy_request(h2o_req_t *req, const struct dmj_api_request *in,
 
 /* ---- held requests ---------------------------------------------------------------------- */
 
+static uint64_t hash_str(uint64_t h, const struct dmj_str *v)
+{
+    /* FNV-1a; the length goes in too, so that field boundaries count */
+    for (size_t i = 0; v->ptr != NULL && i < v->len; i++)
+        h = (h ^ (unsigned char)v->ptr[i]) * 0x100000001b3ull;
+    return (h ^ (v->ptr != NULL ? v->len + 1 : 0)) * 0x100000001b3ull;
+}
+
+static bool str_eq(const struct dmj_str *a, const struct dmj_str *b)
+{
+    if ((a->ptr == NULL) != (b->ptr == NULL) || a->len != b->len)
+        return false;
+    return a->len == 0 || memcmp(a->ptr, b->ptr, a->len) == 0;
+}
+
+/* Every field of the request that the answer depends on, in one place for hash and compare. */
+#define REQUEST_FIELDS(X)                                                                          \
+    X(method) X(path) X(query) X(authorization) X(host) X(forwarded_proto) X(if_none_match)      \
+        X(last_event_id)
+
+static uint64_t request_hash(const struct dmj_api_request *r)
+{
+    uint64_t h = 0xcbf29ce484222325ull ^ (r->tls ? 1u : 0u);
+#define HASH_FIELD(f) h = hash_str(h, &r->f);
+    REQUEST_FIELDS(HASH_FIELD)
+#undef HASH_FIELD
+    return h;
+}
+
+static bool same_request(const struct dmj_api_request *a, const struct dmj_api_request *b)
+{
+    bool same = a->tls == b->tls;
+#define SAME_FIELD(f) same = same && str_eq(&a->f, &b->f);
+    REQUEST_FIELDS(SAME_FIELD)
+#undef SAME_FIELD
+    return same;
+}
+
+static struct dmjd_parked *member_of(h2o_linklist_t *node)
+{
+    return H2O_STRUCT_FROM_MEMBER(struct dmjd_parked, link, node);
+}
+
+static void group_free_if_empty(struct dmjd_park_group *g)
+{
+    if (g->visiting || !h2o_linklist_is_empty(&g->members))
+        return;
+    h2o_linklist_unlink(&g->link);
+    free(g);
+}
+
+/* The group asking the same as `in`, or a new one; NULL when out of memory. */
+static struct dmjd_park_group *group_for(struct dmjd_worker *w, const struct dmj_api_request *in)
+{
+    uint64_t hash = request_hash(in);
+    for (h2o_linklist_t *n = w->parked.next; n != &w->parked; n = n->next) {
+        struct dmjd_park_group *g = H2O_STRUCT_FROM_MEMBER(struct dmjd_park_group, link, n);
+        if (g->hash == hash && !h2o_linklist_is_empty(&g->members) &&
+            same_request(&member_of(g->members.next)->in, in))
+            return g;
+    }
+    struct dmjd_park_group *g = calloc(1, sizeof(*g));
+    if (g == NULL)
+        return NULL;
+    g->hash = hash;
+    h2o_linklist_init_anchor(&g->members);
+    h2o_linklist_insert(&w->parked, &g->link);
+    return g;
+}
+
+static void release_slot(struct dmjd_worker *w, char *key)
+{
+    if (key[0] != '\0' && w->server->slots != NULL)
+        dmjd_slots_release(w->server->slots, key);
+    key[0] = '\0';
+}
+
 static void unpark(struct dmjd_parked *p)
 {
     if (!h2o_linklist_is_linked(&p->link))
         return;
     h2o_linklist_unlink(&p->link);
+    group_free_if_empty(p->group);
+    if (p->conn != NULL)
+        p->conn->held--;
+    release_slot(p->worker, p->key);
     atomic_fetch_sub_explicit(&p->worker->metrics.parked, 1, memory_order_relaxed);
 }
 
@@ -96,34 +192,73 @@ static void on_parked_dispose(void *data)
 }
 
 bool dmjd_live_park(struct dmjd_worker *w, h2o_req_t *req, const struct dmj_api_request *in,
-                    unsigned wait_s, uint64_t started)
+                    const struct dmj_api_response *res, uint64_t started)
 {
-    if (w->draining)
+    char key[sizeof(res->stream_key)];
+    memcpy(key, res->stream_key, sizeof(key));
+    key[sizeof(key) - 1] = '\0';
+    struct dmjd_park_group *g = w->draining ? NULL : group_for(w, in);
+    if (g == NULL) {
+        release_slot(w, key);
         return false;
+    }
     struct dmjd_parked *p = h2o_mem_alloc_shared(&req->pool, sizeof(*p), on_parked_dispose);
     memset(p, 0, sizeof(*p));
     p->worker = w;
+    p->conn = dmjd_conn_of(req);
     p->req = req;
     copy_request(req, in, &p->in);
+    memcpy(p->key, key, sizeof(p->key));
     p->started_us = started;
-    p->deadline_us = started + (uint64_t)wait_s * 1000000u;
-    h2o_linklist_insert(&w->parked, &p->link);
+    p->deadline_us = started + (uint64_t)res->wait_s * 1000000u;
+    p->group = g;
+    h2o_linklist_insert(&g->members, &p->link);
+    if (p->conn != NULL)
+        p->conn->held++;
     atomic_fetch_add_explicit(&w->metrics.parked, 1, memory_order_relaxed);
     arm_tick(w);
     return true;
 }
 
-/* Asks again; answers unless it is the same 304 and `final` is false. True when answered. */
-static bool reevaluate(struct dmjd_parked *p, bool final)
+static void visit_answer(h2o_linklist_t *node, void *res)
+{
+    struct dmjd_parked *p = member_of(node);
+    unpark(p);
+    dmjd_answer(p->worker, p->req, res, p->started_us);
+}
+
+static void each_once(h2o_linklist_t *list, void (*visit)(h2o_linklist_t *node, void *arg),
+                      void *arg);
+
+/* Asks again for the whole group; answers every member unless it is the same 304 and
+ * `final` is false. */
+static void reevaluate_group(struct dmjd_park_group *g, bool final)
+{
+    if (h2o_linklist_is_empty(&g->members))
+        return;
+    struct dmjd_parked *first = member_of(g->members.next);
+    struct dmj_api_response res;
+    memset(&res, 0, sizeof(res));
+    atomic_fetch_add_explicit(&first->worker->metrics.parked_evaluations, 1,
+                              memory_order_relaxed);
+    dmj_api_handle(first->worker->api, &first->in, &res);
+    if (!final && res.status == 304 && res.wait_s > 0)
+        return;
+    /* The body lives until the next dmj_api_handle: every member is answered before it. */
+    g->visiting = true;
+    each_once(&g->members, visit_answer, &res);
+    g->visiting = false;
+    group_free_if_empty(g);
+}
+
+/* One member whose time is up (or whose client left) gets its own final answer. */
+static void reevaluate_one(struct dmjd_parked *p)
 {
     struct dmj_api_response res;
     memset(&res, 0, sizeof(res));
     dmj_api_handle(p->worker->api, &p->in, &res);
-    if (!final && res.status == 304 && res.wait_s > 0)
-        return false;
     unpark(p);
     dmjd_answer(p->worker, p->req, &res, p->started_us);
-    return true;
 }
 
 /* ---- streams ---------------------------------------------------------------------------- */
@@ -205,6 +340,8 @@ static void on_stream_dispose(void *data)
 {
     struct dmjd_stream *s = data;
     stream_unlink(s);
+    if (s->conn != NULL)
+        s->conn->held--;
     atomic_fetch_sub_explicit(&s->worker->metrics.streams, 1, memory_order_relaxed);
     if (s->worker->server->slots != NULL)
         dmjd_slots_release(s->worker->server->slots, s->key);
@@ -221,6 +358,9 @@ void dmjd_live_open_stream(struct dmjd_worker *w, h2o_req_t *req, const struct d
     s->gen.proceed = on_stream_proceed;
     s->gen.stop = on_stream_stop;
     s->worker = w;
+    s->conn = dmjd_conn_of(req);
+    if (s->conn != NULL)
+        s->conn->held++;
     s->req = req;
     copy_request(req, in, &s->in);
     s->st = res->stream;
@@ -271,8 +411,13 @@ static void stream_keepalive(struct dmjd_stream *s, uint64_t now)
         stream_finish(s); /* the write fails, and h2o lets go of the request */
         return;
     }
-    if (s->sending)
+    if (s->sending) {
+        /* h2o holds the last send: a client that reads none of it (an HTTP/2 window left
+         * at zero) is cut like any other answer it stops reading */
+        if (s->conn != NULL && now - s->last_send_us > s->worker->server->send_timeout_us)
+            dmjd_conn_close(s->conn, "send timeout");
         return;
+    }
     if (now - s->last_send_us < s->worker->server->keepalive_us)
         return;
     dmj_buf_reset(&s->buf);
@@ -300,27 +445,36 @@ static void each_once(h2o_linklist_t *list, void (*visit)(h2o_linklist_t *node, 
     }
 }
 
-static struct dmjd_parked *parked_of(h2o_linklist_t *node)
-{
-    return H2O_STRUCT_FROM_MEMBER(struct dmjd_parked, link, node);
-}
-
 static struct dmjd_stream *stream_of(h2o_linklist_t *node)
 {
     return H2O_STRUCT_FROM_MEMBER(struct dmjd_stream, link, node);
 }
 
+static struct dmjd_park_group *group_of(h2o_linklist_t *node)
+{
+    return H2O_STRUCT_FROM_MEMBER(struct dmjd_park_group, link, node);
+}
+
 static void visit_changed(h2o_linklist_t *node, void *final)
 {
-    reevaluate(parked_of(node), *(bool *)final);
+    reevaluate_group(group_of(node), *(bool *)final);
+}
+
+static void visit_member_due(h2o_linklist_t *node, void *now)
+{
+    struct dmjd_parked *p = member_of(node);
+    uint64_t t = *(uint64_t *)now;
+    if (t >= p->deadline_us || client_gone(p->req, &p->peeked_us, t))
+        reevaluate_one(p);
 }
 
 static void visit_due(h2o_linklist_t *node, void *now)
 {
-    struct dmjd_parked *p = parked_of(node);
-    uint64_t t = *(uint64_t *)now;
-    if (t >= p->deadline_us || client_gone(p->req, &p->peeked_us, t))
-        reevaluate(p, true);
+    struct dmjd_park_group *g = group_of(node);
+    g->visiting = true;
+    each_once(&g->members, visit_member_due, now);
+    g->visiting = false;
+    group_free_if_empty(g);
 }
 
 static void visit_pump(h2o_linklist_t *node, void *arg)

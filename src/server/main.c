@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -25,9 +26,18 @@
 #define RATE_TABLE_KEYS 4096 /* keys the rate limiter remembers at once (~8 MiB) */
 #define DEFAULT_STREAMS_PER_KEY 8
 #define DEFAULT_EVENTS_KEEPALIVE 15
-#define STREAM_TABLE_KEYS 4096 /* keys with open event streams at once (~340 KiB) */
-/* The body is never read: keep what h2o buffers of one small. */
-#define MAX_REQUEST_BODY (1u << 20)
+#define STREAM_TABLE_KEYS 4096 /* keys holding long-polls or streams at once (~340 KiB) */
+#define DEFAULT_MAX_HELD 4096
+#define DEFAULT_SEND_TIMEOUT 30
+#define DEFAULT_HEADER_TIMEOUT 10
+/* The default --max-connections stays below this whatever the open-file limit allows: an
+ * idle connection costs h2o some 10-20 KiB. */
+#define DEFAULT_MAX_CONNECTIONS_CAP 65536
+/* Descriptors kept for everything else: the store, logs, listeners, pipes, event loops. */
+#define RESERVED_FDS 64
+/* The body is never read: h2o keeps at most this of one (HTTP/1 answers 413 past it, HTTP/2
+ * resets the stream), so that a few small bodies still get their proper 405. */
+#define MAX_REQUEST_BODY 4096
 
 struct options {
     const char *db;
@@ -44,6 +54,11 @@ struct options {
     size_t map_size;
     unsigned streams_per_key;
     unsigned events_keepalive;
+    unsigned max_held;
+    unsigned long long max_connections; /* 0: from the open-file limit */
+    unsigned send_timeout;
+    unsigned header_timeout;
+    bool metrics_on_api;
 };
 
 static void usage(FILE *f)
@@ -53,7 +68,9 @@ static void usage(FILE *f)
             "            [--tls-cert FILE --tls-key FILE] [--max-limit N]\n"
             "            [--rate-limit 480/minute,4800/hour] [--access-log FILE|-]\n"
             "            [--access-log-format combined|json] [--metrics-listen HOST:PORT]\n"
-            "            [--map-size BYTES] [--streams-per-key N] [--events-keepalive S]\n"
+            "            [--map-size BYTES] [--streams-per-key N] [--max-held N]\n"
+            "            [--events-keepalive S] [--max-connections N] [--send-timeout S]\n"
+            "            [--header-timeout S] [--metrics-on-api]\n"
             "\n"
             "Serves PostHog's data-modeling-jobs API from a dmj store (read-only).\n"
             "\n"
@@ -70,12 +87,23 @@ static void usage(FILE *f)
             "  --access-log-format combined|json\n"
             "                     combined log format (default), or one JSON object a line\n"
             "  --metrics-listen HOST:PORT\n"
-            "                     serve /metrics on this listener only (default: on the API\n"
-            "                     listeners); plain HTTP\n"
+            "                     serve /metrics on this listener (plain HTTP); without it,\n"
+            "                     /metrics is not served at all\n"
+            "  --metrics-on-api   serve /metrics on the API listeners too (no key needed)\n"
             "  --map-size BYTES   LMDB map size (default: $DMJ_MAP_SIZE or the store's)\n"
             "  --streams-per-key N\n"
-            "                     open events/ streams one key may hold (default %d;\n"
-            "                     0 = no bound); one more is a 429\n"
+            "                     held running/?wait= long-polls and open events/ streams\n"
+            "                     one key may have (default %d; 0 = no per-key bound);\n"
+            "                     one more is answered at once: 429 with Retry-After\n"
+            "  --max-held N       the same bound for the whole server (default %d)\n"
+            "  --max-connections N\n"
+            "                     open client connections (default: from the open-file limit,\n"
+            "                     raised to its hard limit, at most %d); at the limit a new\n"
+            "                     connection displaces the one quiet the longest\n"
+            "  --send-timeout S   close a connection whose client reads nothing of an answer\n"
+            "                     for S seconds (default %d)\n"
+            "  --header-timeout S close a connection with no request in progress for S\n"
+            "                     seconds: idle, or headers never finished (default %d)\n"
             "  --events-keepalive S\n"
             "                     seconds between `: keep-alive` lines on an idle\n"
             "                     events/ stream (default %d)\n"
@@ -89,7 +117,9 @@ static void usage(FILE *f)
             "loops; one watcher thread wakes them when the store commits.\n"
             "SIGTERM or SIGINT: stop accepting, answer held long-polls, end event\n"
             "streams, finish the responses in flight, exit 0.\n",
-            DEFAULT_MAX_LIMIT, DEFAULT_STREAMS_PER_KEY, DEFAULT_EVENTS_KEEPALIVE);
+            DEFAULT_MAX_LIMIT, DEFAULT_STREAMS_PER_KEY, DEFAULT_MAX_HELD,
+            DEFAULT_MAX_CONNECTIONS_CAP, DEFAULT_SEND_TIMEOUT, DEFAULT_HEADER_TIMEOUT,
+            DEFAULT_EVENTS_KEEPALIVE);
 }
 
 static int parse_unsigned(const char *s, unsigned long long max, unsigned long long *out)
@@ -121,6 +151,11 @@ static int parse_options(int argc, char **argv, struct options *o)
         O_METRICS,
         O_STREAMS,
         O_KEEPALIVE,
+        O_MAX_HELD,
+        O_MAX_CONNS,
+        O_SEND_TIMEOUT,
+        O_HEADER_TIMEOUT,
+        O_METRICS_ON_API,
     };
     static const struct option longopts[] = {
         {"db", required_argument, NULL, O_DB},
@@ -136,6 +171,11 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"metrics-listen", required_argument, NULL, O_METRICS},
         {"streams-per-key", required_argument, NULL, O_STREAMS},
         {"events-keepalive", required_argument, NULL, O_KEEPALIVE},
+        {"max-held", required_argument, NULL, O_MAX_HELD},
+        {"max-connections", required_argument, NULL, O_MAX_CONNS},
+        {"send-timeout", required_argument, NULL, O_SEND_TIMEOUT},
+        {"header-timeout", required_argument, NULL, O_HEADER_TIMEOUT},
+        {"metrics-on-api", no_argument, NULL, O_METRICS_ON_API},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -147,6 +187,9 @@ static int parse_options(int argc, char **argv, struct options *o)
     o->max_limit = DEFAULT_MAX_LIMIT;
     o->streams_per_key = DEFAULT_STREAMS_PER_KEY;
     o->events_keepalive = DEFAULT_EVENTS_KEEPALIVE;
+    o->max_held = DEFAULT_MAX_HELD;
+    o->send_timeout = DEFAULT_SEND_TIMEOUT;
+    o->header_timeout = DEFAULT_HEADER_TIMEOUT;
     int c;
     unsigned long long v;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -217,6 +260,32 @@ static int parse_options(int argc, char **argv, struct options *o)
                 return 2;
             }
             o->events_keepalive = (unsigned)v;
+            break;
+        case O_MAX_HELD:
+            if (parse_unsigned(optarg, 1000000, &v) != 0 || v == 0) {
+                fprintf(stderr, "dmjd: --max-held takes 1 to 1000000\n");
+                return 2;
+            }
+            o->max_held = (unsigned)v;
+            break;
+        case O_MAX_CONNS:
+            if (parse_unsigned(optarg, 100000000, &v) != 0 || v == 0) {
+                fprintf(stderr, "dmjd: --max-connections takes 1 to 100000000\n");
+                return 2;
+            }
+            o->max_connections = v;
+            break;
+        case O_SEND_TIMEOUT:
+        case O_HEADER_TIMEOUT:
+            if (parse_unsigned(optarg, 86400, &v) != 0 || v == 0) {
+                fprintf(stderr, "dmjd: --%s takes 1 to 86400 seconds\n",
+                        c == O_SEND_TIMEOUT ? "send-timeout" : "header-timeout");
+                return 2;
+            }
+            *(c == O_SEND_TIMEOUT ? &o->send_timeout : &o->header_timeout) = (unsigned)v;
+            break;
+        case O_METRICS_ON_API:
+            o->metrics_on_api = true;
             break;
         case 'h':
             usage(stdout);
@@ -376,6 +445,37 @@ static int open_access_log(const char *path)
     return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 }
 
+/* Raises the open-file limit to its hard limit and returns the connection cap: `asked`, or
+ * what the limit leaves after every worker's descriptors and the displacement slack (a
+ * displaced connection's descriptor is freed a loop turn after the one that replaces it).
+ * 0 (with a message) when `asked` does not fit. */
+static unsigned long long connection_budget(unsigned long long asked, unsigned threads)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return asked != 0 ? asked : 1024;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    unsigned long long reserved = RESERVED_FDS + (unsigned long long)threads * (DMJD_MAX_LISTENERS + 40);
+    unsigned long long room = rl.rlim_cur == RLIM_INFINITY ? DEFAULT_MAX_CONNECTIONS_CAP
+                              : rl.rlim_cur > reserved    ? rl.rlim_cur - reserved
+                                                          : 0;
+    if (asked == 0)
+        return room < DEFAULT_MAX_CONNECTIONS_CAP ? (room > 0 ? room : 1)
+                                                  : DEFAULT_MAX_CONNECTIONS_CAP;
+    if (asked > room) {
+        fprintf(stderr,
+                "dmjd: --max-connections %llu needs more descriptors than the open-file limit "
+                "(%llu) leaves; raise it (LimitNOFILE=, ulimit -n) or ask for at most %llu\n",
+                asked, (unsigned long long)rl.rlim_cur, room);
+        return 0;
+    }
+    return asked;
+}
+
 /* Runs the workers until SIGTERM or SIGINT; returns the exit status. */
 static int serve(struct dmjd_server *srv, unsigned threads, const sigset_t *stop)
 {
@@ -492,14 +592,19 @@ int main(int argc, char **argv)
     }
     srv.api.max_limit = o.max_limit;
     srv.keepalive_us = (uint64_t)o.events_keepalive * 1000000u;
-    if (o.streams_per_key > 0) {
-        if (dmjd_slots_new(o.streams_per_key, STREAM_TABLE_KEYS, &srv.slots) != 0) {
-            fprintf(stderr, "dmjd: out of memory\n");
-            return 1;
-        }
-        srv.api.stream_acquire = dmjd_slots_acquire;
-        srv.api.stream_ctx = srv.slots;
+    if (dmjd_slots_new(o.streams_per_key, o.max_held, STREAM_TABLE_KEYS, &srv.slots) != 0) {
+        fprintf(stderr, "dmjd: out of memory\n");
+        return 1;
     }
+    srv.api.stream_acquire = dmjd_slots_acquire;
+    srv.api.stream_ctx = srv.slots;
+    srv.send_timeout_us = (uint64_t)o.send_timeout * 1000000u;
+    srv.header_timeout_us = (uint64_t)o.header_timeout * 1000000u;
+    srv.metrics_on_api = o.metrics_on_api;
+    unsigned long long max_conns = connection_budget(o.max_connections, o.threads);
+    if (max_conns == 0)
+        goto Exit;
+    srv.max_conns_per_worker = (size_t)((max_conns + o.threads - 1) / o.threads);
     if (srv.ratelimit != NULL) {
         srv.api.rate_limit = dmjd_ratelimit_check;
         srv.api.rate_limit_ctx = srv.ratelimit;

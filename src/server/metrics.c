@@ -173,6 +173,42 @@ static int render_latency(struct dmjd_server *srv, struct dmj_buf *out)
     return rc;
 }
 
+/* What dmjd did against clients that take more than their share. */
+static int render_defence(struct dmjd_server *srv, struct dmj_buf *out)
+{
+    uint64_t refused = 0, displaced = 0, closed = 0, cut = 0, evaluations = 0;
+    for (unsigned w = 0; w < srv->n_workers; w++) {
+        struct dmjd_metrics *m = &srv->workers[w]->metrics;
+        refused += atomic_load_explicit(&m->refused_connections, memory_order_relaxed);
+        displaced += atomic_load_explicit(&m->displaced_connections, memory_order_relaxed);
+        closed += atomic_load_explicit(&m->closed_by_dmjd, memory_order_relaxed);
+        cut += atomic_load_explicit(&m->h2_cut, memory_order_relaxed);
+        evaluations += atomic_load_explicit(&m->parked_evaluations, memory_order_relaxed);
+    }
+    return dmj_buf_printf(out,
+                          "# HELP dmj_http_connections_refused_total Connections closed at "
+                          "accept: at --max-connections with none quiet enough to displace.\n"
+                          "# TYPE dmj_http_connections_refused_total counter\n"
+                          "dmj_http_connections_refused_total %" PRIu64 "\n"
+                          "# HELP dmj_http_connections_displaced_total Quiet connections closed "
+                          "to make room for a new one.\n"
+                          "# TYPE dmj_http_connections_displaced_total counter\n"
+                          "dmj_http_connections_displaced_total %" PRIu64 "\n"
+                          "# HELP dmj_http_connections_closed_total Connections dmjd closed: "
+                          "send and header timeouts, displacements, HTTP/2 cuts.\n"
+                          "# TYPE dmj_http_connections_closed_total counter\n"
+                          "dmj_http_connections_closed_total %" PRIu64 "\n"
+                          "# HELP dmj_http2_connections_cut_total HTTP/2 connections sent GOAWAY "
+                          "for resetting or opening too many streams.\n"
+                          "# TYPE dmj_http2_connections_cut_total counter\n"
+                          "dmj_http2_connections_cut_total %" PRIu64 "\n"
+                          "# HELP dmj_http_parked_evaluations_total Held long-polls asked again "
+                          "after a store change (once per group of identical requests).\n"
+                          "# TYPE dmj_http_parked_evaluations_total counter\n"
+                          "dmj_http_parked_evaluations_total %" PRIu64 "\n",
+                          refused, displaced, closed, cut, evaluations);
+}
+
 int dmjd_metrics_render(struct dmjd_server *srv, struct dmj_buf *out)
 {
     int64_t open = 0, parked = 0, streams = 0;
@@ -219,6 +255,8 @@ int dmjd_metrics_render(struct dmjd_server *srv, struct dmj_buf *out)
                             "# TYPE dmj_http_event_streams gauge\n"
                             "dmj_http_event_streams %" PRId64 "\n",
                             open, accepted, used, map_size, srv->n_workers, parked, streams);
+    if (rc == 0)
+        rc = render_defence(srv, out);
     if (rc == 0 && counted)
         rc = dmj_buf_printf(out,
                             "# HELP dmj_store_jobs Jobs in the store (duckgres ones included).\n"

@@ -1,4 +1,5 @@
-/** Open event streams per API key, counted across every worker (the per-key bound). */
+/** Held requests (long-polls and event streams) per API key and in all, counted across every
+ * worker: the bounds that keep parked work finite. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -15,12 +16,14 @@ struct slot {
 
 struct dmjd_slots {
     pthread_mutex_t lock;
-    unsigned per_key;
+    unsigned per_key; /* 0: no per-key bound */
+    unsigned total;   /* held in all, at most max_total */
+    unsigned max_total;
     size_t capacity;
     struct slot *slots;
 };
 
-int dmjd_slots_new(unsigned per_key, size_t capacity, struct dmjd_slots **out)
+int dmjd_slots_new(unsigned per_key, unsigned total, size_t capacity, struct dmjd_slots **out)
 {
     struct dmjd_slots *s = calloc(1, sizeof(*s));
     if (s == NULL)
@@ -32,6 +35,7 @@ int dmjd_slots_new(unsigned per_key, size_t capacity, struct dmjd_slots **out)
     }
     pthread_mutex_init(&s->lock, NULL);
     s->per_key = per_key;
+    s->max_total = total;
     s->capacity = capacity;
     *out = s;
     return 0;
@@ -78,9 +82,12 @@ unsigned dmjd_slots_acquire(void *slots, const char *secure_value)
         e->open = 0;
     }
     /* A full table refuses too: every key with a stream is counted, none goes unbounded. */
-    if (e != NULL && e->open < s->per_key) {
+    if (e != NULL && (s->per_key == 0 || e->open < s->per_key) && s->total < s->max_total) {
         e->open++;
+        s->total++;
         wait = 0;
+    } else if (e != NULL && e->open == 0) {
+        e->key[0] = '\0'; /* taken just now and refused: free again */
     }
     pthread_mutex_unlock(&s->lock);
     return wait;
@@ -91,7 +98,10 @@ void dmjd_slots_release(struct dmjd_slots *s, const char *secure_value)
     struct slot *free_slot;
     pthread_mutex_lock(&s->lock);
     struct slot *e = find(s, secure_value, &free_slot);
-    if (e != NULL && e->open > 0 && --e->open == 0)
-        e->key[0] = '\0';
+    if (e != NULL && e->open > 0) {
+        s->total--;
+        if (--e->open == 0)
+            e->key[0] = '\0';
+    }
     pthread_mutex_unlock(&s->lock);
 }

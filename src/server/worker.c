@@ -17,21 +17,6 @@
 #define ACCEPTS_PER_WAKE 32 /* then let the loop serve what it has, other threads can accept */
 #define SCRATCH_MAX (1u << 20)
 
-static void on_conn_close(void *data)
-{
-    struct dmjd_conn *conn = data;
-    atomic_fetch_sub_explicit(&conn->worker->metrics.open_connections, 1, memory_order_relaxed);
-    free(conn);
-}
-
-struct dmjd_conn *dmjd_conn_of(h2o_req_t *req)
-{
-    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
-    if (sock == NULL || sock->on_close.cb != on_conn_close)
-        return NULL;
-    return sock->on_close.data;
-}
-
 static void on_accept(h2o_socket_t *listener, const char *err);
 
 /* Out of file descriptors: the listener stays readable, so stop polling it for a moment
@@ -70,17 +55,10 @@ static void on_accept(h2o_socket_t *listener, const char *err)
                 pause_accepting(w);
             return;
         }
-        struct dmjd_conn *conn = calloc(1, sizeof(*conn));
-        if (conn == NULL) {
-            h2o_socket_close(sock); /* out of memory: refuse rather than serve untracked */
+        if (!dmjd_conn_accept(w, sock)) {
+            h2o_socket_close(sock);
             continue;
         }
-        conn->worker = w;
-        conn->since_us = dmjd_now_us();
-        atomic_fetch_add_explicit(&w->metrics.open_connections, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&w->metrics.accepted_connections, 1, memory_order_relaxed);
-        sock->on_close.cb = on_conn_close;
-        sock->on_close.data = conn;
         h2o_accept(actx, sock);
     }
 }
@@ -171,6 +149,7 @@ static void dispose_loop(struct dmjd_worker *w)
     }
     if (h2o_timeout_is_linked(&w->live_tick))
         h2o_timeout_unlink(&w->live_tick);
+    dmjd_conns_stop(w);
     h2o_evloop_run(w->ctx.loop, 0);
     /* The HTTP/2 shutdown re-sends GOAWAY a second later; with no connection left there is
      * no one to send it to, and h2o will not dispose of a timeout with an entry in it. */
@@ -205,6 +184,7 @@ static void *run(void *arg)
         dmjd_log("worker %u: %s", w->index, dmj_strerror(w->setup_rc));
     wait_for_all(w->server);
     if (w->setup_rc == 0) {
+        dmjd_conns_start(w);
         for (unsigned i = 0; i < w->server->n_listeners; i++)
             h2o_socket_read_start(w->listen_socks[i], on_accept);
     } else {
@@ -240,6 +220,7 @@ int dmjd_worker_new(struct dmjd_server *srv, unsigned index, struct dmjd_worker 
     w->server = srv;
     w->index = index;
     w->resume_accept.cb = on_resume_accept;
+    dmjd_conns_init(w);
     dmjd_live_init(w);
     dmj_buf_init(&w->scratch, SCRATCH_MAX);
     int rc = dmj_api_worker_new(srv->store, &srv->api, &w->api);

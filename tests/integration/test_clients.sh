@@ -61,7 +61,7 @@ openssl req -x509 -newkey rsa:2048 -nodes -keyout "$TMP/key.pem" -out "$TMP/cert
     >/dev/null 2>&1 || { echo "openssl req failed"; exit 1; }
 
 # ---- the server: a plain and a TLS listener ----------------------------------------------
-"$BIN/dmjd" --db "$TMP/db" --threads 2 --listen http://127.0.0.1:0 \
+"$BIN/dmjd" --db "$TMP/db" --threads 2 --metrics-on-api --listen http://127.0.0.1:0 \
     --listen https://127.0.0.1:0 --tls-cert "$TMP/cert.pem" --tls-key "$TMP/key.pem" \
     >"$TMP/out" 2>"$TMP/err" &
 PID=$!

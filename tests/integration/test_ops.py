@@ -134,7 +134,19 @@ def case_metrics_listener(store, tmp):
 
 
 def case_metrics_default(store, tmp):
+    # Without --metrics-listen or --metrics-on-api, /metrics is not served at all: on the
+    # API port it is an ordinary unmatched path.
     srv = Dmjd(store.dir, "--threads", "1")
+    try:
+        c = srv.conn()
+        res, body = get(c, "/metrics")
+        res2, body2 = get(c, "/nope")
+        assert (res.status, body) == (res2.status, body2) == (404, body2), (res.status, body)
+        assert b"dmj_" not in body
+    finally:
+        code, err = srv.stop()
+    assert code == 0 and err == "", (code, err)
+    srv = Dmjd(store.dir, "--threads", "1", "--metrics-on-api")
     try:
         m = scrape(srv.conn())
         assert m[("dmj_store_jobs", "")] >= len({j["id"] for j in store.jobs}), m
@@ -148,19 +160,21 @@ def case_metrics_default(store, tmp):
     nothing = os.path.join(tmp, "nothing.ndjson")
     open(nothing, "w").close()
     import_into(empty, nothing)
-    srv = Dmjd(empty, "--threads", "1")
+    srv = Dmjd(empty, "--threads", "1", "--metrics-on-api")
     try:
         m = scrape(srv.conn())
         assert m[("dmj_store_jobs", "")] == 0, m
         assert m[("dmj_store_last_import_timestamp_seconds", "")] == 0, m
     finally:
         srv.stop()
-    print("ok   /metrics on the API listener by default, with the jobs count")
+    print("ok   /metrics off the API listener by default; --metrics-on-api puts it there, "
+          "with the jobs count")
 
 
 def case_access_log_json(store, tmp):
     log = os.path.join(tmp, "access.json")
-    srv = Dmjd(store.dir, "--threads", "1", "--access-log", log, "--access-log-format", "json")
+    srv = Dmjd(store.dir, "--threads", "1", "--metrics-on-api", "--access-log", log,
+               "--access-log-format", "json")
     key = store.read_key
     try:
         c = srv.conn()

@@ -100,7 +100,8 @@ class Server:
     """A dmjd process; `urls` are the printed listener URLs."""
 
     def __init__(self, db, *args, listeners=1, env=None, preexec_fn=None):
-        cmd = [binary("dmjd"), "--db", db, *args]
+        # /metrics on the API port: the tests read dmjd's counters from there.
+        cmd = [binary("dmjd"), "--db", db, "--metrics-on-api", *args]
         if not any(a == "--listen" for a in args):
             cmd += ["--listen", "127.0.0.1:0"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -551,10 +552,10 @@ def case_sigterm(store, tmp):
         assert len(json.loads(body)["results"]) == 25000
         code, err = srv.stop(timeout=30)
         assert code == 0, (code, err)
+        # An idle connection holding the drain up would run into the drain deadline, which
+        # dmjd reports on stderr ("closing connections still open after ... ms").
+        assert "still open" not in err, "shutdown waited on an idle connection: " + err
         assert not err.strip(), err
-        # An idle connection holding the drain up would show as the 10 s deadline and a
-        # "still open" message on stderr.
-        assert time.time() - started < 9.5, "shutdown waited on an idle connection"
     finally:
         srv.kill()
     # SIGINT too, with nothing open, even when started as a shell starts background jobs:
