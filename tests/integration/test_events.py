@@ -329,8 +329,11 @@ def case_h2c_and_sigterm(store, tmp):
         # SIGTERM ends both streams (the responses complete) and dmjd exits promptly.
         started = time.time()
         code, err = srv.stop(timeout=LONG)
+        # The streams end at once, not at the drain deadline, which dmjd reports on stderr
+        # ("closing connections still open after ... ms").
+        assert "still open" not in err, "shutdown waited %.1fs on event streams: %s" % (
+            time.time() - started, err)
         assert code == 0 and not err.strip(), (code, err)
-        assert time.time() - started < 9, time.time() - started
         assert h1.wait_end(10)
         assert curl.wait(10) == 0, curl.returncode
     finally:

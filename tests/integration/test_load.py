@@ -28,7 +28,7 @@ SLOW = sanitized()
 CONNECTIONS = 2000 if SLOW else 10000
 SLOW_READERS = 20
 VANISHING = 300 if SLOW else 1000
-PROBE_BOUND_S = 10.0 if SLOW else 3.0  # generous: a loaded 2-core machine, CI twice
+HANG_S = 300  # only stops a hung test: no assertion here is about how long anything took
 RSS_BOUND_MB = 1024 if SLOW else 384
 NOFILE = CONNECTIONS + 4096
 
@@ -61,8 +61,9 @@ def open_count(srv):
 
 
 def timed_probe(srv, key):
+    """A normal request answered 200 (its time is a printed figure, not a bound)."""
     started = time.time()
-    c = srv.conn(timeout=30)
+    c = srv.conn(timeout=HANG_S)
     try:
         res, body = get(c, LIST + "?limit=5", key)
     finally:
@@ -70,6 +71,20 @@ def timed_probe(srv, key):
     took = time.time() - started
     assert res.status == 200, (res.status, body[:200])
     return took
+
+
+def open_by_us(socks):
+    """How many of our sockets dmjd has not closed (a peek: nothing is consumed)."""
+    n = 0
+    for s in socks:
+        s.setblocking(False)
+        try:
+            n += s.recv(1, socket.MSG_PEEK) != b""
+        except BlockingIOError:
+            n += 1
+        except OSError:
+            pass
+    return n
 
 
 def open_many(port, n, request, deadline):
@@ -141,15 +156,19 @@ def case_load(store, tmp):
         quiet = timed_probe(srv, key)
         started = time.time()
         socks = open_many(srv.port, CONNECTIONS, b"GET /_health HTTP/1.1\r\nHost: t\r\n\r\n",
-                          started + 60)
+                          started + HANG_S)
         opened = time.time() - started
         figures.append("%d keep-alive connections opened and served in %.1fs"
                        % (CONNECTIONS, opened))
+        # dmjd's gauge against our own count, taken around it: h2o may close idle keep-alive
+        # connections (after 10 s) at any moment, so theirs lies between our two counts (plus
+        # the connection that reads /metrics). No assumption on how fast all this ran.
+        ours_before = open_by_us(socks)
         n_open = open_count(srv)
-        figures.append("dmjd counts %d open connections" % n_open)
-        # h2o closes idle keep-alive connections after 10 s; all of ours were answered within
-        # `opened` seconds, so nearly all are still open.
-        assert n_open >= CONNECTIONS * 0.9, (n_open, CONNECTIONS)
+        ours_after = open_by_us(socks)
+        figures.append("dmjd counts %d open connections, %d to %d of ours still open"
+                       % (n_open, ours_after, ours_before))
+        assert ours_after + 1 <= n_open <= ours_before + 1, (ours_after, n_open, ours_before)
         under_load = timed_probe(srv, key)
 
         # Slow readers: a big page each, read one byte a second through a tiny window.
@@ -191,20 +210,19 @@ def case_load(store, tmp):
                        % (rss_idle / 1024.0, rss_peak / 1024.0))
         for line in figures:
             print("  " + line)
-        assert under_load < PROBE_BOUND_S and worst < PROBE_BOUND_S, (under_load, worst)
         assert rss_peak < RSS_BOUND_MB * 1024, "peak RSS %.1f MiB" % (rss_peak / 1024.0)
 
         for s in socks + slow:
             s.close()
         # Every connection closed on our side: dmjd's count comes back down (none leaked).
-        deadline = time.time() + 30
+        deadline = time.time() + HANG_S
         n_open = open_count(srv)
         while n_open > 1 and time.time() < deadline:
             time.sleep(0.2)
             n_open = open_count(srv)
         print("  open connections after closing: %d" % n_open)
         assert n_open <= 1, n_open
-        assert timed_probe(srv, key) < PROBE_BOUND_S
+        timed_probe(srv, key)
 
 
 def main():

@@ -36,6 +36,7 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import need  # noqa: E402
 import pg_helper  # noqa: E402
 from test_server import Server, binary, generate, get, import_into, make_cert, metrics, \
     run_cases, sanitized, skip, tls_context  # noqa: E402
@@ -713,14 +714,17 @@ def case_idle_stream(store, tmp, upstream):
         with HAProxy(tmp, "dmjd-replicas.cfg", {"dmj1": srv.port, "dmj2": srv.port},
                      timeouts="4s") as lb:
             with open_events(lb.port, data.keys["read"]) as events:
+                # Read until the stream has been idle for twice the timeouts and carried at
+                # least 8 keep-alive lines: slowness only makes it longer (the 60 s socket
+                # timeout and the 300 s bound only stop a hung test).
                 seen = b""
-                until = time.time() + 8  # twice the timeouts
-                while time.time() < until:
+                started = time.time()
+                while seen.count(b": keep-alive") < 8 or time.time() - started < 8:
+                    assert time.time() - started < 300, seen[-500:]
                     chunk = events.recv(4096)
                     assert chunk, "HAProxy closed an idle stream: %r" % seen[-500:]
                     seen += chunk
                 assert seen.startswith(b"HTTP/1.1 200"), seen[:200]
-                assert seen.count(b": keep-alive") >= 4, seen[-500:]
 
 
 def case_follow(store, tmp, upstream):
@@ -730,7 +734,10 @@ def case_follow(store, tmp, upstream):
     long-poll of running/ and an events/ stream opened through HAProxy before the change
     are answered with it. (Last: it changes the upstream data.)"""
     if upstream.pg is None:
-        print("  not run: " + upstream.why)
+        if os.environ.get("DMJ_TEST_REPLICAS_IMPORT"):
+            print("  not run: " + upstream.why)
+        else:
+            need.missing("case_follow (replicas following PostgreSQL): " + upstream.why)
         return
     data = Data(store, tmp, upstream)
     key = data.keys["read"]

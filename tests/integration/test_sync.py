@@ -256,14 +256,32 @@ def case_sigkill_at_random_moments(_store, tmp):
         pg.stop()
 
 
+def store_stats(db):
+    """`dmj stats` of the store, or "" before a first commit has made one."""
+    if not os.path.exists(os.path.join(db, "data.mdb")):
+        return ""
+    res = subprocess.run([binary("dmj"), "stats", "--db", db], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True)
+    return res.stdout if res.returncode == 0 else ""
+
+
 def sigkill_rounds(pg, db, rng, changes, stop, errors):
     at_kill = []
     t = threading.Thread(target=changes)
     t.start()
     try:
         for i in range(10):
+            before = store_stats(db)
             s = Syncer(pg, db, "--interval", "0.2", "--batch", "500")
-            time.sleep(rng.uniform(0.05, 0.6) * min(SLOW, 2))
+            if i % 2 == 0:
+                # Aimed: killed once this run has committed (the store's figures moved), so
+                # that kills surely land between commits, the first ones mid initial copy.
+                deadline = time.time() + 120 * SLOW  # only stops a hung sync
+                while store_stats(db) == before and s.proc.poll() is None:
+                    assert time.time() < deadline, "dmj sync committed nothing in 120 s"
+                    time.sleep(0.002)
+            else:
+                time.sleep(rng.uniform(0.05, 0.6) * min(SLOW, 2))
             s.proc.kill()
             s.proc.wait()
             s.proc.stderr.close()
@@ -277,6 +295,9 @@ def sigkill_rounds(pg, db, rng, changes, stop, errors):
         t.join()
     print("jobs stored at each kill:", at_kill)
     assert not errors, errors
+    # At least one kill after some commits of the initial copy and before its last batch.
+    mid = [n for n in at_kill if 0 < n <= 10000 - 500]
+    assert mid, "no kill landed between the initial copy's commits: %r" % at_kill
     sync(pg, db)
     n = assert_store_equals_table(db, pg)
     assert n > 10000, n
