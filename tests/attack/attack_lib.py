@@ -101,6 +101,7 @@ class Dmjd(Server):
             ["--metrics-listen", "127.0.0.1:%d" % self.metrics_port]
         super().__init__(db, *supported(full), listeners=listeners)
         self.pid = self.proc.pid
+        self.metrics_retries = 0
         # Drain both pipes from now on: under attack h2o may write many lines to stderr, and a
         # full pipe would block dmjd.
         self.err = bytearray()
@@ -143,13 +144,19 @@ class Dmjd(Server):
                 raise AssertionError("dmjd exited %d: %s" % (code, err[-2000:]))
 
     def metrics(self):
-        """/metrics from the metrics listener: {(name, labels): value}."""
+        """/metrics from the metrics listener: {(name, labels): value}. Retried when its
+        connection is closed before an answer (the listener shares the connection cap)."""
         from test_server import metrics as parse
-        c = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=HUNG)
-        try:
-            return parse(c)
-        finally:
-            c.close()
+        for attempt in range(200):
+            c = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=HUNG)
+            try:
+                return parse(c)
+            except (http.client.RemoteDisconnected, ConnectionError):
+                self.metrics_retries += 1
+                time.sleep(0.02)
+            finally:
+                c.close()
+        raise AssertionError("the metrics listener refused 200 times")
 
     def gauge(self, name, labels=""):
         return self.metrics().get((name, labels), 0)
@@ -422,6 +429,10 @@ class Legit(threading.Thread):
         self.done.set()
         self.join(HUNG)
         assert not self.is_alive(), "the legitimate client hung"
+        for c in (self.h1, self.h2):
+            if c is not None:
+                c.close()
+        self.h1 = self.h2 = None
         return self
 
     def check(self, what):
@@ -438,9 +449,9 @@ class Legit(threading.Thread):
             lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000, len(self.failures))
 
 
-def serves_normally(srv, store):
+def serves_normally(srv, store, port=None):
     """After an attack: fresh HTTP/1.1 and h2c requests answer 200 with the right bodies."""
-    Legit(srv.port, store).stop().check("after the attack")
+    Legit(port or srv.port, store).stop().check("after the attack")
 
 
 # ---- attackers ------------------------------------------------------------------------------
