@@ -23,7 +23,7 @@
 
 #define DEFAULT_LISTEN "127.0.0.1:8000"
 #define DEFAULT_MAX_LIMIT 1000
-#define RATE_TABLE_KEYS 4096 /* keys the rate limiter remembers at once (~8 MiB) */
+#define RATE_TABLE_KEYS 4096 /* default --rate-limit-keys (~8 MiB) */
 #define DEFAULT_STREAMS_PER_KEY 8
 #define DEFAULT_EVENTS_KEEPALIVE 15
 #define STREAM_TABLE_KEYS 4096 /* keys holding long-polls or streams at once (~340 KiB) */
@@ -55,6 +55,7 @@ struct options {
     unsigned streams_per_key;
     unsigned events_keepalive;
     unsigned max_held;
+    unsigned rate_keys;
     unsigned long long max_connections; /* 0: from the open-file limit */
     unsigned send_timeout;
     unsigned header_timeout;
@@ -70,7 +71,7 @@ static void usage(FILE *f)
             "            [--access-log-format combined|json] [--metrics-listen HOST:PORT]\n"
             "            [--map-size BYTES] [--streams-per-key N] [--max-held N]\n"
             "            [--events-keepalive S] [--max-connections N] [--send-timeout S]\n"
-            "            [--header-timeout S] [--metrics-on-api]\n"
+            "            [--header-timeout S] [--metrics-on-api] [--rate-limit-keys N]\n"
             "\n"
             "Serves PostHog's data-modeling-jobs API from a dmj store (read-only).\n"
             "\n"
@@ -83,6 +84,9 @@ static void usage(FILE *f)
             "  --tls-key FILE     PEM private key\n"
             "  --max-limit N      largest page size (default %d; 0 = no maximum)\n"
             "  --rate-limit R     per-key limits, e.g. 480/minute,4800/hour (default: none)\n"
+            "  --rate-limit-keys N\n"
+            "                     keys the limiter tracks at once (default %d); a new key\n"
+            "                     finding no slot free of counts is refused (429)\n"
             "  --access-log F     access log to F, or - for stdout\n"
             "  --access-log-format combined|json\n"
             "                     combined log format (default), or one JSON object a line\n"
@@ -117,7 +121,7 @@ static void usage(FILE *f)
             "loops; one watcher thread wakes them when the store commits.\n"
             "SIGTERM or SIGINT: stop accepting, answer held long-polls, end event\n"
             "streams, finish the responses in flight, exit 0.\n",
-            DEFAULT_MAX_LIMIT, DEFAULT_STREAMS_PER_KEY, DEFAULT_MAX_HELD,
+            DEFAULT_MAX_LIMIT, RATE_TABLE_KEYS, DEFAULT_STREAMS_PER_KEY, DEFAULT_MAX_HELD,
             DEFAULT_MAX_CONNECTIONS_CAP, DEFAULT_SEND_TIMEOUT, DEFAULT_HEADER_TIMEOUT,
             DEFAULT_EVENTS_KEEPALIVE);
 }
@@ -156,6 +160,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         O_SEND_TIMEOUT,
         O_HEADER_TIMEOUT,
         O_METRICS_ON_API,
+        O_RATE_KEYS,
     };
     static const struct option longopts[] = {
         {"db", required_argument, NULL, O_DB},
@@ -176,6 +181,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"send-timeout", required_argument, NULL, O_SEND_TIMEOUT},
         {"header-timeout", required_argument, NULL, O_HEADER_TIMEOUT},
         {"metrics-on-api", no_argument, NULL, O_METRICS_ON_API},
+        {"rate-limit-keys", required_argument, NULL, O_RATE_KEYS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -188,6 +194,7 @@ static int parse_options(int argc, char **argv, struct options *o)
     o->streams_per_key = DEFAULT_STREAMS_PER_KEY;
     o->events_keepalive = DEFAULT_EVENTS_KEEPALIVE;
     o->max_held = DEFAULT_MAX_HELD;
+    o->rate_keys = RATE_TABLE_KEYS;
     o->send_timeout = DEFAULT_SEND_TIMEOUT;
     o->header_timeout = DEFAULT_HEADER_TIMEOUT;
     int c;
@@ -286,6 +293,13 @@ static int parse_options(int argc, char **argv, struct options *o)
             break;
         case O_METRICS_ON_API:
             o->metrics_on_api = true;
+            break;
+        case O_RATE_KEYS:
+            if (parse_unsigned(optarg, 1u << 24, &v) != 0 || v == 0) {
+                fprintf(stderr, "dmjd: --rate-limit-keys takes 1 to 16777216\n");
+                return 2;
+            }
+            o->rate_keys = (unsigned)v;
             break;
         case 'h':
             usage(stdout);
@@ -585,7 +599,7 @@ int main(int argc, char **argv)
     unsigned n_rules = 0;
     if (o.rate_limit != NULL &&
         (dmjd_ratelimit_parse(o.rate_limit, rules, &n_rules) != 0 ||
-         dmjd_ratelimit_new(rules, n_rules, RATE_TABLE_KEYS, &srv.ratelimit) != 0)) {
+         dmjd_ratelimit_new(rules, n_rules, o.rate_keys, &srv.ratelimit) != 0)) {
         fprintf(stderr, "dmjd: --rate-limit %s: expected N/second|minute|hour|day[,...]\n",
                 o.rate_limit);
         return 2;

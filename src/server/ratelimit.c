@@ -8,8 +8,12 @@
  * holds more than `count`, and a refused request is told when the oldest slice stops
  * counting: DRF's answer, late by at most the spread of one slice.
  *
- * The table never grows: a new key takes an empty slot among the few its hash points to,
- * else the least recently used of them (one whose counts have all expired, if any). */
+ * The table never grows: a new key takes an empty slot among the few its hash points to, or
+ * one whose counts have all expired. When every one of them still counts requests, the new
+ * key is refused (429) until one expires, rather than given a slot whose counts it would
+ * reset: a table that forgot active keys would let a client rotate through more keys than
+ * it holds and never be limited. Size the table (--rate-limit-keys) for the keys active in
+ * the longest period. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +44,7 @@ struct dmjd_ratelimit {
     struct dmjd_rate_rule rules[DMJD_RATE_MAX_RULES];
     uint64_t slice_us[DMJD_RATE_MAX_RULES];
     unsigned n_rules;
+    uint64_t longest_us; /* the longest rule's period: how long a request counts */
     size_t mask;
     struct slot *slots;
 };
@@ -131,8 +136,12 @@ int dmjd_ratelimit_new(const struct dmjd_rate_rule *rules, unsigned n, size_t ca
     memcpy(rl->rules, rules, n * sizeof(rules[0]));
     rl->n_rules = n;
     /* Rounded up, so that SLICES slices cover at least the period. */
-    for (unsigned r = 0; r < n; r++)
+    for (unsigned r = 0; r < n; r++) {
         rl->slice_us[r] = (rules[r].period_us + SLICES - 1) / SLICES;
+        /* a slice's last request counts up to one slice past the period's end */
+        if (rules[r].period_us + rl->slice_us[r] > rl->longest_us)
+            rl->longest_us = rules[r].period_us + rl->slice_us[r];
+    }
     rl->mask = cap - 1;
     *out = rl;
     return 0;
@@ -157,11 +166,15 @@ static uint64_t hash_key(const char *s)
     return h;
 }
 
-/* The key's slot, or a slot given over to it with nothing counted. Called under the lock. */
-static struct slot *find_slot(struct dmjd_ratelimit *rl, const char *key)
+/* The key's slot, or a slot given over to it with nothing counted, or NULL when every slot
+ * the key may take still counts requests (`*retry_us` then says when the first stops).
+ * Called under the lock. */
+static struct slot *find_slot(struct dmjd_ratelimit *rl, const char *key, uint64_t now_us,
+                              uint64_t *retry_us)
 {
     uint64_t h = hash_key(key);
     struct slot *victim = NULL;
+    uint64_t soonest = UINT64_MAX;
     for (size_t i = 0; i < PROBES; i++) {
         struct slot *s = &rl->slots[(h + i) & rl->mask];
         if (!s->used) {
@@ -171,9 +184,18 @@ static struct slot *find_slot(struct dmjd_ratelimit *rl, const char *key)
         }
         if (strncmp(s->key, key, KEY_MAX - 1) == 0)
             return s;
-        /* The least recently used: a key whose counts have all expired if there is one. */
-        if (victim == NULL || s->last_us < victim->last_us)
-            victim = s;
+        /* Its last request no longer counts under any rule: nothing is forgotten. */
+        uint64_t expires = s->last_us + rl->longest_us;
+        if (expires <= now_us) {
+            if (victim == NULL || s->last_us < victim->last_us)
+                victim = s;
+        } else if (expires - now_us < soonest) {
+            soonest = expires - now_us;
+        }
+    }
+    if (victim == NULL) {
+        *retry_us = soonest;
+        return NULL;
     }
     memset(victim, 0, sizeof(*victim));
     victim->used = true;
@@ -229,7 +251,11 @@ unsigned dmjd_ratelimit_check_at(struct dmjd_ratelimit *rl, const char *secure_v
 {
     uint64_t wait_us = 0;
     pthread_mutex_lock(&rl->lock);
-    struct slot *s = find_slot(rl, secure_value);
+    struct slot *s = find_slot(rl, secure_value, now_us, &wait_us);
+    if (s == NULL) {
+        pthread_mutex_unlock(&rl->lock);
+        return wait_us / 1000000u + 1;
+    }
     s->last_us = now_us;
     for (unsigned r = 0; r < rl->n_rules; r++) {
         uint64_t w = rule_wait(rl, r, &s->rules[r], now_us);
