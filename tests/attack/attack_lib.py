@@ -12,6 +12,8 @@ import http.client
 import json
 import os
 import resource
+import re
+import select
 import selectors
 import signal
 import socket
@@ -24,8 +26,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
-from test_server import (LIST, Server, binary, cpu_seconds, get,  # noqa: E402,F401
-                         make_cert, run_cases, tls_context)
+from test_server import (LIST, binary, cpu_seconds, get, make_cert,  # noqa: E402,F401
+                         run_cases)
 from test_hostile_http2 import (CONTINUATION, DATA, END_HEADERS, END_STREAM,  # noqa: E402,F401
                                 GOAWAY, HEADERS, PING, PREFACE, RST_STREAM, SETTINGS,
                                 WINDOW_UPDATE, frame, literal, request_block, settings_payload)
@@ -53,14 +55,6 @@ def raise_nofile():
     got = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     assert got >= HOLDERS + 512, "RLIMIT_NOFILE hard limit %d is too low" % got
     return got
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 _HELP = {}
@@ -91,16 +85,29 @@ def supported(args):
     return out
 
 
-class Dmjd(Server):
-    """dmjd with the suite's options, /metrics on a listener of its own, and its /proc
-    figures."""
+class Dmjd:
+    """A dmjd process with the suite's options and /metrics on a listener of its own (port 0,
+    read from its `metrics on URL` line); `urls` are its API listeners, `port` the first."""
 
-    def __init__(self, db, *args, listeners=1, suite=True):
-        self.metrics_port = free_port()
-        full = (SUITE_ARGS if suite else []) + list(args) + \
-            ["--metrics-listen", "127.0.0.1:%d" % self.metrics_port]
-        super().__init__(db, *supported(full), listeners=listeners)
+    def __init__(self, db, *args, listeners=1, suite=True, metrics=True):
+        full = (SUITE_ARGS if suite else []) + list(args)
+        if metrics:
+            full += ["--metrics-listen", "127.0.0.1:0"]
+        if "--listen" not in full:
+            full += ["--listen", "127.0.0.1:0"]
+        self.proc = subprocess.Popen([binary("dmjd"), "--db", db, *supported(full)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.pid = self.proc.pid
+        self.urls, self.metrics_port = [], None
+        lines = self._first_lines(listeners + (1 if metrics else 0))
+        for line in lines:
+            m = re.fullmatch(rb"(listening|metrics) on (https?)://(\S+):(\d+)", line)
+            assert m, "unexpected output from dmjd: %r" % line
+            if m.group(1) == b"metrics":
+                self.metrics_port = int(m.group(4))
+            else:
+                self.urls.append((m.group(2).decode(), m.group(3).decode(), int(m.group(4))))
+        self.port = self.urls[0][2]
         self.metrics_retries = 0
         # Drain both pipes from now on: under attack h2o may write many lines to stderr, and a
         # full pipe would block dmjd.
@@ -109,6 +116,33 @@ class Dmjd(Server):
                        for f, b in ((self.proc.stdout, None), (self.proc.stderr, self.err))]
         for t in self.drains:
             t.start()
+
+    def _first_lines(self, n):
+        buf, lines = b"", []
+        deadline = time.time() + HUNG
+        while len(lines) < n:
+            left = deadline - time.time()
+            if left <= 0 or self.proc.poll() is not None:
+                self.kill()
+                raise AssertionError("dmjd did not start: %r %s" % (
+                    buf, self.proc.stderr.read().decode(errors="replace")))
+            ready, _, _ = select.select([self.proc.stdout], [], [], left)
+            if ready:
+                # Byte by byte: nothing past the lines wanted is taken from the pipe.
+                c = os.read(self.proc.stdout.fileno(), 1)
+                buf += c
+                if c == b"\n":
+                    lines.append(buf.rstrip())
+                    buf = b""
+        return lines
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self):
+        return self
 
     @staticmethod
     def _drain(pipe, keep):
@@ -265,6 +299,8 @@ class H2Client:
     def __init__(self, port, timeout=HUNG):
         try:
             self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+            # Frames go out as written: no Nagle wait behind the peer's delayed ACK.
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.sock.sendall(PREFACE + frame(SETTINGS, 0, 0) +
                               frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 1 << 30)))
         except OSError as e:

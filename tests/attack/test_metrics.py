@@ -8,8 +8,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from attack_lib import (ATTACKERS, HUNG, Dmjd, H2Client, Legit, Server,  # noqa: E402
-                        get, raise_nofile, run_cases, supported)
+from attack_lib import (ATTACKERS, HUNG, Dmjd, H2Client, Legit, get,  # noqa: E402
+                        raise_nofile, run_cases, supported)
 
 
 def ask(port, n):
@@ -44,7 +44,7 @@ def case_not_on_api_by_default(store, tmp):
         assert srv.gauge("dmj_http_open_connections") >= 0
         assert ("dmj_store_jobs", "") in srv.metrics()
     # Without a metrics listener it is nowhere.
-    with Server(store.dir, "--threads", "2") as srv:
+    with Dmjd(store.dir, suite=False, metrics=False) as srv:
         statuses, leaked = ask(srv.port, ATTACKERS)
         assert not leaked and set(statuses) == {404}, statuses
 
@@ -53,7 +53,7 @@ def case_on_api_when_asked(store, tmp):
     args = supported(["--metrics-on-api"])
     if not args:
         raise AssertionError("this dmjd has no --metrics-on-api")
-    with Server(store.dir, "--threads", "2", *args) as srv:
+    with Dmjd(store.dir, *args, suite=False) as srv:
         statuses, leaked = ask(srv.port, 2)
         assert statuses == [200, 200] and leaked, statuses
 
