@@ -9,7 +9,10 @@
  * - the records go through dmj_import_write into one write transaction, committed when the
  *   import succeeds (as `dmj import` does); each job then reads back from the store rendering
  *   as the last record of its id did (a hidden one reads as absent), and is deleted again;
- * - every few hundred inputs the store's indexes must still agree with its records. */
+ * - every few hundred inputs the store's indexes must still agree with its records;
+ * - every string of every record is strict UTF-8 by a decoder written here apart from the
+ *   importer's (code points decoded, then range-checked), and that decoder and
+ *   dmj_utf8_valid agree on the raw input. */
 #include <errno.h>
 #include <ftw.h>
 #include <stdint.h>
@@ -24,6 +27,7 @@
 #include "dmj/import.h"
 #include "dmj/json.h"
 #include "dmj/store.h"
+#include "utf8.h"
 
 #define MAX_TRACKED 32   /* jobs per input checked against the store */
 #define VERIFY_EVERY 256 /* inputs between index checks */
@@ -97,6 +101,71 @@ static void fz_open(void)
     }
 }
 
+/* RFC 3629 by decoding: each lead byte's length and payload bits from a table, the code
+ * point assembled, then refused when overlong (below the least of its length), a surrogate,
+ * or past U+10FFFF. Independent of utf8.c's state machine of second-byte ranges. */
+static bool oracle_utf8(const unsigned char *s, size_t n)
+{
+    static const uint32_t least[5] = {0, 0, 0x80, 0x800, 0x10000};
+    size_t i = 0;
+    while (i < n) {
+        unsigned char b = s[i];
+        unsigned len = b < 0x80 ? 1 : (b & 0xe0) == 0xc0 ? 2 : (b & 0xf0) == 0xe0 ? 3
+                                  : (b & 0xf8) == 0xf0 ? 4 : 0;
+        if (len == 0 || n - i < len)
+            return false;
+        uint32_t cp = len == 1 ? b : (uint32_t)(b & (0x7f >> len));
+        for (unsigned k = 1; k < len; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return false;
+            cp = cp << 6 | (s[i + k] & 0x3f);
+        }
+        if (cp < least[len] || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+            return false;
+        i += len;
+    }
+    return true;
+}
+
+static void oracle_str(const char *what, struct dmj_str v)
+{
+    if (v.ptr && !oracle_utf8((const unsigned char *)v.ptr, v.len)) {
+        fprintf(stderr, "record stored with invalid UTF-8 in %s (%zu bytes)\n", what, v.len);
+        abort();
+    }
+}
+
+/* Every string a record would store. */
+static void oracle_record(const struct dmj_import_record *rec)
+{
+    switch (rec->kind) {
+    case DMJ_IMPORT_JOB: {
+        const struct dmj_job *j = &rec->u.job;
+        oracle_str("error", j->error);
+        oracle_str("workflow_id", j->workflow_id);
+        oracle_str("workflow_run_id", j->workflow_run_id);
+        oracle_str("engine", j->engine);
+        oracle_str("run_mode", j->run_mode);
+        oracle_str("parent_workflow_id", j->parent_workflow_id);
+        break;
+    }
+    case DMJ_IMPORT_TEAM:
+        oracle_str("team name", rec->u.team.name);
+        break;
+    case DMJ_IMPORT_ORG:
+        oracle_str("organization name", rec->u.org.name);
+        break;
+    case DMJ_IMPORT_KEY:
+        oracle_str("key id", rec->u.key.id);
+        for (unsigned i = 0; i < rec->u.key.n_scopes; i++)
+            oracle_str("key scope", rec->u.key.scopes[i]);
+        break;
+    case DMJ_IMPORT_USER:
+    case DMJ_IMPORT_MEMBERSHIP:
+        break;
+    }
+}
+
 static int reparsed(void *ctx, const struct dmj_import_record *rec)
 {
     struct check *c = ctx;
@@ -155,6 +224,7 @@ static void round_trip(struct check *c, const struct dmj_job *job)
 static int on_record(void *ctx, const struct dmj_import_record *rec)
 {
     struct check *c = ctx;
+    oracle_record(rec);
     if (c->w) {
         int rc = dmj_import_write(c->w, rec);
         if (rc != 0) {
@@ -233,6 +303,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fz_open();
         atexit(fz_cleanup);
     }
+    if (dmj_utf8_valid(data, size) != oracle_utf8(data, size))
+        abort(); /* the two validators disagree */
     uint8_t flags = data[0], cut = data[1];
     data += 2;
     size -= 2;

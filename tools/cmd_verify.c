@@ -1,4 +1,4 @@
-/* dmj verify: checks every index of the store against the job records. */
+/* dmj verify: checks every index of the store against the job records, and their text. */
 #include <stdio.h>
 
 #include "dmj/error.h"
@@ -8,9 +8,10 @@
 
 static const char usage_text[] = "usage: dmj verify [--db DIR]\n";
 static const char help_text[] =
-    "Checks that every index entry points at a record that has it and that every record\n"
-    "has all its index entries. Prints one line per problem and exits with status 1 when\n"
-    "there is any.\n";
+    "Checks that every index entry points at a record that has it, that every record\n"
+    "has all its index entries, and that every stored string is valid UTF-8 (an older\n"
+    "dmj import took overlong forms and surrogates). Prints one line per problem and\n"
+    "exits with status 1 when there is any.\n";
 
 int dmj_cmd_verify(int argc, char **argv)
 {

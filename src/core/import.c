@@ -49,9 +49,12 @@ struct dmj_import {
     size_t counted;
     size_t next_nl; /* offset of the first newline at or after `counted`, or chunk_len */
     uint64_t line;
-    bool resync; /* skip_invalid after a syntax error: drop bytes up to the next newline */
-    bool clean;  /* at the start of a line with yajl between top-level values */
-    bool fast;   /* the callbacks are being called by the fast path, not by yajl */
+    bool resync;  /* skip_invalid after a syntax error: drop bytes up to the next newline */
+    bool clean;   /* at the start of a line with yajl between top-level values */
+    bool fast;    /* the callbacks are being called by the fast path, not by yajl */
+    bool restart; /* a callback stopped yajl at a skipped error: go on at the next line */
+    struct dmj__import_text text; /* the strings of the text yajl parses (import_text.c) */
+    size_t text_at;               /* how far into the chunk `text` has followed */
     struct dmj__import_tok toks[DMJ__IMPORT_MAX_TOKS];
 
     struct dmj__import_decoder dec; /* gzip and COPY escapes, in front of yajl */
@@ -109,6 +112,7 @@ static void begin_record(struct dmj_import *imp, int container_kind)
     for (int i = 0; i < DMJ__F_COUNT; i++)
         imp->fl.f[i].type = DMJ__V_NONE;
     imp->fl.n_elems = 0;
+    imp->fl.bad_text = -1;
     dmj_buf_reset(&imp->fl.arena);
     imp->fl.line = cur_line(imp);
     imp->fl.container_kind = container_kind;
@@ -171,13 +175,42 @@ static int push(struct dmj_import *imp, enum frame f, int kind)
     return 1;
 }
 
+/* ---- strict UTF-8 ----------------------------------------------------------------- */
+
+/* Whether the string yajl just read is invalid: `text` follows the chunk up to its end. The
+ * fast path's strings were checked by its scanner. */
+static bool text_bad(struct dmj_import *imp)
+{
+    if (imp->fast)
+        return false;
+    size_t end = yajl_get_bytes_consumed(imp->yajl);
+    if (end > imp->chunk_len)
+        end = imp->chunk_len;
+    if (end > imp->text_at) {
+        dmj__import_text_scan(&imp->text, imp->chunk + imp->text_at, end - imp->text_at);
+        imp->text_at = end;
+    }
+    return imp->text.bad;
+}
+
+/* Invalid UTF-8 that no field of a record takes (a key, an ignored value, a page's own
+ * keys): the text is not JSON, as with a syntax error, which is skipped to the next line. */
+static int bad_json_text(struct dmj_import *imp)
+{
+    struct dmj_import_error e;
+    set_error(&e, cur_line(imp), "json", "invalid UTF-8");
+    if (bad_record(imp, &e))
+        imp->restart = true;
+    return 0;
+}
+
 /* ---- yajl callbacks --------------------------------------------------------------- */
 
 static int scalar(void *ctx, int type, const char *s, size_t len, bool b)
 {
     struct dmj_import *imp = ctx;
     if (imp->skip > 0)
-        return 1;
+        return type == DMJ__V_BADTEXT ? bad_json_text(imp) : 1;
     struct dmj_import_error e;
     switch (top(imp)) {
     case -1:
@@ -192,11 +225,15 @@ static int scalar(void *ctx, int type, const char *s, size_t len, bool b)
         imp->pending = -1;
         imp->pending_kind = -1;
         if (f < 0)
-            return 1;
+            return type == DMJ__V_BADTEXT ? bad_json_text(imp) : 1;
+        if (type == DMJ__V_BADTEXT && imp->fl.bad_text < 0)
+            imp->fl.bad_text = f;
         return keep(imp, &imp->fl.f[f], type, s, len, b);
     }
     case FR_FIELDARR: {
         struct dmj__import_value *arr = &imp->fl.f[imp->pending];
+        if (type == DMJ__V_BADTEXT && imp->fl.bad_text < 0)
+            imp->fl.bad_text = imp->pending;
         if (arr->type != DMJ__V_ARRAY)
             return 1; /* already marked bad */
         if (imp->fl.n_elems == DMJ__IMPORT_MAX_ELEMS) {
@@ -227,6 +264,8 @@ static int cb_number(void *ctx, const char *s, size_t len)
 
 static int cb_string(void *ctx, const unsigned char *s, size_t len)
 {
+    if (text_bad(ctx))
+        return scalar(ctx, DMJ__V_BADTEXT, NULL, 0, false);
     return scalar(ctx, DMJ__V_STRING, (const char *)s, len, false);
 }
 
@@ -264,6 +303,8 @@ static int container_lookup(const unsigned char *k, size_t len)
 static int cb_map_key(void *ctx, const unsigned char *k, size_t len)
 {
     struct dmj_import *imp = ctx;
+    if (text_bad(imp))
+        return bad_json_text(imp);
     if (imp->skip > 0)
         return 1;
     int f = top(imp);
@@ -311,7 +352,10 @@ static int open_value(void *ctx, bool is_map)
         return 1;
     case FR_TOPOBJ:
         if (!is_map && imp->pending_kind >= 0) {
-            /* The top-level object is a page or a fixtures document, not a record. */
+            /* The top-level object is a page or a fixtures document, not a record; a
+             * string it had before is no field of a record. */
+            if (imp->fl.bad_text >= 0)
+                return bad_json_text(imp);
             imp->top_container = true;
             int kind = imp->pending_kind;
             imp->pending_kind = -1;
@@ -401,11 +445,15 @@ static int new_yajl(struct dmj_import *imp)
     if (!imp->yajl)
         return -ENOMEM;
     yajl_config(imp->yajl, yajl_allow_multiple_values, 1);
+    /* strings are checked by import_text.c, more strictly, naming their field */
+    yajl_config(imp->yajl, yajl_dont_validate_strings, 1);
     imp->depth = 0;
     imp->skip = 0;
     imp->pending = -1;
     imp->pending_kind = -1;
     imp->saw_value = false;
+    imp->restart = false;
+    dmj__import_text_reset(&imp->text);
     return 0;
 }
 
@@ -430,6 +478,7 @@ static void set_chunk(struct dmj_import *imp, const unsigned char *p, size_t len
     imp->chunk = p;
     imp->chunk_len = len;
     imp->counted = 0;
+    imp->text_at = 0;
     const unsigned char *nl = len > 0 ? memchr(p, '\n', len) : NULL;
     imp->next_nl = nl ? (size_t)(nl - p) : len;
 }
@@ -465,21 +514,25 @@ static int yajl_step(struct dmj_import *imp, const unsigned char *p, size_t len,
     yajl_status st = yajl_parse(imp->yajl, p, len);
     if (st == yajl_status_ok) {
         count_to(imp, len);
+        if (len > imp->text_at)
+            dmj__import_text_scan(&imp->text, p + imp->text_at, len - imp->text_at);
         *used = len;
         return 0;
     }
-    if (st == yajl_status_client_canceled)
+    if (st == yajl_status_client_canceled && !imp->restart)
         return imp->failed ? imp->failed : DMJ_EINVAL;
     size_t at = yajl_get_bytes_consumed(imp->yajl);
     if (at > len)
         at = len;
     count_to(imp, at);
-    struct dmj_import_error e;
-    char why[160];
-    yajl_reason(imp, why, sizeof why);
-    set_error(&e, imp->line, "json", why);
-    if (!bad_record(imp, &e))
-        return DMJ_EINVAL;
+    if (st != yajl_status_client_canceled) {
+        struct dmj_import_error e;
+        char why[160];
+        yajl_reason(imp, why, sizeof why);
+        set_error(&e, imp->line, "json", why);
+        if (!bad_record(imp, &e))
+            return DMJ_EINVAL;
+    }
     /* Skipping: start again with a fresh parser at the next line. */
     int rc = new_yajl(imp);
     if (rc != 0)

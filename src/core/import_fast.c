@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "import_impl.h"
+#include "utf8.h"
 
 /* Byte classes: what may appear unescaped inside a string this scanner takes (printable
  * ASCII but the quote and the backslash), and JSON whitespace other than the newline. */
@@ -32,21 +33,9 @@ static size_t skip_blank(const unsigned char *p, size_t i, size_t len)
     return i;
 }
 
-/* The length of the UTF-8 sequence led by `c` (>= 0x80) as yajl validates it: the lead's
- * top bits only, then continuation bytes; 0 for a byte that cannot lead. */
-static size_t utf8_more(unsigned char c)
-{
-    if ((c >> 5) == 0x6)
-        return 1;
-    if ((c >> 4) == 0xe)
-        return 2;
-    if ((c >> 3) == 0x1e)
-        return 3;
-    return 0;
-}
-
 /* A string at p[i] (the opening quote): its contents' end, or 0 when it needs yajl (an
- * escape, a control character, UTF-8 that yajl would refuse, no closing quote). */
+ * escape, a control character, invalid UTF-8, no closing quote); yajl's path then says what
+ * is wrong with the same words. */
 static size_t string_end(const unsigned char *p, size_t i, size_t len)
 {
     i++;
@@ -79,14 +68,12 @@ static size_t string_end(const unsigned char *p, size_t i, size_t len)
             return i;
         if (c < 0x80)
             return 0; /* a backslash or a control character */
-        size_t k = utf8_more(c);
-        if (k == 0 || len - i - 1 < k)
+        /* one character past ASCII: its bytes up to the state between characters */
+        unsigned st = dmj_utf8_step(DMJ_UTF8_ACCEPT, c);
+        for (i++; st > DMJ_UTF8_REJECT && i < len; i++)
+            st = dmj_utf8_step(st, p[i]);
+        if (st != DMJ_UTF8_ACCEPT)
             return 0;
-        for (size_t j = 1; j <= k; j++) {
-            if ((p[i + j] >> 6) != 0x2)
-                return 0;
-        }
-        i += k + 1;
     }
 }
 

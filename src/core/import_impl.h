@@ -53,11 +53,12 @@ enum dmj__import_vtype {
     DMJ__V_NONE = 0, /* key absent */
     DMJ__V_NULL,
     DMJ__V_BOOL,
-    DMJ__V_NUMBER, /* raw JSON number text in the arena */
-    DMJ__V_STRING, /* decoded UTF-8 in the arena */
-    DMJ__V_ARRAY,  /* elements elems[off .. off+len) */
-    DMJ__V_OBJECT, /* a map or a nested array where a scalar belongs */
-    DMJ__V_TOOMANY /* an array past the element bound */
+    DMJ__V_NUMBER,  /* raw JSON number text in the arena */
+    DMJ__V_STRING,  /* decoded UTF-8 in the arena */
+    DMJ__V_ARRAY,   /* elements elems[off .. off+len) */
+    DMJ__V_OBJECT,  /* a map or a nested array where a scalar belongs */
+    DMJ__V_TOOMANY, /* an array past the element bound */
+    DMJ__V_BADTEXT  /* a string that is not valid UTF-8 */
 };
 
 /* One value: strings and numbers live at arena.data + off (NUL-terminated), `len` bytes. */
@@ -79,6 +80,7 @@ struct dmj__import_fields {
     struct dmj_buf arena;
     uint64_t line;      /* of the opening brace */
     int container_kind; /* kind given by a fixtures array, or -1 */
+    int bad_text;       /* the first field with a string of invalid UTF-8, or -1 */
 };
 
 /* The field named by a JSON key, or -1 for a key the importer ignores. */
@@ -90,6 +92,23 @@ bool dmj__import_field_is_array(int field);
 DMJ_MUST_CHECK int dmj__import_build(const struct dmj__import_fields *fl,
                                      const struct dmj_import_options *o,
                                      struct dmj_import_record *rec, struct dmj_import_error *err);
+
+/* The raw text yajl parses, followed string by string: the bytes of each string by
+ * dmj_utf8_step, and its \u escapes, whose surrogates must come in high-low pairs (yajl
+ * would turn a lone one into three bytes of a surrogate, or pair a high one with anything).
+ * Only strings are followed: outside them any byte is yajl's to judge. */
+struct dmj__import_text {
+    uint8_t where;  /* outside a string, inside, after a backslash, in \u's digits */
+    uint8_t digits; /* hex digits of \u still to come */
+    uint16_t unit;  /* the UTF-16 code unit those digits spell */
+    uint16_t high;  /* a high surrogate waiting for its low half, or 0 */
+    uint8_t utf8;   /* dmj_utf8_step's state */
+    bool bad;       /* the string being read, or the last one closed, is not valid */
+};
+
+void dmj__import_text_reset(struct dmj__import_text *t);
+/* Follows p[0, len), the next bytes of the text. */
+void dmj__import_text_scan(struct dmj__import_text *t, const unsigned char *p, size_t len);
 
 /* A token of a line the fast scanner took (import_fast.c): text at line + off, len bytes. */
 enum dmj__import_ttype {
@@ -108,7 +127,7 @@ struct dmj__import_tok {
 };
 
 /* Tokenizes one line (without its newline) that holds one flat JSON object whose strings have
- * no escapes (and UTF-8 as yajl checks it), keys and values alternating in `toks`; returns
+ * no escapes and are valid UTF-8 (dmj_utf8_step), keys and values alternating in `toks`; returns
  * their number, or -1 for a line to give to yajl (anything else, valid or not, or more than
  * `max` tokens). Never reads outside p[0, len). */
 int dmj__import_scan_line(const unsigned char *p, size_t len, struct dmj__import_tok *toks,

@@ -543,6 +543,9 @@ int dmj__import_build(const struct dmj__import_fields *fl, const struct dmj_impo
                       struct dmj_import_record *rec, struct dmj_import_error *err)
 {
     struct ctx c = {.fl = fl, .err = err};
+    /* before anything else: a string that is not text is wrong whatever the record's kind */
+    if (fl->bad_text >= 0)
+        return fail(&c, fl->bad_text, "invalid UTF-8");
     enum dmj_import_kind kind = DMJ_IMPORT_JOB;
     const struct dmj__import_value *kv = &fl->f[DMJ__F_KIND];
     if (kv->type == DMJ__V_STRING) {

@@ -15,6 +15,7 @@
 #include "dmj/store.h"
 #include "dmj/uuid.h"
 #include "store_impl.h"
+#include "utf8.h"
 
 struct check {
     MDB_txn *txn;
@@ -71,7 +72,32 @@ static int each(struct check *c, int db,
     return rc == MDB_NOTFOUND ? 0 : dmj__store_err(rc);
 }
 
-/* Every job record: decodes, matches its key, and has exactly its index entries. */
+/* A stored string that is not strict UTF-8 (an older version imported such text). */
+static void check_text(struct check *c, const char *what, const char *name, struct dmj_str v,
+                       const char *field)
+{
+    if (v.ptr && !dmj_utf8_valid(v.ptr, v.len))
+        problem(c, "%s: %s: %s: invalid UTF-8", what, name, field);
+}
+
+static void check_job_text(struct check *c, const struct dmj_job *j, const char *ub)
+{
+    const struct {
+        const char *field;
+        struct dmj_str v;
+    } strs[] = {
+        {"error", j->error},
+        {"workflow_id", j->workflow_id},
+        {"workflow_run_id", j->workflow_run_id},
+        {"engine", j->engine},
+        {"run_mode", j->run_mode},
+        {"parent_workflow_id", j->parent_workflow_id},
+    };
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
+        check_text(c, "jobs", ub, strs[i].v, strs[i].field);
+}
+
+/* Every job record: decodes, matches its key, has exactly its index entries, holds text. */
 static void check_job(struct check *c, const MDB_val *k, const MDB_val *v)
 {
     char hb[100], ub[DMJ_UUID_TEXT_LEN + 1];
@@ -96,6 +122,7 @@ static void check_job(struct check *c, const MDB_val *k, const MDB_val *v)
             ub, j.team_id, j.created_at);
         return;
     }
+    check_job_text(c, &j, ub);
     if (lookup(c, DB_JOB_IDS, j.id, 16, &x) != 0)
         problem(c, "job_ids: %s: missing", ub);
     else if (x.mv_size != VAL_JOB_ID_LEN || memcmp(x.mv_data, kp, VAL_JOB_ID_LEN) != 0)
@@ -196,6 +223,9 @@ static void check_team(struct check *c, const MDB_val *k, const MDB_val *v)
         problem(c, "teams: key %s: bad entry", hex(k, hb, sizeof hb));
         return;
     }
+    char name[32];
+    snprintf(name, sizeof name, "team %" PRId32, t.id);
+    check_text(c, "teams", name, t.name, "name");
     memcpy(ot, t.organization_id, 16);
     dmj__put32(ot + 16, t.id);
     if (lookup(c, DB_ORG_TEAMS, ot, sizeof ot, &x) != 0)
@@ -224,8 +254,13 @@ static void check_org(struct check *c, const MDB_val *k, const MDB_val *v)
     char hb[100];
     struct dmj_org o;
     if (k->mv_size != 16 || dmj_codec_decode_org(v->mv_data, v->mv_size, &o) != 0 ||
-        memcmp(o.id, k->mv_data, 16) != 0)
+        memcmp(o.id, k->mv_data, 16) != 0) {
         problem(c, "orgs: key %s: bad entry", hex(k, hb, sizeof hb));
+        return;
+    }
+    char ub[DMJ_UUID_TEXT_LEN + 1];
+    dmj_uuid_format(o.id, ub);
+    check_text(c, "orgs", ub, o.name, "name");
 }
 
 static void check_user(struct check *c, const MDB_val *k, const MDB_val *v)
@@ -249,8 +284,14 @@ static void check_key(struct check *c, const MDB_val *k, const MDB_val *v)
     char hb[100];
     if (dmj_codec_decode_key(v->mv_data, v->mv_size, c->key) != 0 ||
         strlen(c->key->secure_value) != k->mv_size ||
-        memcmp(c->key->secure_value, k->mv_data, k->mv_size) != 0)
+        memcmp(c->key->secure_value, k->mv_data, k->mv_size) != 0) {
         problem(c, "keys: key %s: bad entry", hex(k, hb, sizeof hb));
+        return;
+    }
+    /* named by its hash: the key's id may be the invalid text */
+    check_text(c, "keys", c->key->secure_value, c->key->id, "id");
+    for (unsigned i = 0; i < c->key->n_scopes; i++)
+        check_text(c, "keys", c->key->secure_value, c->key->scopes[i], "scopes");
 }
 
 /* A change-log entry: well formed, its seq given out by the counter and not pruned. */
