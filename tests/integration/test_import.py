@@ -444,7 +444,12 @@ def test_keys():
 
 def test_gen_jobs_fixtures():
     gen = os.path.join(SHARED, "tools", "gen_jobs.py")
-    if not SHARED or not os.path.exists(gen):
+    if not SHARED or not os.path.isdir(SHARED):
+        # ../shared is not part of the repository: a clone without it tests `dmj generate`'s
+        # data everywhere else, and the skip is said.
+        print("skipped part: no DMJ_SHARED_DIR: gen_jobs.py fixtures not tested", flush=True)
+        return
+    if not os.path.exists(gen):
         need.missing("DMJ_SHARED_DIR/tools/gen_jobs.py missing: gen_jobs.py fixtures not tested")
         return
     jobs, fx = path("g.ndjson"), path("g-fixtures.json")
