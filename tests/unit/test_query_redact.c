@@ -113,7 +113,7 @@ static void test_accepted_spellings(void)
     dmj_query_init(&q, 1 << 20);
     struct dmj_buf out;
     dmj_buf_init(&out, 1 << 20);
-    static char query[4096], target[4096], read_back[8192];
+    static char query[4096], target[4096 + sizeof PATH], read_back[8192];
     for (size_t i = 0; i < sizeof ACCEPTED / sizeof *ACCEPTED; i++) {
         expand(query, sizeof query, ACCEPTED[i]);
         /* the API reads KEY from it: the case is one the API accepts */
