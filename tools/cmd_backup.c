@@ -22,7 +22,7 @@ int dmj_cmd_backup(int argc, char **argv)
     if (status >= 0)
         return status;
     const char *dest = argv[argc - 1];
-    if (mkdir(dest, 0750) != 0 && errno != EEXIST)
+    if (mkdir(dest, 0700) != 0 && errno != EEXIST) /* as dmj_store_backup would make it */
         return dmj_tool_fail("backup", "%s: %s", dest, strerror(errno));
     struct dmj_store *s;
     if (dmj_tool_open(db, DMJ_STORE_RDONLY, &s) != 0)

@@ -204,7 +204,7 @@ int dmj__store_new_id_at(const char *file, size_t map_size)
     if (!rc)
         rc = mdb_env_set_mapsize(env, map_size);
     if (!rc)
-        rc = mdb_env_open(env, file, MDB_NOSUBDIR, 0644);
+        rc = mdb_env_open(env, file, MDB_NOSUBDIR, DMJ__STORE_FILE_MODE);
     if (!rc)
         rc = mdb_txn_begin(env, NULL, 0, &txn);
     if (!rc)
@@ -396,7 +396,7 @@ static int reserve_lock(const char *dir, off_t size)
     char path[4096];
     if (snprintf(path, sizeof path, "%s/lock.mdb", dir) >= (int)sizeof path)
         return -ENAMETOOLONG;
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, DMJ__STORE_FILE_MODE);
     if (fd < 0)
         return 0; /* read-only file system or directory: LMDB decides */
     int rc = 0;
@@ -427,7 +427,7 @@ int dmj_store_open(const char *dir, unsigned flags, size_t map_size, struct dmj_
          * handle with a puzzling EBADF. The next writer initialises it. */
         if (st.st_size == 0)
             return -ENODATA;
-    } else if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+    } else if (mkdir(dir, DMJ__STORE_DIR_MODE) != 0 && errno != EEXIST) {
         return -errno;
     }
     if (stat(dir, &st) != 0)
@@ -480,7 +480,7 @@ int dmj_store_open(const char *dir, unsigned flags, size_t map_size, struct dmj_
      * makes data.mdb a sparse file as large as the map. */
     unsigned env_flags = MDB_NOTLS | (rdonly ? MDB_RDONLY : 0);
     if (!rc)
-        rc = mdb_env_open(s->env, dir, env_flags, 0644);
+        rc = mdb_env_open(s->env, dir, env_flags, DMJ__STORE_FILE_MODE);
     if (rc) {
         rc = rc == MDB_INVALID ? DMJ_EVERSION : dmj__store_err(rc);
         goto Error;

@@ -464,7 +464,7 @@ int dmj_store_backup(struct dmj_store *s, const char *dest)
 {
     char path[4096], part[4096];
     struct stat st;
-    if (mkdir(dest, 0755) != 0 && errno != EEXIST)
+    if (mkdir(dest, DMJ__STORE_DIR_MODE) != 0 && errno != EEXIST)
         return -errno;
     if (snprintf(path, sizeof path, "%s/data.mdb", dest) >= (int)sizeof path ||
         snprintf(part, sizeof part, "%s/data.mdb.partial-XXXXXX", dest) >= (int)sizeof part)
@@ -478,7 +478,8 @@ int dmj_store_backup(struct dmj_store *s, const char *dest)
     if (fd < 0)
         return -errno;
     int rc = dmj__store_err(mdb_env_copyfd2(s->env, fd, MDB_CP_COMPACT));
-    if (rc == 0 && fchmod(fd, 0644) != 0)
+    /* mkostemp's 0600 less the umask: exactly 0600, so that the id below can open it */
+    if (rc == 0 && fchmod(fd, DMJ__STORE_FILE_MODE) != 0)
         rc = -errno;
     if (rc == 0 && fsync(fd) != 0)
         rc = -errno;

@@ -16,6 +16,11 @@
 /* The store's own format (meta "format"); DMJ_CODEC_VERSION is the records'. */
 #define DMJ__STORE_FORMAT 1u
 
+/* What a store or backup is created with: only its owner reads every team's jobs and every
+ * key's hash (a umask may narrow these; an existing store keeps the modes it has). */
+#define DMJ__STORE_DIR_MODE 0700
+#define DMJ__STORE_FILE_MODE 0600
+
 enum dmj__db {
     DB_JOBS,        /* team(4) . created_at(8) . id(16) -> job record */
     DB_JOB_IDS,     /* id(16) -> team(4) . created_at(8) */

@@ -263,9 +263,9 @@ case "$shell" in
     *) fail "dmj has a login shell: $shell" ;;
 esac
 [ "$(getent group dmj | cut -d: -f3)" = "$gid" ] || fail "dmj's primary group is not dmj"
-[ "$(stat -c '%U:%G %a' "$STATE")" = "dmj:dmj 750" ] ||
-    fail "$STATE is $(stat -c '%U:%G %a' "$STATE"), not dmj:dmj 750"
-ok_since_mark "system user dmj ($uid:$gid, $shell), $STATE dmj:dmj 750"
+[ "$(stat -c '%U:%G %a' "$STATE")" = "dmj:dmj 700" ] ||
+    fail "$STATE is $(stat -c '%U:%G %a' "$STATE"), not dmj:dmj 700"
+ok_since_mark "system user dmj ($uid:$gid, $shell), $STATE dmj:dmj 700"
 
 # The unit: systemd accepts it, runs dmjd as dmj with the hardening, and scores it well.
 UNIT=/lib/systemd/system/dmjd.service
@@ -457,7 +457,7 @@ fi
 grep -qx '# edited by test_package.sh' /etc/default/dmjd ||
     fail "the reinstall replaced the edited /etc/default/dmjd"
 [ "$(id -u dmj)" = "$uid" ] || fail "the reinstall made a new dmj user ($(id -u dmj), was $uid)"
-[ "$(stat -c '%U:%G %a' "$STATE")" = "dmj:dmj 750" ] || fail "$STATE changed on reinstall"
+[ "$(stat -c '%U:%G %a' "$STATE")" = "dmj:dmj 700" ] || fail "$STATE changed on reinstall"
 as_dmj /usr/bin/dmj verify --db "$STATE/store" >"$TMP/verify-again.log" 2>&1 ||
     fail "the kept store does not verify: $(cat "$TMP/verify-again.log")"
 [ "$(as_dmj /usr/bin/dmj export --db "$STATE/store" | sha256sum)" = "$exported" ] ||
