@@ -8,6 +8,7 @@ refused before any byte of an answer came, as HTTP clients do for idempotent req
 displaces idle keep-alive connections. Every answer that does come must be a 200 with the
 body the request had before the attack."""
 
+import errno
 import http.client
 import json
 import os
@@ -391,7 +392,7 @@ class Legit(threading.Thread):
         self.done = threading.Event()
         for mode in self.modes:
             for path in self.paths:
-                status, body = self.once(mode, path)
+                status, body = self.fetch(mode, path)
                 assert status == 200, (mode, path, status, body[:200])
                 self.expected[(mode, path)] = body
         self.start()
@@ -425,22 +426,27 @@ class Legit(threading.Thread):
                 self.h2.close()
                 self.h2 = None
 
-    def one(self, mode, path):
-        started = time.time()
+    def fetch(self, mode, path):
+        """(status, body), retrying on a new connection while refused."""
         for attempt in range(self.MAX_RETRIES):
             try:
-                status, body = self.once(mode, path)
-                break
+                return self.once(mode, path)
             except Refused:
                 # Closed before an answer: a new connection (a keep-alive one was displaced).
                 self.h1 = self.h2 = None
                 self.retries += 1
                 time.sleep(0.02)
-            except Exception as e:  # a broken answer: a failure, and a new connection
+            except Exception:  # a broken answer: a new connection next time
                 self.h1 = self.h2 = None
-                return self.failures.append("%s %s: %s" % (mode, path, e))
-        else:
-            return self.failures.append("%s %s: refused %d times" % (mode, path, attempt + 1))
+                raise
+        raise AssertionError("refused %d times" % self.MAX_RETRIES)
+
+    def one(self, mode, path):
+        started = time.time()
+        try:
+            status, body = self.fetch(mode, path)
+        except Exception as e:
+            return self.failures.append("%s %s: %s" % (mode, path, e))
         self.latencies.append(time.time() - started)
         if status != 200 or body != self.expected[(mode, path)]:
             self.failures.append("%s %s: status %s, body %r" % (mode, path, status, body[:120]))
@@ -506,11 +512,41 @@ def connect_many(port, n, first=b"", rcvbuf=None, tls_ctx=None):
             s.connect(("127.0.0.1", port))
             if first:
                 s.sendall(first)
-        except OSError:
+        except OSError as e:
             s.close()
+            # Out of local ports would shrink the attack without a word: say so.
+            assert e.errno != errno.EADDRNOTAVAIL, "this machine is out of local ports"
             continue
         socks.append(s)
     return socks
+
+
+def wait_closed_count(socks, n, what):
+    """Waits until dmjd has closed at least n of the sockets (read and dropped meanwhile);
+    returns those still open, left open."""
+    sel = selectors.DefaultSelector()
+    for s in socks:
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ)
+    closed = 0
+    deadline = time.time() + HUNG
+    while closed < n and time.time() < deadline:
+        for k, _ in sel.select(0.5):
+            try:
+                if k.fileobj.recv(1 << 16):
+                    continue
+            except BlockingIOError:
+                continue
+            except OSError:
+                pass
+            sel.unregister(k.fileobj)
+            k.fileobj.close()
+            closed += 1
+    still = [k.fileobj for k in sel.get_map().values()]
+    sel.close()
+    assert closed >= n, "%s: dmjd closed %d of %d connections, not %d" % (what, closed,
+                                                                          len(socks), n)
+    return still
 
 
 def wait_all_closed(socks, what, drain=True, tick=None):

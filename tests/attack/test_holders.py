@@ -13,7 +13,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from attack_lib import (END_HEADERS, END_STREAM, HEADERS, HOLDERS,  # noqa: E402
                         LIST, MAX_CONNECTIONS, PREFACE, SETTINGS, Dmjd, Legit, Watch,
                         connect_many, frame, make_cert, raise_nofile, request_block, run_cases,
-                        serves_normally, settings_payload, wait_all_closed)
+                        serves_normally, settings_payload, wait_all_closed,
+                        wait_closed_count)
 
 # Descriptors dmjd may hold beyond its baseline: the cap, and a margin for connections being
 # accepted and closed at once by each worker.
@@ -45,8 +46,9 @@ def hold(store, what, attack, args=(), listeners=1, legit_port=None, drain=True,
                 s.close()
         legit.stop()
         watch.stop()
-        print("  %s: %d connections opened, all closed by dmjd; %s; %s" % (
-            what, opened, watch.figures(), legit.figures()))
+        print("  %s: %d connections opened, all closed by dmjd; %s; %s; metrics scrapes "
+              "refused %d" % (what, opened, watch.figures(), legit.figures(),
+                              srv.metrics_retries))
         watch.check(what)
         assert watch.peak_fds <= watch.base_fds + MAX_CONNECTIONS + FD_MARGIN, \
             "%s: dmjd held %d descriptors (cap %d)" % (what, watch.peak_fds, MAX_CONNECTIONS)
@@ -131,7 +133,44 @@ def case_idle_tls(store, tmp):
          legit_port=lambda srv: srv.urls[1][2])
 
 
-CASES = [case_zero_window, case_slowloris, case_unread_answers, case_idle_cleartext,
+def case_displacement(store, tmp):
+    """With timeouts far beyond the test, only displacement can make room: once dmjd holds
+    its cap of zero-window connections, a legitimate client is served while they are held,
+    each of its new connections displacing a held one."""
+    with Dmjd(store.dir, "--send-timeout", "600", "--header-timeout", "600") as srv:
+        what = "displacement"
+        watch = Watch(srv)
+        socks = []
+        for i in range(HOLDERS):
+            socks += connect_many(srv.port, 1, PREFACE + frame(
+                SETTINGS, 0, 0, settings_payload([(4, 0)])) + frame(
+                HEADERS, END_STREAM | END_HEADERS, 1, request_block("/_health")))
+        try:
+            # Everything past the cap is refused at once; the rest is held.
+            held = wait_closed_count(socks, len(socks) - MAX_CONNECTIONS, what)
+            socks = held
+            legit = Legit(srv.port, store)
+            legit.round_done()
+            legit.stop()
+            # The legitimate connections took the places of held ones.
+            held = wait_closed_count(socks, 1, what)
+            displaced = len(socks) - len(held)
+            socks = held
+        finally:
+            for s in socks:
+                s.close()
+        watch.stop()
+        print("  %s: %d held when the client came, %d displaced by it; %s; %s" % (
+            what, len(socks) + displaced, displaced, watch.figures(), legit.figures()))
+        watch.check(what)
+        assert watch.peak_fds <= watch.base_fds + MAX_CONNECTIONS + FD_MARGIN, \
+            "%s: dmjd held %d descriptors (cap %d)" % (what, watch.peak_fds, MAX_CONNECTIONS)
+        legit.check(what)
+        srv.wait_gauge("dmj_http_open_connections", lambda v: v <= 1, what)
+        serves_normally(srv, store)
+
+
+CASES = [case_displacement, case_zero_window, case_slowloris, case_unread_answers, case_idle_cleartext,
          case_idle_tls]
 
 
