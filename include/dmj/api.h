@@ -29,6 +29,13 @@ struct dmj_api_config {
      * wait (the API answers 429). Thread-safe. NULL: no bound. */
     unsigned (*stream_acquire)(void *ctx, const char *secure_value);
     void *stream_ctx;
+    /** Optional budget of failed authentications per client address: called with
+     * `failed` false before a request's key is looked at (0 to go on, else the seconds to
+     * wait: the API answers 429, cached answers included), and with `failed` true once a
+     * request has failed authentication or a permission check (401, 403, 404), to count it. Thread-safe. Not
+     * called for requests asked again, nor when the request has no client address. */
+    unsigned (*auth_gate)(void *ctx, const char *client, bool failed);
+    void *auth_gate_ctx;
 };
 
 /** A request as the HTTP layer sees it; every pointer is borrowed for the call. A header
@@ -42,6 +49,8 @@ struct dmj_api_request {
     struct dmj_str forwarded_proto; /**< X-Forwarded-Proto */
     struct dmj_str if_none_match;
     struct dmj_str last_event_id; /**< Last-Event-ID (events/) */
+    /** The client's address as text, for config.auth_gate; ptr NULL: not known. */
+    struct dmj_str client;
     bool tls;
     /** The same request asked again (a parked long-poll or an open stream re-evaluated on a
      * store change): every check runs again, but the rate limiter does not count it. */

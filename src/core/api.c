@@ -380,6 +380,42 @@ static int authorize(struct dmj__api_ctx *c, bool count)
     return rc;
 }
 
+/* The client's address as a C string for the auth gate, or false (none, or too long). */
+static bool client_name(const struct dmj_api_request *req, char *buf, size_t size)
+{
+    if (req->client.ptr == NULL || req->client.len == 0 || req->client.len >= size)
+        return false;
+    memcpy(buf, req->client.ptr, req->client.len);
+    buf[req->client.len] = '\0';
+    return true;
+}
+
+/* A client past its budget of failed authentications gets a 429 before its key is looked
+ * at: probing keys or team ids costs it time. True when answered. */
+static bool gate_failures(struct dmj__api_ctx *c)
+{
+    char client[64];
+    if (c->w->cfg.auth_gate == NULL || c->req->again || !client_name(c->req, client, sizeof client))
+        return false;
+    unsigned wait = c->w->cfg.auth_gate(c->w->cfg.auth_gate_ctx, client, false);
+    if (wait == 0)
+        return false;
+    dmj__api_throttled(c, wait);
+    return true;
+}
+
+static void count_failure(struct dmj__api_ctx *c)
+{
+    char client[64];
+    int status = c->res->status;
+    /* 401 (no or bad key), 403 and 404 (a team or organization the key does not reach)
+     * alike; not the key's own rate limit (429) nor a store error */
+    if (c->w->cfg.auth_gate == NULL || c->req->again || status == 429 || status >= 500 ||
+        !client_name(c->req, client, sizeof client))
+        return;
+    c->w->cfg.auth_gate(c->w->cfg.auth_gate_ctx, client, true);
+}
+
 /* A `running/?wait=N` 304 may be held: tell the server for how long. A held request takes
  * one of the key's slots (config.stream_acquire, shared with event streams) when first
  * asked; with none left it is answered at once with a 429 rather than held. */
@@ -407,14 +443,18 @@ static void answer(struct dmj__api_ctx *c)
     struct dmj_api_response *res = c->res;
     unsigned wait = 0;
 
-    if (dmj__api_authenticate(c) != 0)
+    if (dmj__api_authenticate(c) != 0) {
+        count_failure(c);
         return;
+    }
     if (c->method == DMJ__API_OTHER) {
         dmj__api_method_not_allowed(c);
         return;
     }
-    if (authorize(c, !req->again) != 0)
+    if (authorize(c, !req->again) != 0) {
+        count_failure(c);
         return;
+    }
     if (c->events) {
         dmj__api_events(c);
         return;
@@ -540,6 +580,9 @@ void dmj_api_handle(struct dmj_api_worker *w, const struct dmj_api_request *req,
         return;
     }
     res->allow = true;
+    /* before the answer cache too: a cached answer is no way around the budget */
+    if (gate_failures(&c))
+        return;
     rc = dmj_read_begin(w->read);
     if (rc != 0) {
         dmj__api_internal(&c, rc);

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <linux/tcp.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include "dmjd.h"
@@ -162,6 +163,7 @@ struct dmjd_conn *dmjd_conn_begin(h2o_req_t *req)
     if (conn == NULL)
         return NULL;
     struct request_mark *mark = h2o_mem_alloc_shared(&req->pool, sizeof(*mark), on_request_end);
+    memset(mark, 0, sizeof(*mark));
     mark->conn = conn;
     mark->req = req;
     h2o_linklist_insert(&conn->requests, &mark->link);

@@ -16,6 +16,7 @@
 #include "dmj/store.h"
 
 #define DMJD_MAX_LISTENERS 16
+#define DMJD_MAX_PROXIES 16
 #define DMJD_MAX_THREADS 256
 /** How long a shutdown waits for in-flight responses before giving up on them. */
 #define DMJD_DRAIN_MS 10000
@@ -81,6 +82,11 @@ unsigned dmjd_ratelimit_check(void *rl, const char *secure_value);
 /** Same as dmjd_ratelimit_check at an explicit monotonic time (for tests). */
 unsigned dmjd_ratelimit_check_at(struct dmjd_ratelimit *rl, const char *secure_value,
                                  uint64_t now_us);
+/** The seconds `name` would wait now, counting nothing (0: it would go through). */
+unsigned dmjd_ratelimit_peek_at(struct dmjd_ratelimit *rl, const char *name, uint64_t now_us);
+/** The dmj_api_config.auth_gate hook over a limiter of client addresses: `failed` counts a
+ * failure, else the seconds the client must wait before it may try a key again. */
+unsigned dmjd_ratelimit_auth_gate(void *rl, const char *client, bool failed);
 
 /* ---- access log (accesslog.c) --------------------------------------------------------- */
 
@@ -143,6 +149,10 @@ struct dmjd_server {
     h2o_hostconf_t *api_hosts[2];
     h2o_hostconf_t *metrics_hosts[2];
     struct dmjd_ratelimit *ratelimit;
+    struct dmjd_ratelimit *auth_failures; /**< --auth-fail-limit, per client address */
+    /** --trusted-proxy addresses (inet_ntop form): only from these is X-Forwarded-For read */
+    char trusted_proxies[DMJD_MAX_PROXIES][48];
+    unsigned n_trusted_proxies;
     struct dmjd_slots *slots;  /**< held long-polls and event streams per key and in all */
     uint64_t keepalive_us;     /**< the `: keep-alive` interval of event streams */
     struct dmjd_worker **workers;

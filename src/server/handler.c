@@ -83,6 +83,47 @@ static struct dmj_str request_host(h2o_req_t *req, bool tls, char *buf, size_t s
     return (struct dmj_str){buf, (size_t)len};
 }
 
+/* The address the failed-authentication budget counts against: the peer's, or the last
+ * X-Forwarded-For entry when the peer is a --trusted-proxy (the entry that proxy added;
+ * anything before it the client may have written itself). */
+static struct dmj_str client_address(struct dmjd_server *srv, h2o_req_t *req, char *buf,
+                                     size_t size)
+{
+    struct sockaddr_storage ss;
+    socklen_t n = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+    const void *addr = NULL;
+    if (n > 0 && ss.ss_family == AF_INET)
+        addr = &((struct sockaddr_in *)&ss)->sin_addr;
+    else if (n > 0 && ss.ss_family == AF_INET6)
+        addr = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+    if (addr == NULL || inet_ntop(ss.ss_family, addr, buf, (socklen_t)size) == NULL)
+        return (struct dmj_str){NULL, 0};
+    bool trusted = false;
+    for (unsigned i = 0; i < srv->n_trusted_proxies && !trusted; i++)
+        trusted = strcmp(srv->trusted_proxies[i], buf) == 0;
+    ssize_t xff = trusted ? h2o_find_header(&req->headers, H2O_TOKEN_X_FORWARDED_FOR, -1) : -1;
+    if (xff < 0)
+        return (struct dmj_str){buf, strlen(buf)};
+    /* the last of the header's lines, and of its comma-separated entries */
+    ssize_t next;
+    while ((next = h2o_find_header(&req->headers, H2O_TOKEN_X_FORWARDED_FOR, xff)) >= 0)
+        xff = next;
+    const char *v = req->headers.entries[xff].value.base;
+    size_t len = req->headers.entries[xff].value.len;
+    size_t start = len;
+    while (start > 0 && v[start - 1] != ',')
+        start--;
+    while (start < len && (v[start] == ' ' || v[start] == '\t'))
+        start++;
+    while (len > start && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+        len--;
+    if (len == start || len - start >= size)
+        return (struct dmj_str){buf, strlen(buf)}; /* nothing usable: count the proxy */
+    memmove(buf, v + start, len - start);
+    buf[len - start] = '\0';
+    return (struct dmj_str){buf, len - start};
+}
+
 static bool method_is(h2o_req_t *req, const char *m)
 {
     return h2o_memis(req->method.base, req->method.len, m, strlen(m));
@@ -238,6 +279,7 @@ static int on_request(h2o_handler_t *self, h2o_req_t *req)
 
     bool tls = is_tls(req);
     char host_buf[INET6_ADDRSTRLEN + 16];
+    char client_buf[64];
     struct dmj_api_request in = {
         .method = {req->method.base, req->method.len},
         .path = {req->path.base, path_len},
@@ -248,6 +290,8 @@ static int on_request(h2o_handler_t *self, h2o_req_t *req)
         .if_none_match = header_value(req, H2O_TOKEN_IF_NONE_MATCH),
         .tls = tls,
     };
+    if (w->server->auth_failures != NULL)
+        in.client = client_address(w->server, req, client_buf, sizeof(client_buf));
     if (req->query_at != SIZE_MAX)
         in.query =
             (struct dmj_str){req->path.base + req->query_at + 1, req->path.len - req->query_at - 1};

@@ -92,6 +92,7 @@ static void copy_request(h2o_req_t *req, const struct dmj_api_request *in,
         h2o_iovec_t host = h2o_strdup(&req->pool, in->host.ptr, in->host.len);
         out->host = (struct dmj_str){host.base, host.len};
     }
+    out->client = (struct dmj_str){NULL, 0}; /* only a first ask is gated; it may be on the stack */
     out->again = true;
 }
 

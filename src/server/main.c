@@ -56,6 +56,9 @@ struct options {
     unsigned events_keepalive;
     unsigned max_held;
     unsigned rate_keys;
+    const char *auth_fail_limit;
+    const char *trusted_proxies[DMJD_MAX_PROXIES];
+    unsigned n_trusted_proxies;
     unsigned long long max_connections; /* 0: from the open-file limit */
     unsigned send_timeout;
     unsigned header_timeout;
@@ -72,6 +75,7 @@ static void usage(FILE *f)
             "            [--map-size BYTES] [--streams-per-key N] [--max-held N]\n"
             "            [--events-keepalive S] [--max-connections N] [--send-timeout S]\n"
             "            [--header-timeout S] [--metrics-on-api] [--rate-limit-keys N]\n"
+            "            [--auth-fail-limit R] [--trusted-proxy ADDR]...\n"
             "\n"
             "Serves PostHog's data-modeling-jobs API from a dmj store (read-only).\n"
             "\n"
@@ -87,6 +91,12 @@ static void usage(FILE *f)
             "  --rate-limit-keys N\n"
             "                     keys the limiter tracks at once (default %d); a new key\n"
             "                     finding no slot free of counts is refused (429)\n"
+            "  --auth-fail-limit R\n"
+            "                     failed authentications (401, 403) a client address may\n"
+            "                     have, e.g. 30/minute; past it, 429 before any key is read\n"
+            "  --trusted-proxy ADDR\n"
+            "                     a proxy whose last X-Forwarded-For entry names the client\n"
+            "                     (repeatable; default: none, the peer's address counts)\n"
             "  --access-log F     access log to F, or - for stdout\n"
             "  --access-log-format combined|json\n"
             "                     combined log format (default), or one JSON object a line\n"
@@ -161,6 +171,8 @@ static int parse_options(int argc, char **argv, struct options *o)
         O_HEADER_TIMEOUT,
         O_METRICS_ON_API,
         O_RATE_KEYS,
+        O_AUTH_FAIL,
+        O_TRUSTED_PROXY,
     };
     static const struct option longopts[] = {
         {"db", required_argument, NULL, O_DB},
@@ -182,6 +194,8 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"header-timeout", required_argument, NULL, O_HEADER_TIMEOUT},
         {"metrics-on-api", no_argument, NULL, O_METRICS_ON_API},
         {"rate-limit-keys", required_argument, NULL, O_RATE_KEYS},
+        {"auth-fail-limit", required_argument, NULL, O_AUTH_FAIL},
+        {"trusted-proxy", required_argument, NULL, O_TRUSTED_PROXY},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -294,6 +308,20 @@ static int parse_options(int argc, char **argv, struct options *o)
         case O_METRICS_ON_API:
             o->metrics_on_api = true;
             break;
+        case O_AUTH_FAIL:
+            o->auth_fail_limit = optarg;
+            break;
+        case O_TRUSTED_PROXY: {
+            unsigned char bin[sizeof(struct in6_addr)];
+            if (o->n_trusted_proxies == DMJD_MAX_PROXIES ||
+                (inet_pton(AF_INET, optarg, bin) != 1 && inet_pton(AF_INET6, optarg, bin) != 1)) {
+                fprintf(stderr, "dmjd: --trusted-proxy takes an IPv4 or IPv6 address (at most "
+                                "%d)\n", DMJD_MAX_PROXIES);
+                return 2;
+            }
+            o->trusted_proxies[o->n_trusted_proxies++] = optarg;
+            break;
+        }
         case O_RATE_KEYS:
             if (parse_unsigned(optarg, 1u << 24, &v) != 0 || v == 0) {
                 fprintf(stderr, "dmjd: --rate-limit-keys takes 1 to 16777216\n");
@@ -604,6 +632,27 @@ int main(int argc, char **argv)
                 o.rate_limit);
         return 2;
     }
+    if (o.auth_fail_limit != NULL &&
+        (dmjd_ratelimit_parse(o.auth_fail_limit, rules, &n_rules) != 0 ||
+         dmjd_ratelimit_new(rules, n_rules, o.rate_keys, &srv.auth_failures) != 0)) {
+        fprintf(stderr, "dmjd: --auth-fail-limit %s: expected N/second|minute|hour|day[,...]\n",
+                o.auth_fail_limit);
+        dmjd_ratelimit_free(srv.ratelimit);
+        return 2;
+    }
+    if (srv.auth_failures != NULL) {
+        srv.api.auth_gate = dmjd_ratelimit_auth_gate;
+        srv.api.auth_gate_ctx = srv.auth_failures;
+    }
+    for (unsigned i = 0; i < o.n_trusted_proxies; i++) {
+        /* kept in inet_ntop's spelling, which is what a peer address is compared in */
+        unsigned char bin[sizeof(struct in6_addr)];
+        int family = inet_pton(AF_INET, o.trusted_proxies[i], bin) == 1 ? AF_INET : AF_INET6;
+        char *slot = srv.trusted_proxies[srv.n_trusted_proxies];
+        if (inet_pton(family, o.trusted_proxies[i], bin) == 1 &&
+            inet_ntop(family, bin, slot, sizeof(srv.trusted_proxies[0])) != NULL)
+            srv.n_trusted_proxies++;
+    }
     srv.api.max_limit = o.max_limit;
     srv.keepalive_us = (uint64_t)o.events_keepalive * 1000000u;
     if (dmjd_slots_new(o.streams_per_key, o.max_held, STREAM_TABLE_KEYS, &srv.slots) != 0) {
@@ -689,6 +738,7 @@ Exit:
     if (srv.store != NULL)
         dmj_store_close(srv.store);
     dmjd_ratelimit_free(srv.ratelimit);
+    dmjd_ratelimit_free(srv.auth_failures);
     dmjd_slots_free(srv.slots);
     return status;
 }

@@ -277,7 +277,38 @@ unsigned dmjd_ratelimit_check_at(struct dmjd_ratelimit *rl, const char *secure_v
     return secs > 0xffffffffu ? 0xffffffffu : (unsigned)secs;
 }
 
+unsigned dmjd_ratelimit_peek_at(struct dmjd_ratelimit *rl, const char *name, uint64_t now_us)
+{
+    uint64_t h = hash_key(name);
+    uint64_t wait_us = 0;
+    pthread_mutex_lock(&rl->lock);
+    for (size_t i = 0; i < PROBES; i++) {
+        struct slot *s = &rl->slots[(h + i) & rl->mask];
+        if (!s->used)
+            break;
+        if (strncmp(s->key, name, KEY_MAX - 1) != 0)
+            continue;
+        for (unsigned r = 0; r < rl->n_rules; r++) {
+            uint64_t w = rule_wait(rl, r, &s->rules[r], now_us);
+            if (w > wait_us)
+                wait_us = w;
+        }
+        break;
+    }
+    pthread_mutex_unlock(&rl->lock);
+    uint64_t secs = (wait_us + 999999u) / 1000000u;
+    return secs > 0xffffffffu ? 0xffffffffu : (unsigned)secs;
+}
+
 unsigned dmjd_ratelimit_check(void *rl, const char *secure_value)
 {
     return dmjd_ratelimit_check_at(rl, secure_value, dmjd_now_us());
+}
+
+unsigned dmjd_ratelimit_auth_gate(void *rl, const char *client, bool failed)
+{
+    if (!failed)
+        return dmjd_ratelimit_peek_at(rl, client, dmjd_now_us());
+    (void)dmjd_ratelimit_check_at(rl, client, dmjd_now_us());
+    return 0;
 }
