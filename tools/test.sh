@@ -40,5 +40,8 @@ echo "== tsan test"
 (cd build-test-tsan && ctest --output-on-failure --no-tests=error -R '^integration\.test_tsan$' \
     --output-junit junit.xml)
 python3 tools/check_skips.py build-test-tsan/junit.xml tsan "$ALLOW"
+echo "== fuzz targets without a sanitizer (build only)"
+CC=clang cmake -S . -B build-test-fuzz-plain -DDMJ_WERROR=ON -DDMJ_BUILD_FUZZERS=ON >/dev/null
+cmake --build build-test-fuzz-plain -j "$JOBS" >/dev/null
 echo "== fuzzers"
 sh fuzz/run.sh "${DMJ_FUZZ_SECONDS:-20}"
