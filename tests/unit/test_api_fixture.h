@@ -15,24 +15,34 @@
 #define ORG1_TEXT "11111111-1111-4111-8111-111111111111"
 #define ORG2_TEXT "22222222-2222-4222-8222-222222222222"
 
-#define SQ_A "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
-#define SQ_B "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb"
 #define SQ_B_UPPER "BBBBBBBB-BBBB-4BBB-8BBB-BBBBBBBBBBBB"
-#define SQ_C "cccccccc-cccc-4ccc-8ccc-cccccccccccc"
 #define SQ_UNKNOWN "dddddddd-dddd-4ddd-8ddd-dddddddddddd"
-
-#define J1_ID "10000000-0000-4000-8000-000000000001"
 #define J1_ID_ALT "%7Burn:uuid:10000000000040008000000000000001%7D"
-#define J2_ID "10000000-0000-4000-8000-000000000002"
-#define J3_ID "10000000-0000-4000-8000-000000000003"
-#define J4_ID "10000000-0000-4000-8000-000000000004"
-#define J5_ID "10000000-0000-4000-8000-000000000005"
-#define J6_ID "10000000-0000-4000-8000-000000000006"
-#define J_HIDDEN_ID "10000000-0000-4000-8000-000000000007"
-#define J_TEAM2_ID "20000000-0000-4000-8000-000000000001"
 
-#define K_READ "phx_read_key_0001"
-#define K_READ_HASH "sha256$ac09aa80a37052497d9eca7dc58ec13e8c4495faa018f6548f38acbc5de7f982"
+/* 2024-01-01T00:00:00Z in microseconds. */
+#define FIXTURE_T0 1704067200000000LL
+
+/* One job of the fixture; -1 stands for null in the integer fields. */
+struct fixture_job_row {
+    const char *id;
+    int32_t team;
+    const char *saved_query_id;
+    enum dmj_status status;
+    int seconds; /* created_at = FIXTURE_T0 + seconds */
+    const char *workflow_id;
+    int64_t rows_materialized;
+    const char *error;
+    int64_t last_run_after_t0_us;
+    const char *workflow_run_id;
+    int64_t rows_expected;
+    const char *engine;
+};
+
+/* The jobs (FIXTURE_JOBS), SQ_A..SQ_C, the J*_ID ids, K_READ and its hash, and the bodies
+ * DRF answers for them (J1_JSON, RUNNING_TEAM1, RECENT_TEAM1, LIST_LIMIT1...): printed by
+ * data/gen_api_bodies.py from DRF's own serializer, renderer and paginator. */
+#include "data/api_bodies.inc"
+
 #define K_WRITE "phx_write_key_0002"
 #define K_STAR "phx_star_key_0003"
 #define K_WRONG_SCOPE "phx_wrong_scope_0004"
@@ -45,39 +55,6 @@
 #define K_ERIN "phx_erin_0011"
 #define K_TEAM3_WRONG_SCOPE "phx_team3_wrong_0012"
 #define K_BOB_WRONG_SCOPE "phx_bob_wrong_0013"
-
-/* 2024-01-01T00:00:00Z in microseconds. */
-#define FIXTURE_T0 1704067200000000LL
-
-#define J1_JSON                                                                                    \
-    "{\"id\":\"" J1_ID "\",\"saved_query_id\":\"" SQ_A "\",\"status\":\"Completed\","              \
-    "\"rows_materialized\":10,\"error\":null,\"created_at\":\"2024-01-01T00:00:05Z\","             \
-    "\"last_run_at\":\"2024-01-01T00:10:00.500000Z\",\"workflow_id\":\"materialize-a\","           \
-    "\"workflow_run_id\":\"run-1\",\"rows_expected\":12}"
-#define J3_JSON                                                                                    \
-    "{\"id\":\"" J3_ID "\",\"saved_query_id\":\"" SQ_B "\",\"status\":\"Completed\","              \
-    "\"rows_materialized\":0,\"error\":null,\"created_at\":\"2024-01-01T00:00:06Z\","              \
-    "\"last_run_at\":null,\"workflow_id\":\"materialize-b\",\"workflow_run_id\":null,"             \
-    "\"rows_expected\":null}"
-#define J4_JSON                                                                                    \
-    "{\"id\":\"" J4_ID "\",\"saved_query_id\":\"" SQ_B "\",\"status\":\"Running\","                \
-    "\"rows_materialized\":0,\"error\":null,\"created_at\":\"2024-01-01T00:00:07Z\","              \
-    "\"last_run_at\":null,\"workflow_id\":\"materialize-b\",\"workflow_run_id\":null,"             \
-    "\"rows_expected\":null}"
-#define J6_JSON                                                                                    \
-    "{\"id\":\"" J6_ID "\",\"saved_query_id\":\"" SQ_A "\",\"status\":\"Running\","                \
-    "\"rows_materialized\":0,\"error\":null,\"created_at\":\"2024-01-01T00:00:02Z\","              \
-    "\"last_run_at\":null,\"workflow_id\":\"materialize-a\",\"workflow_run_id\":null,"             \
-    "\"rows_expected\":null}"
-
-#define RUNNING_TEAM1 "[" J4_JSON "," J6_JSON "]"
-#define RECENT_TEAM1 "[" J1_JSON "," J3_JSON "]"
-
-/* The first page with limit=1&b=2&a: J4, and the link to the rows before 00:00:07. */
-#define SECOND_PAGE_CURSOR "cD0yMDI0LTAxLTAxKzAwJTNBMDAlM0EwNyUyQjAwJTNBMDA%3D"
-#define LIST_LIMIT1                                                                                \
-    "{\"next\":\"http://testserver/api/environments/1/data_modeling_jobs/"                         \
-    "?a=&b=2&cursor=" SECOND_PAGE_CURSOR "&limit=1\",\"previous\":null,\"results\":[" J4_JSON "]}"
 
 static inline void fixture_uuid(const char *text, uint8_t out[16])
 {
@@ -250,25 +227,24 @@ static inline int fixture_build(const char *dir, struct dmj_store **out)
     if (rc == 0)
         rc = fixture_key(w, K_BOB_WRONG_SCOPE, 2, "insight:read", 0, NULL);
 
-    struct dmj_job jobs[8];
-    jobs[0] = fixture_job(J1_ID, 1, SQ_A, DMJ_STATUS_COMPLETED, 5, "materialize-a");
-    jobs[0].rows_materialized = 10;
-    jobs[0].has_last_run_at = true;
-    jobs[0].last_run_at = FIXTURE_T0 + 600500000LL;
-    jobs[0].workflow_run_id = fixture_str("run-1");
-    jobs[0].has_rows_expected = true;
-    jobs[0].rows_expected = 12;
-    jobs[1] = fixture_job(J2_ID, 1, SQ_A, DMJ_STATUS_FAILED, 4, "materialize-a");
-    jobs[1].error = fixture_str("boom \"x\"\n");
-    jobs[2] = fixture_job(J3_ID, 1, SQ_B, DMJ_STATUS_COMPLETED, 6, "materialize-b");
-    jobs[3] = fixture_job(J4_ID, 1, SQ_B, DMJ_STATUS_RUNNING, 7, "materialize-b");
-    jobs[4] = fixture_job(J5_ID, 1, NULL, DMJ_STATUS_RUNNING, 3, "other");
-    jobs[5] = fixture_job(J6_ID, 1, SQ_A, DMJ_STATUS_RUNNING, 2, "materialize-a");
-    jobs[6] = fixture_job(J_HIDDEN_ID, 1, SQ_A, DMJ_STATUS_COMPLETED, 9, "materialize-a");
-    jobs[6].engine = fixture_str("duckgres");
-    jobs[7] = fixture_job(J_TEAM2_ID, 2, SQ_C, DMJ_STATUS_COMPLETED, 8, "materialize-c");
-    for (size_t i = 0; rc == 0 && i < 8; i++)
-        rc = dmj_write_job(w, &jobs[i]);
+    for (size_t i = 0; rc == 0 && i < sizeof FIXTURE_JOBS / sizeof FIXTURE_JOBS[0]; i++) {
+        const struct fixture_job_row *f = &FIXTURE_JOBS[i];
+        struct dmj_job j =
+            fixture_job(f->id, f->team, f->saved_query_id, f->status, f->seconds, f->workflow_id);
+        j.rows_materialized = f->rows_materialized;
+        j.error = fixture_str(f->error);
+        if (f->last_run_after_t0_us >= 0) {
+            j.has_last_run_at = true;
+            j.last_run_at = FIXTURE_T0 + f->last_run_after_t0_us;
+        }
+        j.workflow_run_id = fixture_str(f->workflow_run_id);
+        if (f->rows_expected >= 0) {
+            j.has_rows_expected = true;
+            j.rows_expected = f->rows_expected;
+        }
+        j.engine = fixture_str(f->engine);
+        rc = dmj_write_job(w, &j);
+    }
 
     if (rc != 0) {
         dmj_write_abort(w);

@@ -1,9 +1,9 @@
 /* Unit tests of cursor.c: decoding and encoding DRF's cursor strings.
  *
- * The tables were produced once by the real Python code on this machine (Debian 12:
- * Python 3.11 base64.b64decode / binascii, urllib.parse.parse_qs, DRF 3.14's
- * CursorPagination.encode_cursor, and the peer's decode_cursor of jobs/views.py in
- * DRF_REF_DMJ mode with jobs/parsing.py), printed as C literals by a small script. */
+ * The tables (data/cursor_tables.inc) are printed by data/gen_cursor_tables.py from DRF
+ * 3.14's own CursorPagination.decode_cursor and encode_cursor, with dmj's two stated
+ * differences applied on top (data/drf_oracle.py); the suite regenerates and compares them
+ * (unit.generated_tables). */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,72 +19,8 @@ struct decode_case {
     uint64_t offset;
     bool reverse;
     const char *position; /* NULL: none */
+    int64_t position_us;  /* the position parsed (Django's parse_datetime, in UTC) */
 };
-
-/* clang-format off */
-static const struct decode_case DECODE[] = {
-    {"", 0, true, 0, false, NULL},
-    {"bz01", 4, true, 5, false, NULL},
-    {"bz01JnI9MQ==", 12, true, 5, true, NULL},
-    {"cj0x", 4, true, 0, true, NULL},
-    {"bz0xMDAx", 8, true, 1000, false, NULL},
-    {"bz0tMQ==", 8, false, 0, false, NULL},
-    {"bz0tMA==", 8, true, 0, false, NULL},
-    {"bz0rMyZyPS0y", 12, true, 3, true, NULL},
-    {"cj0w", 4, true, 0, false, NULL},
-    {"cj14", 4, false, 0, false, NULL},
-    {"bz0=", 4, false, 0, false, NULL},
-    {"bw==", 4, false, 0, false, NULL},
-    {"bz0xJm89eA==", 12, true, 1, false, NULL},
-    {"bz14Jm89MQ==", 12, false, 0, false, NULL},
-    {"cD0yMDE5LTA4LTI0IDE0OjE1OjIyLjEyMzQ1NiswMDowMA==", 48, false, 0, false, NULL},
-    {"cD0yMDE5LTA4LTI0KzE0JTNBMTUlM0EyMiUyQjAwJTNBMDA=", 48, true, 0, false, "2019-08-24 14:15:22+00:00"},
-    {"cD0yMDE5LTA4LTI0", 16, true, 0, false, "2019-08-24"},
-    {"cD0yMDE5LTEzLTAx", 16, false, 0, false, NULL},
-    {"cD0yMDE5LTA4LTI0Cg==", 20, true, 0, false, "2019-08-24\012"},
-    {"cD0yMDE5LTA4LTI0VDE0OjE1Wg==", 28, true, 0, false, "2019-08-24T14:15Z"},
-    {"cD0yMDE5LTA4LTI0VDE0OjE1OjIyLDEyMzQ1Njc4OTFa", 44, true, 0, false, "2019-08-24T14:15:22,1234567891Z"},
-    {"cD0=", 4, false, 0, false, NULL},
-    {"cA==", 4, false, 0, false, NULL},
-    {"JTZGPTc=", 8, true, 7, false, NULL},
-    {"bys9Nw==", 8, true, 0, false, NULL},
-    {"bz05bz05bz05bz05bz05bz05bz05bz05bz05bz05bz05bz05bz05bz05bz05bz05bz05bz05bz05bz05bz05bz05bz05bz05bz05bz05bz05bz05bz05bz05", 120, false, 0, false, NULL},
-    {"bz0wMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAz", 804, true, 3, false, NULL},
-    {"JiZvPTImJg==", 12, true, 2, false, NULL},
-    {"eD0xJm89MyZwPTIwMjAtMDEtMDEmcj0xJnA9anVuaw==", 44, true, 3, true, "2020-01-01"},
-    {"bz0lMzE=", 8, true, 1, false, NULL},
-    {"bz0lQzMlQTk=", 12, false, 0, false, NULL},
-    {"cD0yMDE5LTA4LTI0JUMzJUE5", 24, false, 0, false, NULL},
-    {"bz0xXzA=", 8, true, 10, false, NULL},
-    {"bz0gNCA=", 8, true, 4, false, NULL},
-    {"bz01", 4, true, 5, false, NULL},
-    {"bz01==", 6, true, 5, false, NULL},
-    {"bz0", 3, false, 0, false, NULL},
-    {"b", 1, false, 0, false, NULL},
-    {"bz=01", 5, true, 5, false, NULL},
-    {"=bz01", 5, true, 5, false, NULL},
-    {"b!z\0770\0121", 7, true, 5, false, NULL},
-    {"bz01====junk", 12, false, 0, false, NULL},
-    {"cj0x", 4, true, 0, true, NULL},
-    {"cj0x=", 5, true, 0, true, NULL},
-    {"cj0=", 4, false, 0, false, NULL},
-    {"cj==", 4, false, 0, false, NULL},
-    {"cg==", 4, false, 0, false, NULL},
-    {"cg=", 3, false, 0, false, NULL},
-    {"cg", 2, false, 0, false, NULL},
-    {"====", 4, true, 0, false, NULL},
-    {"YQ==YQ==", 8, true, 0, false, NULL},
-    {"\303\251", 2, false, 0, false, NULL},
-    {"bz01\303\251", 6, false, 0, false, NULL},
-    {"/w==", 4, false, 0, false, NULL},
-    {"gA==", 4, false, 0, false, NULL},
-    {"bz0xfw==", 8, false, 0, false, NULL},
-    {"cD0yMDE5LTA4LTI0IDE0OjE1OjIyLjEyMzQ1NisyNDowMA==", 48, false, 0, false, NULL},
-    {"cD0wMDAwLTAxLTAx", 16, false, 0, false, NULL},
-    {"cD05OTk5LTEyLTMxVDIzOjU5OjU5LTAxOjAw", 36, false, 0, false, NULL},
-    {"cD0yMDE5LTA4LTI0IDE0OjE1OjIyOTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OQ==", 84, false, 0, false, NULL},
-};
-/* clang-format on */
 
 struct encode_case {
     uint64_t offset;
@@ -94,18 +30,7 @@ struct encode_case {
 };
 
 /* clang-format off */
-static const struct encode_case ENCODE[] = {
-    {0ULL, false, NULL, ""},
-    {5ULL, false, NULL, "bz01"},
-    {0ULL, true, NULL, "cj0x"},
-    {3ULL, true, NULL, "bz0zJnI9MQ=="},
-    {1100ULL, false, NULL, "bz0xMTAw"},
-    {0ULL, false, "2019-08-24 14:15:22.123456+00:00", "cD0yMDE5LTA4LTI0KzE0JTNBMTUlM0EyMi4xMjM0NTYlMkIwMCUzQTAw"},
-    {2ULL, true, "2019-08-24 14:15:22+00:00", "bz0yJnI9MSZwPTIwMTktMDgtMjQrMTQlM0ExNSUzQTIyJTJCMDAlM0EwMA=="},
-    {0ULL, true, "2019-08-24T14:15:22,5Z", "cj0xJnA9MjAxOS0wOC0yNFQxNCUzQTE1JTNBMjIlMkM1Wg=="},
-    {7ULL, false, "2019-08-24\012", "bz03JnA9MjAxOS0wOC0yNCUwQQ=="},
-    {18446744073709551615ULL, true, "2019-08-24", "bz0xODQ0Njc0NDA3MzcwOTU1MTYxNSZyPTEmcD0yMDE5LTA4LTI0"},
-};
+#include "data/cursor_tables.inc"
 /* clang-format on */
 
 static bool b64_char(char c)
@@ -137,6 +62,7 @@ static void test_decode_table(void)
         if (d->position) {
             CHECK_EQ_STR(c.position, d->position);
             CHECK_EQ_INT(c.position_len, strlen(d->position));
+            CHECK_EQ_INT(c.position_us, d->position_us);
         }
 
         /* Whatever decodes encodes to pure base64 that decodes to the same cursor. */
@@ -158,20 +84,11 @@ static void test_decode_table(void)
     }
 }
 
-static void test_positions(void)
+static void test_empty(void)
 {
-    /* position_us is the parsed position (values computed with Python's datetime). */
-    struct dmj_cursor c;
-    const char *v = "cD0yMDE5LTA4LTI0"; /* p=2019-08-24 */
-    CHECK_EQ_INT(dmj_cursor_decode(v, strlen(v), &c), 0);
-    CHECK_EQ_INT(c.position_us, 1566604800000000LL);
-    v = "cD0yMDE5LTA4LTI0KzE0JTNBMTUlM0EyMiUyQjAwJTNBMDA="; /* p=2019-08-24 14:15:22+00:00 */
-    CHECK_EQ_INT(dmj_cursor_decode(v, strlen(v), &c), 0);
-    CHECK_EQ_INT(c.position_us, 1566656122000000LL);
-    v = "cD0yMDE5LTA4LTI0VDE0OjE1OjIyLDEyMzQ1Njc4OTFa"; /* fraction digits past six ignored */
-    CHECK_EQ_INT(dmj_cursor_decode(v, strlen(v), &c), 0);
-    CHECK_EQ_INT(c.position_us, 1566656122123456LL);
     /* An empty value is the first page: nothing set. */
+    struct dmj_cursor c;
+    memset(&c, 0x5a, sizeof c);
     CHECK_EQ_INT(dmj_cursor_decode("", 0, &c), 0);
     CHECK(c.offset == 0 && !c.reverse && !c.has_position);
 }
@@ -211,7 +128,7 @@ static void test_encode_table(void)
 int main(void)
 {
     test_decode_table();
-    test_positions();
+    test_empty();
     test_encode_table();
     return check_done();
 }

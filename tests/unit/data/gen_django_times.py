@@ -134,4 +134,5 @@ def main():
                                               us if us is not None else 0))
 
 
-main()
+if __name__ == "__main__":
+    main()
