@@ -200,12 +200,19 @@ static void sweep_one(struct dmjd_conn *c, uint64_t now, const struct dmjd_serve
         c->progress_us = now;
     }
     if (!owes(c)) {
+        c->owed = false;
         if (c->active == 0 && now - c->active_us > srv->header_timeout_us)
             dmjd_conn_close(c, "header timeout");
         return;
     }
     uint64_t acked = bytes_acked(c->sock);
-    if (acked >= c->acked_mark + PROGRESS_MIN) {
+    if (!c->owed) {
+        /* it owes something since the last look (an event stream's send, say): the clock
+         * starts now */
+        c->owed = true;
+        c->acked_mark = acked;
+        c->progress_us = now;
+    } else if (acked >= c->acked_mark + PROGRESS_MIN) {
         c->acked_mark = acked;
         c->progress_us = now;
     } else if (now - c->progress_us > srv->send_timeout_us) {

@@ -232,6 +232,7 @@ struct dmjd_conn {
     uint64_t active_us;   /**< when a request last began or ended, or the accept */
     uint64_t progress_us; /**< when the peer last acknowledged PROGRESS_MIN bytes */
     uint64_t acked_mark;  /**< TCP bytes_acked then */
+    bool owed;    /**< owed its client bytes at the last sweep */
     bool closing; /**< shut down by dmjd; h2o closes it */
     bool cut;     /**< HTTP/2 abuse: later requests get no work */
     void (*h2_next)(void); /**< h2o's frame reader behind the guard (h2guard.c) */

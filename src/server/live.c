@@ -58,6 +58,7 @@ struct dmjd_stream {
     uint64_t last_send_us;
     uint64_t peeked_us;
     bool sending;  /* h2o holds `buf`: wait for proceed before sending again */
+    bool waiting;  /* counted in its connection's `held`: owes nothing now */
     bool pending;  /* a change came while sending, or the last render had more */
     bool closing;  /* end with the next proceed */
     bool finished; /* FINAL sent, or h2o stopped the response: send nothing more */
@@ -283,10 +284,24 @@ static void stream_finish(struct dmjd_stream *s)
     h2o_send(s->req, NULL, 0, H2O_SEND_STATE_FINAL);
 }
 
+/* A stream owes its client nothing while it waits for changes, and what it sent while h2o
+ * holds it: then the connection's send timeout applies as to any answer. */
+static void stream_set_waiting(struct dmjd_stream *s, bool waiting)
+{
+    if (s->conn == NULL || s->waiting == waiting)
+        return;
+    s->waiting = waiting;
+    if (waiting)
+        s->conn->held++;
+    else
+        s->conn->held--;
+}
+
 static void stream_send(struct dmjd_stream *s)
 {
     h2o_iovec_t buf = h2o_iovec_init(s->buf.data, s->buf.len);
     s->sending = true;
+    stream_set_waiting(s, false);
     s->last_send_us = dmjd_now_us();
     h2o_send(s->req, &buf, 1, H2O_SEND_STATE_IN_PROGRESS);
 }
@@ -322,6 +337,7 @@ static void on_stream_proceed(h2o_generator_t *gen, h2o_req_t *req)
 {
     struct dmjd_stream *s = H2O_STRUCT_FROM_MEMBER(struct dmjd_stream, gen, gen);
     s->sending = false;
+    stream_set_waiting(s, true);
     if (s->closing) {
         s->closing = false;
         stream_finish(s);
@@ -341,8 +357,7 @@ static void on_stream_dispose(void *data)
 {
     struct dmjd_stream *s = data;
     stream_unlink(s);
-    if (s->conn != NULL)
-        s->conn->held--;
+    stream_set_waiting(s, false);
     atomic_fetch_sub_explicit(&s->worker->metrics.streams, 1, memory_order_relaxed);
     if (s->worker->server->slots != NULL)
         dmjd_slots_release(s->worker->server->slots, s->key);
@@ -360,8 +375,7 @@ void dmjd_live_open_stream(struct dmjd_worker *w, h2o_req_t *req, const struct d
     s->gen.stop = on_stream_stop;
     s->worker = w;
     s->conn = dmjd_conn_of(req);
-    if (s->conn != NULL)
-        s->conn->held++;
+    stream_set_waiting(s, true);
     s->req = req;
     copy_request(req, in, &s->in);
     s->st = res->stream;
@@ -412,13 +426,8 @@ static void stream_keepalive(struct dmjd_stream *s, uint64_t now)
         stream_finish(s); /* the write fails, and h2o lets go of the request */
         return;
     }
-    if (s->sending) {
-        /* h2o holds the last send: a client that reads none of it (an HTTP/2 window left
-         * at zero) is cut like any other answer it stops reading */
-        if (s->conn != NULL && now - s->last_send_us > s->worker->server->send_timeout_us)
-            dmjd_conn_close(s->conn, "send timeout");
-        return;
-    }
+    if (s->sending)
+        return; /* the connection's send timeout watches a client that stops reading */
     if (now - s->last_send_us < s->worker->server->keepalive_us)
         return;
     dmj_buf_reset(&s->buf);
