@@ -1,0 +1,89 @@
+/** What the two halves of the sync engine share: its state, and the helpers that run a
+ * PostgreSQL query or a store batch (sync.c) for the identity pass (sync_identities.c). */
+#ifndef DMJ_SYNC_IMPL_H
+#define DMJ_SYNC_IMPL_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "dmj/buf.h"
+#include "dmj/import.h"
+#include "dmj/store.h"
+#include "sync.h"
+
+/* A PostgreSQL failure (connection, query): the message is in sync->err. Retried without
+ * --once; a store failure is not (it would not get better by waiting). */
+#define SYNC_EPG (-3000)
+
+#define WATERMARK_NAME "sync.watermark"
+#define IDENTITIES_NAME "sync.identities"
+/* Fed to the identity digest first: a store whose digest an older dmj sync wrote (which kept
+ * no list of memberships, teams or organizations) gets one full identity pass. */
+#define IDENTITIES_FORMAT "dmj sync identities 2\n"
+
+/* The identities sync owns: what its last identity pass wrote, one sorted list of fixed-size
+ * entries per table in meta. A pass deletes the owned entries PostgreSQL no longer has, and
+ * only those: identities that `dmj import` or `dmj keys create` put in the store and that
+ * PostgreSQL never had are not sync's to delete. Entries: a key's hash, a user id (int64,
+ * native order), a membership (user id, then the organization's 16 bytes), a team id (int32,
+ * native order), an organization id. sync.keys and sync.users kept this format before. */
+enum owned_kind { OWN_KEY, OWN_MEMBERSHIP, OWN_USER, OWN_TEAM, OWN_ORG, OWN_COUNT };
+
+struct dmj__sync_owned_list {
+    const char *name;
+    size_t size;
+};
+extern const struct dmj__sync_owned_list dmj__sync_owned_lists[OWN_COUNT];
+
+struct ids {
+    uint8_t (*v)[16];
+    size_t n, cap;
+};
+
+
+/* A position in (updated_at, id) order. */
+struct mark {
+    bool set;
+    int64_t us;
+    uint8_t id[16];
+};
+
+struct sync {
+    struct dmj_sync_options o;
+    struct dmj_store *store;
+    const volatile sig_atomic_t *stop; /* set by the caller's signal handler */
+    struct dmj_read *read;
+    bool read_active;
+    PGconn *pg;
+    char err[512];
+
+    struct mark stored;  /* the watermark committed in the store */
+    struct mark pending; /* the watermark the open batch will commit */
+    bool incremental;    /* rows move the watermark (not during the full comparison) */
+
+    const struct ids *known; /* during the full comparison: the store's ids, sorted */
+    struct dmj_write *w;     /* the open write transaction of the batch, NULL if none */
+    uint64_t upserted, deleted, unchanged, skipped, identities, revoked;
+    struct dmj_buf seen[OWN_COUNT]; /* owned_lists' entries written by this identity pass */
+    struct dmj_buf enc_new, enc_old;
+    int store_rc;           /* the store error that stopped a parse, for the caller */
+    bool stored_identities; /* the store had an identity digest before this pass */
+};
+
+/* sync.c: PostgreSQL, read and write helpers. Each returns 0, SYNC_EPG (the message in
+ * s->err) or a store error. */
+int dmj__sync_pg_exec(struct sync *s, const char *sql, int nparams, const char *const *params, int binary, PGresult **out);
+int dmj__sync_read_start(struct sync *s);
+void dmj__sync_read_stop(struct sync *s);
+int dmj__sync_write_start(struct sync *s);
+void dmj__sync_write_abort(struct sync *s);
+int dmj__sync_batch_end(struct sync *s);
+int dmj__sync_feed_rows(struct sync *s, PGresult *r);
+/* sync_identities.c */
+int dmj__sync_note_owned(struct sync *s, const struct dmj_import_record *rec);
+int dmj__sync_identities(struct sync *s);
+
+#endif
