@@ -30,7 +30,7 @@ sys.path.insert(0, PEER)
 try:
     import django
 except ImportError as e:
-    # Django missing is a machine without python3-django (tools/deps.sh --test installs it):
+    # Django missing is a machine without python3-django (scripts/deps.sh --test installs it):
     # skipped, except under CI. The peer's own modules failing to import is a failure below.
     print("%s: Django does not import (%s); run with Debian's python3 and python3-django"
           % ("FAIL" if os.environ.get("CI") == "true" else "skipped", e))

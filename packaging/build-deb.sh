@@ -7,7 +7,7 @@
 # directory, removed afterwards), builds dmj and dmjd, stages `cmake --install --strip` into a
 # DESTDIR, gzips the manual pages, computes Depends with dpkg-shlibdeps (else ldd + dpkg -S),
 # adds the maintainer scripts of packaging/debian/ and runs dpkg-deb --build. Needs cmake, a C
-# compiler, the -dev packages of tools/deps.sh and dpkg-dev; not root (files are owned by root
+# compiler, the -dev packages of scripts/deps.sh and dpkg-dev; not root (files are owned by root
 # in the package all the same). Prints the path of the package on its last line.
 # Environment: DMJ_DEB_VERSION (default: the project version in CMakeLists.txt),
 # DMJ_DEB_MAINTAINER (default: DEBFULLNAME <DEBEMAIL>), JOBS (parallel build jobs, default 2).

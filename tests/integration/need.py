@@ -1,6 +1,6 @@
 """What a test does when a tool or a resource one of its parts needs is missing: outside CI it
-says which part it leaves out and carries on; with CI=true (tools/test.sh under .ci/run) a
-missing tool is a failure, since tools/deps.sh --test installs every one of them."""
+says which part it leaves out and carries on; with CI=true (scripts/test.sh under .ci/run) a
+missing tool is a failure, since scripts/deps.sh --test installs every one of them."""
 
 import os
 import shutil
@@ -24,5 +24,5 @@ def tool(name, package):
     """True when `name` is on PATH; else missing(...) and False."""
     if shutil.which(name):
         return True
-    missing("%s is not installed (Debian package %s, tools/deps.sh --test)" % (name, package))
+    missing("%s is not installed (Debian package %s, scripts/deps.sh --test)" % (name, package))
     return False

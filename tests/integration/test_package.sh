@@ -14,7 +14,7 @@ skip() {
 }
 
 # A tool one check needs is missing: that check is left out with a note, or under CI=true
-# the test fails (tools/deps.sh --test installs every tool named here).
+# the test fails (scripts/deps.sh --test installs every tool named here).
 missing() {
     if [ "${CI:-}" = true ]; then
         echo "FAIL: $* (CI=true: a check that cannot run is a failure)"

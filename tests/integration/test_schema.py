@@ -6,7 +6,7 @@ real answers of the same dmjd (list pages, retrieve, recent, running, and every 
 can be made to give) validate against its response schemas (python3-jsonschema).
 
 When npm cannot install swagger-parser (no registry), everything else runs first and then the
-test says skipped (77), which CI refuses (tools/test.sh, tests/skips-allowed.txt); node, npm or
+test says skipped (77), which CI refuses (scripts/test.sh, tests/skips-allowed.txt); node, npm or
 jsonschema missing fails under CI=true."""
 
 import copy
@@ -311,7 +311,7 @@ def main():
     try:
         import jsonschema
     except ImportError:
-        need.missing("python3-jsonschema is not installed (tools/deps.sh --test installs it)")
+        need.missing("python3-jsonschema is not installed (scripts/deps.sh --test installs it)")
         skip("python3-jsonschema is not installed")
     mods, why = install_parser()
     failed = 0

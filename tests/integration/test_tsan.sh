@@ -3,7 +3,7 @@
 # 1,000 held connections and 300 reset mid-answer, /metrics scrapes, the shared rate limiter,
 # the access log; scaled down from test_load.py's 10,000; `running/?wait=` long-polls and
 # events/ streams woken by the store watcher) while `dmj import` commits into the store it
-# serves: neither reports anything, every request is answered, dmjd stops cleanly. Skipped (77) unless DMJ_BIN_DIR is a -DDMJ_SANITIZE=thread build; tools/test.sh
+# serves: neither reports anything, every request is answered, dmjd stops cleanly. Skipped (77) unless DMJ_BIN_DIR is a -DDMJ_SANITIZE=thread build; scripts/test.sh
 # makes one in build-test-tsan and runs this test there.
 set -u
 
@@ -18,7 +18,7 @@ done
 # "Reports nothing" means something only from an instrumented binary.
 ldd "$BIN/dmjd" | grep -q libtsan || { echo "FAIL: $BIN/dmjd is not linked with libtsan"; exit 1; }
 if ! command -v h2load >/dev/null; then
-    # tools/deps.sh --test installs it: under CI its absence is a failure, not a skip
+    # scripts/deps.sh --test installs it: under CI its absence is a failure, not a skip
     [ "${CI:-}" = true ] && { echo "FAIL: h2load (nghttp2-client) is not installed"; exit 1; }
     echo "skipped: h2load (nghttp2-client) is not installed"
     exit 77

@@ -6,7 +6,7 @@
 # and a test missing a tool it calls fails instead of leaving that part out.
 set -eu
 cd "$(dirname "$0")/.."
-sh tools/deps.sh --test
+sh scripts/deps.sh --test
 JOBS=$(nproc)
 # ../shared (the reference peer and the fixture generator) sits beside the checkout and is
 # not part of the repository: without it the tests that compare with the peer skip, and
@@ -29,7 +29,7 @@ for variant in release asan; do
     cmake --build "$dir" -j "$JOBS"
     echo "== $variant tests"
     (cd "$dir" && ctest --output-on-failure -j "$JOBS" --output-junit junit.xml)
-    python3 tools/check_skips.py "$dir/junit.xml" "$variant" "$ALLOW"
+    python3 scripts/check_skips.py "$dir/junit.xml" "$variant" "$ALLOW"
 done
 # ThreadSanitizer: only dmjd and dmj, and only the test that loads one with the other.
 echo "== tsan build (dmjd, dmj)"
@@ -39,7 +39,7 @@ cmake --build build-test-tsan -j "$JOBS" --target dmjd dmj
 echo "== tsan test"
 (cd build-test-tsan && ctest --output-on-failure --no-tests=error -R '^integration\.test_tsan$' \
     --output-junit junit.xml)
-python3 tools/check_skips.py build-test-tsan/junit.xml tsan "$ALLOW"
+python3 scripts/check_skips.py build-test-tsan/junit.xml tsan "$ALLOW"
 echo "== fuzz targets without a sanitizer (build only)"
 CC=clang cmake -S . -B build-test-fuzz-plain -DDMJ_WERROR=ON -DDMJ_BUILD_FUZZERS=ON >/dev/null
 cmake --build build-test-fuzz-plain -j "$JOBS" >/dev/null

@@ -1,7 +1,7 @@
 #!/bin/sh
 # demo.sh - from a fresh Debian 12 checkout to a running dmjd with demo data, in one command.
 #
-# Installs the build dependencies (tools/deps.sh, as root or through sudo), builds dmj and
+# Installs the build dependencies (scripts/deps.sh, as root or through sudo), builds dmj and
 # dmjd (Release) into build/, generates 20,000 jobs over 5 teams with their fixtures into
 # demo/, imports them into demo/store, prints the store's statistics and a curl command with
 # the demo "read" key, then runs dmjd in the foreground (Ctrl-C stops it).
@@ -21,8 +21,8 @@ say() {
     printf '\n== %s\n' "$*"
 }
 
-say "build dependencies (tools/deps.sh)"
-sh tools/deps.sh
+say "build dependencies (scripts/deps.sh)"
+sh scripts/deps.sh
 
 say "build (Release) into build/"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
