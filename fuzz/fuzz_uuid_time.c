@@ -1,5 +1,8 @@
-/* Fuzz target: the UUID and timestamp parsers and the JSON string escaper, each checked by a
- * print-then-parse round trip on whatever they accept. */
+/* Fuzz target: the UUID and timestamp parsers and the JSON string escaper. Each parser must
+ * accept exactly what the grammar accepts (spec/API.md section 0 for UUIDs and cursor
+ * positions, include/dmj/time.h for the import's timestamps; grammar.h reads them on its own,
+ * with the spec's regular expressions and Python's calendar) with the same value, and what
+ * the printers write must read back. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +12,8 @@
 #include "dmj/time.h"
 #include "dmj/uuid.h"
 
+#include "grammar.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MIN_US INT64_C(-62135596800000000)
@@ -16,31 +21,54 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void check_uuid(const char *s, size_t n)
 {
-    uint8_t id[16], back[16];
-    char text[DMJ_UUID_TEXT_LEN + 1];
+    uint8_t id[16], back[16], want[16];
+    char text[DMJ_UUID_TEXT_LEN + 1], expect[DMJ_UUID_TEXT_LEN + 1];
     memset(id, 0xA5, sizeof id);
+    bool valid = grammar_uuid(s, n, want);
     if (dmj_uuid_parse(s, n, id) != 0) {
+        if (valid)
+            abort(); /* the grammar takes it */
         for (size_t i = 0; i < sizeof id; i++) {
             if (id[i] != 0xA5)
                 abort(); /* out-parameters are written only on success */
         }
         return;
     }
+    if (!valid || memcmp(id, want, 16) != 0)
+        abort(); /* accepted outside the grammar, or read as another UUID */
     dmj_uuid_format(id, text);
-    if (strlen(text) != DMJ_UUID_TEXT_LEN || dmj_uuid_parse(text, DMJ_UUID_TEXT_LEN, back) != 0 ||
+    /* Lowercase hex in groups of 8-4-4-4-12. */
+    size_t k = 0;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            expect[k++] = '-';
+        expect[k++] = "0123456789abcdef"[id[i] >> 4];
+        expect[k++] = "0123456789abcdef"[id[i] & 15];
+    }
+    expect[k] = '\0';
+    if (strcmp(text, expect) != 0 || dmj_uuid_parse(text, DMJ_UUID_TEXT_LEN, back) != 0 ||
         memcmp(id, back, 16) != 0)
         abort();
 }
 
-/* Both printed forms of `us` must read back, through both grammars, as `us`. */
+/* Both printed forms of `us` must have their grammar, say `us` by the grammar's own reading,
+ * and read back through both parsers as `us`. */
 static void check_time_value(int64_t us)
 {
     char drf[DMJ_TIME_TEXT_MAX], py[DMJ_TIME_TEXT_MAX];
-    int64_t a, b, c, d;
+    int64_t a, b, c, d, g1, g2;
+    regmatch_t m[2];
     if (us < MIN_US || us > MAX_US)
         abort();
     size_t n1 = dmj_time_format_drf(us, drf), n2 = dmj_time_format_py(us, py);
     if (n1 != strlen(drf) || n2 != strlen(py))
+        abort();
+    bool fraction = us % 1000000 != 0;
+    if (!grammar_match(3, drf, n1, m, 2) || (m[1].rm_so >= 0) != fraction ||
+        !grammar_match(4, py, n2, m, 2) || (m[1].rm_so >= 0) != fraction)
+        abort();
+    if (!grammar_django_timestamp(drf, n1, &g1) || g1 != us ||
+        !grammar_django_timestamp(py, n2, &g2) || g2 != us)
         abort();
     if (dmj_time_parse(drf, n1, &a) != 0 || a != us || dmj_time_parse(py, n2, &b) != 0 || b != us ||
         dmj_time_parse_django(drf, n1, &c) != 0 || c != us ||
@@ -126,16 +154,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int64_t us;
 
     check_uuid(s, size);
+    /* Each timestamp parser: accepted exactly when its grammar accepts, with the grammar's
+     * value; nothing written on a refusal. */
+    int64_t want;
+    bool valid = grammar_import_timestamp(s, size, &want);
     us = INT64_C(0x5A5A5A5A5A5A5A5A);
-    if (dmj_time_parse(s, size, &us) == 0)
+    if (dmj_time_parse(s, size, &us) == 0) {
+        if (!valid || us != want)
+            abort();
         check_time_value(us);
-    else if (us != INT64_C(0x5A5A5A5A5A5A5A5A))
-        abort(); /* written on failure */
-    us = INT64_C(0x5A5A5A5A5A5A5A5A);
-    if (dmj_time_parse_django(s, size, &us) == 0)
-        check_time_value(us);
-    else if (us != INT64_C(0x5A5A5A5A5A5A5A5A))
+    } else if (valid || us != INT64_C(0x5A5A5A5A5A5A5A5A)) {
         abort();
+    }
+    valid = grammar_django_timestamp(s, size, &want);
+    us = INT64_C(0x5A5A5A5A5A5A5A5A);
+    if (dmj_time_parse_django(s, size, &us) == 0) {
+        if (!valid || us != want)
+            abort();
+        check_time_value(us);
+    } else if (valid || us != INT64_C(0x5A5A5A5A5A5A5A5A)) {
+        abort();
+    }
     /* The input read as a microsecond count, when it is eight bytes: any int64 prints. */
     if (size == 8) {
         char t[DMJ_TIME_TEXT_MAX];
