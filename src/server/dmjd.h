@@ -14,10 +14,8 @@
 #include "dmj/api.h"
 #include "dmj/buf.h"
 #include "dmj/store.h"
+#include "options.h"
 
-#define DMJD_MAX_LISTENERS 16
-#define DMJD_MAX_PROXIES 16
-#define DMJD_MAX_THREADS 256
 /** How long a shutdown waits for in-flight responses before giving up on them. */
 #define DMJD_DRAIN_MS 10000
 

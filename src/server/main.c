@@ -21,370 +21,18 @@
 
 #include "dmjd.h"
 
-#define DEFAULT_LISTEN "127.0.0.1:8000"
-#define DEFAULT_MAX_LIMIT 1000
-#define RATE_TABLE_KEYS 4096 /* default --rate-limit-keys (~8 MiB) */
-#define DEFAULT_STREAMS_PER_KEY 8
-#define DEFAULT_EVENTS_KEEPALIVE 15
 #define STREAM_TABLE_KEYS 4096 /* keys holding long-polls or streams at once (~340 KiB) */
-#define DEFAULT_MAX_HELD 4096
-#define DEFAULT_SEND_TIMEOUT 30
-#define DEFAULT_HEADER_TIMEOUT 10
-/* The default --max-connections stays below this whatever the open-file limit allows: an
- * idle connection costs h2o some 10-20 KiB. */
-#define DEFAULT_MAX_CONNECTIONS_CAP 65536
 /* Descriptors kept for everything else: the store, logs, listeners, pipes, event loops. */
 #define RESERVED_FDS 64
 /* The body is never read: h2o keeps at most this of one (HTTP/1 answers 413 past it, HTTP/2
  * resets the stream), so that a few small bodies still get their proper 405. */
 #define MAX_REQUEST_BODY 4096
 
-struct options {
-    const char *db;
-    const char *listen[DMJD_MAX_LISTENERS];
-    unsigned n_listen;
-    unsigned threads;
-    const char *tls_cert;
-    const char *tls_key;
-    unsigned max_limit;
-    const char *rate_limit;
-    const char *access_log;
-    bool access_log_json;
-    const char *metrics_listen;
-    size_t map_size;
-    unsigned streams_per_key;
-    unsigned events_keepalive;
-    unsigned max_held;
-    unsigned rate_keys;
-    const char *auth_fail_limit;
-    const char *trusted_proxies[DMJD_MAX_PROXIES];
-    unsigned n_trusted_proxies;
-    unsigned long long max_connections; /* 0: from the open-file limit */
-    unsigned send_timeout;
-    unsigned header_timeout;
-    bool metrics_on_api;
-};
-
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: dmjd [--db DIR] [--listen [http://|https://]HOST:PORT]... [--threads N]\n"
-            "            [--tls-cert FILE --tls-key FILE] [--max-limit N]\n"
-            "            [--rate-limit 480/minute,4800/hour] [--access-log FILE|-]\n"
-            "            [--access-log-format combined|json] [--metrics-listen HOST:PORT]\n"
-            "            [--map-size BYTES] [--streams-per-key N] [--max-held N]\n"
-            "            [--events-keepalive S] [--max-connections N] [--send-timeout S]\n"
-            "            [--header-timeout S] [--metrics-on-api] [--rate-limit-keys N]\n"
-            "            [--auth-fail-limit R] [--trusted-proxy ADDR]...\n"
-            "\n"
-            "Serves PostHog's data-modeling-jobs API from a dmj store (read-only).\n"
-            "\n"
-            "  --db DIR           the store (default: $DMJ_DB, then ./dmj-data)\n"
-            "  --listen HOST:PORT address to serve on, repeatable (default " DEFAULT_LISTEN ");\n"
-            "                     port 0 picks a free port; https:// needs --tls-cert, and\n"
-            "                     with --tls-cert a bare HOST:PORT is TLS too\n"
-            "  --threads N        worker threads (default: the number of online cores)\n"
-            "  --tls-cert FILE    PEM certificate chain; TLS with ALPN h2 and http/1.1\n"
-            "  --tls-key FILE     PEM private key\n"
-            "  --max-limit N      largest page size (default %d; 0 = no maximum)\n"
-            "  --rate-limit R     per-key limits, e.g. 480/minute,4800/hour (default: none)\n"
-            "  --rate-limit-keys N\n"
-            "                     keys the limiter tracks at once (default %d); a new key\n"
-            "                     finding no slot free of counts is refused (429)\n"
-            "  --auth-fail-limit R\n"
-            "                     failed authentications (401, 403) a client address may\n"
-            "                     have, e.g. 30/minute; past it, 429 before any key is read\n"
-            "  --trusted-proxy ADDR\n"
-            "                     a proxy whose last X-Forwarded-For entry names the client\n"
-            "                     (repeatable; default: none, the peer's address counts)\n"
-            "  --access-log F     access log to F, or - for stdout\n"
-            "  --access-log-format combined|json\n"
-            "                     combined log format (default), or one JSON object a line\n"
-            "  --metrics-listen HOST:PORT\n"
-            "                     serve /metrics on this listener (plain HTTP); without it,\n"
-            "                     /metrics is not served at all\n"
-            "  --metrics-on-api   serve /metrics on the API listeners too (no key needed)\n"
-            "  --map-size BYTES   LMDB map size (default: $DMJ_MAP_SIZE or the store's)\n"
-            "  --streams-per-key N\n"
-            "                     held running/?wait= long-polls and open events/ streams\n"
-            "                     one key may have (default %d; 0 = no per-key bound);\n"
-            "                     one more is answered at once: 429 with Retry-After\n"
-            "  --max-held N       the same bound for the whole server (default %d)\n"
-            "  --max-connections N\n"
-            "                     open client connections (default: from the open-file limit,\n"
-            "                     raised to its hard limit, at most %d); at the limit a new\n"
-            "                     connection displaces the one quiet the longest\n"
-            "  --send-timeout S   close a connection whose client reads nothing of an answer\n"
-            "                     for S seconds (default %d)\n"
-            "  --header-timeout S close a connection with no request in progress for S\n"
-            "                     seconds: idle, or headers never finished (default %d)\n"
-            "  --events-keepalive S\n"
-            "                     seconds between `: keep-alive` lines on an idle\n"
-            "                     events/ stream (default %d)\n"
-            "  --help             this text\n"
-            "\n"
-            "Prints `listening on URL` once per listener when ready (the metrics listener\n"
-            "last, as `metrics on URL`). Messages from the workers' set-up on go to stderr\n"
-            "with an ISO 8601 UTC timestamp. GET /api/schema/ serves the OpenAPI document\n"
-            "(no key needed).\n"
-            "`running/?wait=N` long-polls and events/ streams wait in the workers' event\n"
-            "loops; one watcher thread wakes them when the store commits.\n"
-            "SIGTERM or SIGINT: stop accepting, answer held long-polls, end event\n"
-            "streams, finish the responses in flight, exit 0.\n",
-            DEFAULT_MAX_LIMIT, RATE_TABLE_KEYS, DEFAULT_STREAMS_PER_KEY, DEFAULT_MAX_HELD,
-            DEFAULT_MAX_CONNECTIONS_CAP, DEFAULT_SEND_TIMEOUT, DEFAULT_HEADER_TIMEOUT,
-            DEFAULT_EVENTS_KEEPALIVE);
-}
-
-static int parse_unsigned(const char *s, unsigned long long max, unsigned long long *out)
-{
-    char *end;
-    errno = 0;
-    if (s[0] < '0' || s[0] > '9')
-        return DMJ_EINVAL;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v > max)
-        return DMJ_EINVAL;
-    *out = v;
-    return 0;
-}
-
-static int parse_options(int argc, char **argv, struct options *o)
-{
-    enum {
-        O_DB = 256,
-        O_LISTEN,
-        O_THREADS,
-        O_CERT,
-        O_KEY,
-        O_MAXLIMIT,
-        O_RATE,
-        O_LOG,
-        O_MAP,
-        O_LOG_FORMAT,
-        O_METRICS,
-        O_STREAMS,
-        O_KEEPALIVE,
-        O_MAX_HELD,
-        O_MAX_CONNS,
-        O_SEND_TIMEOUT,
-        O_HEADER_TIMEOUT,
-        O_METRICS_ON_API,
-        O_RATE_KEYS,
-        O_AUTH_FAIL,
-        O_TRUSTED_PROXY,
-    };
-    static const struct option longopts[] = {
-        {"db", required_argument, NULL, O_DB},
-        {"listen", required_argument, NULL, O_LISTEN},
-        {"threads", required_argument, NULL, O_THREADS},
-        {"tls-cert", required_argument, NULL, O_CERT},
-        {"tls-key", required_argument, NULL, O_KEY},
-        {"max-limit", required_argument, NULL, O_MAXLIMIT},
-        {"rate-limit", required_argument, NULL, O_RATE},
-        {"access-log", required_argument, NULL, O_LOG},
-        {"map-size", required_argument, NULL, O_MAP},
-        {"access-log-format", required_argument, NULL, O_LOG_FORMAT},
-        {"metrics-listen", required_argument, NULL, O_METRICS},
-        {"streams-per-key", required_argument, NULL, O_STREAMS},
-        {"events-keepalive", required_argument, NULL, O_KEEPALIVE},
-        {"max-held", required_argument, NULL, O_MAX_HELD},
-        {"max-connections", required_argument, NULL, O_MAX_CONNS},
-        {"send-timeout", required_argument, NULL, O_SEND_TIMEOUT},
-        {"header-timeout", required_argument, NULL, O_HEADER_TIMEOUT},
-        {"metrics-on-api", no_argument, NULL, O_METRICS_ON_API},
-        {"rate-limit-keys", required_argument, NULL, O_RATE_KEYS},
-        {"auth-fail-limit", required_argument, NULL, O_AUTH_FAIL},
-        {"trusted-proxy", required_argument, NULL, O_TRUSTED_PROXY},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    memset(o, 0, sizeof(*o));
-    o->db =
-        getenv("DMJ_DB") != NULL && getenv("DMJ_DB")[0] != '\0' ? getenv("DMJ_DB") : "./dmj-data";
-    o->threads = cores > 0 ? (unsigned)(cores < DMJD_MAX_THREADS ? cores : DMJD_MAX_THREADS) : 1;
-    o->max_limit = DEFAULT_MAX_LIMIT;
-    o->streams_per_key = DEFAULT_STREAMS_PER_KEY;
-    o->events_keepalive = DEFAULT_EVENTS_KEEPALIVE;
-    o->max_held = DEFAULT_MAX_HELD;
-    o->rate_keys = RATE_TABLE_KEYS;
-    o->send_timeout = DEFAULT_SEND_TIMEOUT;
-    o->header_timeout = DEFAULT_HEADER_TIMEOUT;
-    int c;
-    unsigned long long v;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        switch (c) {
-        case O_DB:
-            o->db = optarg;
-            break;
-        case O_LISTEN:
-            if (o->n_listen == DMJD_MAX_LISTENERS) {
-                fprintf(stderr, "dmjd: at most %d --listen\n", DMJD_MAX_LISTENERS);
-                return 2;
-            }
-            o->listen[o->n_listen++] = optarg;
-            break;
-        case O_THREADS:
-            if (parse_unsigned(optarg, DMJD_MAX_THREADS, &v) != 0 || v == 0) {
-                fprintf(stderr, "dmjd: --threads takes 1 to %d\n", DMJD_MAX_THREADS);
-                return 2;
-            }
-            o->threads = (unsigned)v;
-            break;
-        case O_CERT:
-            o->tls_cert = optarg;
-            break;
-        case O_KEY:
-            o->tls_key = optarg;
-            break;
-        case O_MAXLIMIT:
-            if (parse_unsigned(optarg, 0xffffffffu, &v) != 0) {
-                fprintf(stderr, "dmjd: --max-limit takes a number (0 = no maximum)\n");
-                return 2;
-            }
-            o->max_limit = (unsigned)v;
-            break;
-        case O_RATE:
-            o->rate_limit = optarg;
-            break;
-        case O_LOG:
-            o->access_log = optarg;
-            break;
-        case O_LOG_FORMAT:
-            if (strcmp(optarg, "combined") != 0 && strcmp(optarg, "json") != 0) {
-                fprintf(stderr, "dmjd: --access-log-format takes combined or json\n");
-                return 2;
-            }
-            o->access_log_json = strcmp(optarg, "json") == 0;
-            break;
-        case O_METRICS:
-            o->metrics_listen = optarg;
-            break;
-        case O_MAP:
-            if (parse_unsigned(optarg, SIZE_MAX, &v) != 0) {
-                fprintf(stderr, "dmjd: --map-size takes a number of bytes\n");
-                return 2;
-            }
-            o->map_size = (size_t)v;
-            break;
-        case O_STREAMS:
-            if (parse_unsigned(optarg, 1000000, &v) != 0) {
-                fprintf(stderr, "dmjd: --streams-per-key takes a number (0 = no bound)\n");
-                return 2;
-            }
-            o->streams_per_key = (unsigned)v;
-            break;
-        case O_KEEPALIVE:
-            if (parse_unsigned(optarg, 3600, &v) != 0 || v == 0) {
-                fprintf(stderr, "dmjd: --events-keepalive takes 1 to 3600 seconds\n");
-                return 2;
-            }
-            o->events_keepalive = (unsigned)v;
-            break;
-        case O_MAX_HELD:
-            if (parse_unsigned(optarg, 1000000, &v) != 0 || v == 0) {
-                fprintf(stderr, "dmjd: --max-held takes 1 to 1000000\n");
-                return 2;
-            }
-            o->max_held = (unsigned)v;
-            break;
-        case O_MAX_CONNS:
-            if (parse_unsigned(optarg, 100000000, &v) != 0 || v == 0) {
-                fprintf(stderr, "dmjd: --max-connections takes 1 to 100000000\n");
-                return 2;
-            }
-            o->max_connections = v;
-            break;
-        case O_SEND_TIMEOUT:
-        case O_HEADER_TIMEOUT:
-            if (parse_unsigned(optarg, 86400, &v) != 0 || v == 0) {
-                fprintf(stderr, "dmjd: --%s takes 1 to 86400 seconds\n",
-                        c == O_SEND_TIMEOUT ? "send-timeout" : "header-timeout");
-                return 2;
-            }
-            *(c == O_SEND_TIMEOUT ? &o->send_timeout : &o->header_timeout) = (unsigned)v;
-            break;
-        case O_METRICS_ON_API:
-            o->metrics_on_api = true;
-            break;
-        case O_AUTH_FAIL:
-            o->auth_fail_limit = optarg;
-            break;
-        case O_TRUSTED_PROXY: {
-            unsigned char bin[sizeof(struct in6_addr)];
-            if (o->n_trusted_proxies == DMJD_MAX_PROXIES ||
-                (inet_pton(AF_INET, optarg, bin) != 1 && inet_pton(AF_INET6, optarg, bin) != 1)) {
-                fprintf(stderr, "dmjd: --trusted-proxy takes an IPv4 or IPv6 address (at most "
-                                "%d)\n", DMJD_MAX_PROXIES);
-                return 2;
-            }
-            o->trusted_proxies[o->n_trusted_proxies++] = optarg;
-            break;
-        }
-        case O_RATE_KEYS:
-            if (parse_unsigned(optarg, 1u << 24, &v) != 0 || v == 0) {
-                fprintf(stderr, "dmjd: --rate-limit-keys takes 1 to 16777216\n");
-                return 2;
-            }
-            o->rate_keys = (unsigned)v;
-            break;
-        case 'h':
-            usage(stdout);
-            exit(0);
-        default:
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "dmjd: unexpected argument '%s'\n", argv[optind]);
-        usage(stderr);
-        return 2;
-    }
-    if ((o->tls_cert == NULL) != (o->tls_key == NULL)) {
-        fprintf(stderr, "dmjd: --tls-cert and --tls-key go together\n");
-        return 2;
-    }
-    if (o->n_listen == 0)
-        o->listen[o->n_listen++] = DEFAULT_LISTEN;
-    return 0;
-}
-
-/* Splits "[http://|https://]HOST:PORT" ("[::1]:80" for IPv6) into its parts. */
-static int split_listen(const char *spec, bool tls_default, char *host, size_t host_size,
-                        char *port, size_t port_size, bool *tls)
-{
-    *tls = tls_default;
-    if (strncmp(spec, "http://", 7) == 0) {
-        *tls = false;
-        spec += 7;
-    } else if (strncmp(spec, "https://", 8) == 0) {
-        *tls = true;
-        spec += 8;
-    }
-    const char *colon = strrchr(spec, ':');
-    if (colon == NULL || colon[1] == '\0')
-        return DMJ_EINVAL;
-    const char *h = spec;
-    size_t hlen = (size_t)(colon - spec);
-    if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
-        h++;
-        hlen -= 2;
-    }
-    if (hlen == 0 || hlen >= host_size || strlen(colon + 1) >= port_size)
-        return DMJ_EINVAL;
-    memcpy(host, h, hlen);
-    host[hlen] = '\0';
-    strcpy(port, colon + 1);
-    return 0;
-}
-
 static int open_listener(const char *spec, bool tls_default, struct dmjd_listener *out)
 {
     char host[256], port[16];
     bool tls;
-    if (split_listen(spec, tls_default, host, sizeof(host), port, sizeof(port), &tls) != 0) {
+    if (dmjd_listen_split(spec, tls_default, host, sizeof(host), port, sizeof(port), &tls) != 0) {
         fprintf(stderr, "dmjd: --listen %s: expected HOST:PORT\n", spec);
         return -1;
     }
@@ -460,7 +108,7 @@ Error:
     return NULL;
 }
 
-static int open_store(const struct options *o, struct dmj_store **out)
+static int open_store(const struct dmjd_options *o, struct dmj_store **out)
 {
     struct stat st;
     if (stat(o->db, &st) != 0 || !S_ISDIR(st.st_mode)) {
@@ -502,12 +150,12 @@ static unsigned long long connection_budget(unsigned long long asked, unsigned t
             getrlimit(RLIMIT_NOFILE, &rl);
     }
     unsigned long long reserved = RESERVED_FDS + (unsigned long long)threads * (DMJD_MAX_LISTENERS + 40);
-    unsigned long long room = rl.rlim_cur == RLIM_INFINITY ? DEFAULT_MAX_CONNECTIONS_CAP
+    unsigned long long room = rl.rlim_cur == RLIM_INFINITY ? DMJD_DEFAULT_MAX_CONNECTIONS_CAP
                               : rl.rlim_cur > reserved    ? rl.rlim_cur - reserved
                                                           : 0;
     if (asked == 0)
-        return room < DEFAULT_MAX_CONNECTIONS_CAP ? (room > 0 ? room : 1)
-                                                  : DEFAULT_MAX_CONNECTIONS_CAP;
+        return room < DMJD_DEFAULT_MAX_CONNECTIONS_CAP ? (room > 0 ? room : 1)
+                                                  : DMJD_DEFAULT_MAX_CONNECTIONS_CAP;
     if (asked > room) {
         fprintf(stderr,
                 "dmjd: --max-connections %llu needs more descriptors than the open-file limit "
@@ -596,10 +244,10 @@ static int serve(struct dmjd_server *srv, unsigned threads, const sigset_t *stop
 
 int main(int argc, char **argv)
 {
-    struct options o;
-    int rc = parse_options(argc, argv, &o);
+    struct dmjd_options o;
+    int rc = dmjd_options_parse(argc, argv, &o);
     if (rc != 0)
-        return rc;
+        return rc == 1 ? 0 : rc;
     signal(SIGPIPE, SIG_IGN);
     /* Responses of a few hundred kilobytes (`running`, large pages) are copied into h2o's
      * pools on every request: above glibc's 128 KiB default each copy was an mmap and munmap
