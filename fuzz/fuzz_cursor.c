@@ -6,6 +6,7 @@
  * base64 that decodes to the same cursor. */
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -244,18 +245,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     expected(data, size, &want);
     memset(&c, 0xA5, sizeof c);
     memcpy(&untouched, &c, sizeof c);
-    if (dmj_cursor_decode((const char *)data, size, &c) != 0) {
-        if (want.ok || memcmp(&c, &untouched, sizeof c) != 0)
+    int rc = dmj_cursor_decode((const char *)data, size, &c);
+    if (rc != 0) {
+        if (want.ok) {
+            fprintf(stderr, "fuzz_cursor: refused (%d), DRF's rule decodes it (o=%llu r=%d)\n",
+                    rc, (unsigned long long)want.offset, want.reverse);
+            abort();
+        }
+        if (memcmp(&c, &untouched, sizeof c) != 0)
             abort();
         return 0;
     }
     if (!want.ok || c.offset != want.offset || c.reverse != want.reverse ||
-        c.has_position != want.has_position)
+        c.has_position != want.has_position ||
+        (c.has_position &&
+         (c.position_len != want.position_len || c.position_us != want.position_us ||
+          memcmp(c.position, want.position, want.position_len) != 0))) {
+        fprintf(stderr,
+                "fuzz_cursor: decoded o=%llu r=%d p=%d (%lld); DRF's rule: %s o=%llu r=%d p=%d "
+                "(%lld)\n",
+                (unsigned long long)c.offset, c.reverse, c.has_position,
+                (long long)c.position_us, want.ok ? "decodes," : "refuses;",
+                (unsigned long long)want.offset, want.reverse, want.has_position,
+                (long long)want.position_us);
         abort();
-    if (c.has_position &&
-        (c.position_len != want.position_len || c.position_us != want.position_us ||
-         memcmp(c.position, want.position, want.position_len) != 0))
-        abort();
+    }
     if (c.offset > DMJ_CURSOR_OFFSET_CUTOFF || c.position_len > DMJ_CURSOR_POSITION_MAX ||
         (c.has_position && c.position[c.position_len] != '\0'))
         abort();

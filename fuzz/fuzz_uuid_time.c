@@ -4,6 +4,7 @@
  * with the spec's regular expressions and Python's calendar) with the same value, and what
  * the printers write must read back. */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,6 +75,21 @@ static void check_time_value(int64_t us)
         dmj_time_parse_django(drf, n1, &c) != 0 || c != us ||
         dmj_time_parse_django(py, n2, &d) != 0 || d != us)
         abort();
+}
+
+/* A parser and its grammar disagree: say how, then fail. */
+static void time_mismatch(const char *what, const char *s, size_t n, bool accepted, int64_t us,
+                          bool valid, int64_t want)
+{
+    fprintf(stderr, "fuzz_uuid_time: %s %s \"%.*s\"", what, accepted ? "accepted" : "refused",
+            (int)(n < 80 ? n : 80), s);
+    if (accepted)
+        fprintf(stderr, " as %lld", (long long)us);
+    if (valid)
+        fprintf(stderr, "; the grammar reads %lld\n", (long long)want);
+    else
+        fprintf(stderr, "; the grammar refuses it\n");
+    abort();
 }
 
 static int hexval(char c)
@@ -157,22 +173,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* Each timestamp parser: accepted exactly when its grammar accepts, with the grammar's
      * value; nothing written on a refusal. */
     int64_t want;
+    const char *what = "dmj_time_parse";
     bool valid = grammar_import_timestamp(s, size, &want);
     us = INT64_C(0x5A5A5A5A5A5A5A5A);
     if (dmj_time_parse(s, size, &us) == 0) {
         if (!valid || us != want)
-            abort();
+            time_mismatch(what, s, size, true, us, valid, want);
         check_time_value(us);
-    } else if (valid || us != INT64_C(0x5A5A5A5A5A5A5A5A)) {
+    } else if (valid) {
+        time_mismatch(what, s, size, false, us, valid, want);
+    } else if (us != INT64_C(0x5A5A5A5A5A5A5A5A)) {
         abort();
     }
+    what = "dmj_time_parse_django";
     valid = grammar_django_timestamp(s, size, &want);
     us = INT64_C(0x5A5A5A5A5A5A5A5A);
     if (dmj_time_parse_django(s, size, &us) == 0) {
         if (!valid || us != want)
-            abort();
+            time_mismatch(what, s, size, true, us, valid, want);
         check_time_value(us);
-    } else if (valid || us != INT64_C(0x5A5A5A5A5A5A5A5A)) {
+    } else if (valid) {
+        time_mismatch(what, s, size, false, us, valid, want);
+    } else if (us != INT64_C(0x5A5A5A5A5A5A5A5A)) {
         abort();
     }
     /* The input read as a microsecond count, when it is eight bytes: any int64 prints. */
