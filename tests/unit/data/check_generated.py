@@ -4,7 +4,7 @@ byte, with the committed file: a table that no longer follows from its oracle fa
 
 The oracles are Debian's python3-django and python3-djangorestframework (and Python's own
 json); without them the test says it was skipped, or fails under CI=true
-(tests/integration/need.py), where tools/deps.sh --test installs them.
+(tests/integration/need.py), where scripts/deps.sh --test installs them.
 """
 import difflib
 import os
@@ -31,7 +31,7 @@ def main():
         import rest_framework  # noqa: F401
     except ImportError as e:
         need.missing("the oracle is not installed (%s; Debian packages python3-django and "
-                     "python3-djangorestframework, tools/deps.sh --test)" % e)
+                     "python3-djangorestframework, scripts/deps.sh --test)" % e)
         return 77
     failed = 0
     for gen, table in TABLES:
