@@ -13,7 +13,7 @@
 #include "dmj/query.h"
 #include "dmj/time.h"
 
-#include "dmjd.h"
+#include "accesslog.h"
 
 #define KEY_PARAM "personal_api_key"
 #define KEY_KEPT 8 /* characters of a key the log keeps, enough to tell keys apart */

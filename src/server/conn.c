@@ -24,7 +24,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "dmjd.h"
+#include "conn.h"
+#include "server.h"
 
 /* What a peer must acknowledge within the send timeout to count as reading (a trickle of
  * a few bytes per interval would otherwise hold a connection for ever). */
@@ -56,7 +57,7 @@ static void touch(struct dmjd_conn *conn, uint64_t now)
 {
     conn->active_us = now;
     h2o_linklist_unlink(&conn->link);
-    h2o_linklist_insert(&conn->worker->conns, &conn->link);
+    h2o_linklist_insert(&conn->worker->conns.all, &conn->link);
 }
 
 static void on_sock_close(void *data)
@@ -64,7 +65,7 @@ static void on_sock_close(void *data)
     struct dmjd_conn *conn = data;
     struct dmjd_worker *w = conn->worker;
     h2o_linklist_unlink(&conn->link);
-    w->n_conns--;
+    w->conns.n--;
     atomic_fetch_sub_explicit(&w->metrics.open_connections, 1, memory_order_relaxed);
     conn->sock = NULL;
     conn_unref(conn);
@@ -97,8 +98,8 @@ void dmjd_conn_close(struct dmjd_conn *conn, const char *why)
 /* The quietest connection past the grace that is not only waiting by design, or NULL. */
 static struct dmjd_conn *displaceable(struct dmjd_worker *w, uint64_t now)
 {
-    h2o_linklist_t *node = w->conns.next;
-    for (int i = 0; i < DISPLACE_SCAN && node != &w->conns; i++, node = node->next) {
+    h2o_linklist_t *node = w->conns.all.next;
+    for (int i = 0; i < DISPLACE_SCAN && node != &w->conns.all; i++, node = node->next) {
         struct dmjd_conn *c = H2O_STRUCT_FROM_MEMBER(struct dmjd_conn, link, node);
         if (now - c->active_us < GRACE_US)
             return NULL; /* the rest of the list is more recent still */
@@ -112,7 +113,7 @@ static struct dmjd_conn *displaceable(struct dmjd_worker *w, uint64_t now)
 bool dmjd_conn_accept(struct dmjd_worker *w, h2o_socket_t *sock)
 {
     uint64_t now = dmjd_now_us();
-    if (w->n_conns >= w->server->max_conns_per_worker) {
+    if (w->conns.n >= w->server->max_conns_per_worker) {
         struct dmjd_conn *victim = displaceable(w, now);
         if (victim == NULL) {
             atomic_fetch_add_explicit(&w->metrics.refused_connections, 1, memory_order_relaxed);
@@ -130,8 +131,8 @@ bool dmjd_conn_accept(struct dmjd_worker *w, h2o_socket_t *sock)
     h2o_linklist_init_anchor(&conn->requests);
     conn->active_us = now;
     conn->progress_us = now;
-    h2o_linklist_insert(&w->conns, &conn->link);
-    w->n_conns++;
+    h2o_linklist_insert(&w->conns.all, &conn->link);
+    w->conns.n++;
     atomic_fetch_add_explicit(&w->metrics.open_connections, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&w->metrics.accepted_connections, 1, memory_order_relaxed);
     sock->on_close.cb = on_sock_close;
@@ -222,27 +223,27 @@ static void sweep_one(struct dmjd_conn *c, uint64_t now, const struct dmjd_serve
 
 static void on_sweep(h2o_timeout_entry_t *entry)
 {
-    struct dmjd_worker *w = H2O_STRUCT_FROM_MEMBER(struct dmjd_worker, sweep, entry);
+    struct dmjd_worker *w = H2O_STRUCT_FROM_MEMBER(struct dmjd_worker, conns.sweep, entry);
     uint64_t now = dmjd_now_us();
-    for (h2o_linklist_t *node = w->conns.next; node != &w->conns; node = node->next)
+    for (h2o_linklist_t *node = w->conns.all.next; node != &w->conns.all; node = node->next)
         sweep_one(H2O_STRUCT_FROM_MEMBER(struct dmjd_conn, link, node), now, w->server);
     if (!w->draining)
-        h2o_timeout_link(w->ctx.loop, &w->ctx.one_sec_timeout, &w->sweep);
+        h2o_timeout_link(w->ctx.loop, &w->ctx.one_sec_timeout, &w->conns.sweep);
 }
 
 void dmjd_conns_init(struct dmjd_worker *w)
 {
-    h2o_linklist_init_anchor(&w->conns);
-    w->sweep.cb = on_sweep;
+    h2o_linklist_init_anchor(&w->conns.all);
+    w->conns.sweep.cb = on_sweep;
 }
 
 void dmjd_conns_start(struct dmjd_worker *w)
 {
-    h2o_timeout_link(w->ctx.loop, &w->ctx.one_sec_timeout, &w->sweep);
+    h2o_timeout_link(w->ctx.loop, &w->ctx.one_sec_timeout, &w->conns.sweep);
 }
 
 void dmjd_conns_stop(struct dmjd_worker *w)
 {
-    if (h2o_timeout_is_linked(&w->sweep))
-        h2o_timeout_unlink(&w->sweep);
+    if (h2o_timeout_is_linked(&w->conns.sweep))
+        h2o_timeout_unlink(&w->conns.sweep);
 }

@@ -18,7 +18,10 @@
 #include <h2o/http2.h>
 #include <h2o/http2_internal.h>
 
-#include "dmjd.h"
+#include "conn.h"
+#include "h2guard.h"
+#include "metrics.h"
+#include "server.h"
 
 #define STRIKE_BUDGET 128u
 #define STRIKE_WINDOW_US (10 * 1000000ull)

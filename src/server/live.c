@@ -9,7 +9,13 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "dmjd.h"
+#include "accesslog.h"
+#include "conn.h"
+#include "live.h"
+#include "metrics.h"
+#include "respond.h"
+#include "server.h"
+#include "slots.h"
 
 /* What one send of a stream holds at most before waiting for the client to read it. */
 #define STREAM_SOFT_MAX ((size_t)64 << 10)
@@ -68,19 +74,19 @@ static void on_tick(h2o_timeout_entry_t *entry);
 
 void dmjd_live_init(struct dmjd_worker *w)
 {
-    w->live_tick.cb = on_tick;
-    h2o_linklist_init_anchor(&w->parked);
-    h2o_linklist_init_anchor(&w->streams);
+    w->live.tick.cb = on_tick;
+    h2o_linklist_init_anchor(&w->live.parked);
+    h2o_linklist_init_anchor(&w->live.streams);
 }
 
 /* The tick runs while anything is held: deadlines to the next 100 ms, keep-alives. */
 static void arm_tick(struct dmjd_worker *w)
 {
-    if (h2o_timeout_is_linked(&w->live_tick))
+    if (h2o_timeout_is_linked(&w->live.tick))
         return;
-    if (h2o_linklist_is_empty(&w->parked) && h2o_linklist_is_empty(&w->streams))
+    if (h2o_linklist_is_empty(&w->live.parked) && h2o_linklist_is_empty(&w->live.streams))
         return;
-    h2o_timeout_link(w->ctx.loop, &w->ctx.hundred_ms_timeout, &w->live_tick);
+    h2o_timeout_link(w->ctx.loop, &w->ctx.hundred_ms_timeout, &w->live.tick);
 }
 
 /* The request's strings stay where they are for its life, except the host, which the
@@ -154,7 +160,7 @@ static void group_free_if_empty(struct dmjd_park_group *g)
 static struct dmjd_park_group *group_for(struct dmjd_worker *w, const struct dmj_api_request *in)
 {
     uint64_t hash = request_hash(in);
-    for (h2o_linklist_t *n = w->parked.next; n != &w->parked; n = n->next) {
+    for (h2o_linklist_t *n = w->live.parked.next; n != &w->live.parked; n = n->next) {
         struct dmjd_park_group *g = H2O_STRUCT_FROM_MEMBER(struct dmjd_park_group, link, n);
         if (g->hash == hash && !h2o_linklist_is_empty(&g->members) &&
             same_request(&member_of(g->members.next)->in, in))
@@ -165,7 +171,7 @@ static struct dmjd_park_group *group_for(struct dmjd_worker *w, const struct dmj
         return NULL;
     g->hash = hash;
     h2o_linklist_init_anchor(&g->members);
-    h2o_linklist_insert(&w->parked, &g->link);
+    h2o_linklist_insert(&w->live.parked, &g->link);
     return g;
 }
 
@@ -226,7 +232,7 @@ static void visit_answer(h2o_linklist_t *node, void *res)
 {
     struct dmjd_parked *p = member_of(node);
     unpark(p);
-    dmjd_answer(p->worker, p->req, res, p->started_us);
+    dmjd_respond_answer(p->worker, p->req, res, p->started_us);
 }
 
 static void each_once(h2o_linklist_t *list, void (*visit)(h2o_linklist_t *node, void *arg),
@@ -260,7 +266,7 @@ static void reevaluate_one(struct dmjd_parked *p)
     memset(&res, 0, sizeof(res));
     dmj_api_handle(p->worker->api, &p->in, &res);
     unpark(p);
-    dmjd_answer(p->worker, p->req, &res, p->started_us);
+    dmjd_respond_answer(p->worker, p->req, &res, p->started_us);
 }
 
 /* ---- streams ---------------------------------------------------------------------------- */
@@ -382,9 +388,9 @@ void dmjd_live_open_stream(struct dmjd_worker *w, h2o_req_t *req, const struct d
     memcpy(s->key, res->stream_key, sizeof(s->key));
     s->key[sizeof(s->key) - 1] = '\0';
     dmj_buf_init(&s->buf, STREAM_BUF_MAX);
-    dmjd_start_stream(w, req, res, &s->gen);
-    dmjd_log_request(w, req, res->endpoint, res->status, 0, started);
-    h2o_linklist_insert(&w->streams, &s->link);
+    dmjd_respond_stream(w, req, res, &s->gen);
+    dmjd_respond_log(w, req, res->endpoint, res->status, 0, started);
+    h2o_linklist_insert(&w->live.streams, &s->link);
     if (w->draining) {
         stream_finish(s);
         return;
@@ -505,24 +511,24 @@ static void visit_finish(h2o_linklist_t *node, void *arg)
 void dmjd_live_wake(struct dmjd_worker *w)
 {
     bool final = false;
-    each_once(&w->parked, visit_changed, &final);
-    each_once(&w->streams, visit_pump, NULL);
+    each_once(&w->live.parked, visit_changed, &final);
+    each_once(&w->live.streams, visit_pump, NULL);
 }
 
 static void on_tick(h2o_timeout_entry_t *entry)
 {
-    struct dmjd_worker *w = H2O_STRUCT_FROM_MEMBER(struct dmjd_worker, live_tick, entry);
+    struct dmjd_worker *w = H2O_STRUCT_FROM_MEMBER(struct dmjd_worker, live.tick, entry);
     uint64_t now = dmjd_now_us();
-    each_once(&w->parked, visit_due, &now);
-    each_once(&w->streams, visit_keepalive, &now);
+    each_once(&w->live.parked, visit_due, &now);
+    each_once(&w->live.streams, visit_keepalive, &now);
     arm_tick(w);
 }
 
 void dmjd_live_end_all(struct dmjd_worker *w)
 {
     bool final = true;
-    if (h2o_timeout_is_linked(&w->live_tick))
-        h2o_timeout_unlink(&w->live_tick);
-    each_once(&w->parked, visit_changed, &final);
-    each_once(&w->streams, visit_finish, NULL);
+    if (h2o_timeout_is_linked(&w->live.tick))
+        h2o_timeout_unlink(&w->live.tick);
+    each_once(&w->live.parked, visit_changed, &final);
+    each_once(&w->live.streams, visit_finish, NULL);
 }

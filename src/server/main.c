@@ -19,7 +19,11 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "dmjd.h"
+#include "accesslog.h"
+#include "handler.h"
+#include "ratelimit.h"
+#include "server.h"
+#include "slots.h"
 
 #define STREAM_TABLE_KEYS 4096 /* keys holding long-polls or streams at once (~340 KiB) */
 /* Descriptors kept for everything else: the store, logs, listeners, pipes, event loops. */

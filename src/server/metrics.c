@@ -3,7 +3,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "dmjd.h"
+#include "metrics.h"
+#include "server.h"
 
 /* Upper bounds of the latency buckets, in microseconds; answers take a few µs, so the
  * low end is fine-grained. */

@@ -15,10 +15,12 @@
  * it holds and never be limited. Size the table (--rate-limit-keys) for the keys active in
  * the longest period. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "dmjd.h"
+#include "metrics.h"
+#include "ratelimit.h"
 
 #define KEY_MAX 96 /* "sha256$" + 64 hex digits fits with room to spare */
 #define PROBES 16  /* slots looked at per key: bounds the work under the lock */

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dmjd.h"
+#include "slots.h"
 
 #define KEY_MAX 80 /* "sha256$" + 64 hex digits, with room */
 

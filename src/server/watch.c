@@ -5,7 +5,7 @@
 #include <errno.h>
 #include <time.h>
 
-#include "dmjd.h"
+#include "server.h"
 
 #define WATCH_MS 50
 

@@ -12,7 +12,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "dmjd.h"
+#include "accesslog.h"
+#include "conn.h"
+#include "live.h"
+#include "server.h"
 
 #define ACCEPTS_PER_WAKE 32 /* then let the loop serve what it has, other threads can accept */
 #define SCRATCH_MAX (1u << 20)
@@ -147,8 +150,8 @@ static void dispose_loop(struct dmjd_worker *w)
         h2o_socket_close(w->wake_sock);
         w->wake_sock = NULL;
     }
-    if (h2o_timeout_is_linked(&w->live_tick))
-        h2o_timeout_unlink(&w->live_tick);
+    if (h2o_timeout_is_linked(&w->live.tick))
+        h2o_timeout_unlink(&w->live.tick);
     dmjd_conns_stop(w);
     h2o_evloop_run(w->ctx.loop, 0);
     /* The HTTP/2 shutdown re-sends GOAWAY a second later; with no connection left there is

@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "dmjd.h"
+#include "ratelimit.h"
 
 #define MINUTE_US 60000000ull
 
