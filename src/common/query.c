@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dmj/hex.h"
+#include "hex.h"
 #include "dmj/query.h"
 
 #define TAG_PLAIN 'A'

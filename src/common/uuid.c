@@ -4,7 +4,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "dmj/hex.h"
+#include "hex.h"
 #include "dmj/uuid.h"
 
 /*

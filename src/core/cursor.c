@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dmj/hex.h"
+#include "hex.h"
 #include "dmj/cursor.h"
 #include "dmj/query.h"
 #include "dmj/time.h"

@@ -7,7 +7,7 @@
 
 #include <zlib.h>
 
-#include "dmj/hex.h"
+#include "hex.h"
 #include "dmj/error.h"
 
 #include "import_impl.h"

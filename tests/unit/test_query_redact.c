@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "dmj/hex.h"
+#include "hex.h"
 #include "dmj/query.h"
 
 #define KEY "phx_zpsO2dMTHxKdSybu0f6rA8kn0eKmjCeD3XGoQWAdaZR2NNE"
