@@ -82,9 +82,9 @@ int dmj_cmd_prune(int argc, char **argv)
                    "UTC, or a timestamp as import takes it), in one team or in all, with its\n"
                    "index entries, in one transaction. --changes-before drops the change-log\n"
                    "entries (the events dmjd streams) committed before DATE, in every team:\n"
-                   "every entry up to the newest of them, so that a reader resuming before it\n"
-                   "is told it missed some. Both at once are one transaction. --dry-run only\n"
-                   "counts.\n",
+                   "in each, every entry up to the team's newest of them, so that a reader\n"
+                   "resuming before it is told it missed some. Both at once are one\n"
+                   "transaction. --dry-run only counts.\n",
                    usage_text);
             return DMJ_TOOL_OK;
         default:

@@ -45,7 +45,7 @@ static int log_size(struct dmj_store *s, struct log_size *out)
     if (rc == 0) {
         rc = dmj_read_change_size(r, &l.entries, &l.bytes);
         if (rc == 0)
-            rc = dmj_read_change_bounds(r, &l.oldest, &l.newest);
+            rc = dmj_read_change_bounds_all(r, &l.oldest, &l.newest);
         dmj_read_end(r);
     }
     dmj_read_free(r);

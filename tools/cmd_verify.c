@@ -9,9 +9,10 @@
 static const char usage_text[] = "usage: dmj verify [--db DIR]\n";
 static const char help_text[] =
     "Checks that every index entry points at a record that has it, that every record\n"
-    "has all its index entries, and that every stored string is valid UTF-8 (an older\n"
-    "dmj import took overlong forms and surrogates). Prints one line per problem and\n"
-    "exits with status 1 when there is any.\n";
+    "has all its index entries, that every stored string is valid UTF-8 (an older\n"
+    "dmj import took overlong forms and surrogates), and that each team's change log\n"
+    "runs from past its pruned seq to its counter without a gap. Prints one line per\n"
+    "problem and exits with status 1 when there is any.\n";
 
 int dmj_cmd_verify(int argc, char **argv)
 {

@@ -175,7 +175,7 @@ enum dmj_change_kind {
 
 /** One entry of the change log, written in the same transaction as the change itself. */
 struct dmj_change {
-    uint64_t seq; /**< > 0, increasing over the store's life, never reused */
+    uint64_t seq; /**< > 0, counted per team: increasing over the store's life, never reused */
     int32_t team_id;
     enum dmj_change_kind kind;
     uint8_t job_id[16];
@@ -187,17 +187,22 @@ struct dmj_change {
 /** The team's first change with seq > `after_seq`, in seq order. DMJ_EEND when none. */
 DMJ_MUST_CHECK int dmj_read_change_next(struct dmj_read *r, int32_t team_id, uint64_t after_seq,
                                         struct dmj_change *out);
-/** The oldest seq the log still keeps and the newest it gave out (both 0 when it is empty):
- * a reader resuming after a seq below oldest - 1 has missed changes. */
-DMJ_MUST_CHECK int dmj_read_change_bounds(struct dmj_read *r, uint64_t *oldest, uint64_t *newest);
+/** The oldest seq the team's log still keeps and the newest it gave out (both 0 when none was
+ * given): a reader resuming after a seq below oldest - 1 has missed changes. */
+DMJ_MUST_CHECK int dmj_read_change_bounds(struct dmj_read *r, int32_t team_id, uint64_t *oldest,
+                                          uint64_t *newest);
+/** Over all teams, for stats: the lowest oldest of a team that keeps entries (newest + 1 when
+ * none does) and the highest newest (both 0 when no seq was given). */
+DMJ_MUST_CHECK int dmj_read_change_bounds_all(struct dmj_read *r, uint64_t *oldest,
+                                              uint64_t *newest);
 
 /** The log's size: entries kept and the bytes of their pages (0 and 0 for a store written
  * before the log, opened read-only). For stats. */
 DMJ_MUST_CHECK int dmj_read_change_size(struct dmj_read *r, uint64_t *entries, uint64_t *bytes);
-/** Removes the log's entries committed before `before_us` (unix microseconds): every entry up
- * to the highest seq among them, which the bounds then give as oldest - 1 (all of them:
- * oldest = newest + 1; the bounds are both 0 only while no seq was ever given). `removed`
- * receives how many went. */
+/** Removes the log's entries committed before `before_us` (unix microseconds): in each team,
+ * every entry up to the team's highest seq among them, which the team's bounds then give as
+ * oldest - 1 (all of them: oldest = newest + 1; the bounds are both 0 only while no seq was
+ * ever given). `removed` receives how many went. */
 DMJ_MUST_CHECK int dmj_write_prune_changes(struct dmj_write *w, int64_t before_us,
                                            uint64_t *removed);
 

@@ -124,7 +124,7 @@ void dmj__api_events(struct dmj__api_ctx *c)
     }
     if (resume_point(c, &has, &seq) != 0)
         return;
-    int rc = dmj_read_change_bounds(c->w->read, &oldest, &newest);
+    int rc = dmj_read_change_bounds(c->w->read, c->team.id, &oldest, &newest);
     if (rc != 0) {
         dmj__api_internal(c, rc);
         return;
@@ -138,9 +138,9 @@ void dmj__api_events(struct dmj__api_ctx *c)
         st->reset = true;
         st->oldest = oldest;
     }
-    /* An id this store never gave out (the client followed another replica, whose seqs are
-     * its own, or the store was restored from a backup): resuming after it would skip every
-     * change until the seqs catch up, so it is told to start over, from now. */
+    /* An id this store never gave out in the team (the client followed another replica, whose
+     * seqs are its own, or the store was restored from a backup): resuming after it would skip
+     * every change until the team's seqs catch up, so it is told to start over, from now. */
     if (has && seq > newest) {
         st->reset = true;
         st->oldest = oldest;

@@ -267,22 +267,29 @@ static int open_dbs(struct dmj_store *s)
     }
     MDB_val k = {6, (void *)"format"}, v;
     rc = mdb_get(txn, s->dbi[DB_META], &k, &v);
-    if (rc == MDB_NOTFOUND && !s->rdonly) {
+    if (rc && (rc != MDB_NOTFOUND || s->rdonly)) {
+        rc = rc == MDB_NOTFOUND ? DMJ_EVERSION : dmj__store_err(rc);
+        goto Error;
+    }
+    if (rc == 0) {
+        const uint8_t *p = v.mv_data;
+        if (v.mv_size != 4 || p[0] || p[1] || p[2] || p[3] < DMJ__STORE_FORMAT_MIN ||
+            p[3] > DMJ__STORE_FORMAT) {
+            rc = DMJ_EVERSION;
+            goto Error;
+        }
+    }
+    /* A new store, or an older format opened writable, is written in this one (format 1 needs
+     * nothing rewritten: store_changes.c reads its counters), after which earlier versions
+     * refuse it rather than number entries their way. */
+    if (!s->rdonly &&
+        (rc == MDB_NOTFOUND || ((const uint8_t *)v.mv_data)[3] != DMJ__STORE_FORMAT)) {
         uint8_t fmt[4] = {0, 0, 0, DMJ__STORE_FORMAT};
         v.mv_size = 4;
         v.mv_data = fmt;
         rc = mdb_put(txn, s->dbi[DB_META], &k, &v, 0);
         if (rc) {
             rc = dmj__store_err(rc);
-            goto Error;
-        }
-    } else if (rc) {
-        rc = rc == MDB_NOTFOUND ? DMJ_EVERSION : dmj__store_err(rc);
-        goto Error;
-    } else {
-        const uint8_t *p = v.mv_data;
-        if (v.mv_size != 4 || p[0] || p[1] || p[2] || p[3] != DMJ__STORE_FORMAT) {
-            rc = DMJ_EVERSION;
             goto Error;
         }
     }

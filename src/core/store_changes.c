@@ -1,11 +1,19 @@
-/* The change log (events): its entries' byte layout, the seq counter, the read side and the
- * pruning of old entries. Entries are written by store_write.c in the transaction of the change.
+/* The change log (events): its entries' byte layout, each team's seq counter, the read side and
+ * the pruning of old entries. Entries are written by store_write.c in the transaction of the
+ * change.
  *
  * Layout: key team(4, sign-flipped) . seq(8, unsigned), both big-endian, so that a team's
  * entries after a seq are one MDB_SET_RANGE; value kind(1) . status(1) . previous(1) .
- * job id(16) . at_us(8, sign-flipped). meta "changes.seq" holds the last seq given out and
- * "changes.pruned" the highest seq pruning removed: every seq at or below it is gone, every
- * seq above it is kept, which is what lets a reader tell that it missed entries. */
+ * job id(16) . at_us(8, sign-flipped). Seqs are counted per team (1, 2, 3... in each), so
+ * that the ids a team's key sees say nothing of other teams' writes. meta
+ * "changes.team." . team(4) holds the team's last seq given out and the highest seq pruning
+ * removed from it: every seq of the team at or below that is gone, every seq above it is
+ * kept, which is what lets a reader tell that it missed entries.
+ *
+ * A store of format 1 numbered every team's entries from one counter, meta "changes.seq" and
+ * "changes.pruned". A team without a counter of its own carries on from those (frozen since
+ * the store became format 2): its next seq is past every seq the store gave out before, so an
+ * id a client got from an earlier version still means what it meant. */
 #include <errno.h>
 #include <lmdb.h>
 #include <stdlib.h>
@@ -58,7 +66,8 @@ int dmj__change_decode(const MDB_val *k, const MDB_val *v, struct dmj_change *ou
 
 /* ---- the counters -------------------------------------------------------------------- */
 
-/* A counter from meta: 0 when absent; DMJ_EBADRECORD when it is not 8 bytes. */
+/* A store-wide counter of format 1 from meta: 0 when absent; DMJ_EBADRECORD when it is not
+ * 8 bytes. */
 static int meta_u64(MDB_txn *txn, const struct dmj_store *s, const char *name, uint64_t *out)
 {
     MDB_val k = {strlen(name), (void *)name}, v;
@@ -75,68 +84,150 @@ static int meta_u64(MDB_txn *txn, const struct dmj_store *s, const char *name, u
     return 0;
 }
 
-static int put_meta_u64(MDB_txn *txn, const struct dmj_store *s, const char *name, uint64_t val)
+static void team_key(uint8_t key[KEY_META_TEAM_LEN], int32_t team)
 {
-    uint8_t b[8];
-    dmj__put_u64(b, val);
-    MDB_val k = {strlen(name), (void *)name}, v = {sizeof b, b};
-    return dmj__store_err(mdb_put(txn, s->dbi[DB_META], &k, &v, 0));
+    memcpy(key, META_CHANGES_TEAM, META_CHANGES_TEAM_LEN);
+    dmj__put32(key + META_CHANGES_TEAM_LEN, team);
 }
 
-/* The highest seq the log holds, and the pruned one: where a damaged counter resumes. */
-static int highest_seq(MDB_txn *txn, const struct dmj_store *s, uint64_t *out)
+static bool same_team(const MDB_val *k, const uint8_t prefix[4])
 {
-    MDB_cursor *c;
-    MDB_val k, v;
-    uint64_t top = 0;
-    int rc = meta_u64(txn, s, META_CHANGES_PRUNED, &top);
-    if (rc)
-        top = 0; /* damaged too: the entries still say how far seqs went */
-    rc = mdb_cursor_open(txn, s->dbi[DB_CHANGES], &c);
-    if (rc)
-        return dmj__store_err(rc);
-    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+    return k->mv_size >= 4 && memcmp(k->mv_data, prefix, 4) == 0;
+}
+
+/* The team's lowest and highest seq in the log (0 and 0 when it has none, or no log). */
+static int team_range(MDB_cursor *c, int32_t team, uint64_t *lo, uint64_t *hi)
+{
+    uint8_t seek[KEY_CHANGE_LEN];
+    MDB_val k = {sizeof seek, seek}, v;
+    uint64_t low = 0, high = 0;
+    int rc = 0;
+    *lo = *hi = 0;
+    if (c == NULL)
+        return 0;
+    dmj__put32(seek, team);
+    dmj__put_u64(seek + 4, 1);
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0 && same_team(&k, seek);
          rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        uint64_t seq = k.mv_size == KEY_CHANGE_LEN ? dmj__get_u64((const uint8_t *)k.mv_data + 4)
-                                                   : 0;
-        if (seq > top)
-            top = seq;
+        if (k.mv_size == KEY_CHANGE_LEN) {
+            low = dmj__get_u64((const uint8_t *)k.mv_data + 4);
+            break;
+        }
     }
-    mdb_cursor_close(c);
-    if (rc != MDB_NOTFOUND)
+    if (rc && rc != MDB_NOTFOUND)
         return dmj__store_err(rc);
-    *out = top;
+    if (low == 0)
+        return 0;
+    /* the highest: the key before the next team's first */
+    if (team == INT32_MAX) {
+        rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+    } else {
+        uint8_t next[4];
+        dmj__put32(next, team + 1);
+        k = (MDB_val){sizeof next, next};
+        rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+        if (rc == 0)
+            rc = mdb_cursor_get(c, &k, &v, MDB_PREV);
+        else if (rc == MDB_NOTFOUND)
+            rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+    }
+    for (; rc == 0 && same_team(&k, seek); rc = mdb_cursor_get(c, &k, &v, MDB_PREV)) {
+        if (k.mv_size == KEY_CHANGE_LEN) {
+            high = dmj__get_u64((const uint8_t *)k.mv_data + 4);
+            break;
+        }
+    }
+    if (rc && rc != MDB_NOTFOUND)
+        return dmj__store_err(rc);
+    *lo = low;
+    *hi = high > low ? high : low;
     return 0;
 }
 
-int dmj__changes_load(MDB_txn *txn, const struct dmj_store *s, struct dmj__change_log *log)
+int dmj__changes_team(MDB_txn *txn, const struct dmj_store *s, MDB_cursor *log, int32_t team,
+                      uint64_t *last, uint64_t *pruned, bool *derived)
 {
-    if (log->loaded)
-        return 0;
-    uint64_t last = 0;
-    int rc = meta_u64(txn, s, META_CHANGES_SEQ, &last);
-    /* a damaged counter must not stop every write: it goes on past every seq the log
-     * holds (seqs pruned away and lost with the counter may then be given again; verify
-     * has said the counter was damaged) */
-    if (rc == DMJ_EBADRECORD) {
-        rc = highest_seq(txn, s, &last);
-        log->dirty = true;
+    uint8_t key[KEY_META_TEAM_LEN];
+    MDB_val k = {sizeof key, key}, v;
+    team_key(key, team);
+    int rc = mdb_get(txn, s->dbi[DB_META], &k, &v);
+    if (rc == 0 && v.mv_size == META_TEAM_VAL_LEN) {
+        uint64_t l = dmj__get_u64(v.mv_data), p = dmj__get_u64((const uint8_t *)v.mv_data + 8);
+        if (p <= l) {
+            *last = l;
+            *pruned = p;
+            *derived = false;
+            return 0;
+        }
     }
+    if (rc && rc != MDB_NOTFOUND)
+        return dmj__store_err(rc);
+    bool damaged = rc == 0;
+    uint64_t old_last = 0, old_pruned = 0, lo, hi;
+    int rl = meta_u64(txn, s, META_CHANGES_SEQ, &old_last);
+    int rp = meta_u64(txn, s, META_CHANGES_PRUNED, &old_pruned);
+    if ((rl && rl != DMJ_EBADRECORD) || (rp && rp != DMJ_EBADRECORD))
+        return rl && rl != DMJ_EBADRECORD ? rl : rp;
+    rc = team_range(log, team, &lo, &hi);
     if (rc)
         return rc;
-    log->last = last;
-    log->loaded = true;
+    if (!damaged && rl == 0 && rp == 0 && old_pruned <= old_last) {
+        /* on from format 1's counter (past the team's entries, should it lag behind them) */
+        *last = hi > old_last ? hi : old_last;
+        *pruned = old_pruned;
+        *derived = false;
+        return 0;
+    }
+    /* A damaged counter must not stop every write: it goes on past every seq the team's log
+     * holds and takes everything below its first entry as pruned, so that a reader resuming
+     * from before it is told (seqs pruned away and lost with the counter may be given again;
+     * verify has said the counter was damaged). */
+    uint64_t floor = rl == 0 ? old_last : 0;
+    *last = hi > floor ? hi : floor;
+    *pruned = lo ? lo - 1 : *last;
+    *derived = true;
     return 0;
 }
 
 int dmj__changes_save(MDB_txn *txn, const struct dmj_store *s, struct dmj__change_log *log)
 {
-    if (!log->dirty)
+    if (!log->loaded || !log->dirty)
         return 0;
-    int rc = put_meta_u64(txn, s, META_CHANGES_SEQ, log->last);
+    uint8_t key[KEY_META_TEAM_LEN], val[META_TEAM_VAL_LEN];
+    team_key(key, log->team);
+    dmj__put_u64(val, log->last);
+    dmj__put_u64(val + 8, log->pruned);
+    MDB_val k = {sizeof key, key}, v = {sizeof val, val};
+    int rc = dmj__store_err(mdb_put(txn, s->dbi[DB_META], &k, &v, 0));
     if (rc == 0)
         log->dirty = false;
     return rc;
+}
+
+int dmj__changes_use(MDB_txn *txn, const struct dmj_store *s, struct dmj__change_log *log,
+                     int32_t team)
+{
+    if (log->loaded && log->team == team)
+        return 0;
+    int rc = dmj__changes_save(txn, s, log);
+    if (rc)
+        return rc;
+    MDB_cursor *c = NULL;
+    if (atomic_load(&s->has_changes)) {
+        rc = mdb_cursor_open(txn, s->dbi[DB_CHANGES], &c);
+        if (rc)
+            return dmj__store_err(rc);
+    }
+    uint64_t last, pruned;
+    bool derived;
+    rc = dmj__changes_team(txn, s, c, team, &last, &pruned, &derived);
+    if (c)
+        mdb_cursor_close(c);
+    if (rc)
+        return rc;
+    *log = (struct dmj__change_log){
+        .team = team, .last = last, .pruned = pruned, .loaded = true, .dirty = derived};
+    return 0;
 }
 
 /* ---- reading ------------------------------------------------------------------------- */
@@ -158,7 +249,7 @@ int dmj_read_change_next(struct dmj_read *r, int32_t team_id, uint64_t after_seq
     MDB_val k = {sizeof seek, seek}, v;
     rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
     while (rc == 0) {
-        if (k.mv_size < 4 || memcmp(k.mv_data, seek, 4) != 0)
+        if (!same_team(&k, seek))
             return DMJ_EEND;
         struct dmj_change ch;
         /* a damaged entry (dmj verify names it) must not stop every stream at it */
@@ -171,34 +262,74 @@ int dmj_read_change_next(struct dmj_read *r, int32_t team_id, uint64_t after_seq
     return rc == MDB_NOTFOUND ? DMJ_EEND : dmj__store_err(rc);
 }
 
-/* oldest and newest from the counters of `txn` (both 0 for a log never written). */
-static int bounds(MDB_txn *txn, const struct dmj_store *s, uint64_t *oldest, uint64_t *newest)
+/* A counter as bounds: oldest kept and newest given (both 0 for a log never written; when
+ * everything was pruned, oldest is newest + 1: nothing kept, nothing missed by a reader that
+ * had seen newest). */
+static void as_bounds(uint64_t last, uint64_t pruned, uint64_t *oldest, uint64_t *newest)
 {
-    uint64_t last = 0, pruned = 0;
-    int rc = meta_u64(txn, s, META_CHANGES_SEQ, &last);
-    if (rc == 0)
-        rc = meta_u64(txn, s, META_CHANGES_PRUNED, &pruned);
-    if (rc)
-        return rc;
-    if (last == 0) {
-        *oldest = 0;
-        *newest = 0;
-        return 0;
-    }
-    /* when everything was pruned, oldest is newest + 1: nothing kept, nothing missed by a
-     * reader that had seen newest */
-    *oldest = (pruned < last ? pruned : last) + 1;
+    *oldest = last == 0 ? 0 : (pruned < last ? pruned : last) + 1;
     *newest = last;
-    return 0;
 }
 
-int dmj_read_change_bounds(struct dmj_read *r, uint64_t *oldest, uint64_t *newest)
+int dmj_read_change_bounds_all(struct dmj_read *r, uint64_t *oldest, uint64_t *newest)
 {
     MDB_txn *txn;
+    MDB_cursor *c;
+    const struct dmj_store *s = dmj__read_store(r);
+    MDB_val k = {META_CHANGES_TEAM_LEN, (void *)META_CHANGES_TEAM}, v;
+    uint64_t lo = UINT64_MAX, hi = 0, last = 0, pruned = 0;
     int rc = dmj__read_txn(r, &txn);
     if (rc)
         return rc;
-    return bounds(txn, dmj__read_store(r), oldest, newest);
+    /* teams without a counter of their own stand at format 1's */
+    if (meta_u64(txn, s, META_CHANGES_SEQ, &last) == 0 &&
+        meta_u64(txn, s, META_CHANGES_PRUNED, &pruned) == 0 && last > 0) {
+        hi = last;
+        if (pruned < last)
+            lo = pruned + 1;
+    }
+    rc = mdb_cursor_open(txn, s->dbi[DB_META], &c);
+    if (rc)
+        return dmj__store_err(rc);
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+         rc == 0 && k.mv_size >= META_CHANGES_TEAM_LEN &&
+         memcmp(k.mv_data, META_CHANGES_TEAM, META_CHANGES_TEAM_LEN) == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != KEY_META_TEAM_LEN || v.mv_size != META_TEAM_VAL_LEN)
+            continue; /* dmj verify names it */
+        last = dmj__get_u64(v.mv_data);
+        pruned = dmj__get_u64((const uint8_t *)v.mv_data + 8);
+        if (last > hi)
+            hi = last;
+        if (pruned < last && pruned + 1 < lo)
+            lo = pruned + 1;
+    }
+    mdb_cursor_close(c);
+    if (rc && rc != MDB_NOTFOUND)
+        return dmj__store_err(rc);
+    *newest = hi;
+    *oldest = hi == 0 ? 0 : lo == UINT64_MAX ? hi + 1 : lo;
+    return 0;
+}
+
+int dmj_read_change_bounds(struct dmj_read *r, int32_t team_id, uint64_t *oldest, uint64_t *newest)
+{
+    MDB_txn *txn;
+    MDB_cursor *c = NULL;
+    const struct dmj_store *s = dmj__read_store(r);
+    uint64_t last, pruned;
+    bool derived;
+    int rc = dmj__read_txn(r, &txn);
+    if (rc)
+        return rc;
+    rc = dmj__read_cursor(r, DB_CHANGES, &c);
+    if (rc && rc != DMJ_ENOTFOUND)
+        return rc;
+    rc = dmj__changes_team(txn, s, rc ? NULL : c, team_id, &last, &pruned, &derived);
+    if (rc)
+        return rc;
+    as_bounds(last, pruned, oldest, newest);
+    return 0;
 }
 
 int dmj_read_change_size(struct dmj_read *r, uint64_t *entries, uint64_t *bytes)
@@ -225,79 +356,110 @@ int dmj_read_change_size(struct dmj_read *r, uint64_t *entries, uint64_t *bytes)
 
 /* ---- pruning ------------------------------------------------------------------------- */
 
-/* The cut: the highest seq of an entry older than `before_us` (0 when none). Everything at or
- * below it goes, even an entry whose clock said later (writers' clocks may step back), so
- * that the kept seqs are exactly those above the recorded one. Returns an LMDB code. */
-static int find_cut(MDB_cursor *c, int64_t before_us, uint64_t *cut)
+/* From the cursor's entry, the first of `team`'s, through the team's entries: the highest seq
+ * of an entry older than `before_us` (0 when none). Everything of the team at or below it goes,
+ * even an entry whose clock said later (writers' clocks may step back), so that the kept seqs
+ * are exactly those above the recorded one. Leaves the cursor on the next team's first entry.
+ * Returns an LMDB code. */
+static int find_cut(MDB_cursor *c, MDB_val *k, MDB_val *v, int32_t team, int64_t before_us,
+                    uint64_t *cut)
 {
-    MDB_val k, v;
-    int rc;
+    uint8_t prefix[4];
+    int rc = 0;
+    dmj__put32(prefix, team);
     *cut = 0;
-    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+    for (; rc == 0 && same_team(k, prefix); rc = mdb_cursor_get(c, k, v, MDB_NEXT)) {
         struct dmj_change ch;
-        if (dmj__change_decode(&k, &v, &ch) == 0 && ch.at_us < before_us && ch.seq > *cut)
+        if (dmj__change_decode(k, v, &ch) == 0 && ch.at_us < before_us && ch.seq > *cut)
             *cut = ch.seq;
     }
-    return rc == MDB_NOTFOUND ? 0 : rc;
+    return rc;
 }
 
-/* Deletes every entry with a seq at or below `cut`: each team's first entries, then a seek
- * to the next team. Malformed keys are left to dmj verify. Returns an LMDB code. */
-static int cut_entries(MDB_cursor *c, uint64_t cut, uint64_t *removed)
+/* Deletes the team's entries with a seq at or below `cut`. Malformed keys are left to dmj
+ * verify. Returns an LMDB code. */
+static int cut_entries(MDB_cursor *c, int32_t team, uint64_t cut, uint64_t *removed)
 {
-    MDB_val k, v;
-    uint64_t n = 0;
-    int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
-    while (rc == 0) {
-        const uint8_t *kp = k.mv_data;
+    uint8_t seek[4];
+    MDB_val k = {sizeof seek, seek}, v;
+    dmj__put32(seek, team);
+    int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && same_team(&k, seek)) {
         if (k.mv_size != KEY_CHANGE_LEN) {
             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
-        } else if (dmj__get_u64(kp + 4) <= cut) {
+        } else if (dmj__get_u64((const uint8_t *)k.mv_data + 4) <= cut) {
             rc = mdb_cursor_del(c, 0);
             if (rc == 0) {
-                n++;
+                (*removed)++;
                 /* after a delete the cursor's next is the entry that followed */
                 rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
             }
         } else {
-            int32_t team = dmj__get32(kp);
-            uint8_t next[4];
-            if (team == INT32_MAX)
-                break;
-            dmj__put32(next, team + 1);
-            k = (MDB_val){sizeof next, next};
-            rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+            break;
         }
     }
-    *removed = n;
     return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Prunes one team at `cut` and records it in the team's counter. A dmj code. */
+static int prune_team(MDB_txn *txn, const struct dmj_store *s, struct dmj__change_log *log,
+                      MDB_cursor *c, int32_t team, uint64_t cut, uint64_t *removed, bool *changed)
+{
+    int rc = dmj__changes_use(txn, s, log, team);
+    if (rc || cut <= log->pruned)
+        return rc;
+    rc = dmj__store_err(cut_entries(c, team, cut, removed));
+    if (rc)
+        return rc;
+    log->pruned = cut;
+    if (log->last < cut)
+        log->last = cut; /* an entry past a damaged counter: its seq is not given again */
+    log->dirty = true;
+    *changed = true;
+    return 0;
 }
 
 int dmj_write_prune_changes(struct dmj_write *w, int64_t before_us, uint64_t *removed)
 {
     MDB_txn *txn;
     MDB_cursor *c;
+    MDB_val k, v;
     const struct dmj_store *s = dmj__write_store(w);
-    uint64_t cut = 0, pruned = 0, n = 0;
+    struct dmj__change_log *log = dmj__write_log(w);
+    uint64_t n = 0;
+    bool changed = false;
     int rc = dmj__write_txn(w, &txn);
     if (rc)
         return rc;
-    rc = meta_u64(txn, s, META_CHANGES_PRUNED, &pruned);
-    if (rc)
-        return dmj__write_fail(w, rc);
     rc = mdb_cursor_open(txn, s->dbi[DB_CHANGES], &c);
     if (rc)
         return dmj__write_fail(w, dmj__store_err(rc));
-    rc = find_cut(c, before_us, &cut);
-    if (rc == 0 && cut > pruned)
-        rc = cut_entries(c, cut, &n);
-    mdb_cursor_close(c);
-    rc = dmj__store_err(rc);
-    if (rc == 0 && cut > pruned) {
-        rc = put_meta_u64(txn, s, META_CHANGES_PRUNED, cut);
-        dmj__write_touch(w);
+    /* lrc: where the walk stands (an LMDB code); rc: the first failure (a dmj code) */
+    int lrc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    while (lrc == 0 && rc == 0) {
+        if (k.mv_size < 4) {
+            lrc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+            continue;
+        }
+        int32_t team = dmj__get32(k.mv_data);
+        uint64_t cut;
+        lrc = find_cut(c, &k, &v, team, before_us, &cut);
+        if (cut == 0 || (lrc && lrc != MDB_NOTFOUND))
+            continue;
+        rc = prune_team(txn, s, log, c, team, cut, &n, &changed);
+        if (rc || team == INT32_MAX)
+            break;
+        /* on to the next team's entries, past the deletions */
+        uint8_t next[4];
+        dmj__put32(next, team + 1);
+        k = (MDB_val){sizeof next, next};
+        lrc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
     }
+    mdb_cursor_close(c);
+    if (rc == 0 && lrc && lrc != MDB_NOTFOUND)
+        rc = dmj__store_err(lrc);
+    if (changed)
+        dmj__write_touch(w);
     if (rc)
         return dmj__write_fail(w, rc);
     *removed = n;

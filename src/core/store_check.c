@@ -23,7 +23,15 @@ struct check {
     FILE *out;
     uint64_t problems;
     struct dmj_key *key; /* ~7 KB of scratch for decoding keys, off the stack */
-    uint64_t changes_last, changes_pruned; /* the change log's counters */
+    /* the store-wide counters of format 1 (teams without a counter of their own carry on from
+     * them), and whether they are well formed */
+    uint64_t changes_last, changes_pruned;
+    bool changes_ok;
+    MDB_cursor *log; /* on the change log, for the counters' pass */
+    /* the team whose entries the change log's pass is in */
+    bool in_team, team_known, team_own;
+    int32_t team;
+    uint64_t team_last, team_pruned, expect;
 };
 
 static void problem(struct check *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -294,7 +302,49 @@ static void check_key(struct check *c, const MDB_val *k, const MDB_val *v)
         check_text(c, "keys", c->key->secure_value, c->key->scopes[i], "scopes");
 }
 
-/* A change-log entry: well formed, its seq given out by the counter and not pruned. */
+/* A team's counter (last, pruned) from meta, when it has a well-formed one of its own. */
+static bool own_counter(const MDB_val *v, uint64_t *last, uint64_t *pruned)
+{
+    if (v->mv_size != META_TEAM_VAL_LEN)
+        return false;
+    *last = dmj__get_u64(v->mv_data);
+    *pruned = dmj__get_u64((const uint8_t *)v->mv_data + 8);
+    return *pruned <= *last;
+}
+
+/* Starts the checks of a team's entries: its counter, its own or format 1's. Seqs past format
+ * 1's last are counted by the team's own counter alone, so they must run without a gap from
+ * past the pruned one to the last. */
+static void begin_team(struct check *c, int32_t team)
+{
+    uint8_t key[KEY_META_TEAM_LEN];
+    MDB_val v;
+    memcpy(key, META_CHANGES_TEAM, META_CHANGES_TEAM_LEN);
+    dmj__put32(key + META_CHANGES_TEAM_LEN, team);
+    c->in_team = true;
+    c->team = team;
+    c->team_own = lookup(c, DB_META, key, sizeof key, &v) == 0;
+    /* a damaged counter (its own pass names it) is not held against the entries */
+    c->team_known = c->team_own ? own_counter(&v, &c->team_last, &c->team_pruned)
+                                : c->changes_ok;
+    if (!c->team_own) {
+        c->team_last = c->changes_last;
+        c->team_pruned = c->changes_pruned;
+    }
+    uint64_t floor = c->changes_ok ? c->changes_last : 0;
+    c->expect = (c->team_pruned > floor ? c->team_pruned : floor) + 1;
+}
+
+static void end_team(struct check *c)
+{
+    if (c->in_team && c->team_known && c->team_own && c->expect <= c->team_last)
+        problem(c, "changes: team %" PRId32 ": seqs %" PRIu64 " to %" PRIu64 " missing", c->team,
+                c->expect, c->team_last);
+    c->in_team = false;
+}
+
+/* A change-log entry: well formed, its seq given out by its team's counter, not pruned, and
+ * the next of the team's own counting. */
 static void check_change(struct check *c, const MDB_val *k, const MDB_val *v)
 {
     char hb[100];
@@ -303,21 +353,64 @@ static void check_change(struct check *c, const MDB_val *k, const MDB_val *v)
         problem(c, "changes: key %s: bad entry", hex(k, hb, sizeof hb));
         return;
     }
-    if (ch.seq > c->changes_last)
+    if (!c->in_team || c->team != ch.team_id) {
+        end_team(c);
+        begin_team(c, ch.team_id);
+    }
+    if (!c->team_known)
+        return;
+    if (ch.seq > c->team_last) {
         problem(c, "changes: team %" PRId32 ": seq %" PRIu64 " beyond the counter (%" PRIu64 ")",
-                ch.team_id, ch.seq, c->changes_last);
-    else if (ch.seq <= c->changes_pruned)
+                ch.team_id, ch.seq, c->team_last);
+    } else if (ch.seq <= c->team_pruned) {
         problem(c, "changes: team %" PRId32 ": seq %" PRIu64 " kept below the pruned seq (%" PRIu64
                 ")",
-                ch.team_id, ch.seq, c->changes_pruned);
+                ch.team_id, ch.seq, c->team_pruned);
+    } else if (ch.seq >= c->expect) {
+        if (ch.seq > c->expect)
+            problem(c, "changes: team %" PRId32 ": seqs %" PRIu64 " to %" PRIu64 " missing",
+                    ch.team_id, c->expect, ch.seq - 1);
+        c->expect = ch.seq + 1;
+    }
 }
 
-/* The change log's counters: 8 bytes each when present, pruned not past the last seq. The
- * entries are not held against a damaged counter (the writer resumes past them). */
+/* A team's counter in meta: well formed, and, for a team without entries, with nothing
+ * missing (the teams with entries were checked with them). */
+static void check_team_counter(struct check *c, const MDB_val *k, const MDB_val *v)
+{
+    char hb[100];
+    uint64_t last, pruned;
+    if (k->mv_size < META_CHANGES_TEAM_LEN ||
+        memcmp(k->mv_data, META_CHANGES_TEAM, META_CHANGES_TEAM_LEN) != 0)
+        return;
+    if (k->mv_size != KEY_META_TEAM_LEN) {
+        problem(c, "meta: key %s: bad team counter key", hex(k, hb, sizeof hb));
+        return;
+    }
+    int32_t team = dmj__get32((const uint8_t *)k->mv_data + META_CHANGES_TEAM_LEN);
+    if (!own_counter(v, &last, &pruned)) {
+        problem(c, "meta: team %" PRId32 ": bad change-log counter", team);
+        return;
+    }
+    if (c->log == NULL)
+        return;
+    uint8_t prefix[4];
+    MDB_val lk = {sizeof prefix, prefix}, lv;
+    dmj__put32(prefix, team);
+    int rc = mdb_cursor_get(c->log, &lk, &lv, MDB_SET_RANGE);
+    if (rc == 0 && lk.mv_size >= 4 && memcmp(lk.mv_data, prefix, 4) == 0)
+        return;
+    begin_team(c, team);
+    end_team(c);
+}
+
+/* The store-wide counters of format 1: 8 bytes each when present, pruned not past the last
+ * seq. The entries are not held against a damaged counter (the writer resumes past them). */
 static void check_change_counters(struct check *c)
 {
     const char *names[2] = {META_CHANGES_SEQ, META_CHANGES_PRUNED};
     uint64_t vals[2] = {0, 0};
+    c->changes_ok = true;
     for (int i = 0; i < 2; i++) {
         MDB_val v;
         int rc = lookup(c, DB_META, names[i], strlen(names[i]), &v);
@@ -325,12 +418,14 @@ static void check_change_counters(struct check *c)
             vals[i] = dmj__get_u64(v.mv_data);
         } else if (rc == 0) {
             problem(c, "meta: %s: not 8 bytes", names[i]);
-            vals[i] = i == 0 ? UINT64_MAX : 0;
+            c->changes_ok = false;
         }
     }
-    if (vals[1] > vals[0])
+    if (vals[1] > vals[0]) {
         problem(c, "meta: %s (%" PRIu64 ") past %s (%" PRIu64 ")", META_CHANGES_PRUNED, vals[1],
                 META_CHANGES_SEQ, vals[0]);
+        c->changes_ok = false;
+    }
     c->changes_last = vals[0];
     c->changes_pruned = vals[1];
 }
@@ -381,6 +476,13 @@ int dmj_store_verify(struct dmj_store *s, void *report)
         if (rc)
             break;
     }
+    end_team(&c);
+    if (rc == 0 && atomic_load(&s->has_changes))
+        rc = dmj__store_err(mdb_cursor_open(c.txn, s->dbi[DB_CHANGES], &c.log));
+    if (rc == 0)
+        rc = each(&c, DB_META, check_team_counter);
+    if (c.log)
+        mdb_cursor_close(c.log);
     mdb_txn_abort(c.txn);
     free(c.key);
     if (rc)

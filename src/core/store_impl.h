@@ -13,8 +13,12 @@
 #include "dmj/buf.h"
 #include "dmj/store.h"
 
-/* The store's own format (meta "format"); DMJ_CODEC_VERSION is the records'. */
-#define DMJ__STORE_FORMAT 1u
+/* The store's own format (meta "format"); DMJ_CODEC_VERSION is the records'. Format 2 numbers
+ * each team's change-log entries by a counter of the team's own; format 1 (one counter for the
+ * store) is read as it is and becomes format 2 at its first writable open (store_changes.c says
+ * how its counter carries on). Versions before format 2 refuse a format 2 store. */
+#define DMJ__STORE_FORMAT 2u
+#define DMJ__STORE_FORMAT_MIN 1u
 
 /* What a store or backup is created with: only its owner reads every team's jobs and every
  * key's hash (a umask may narrow these; an existing store keeps the modes it has). */
@@ -45,8 +49,15 @@ enum dmj__db {
 /* kind(1) . status(1) . previous(1) . job id(16) . at_us(8, sign-flipped) */
 #define CHANGE_VAL_LEN 27
 
-/* Meta names the change log keeps (not "sync.": tools cannot write them): the last seq
- * given out, and the highest seq prune removed (8 bytes, big-endian, unsigned). */
+/* Meta names the change log keeps (not "sync.": tools cannot write them). Each team's counter:
+ * META_CHANGES_TEAM . team(4, sign-flipped) -> last(8) . pruned(8), the last seq given out in
+ * the team and the highest seq prune removed from it (big-endian, unsigned). The store-wide
+ * counters of format 1 (8 bytes each) are only read: a team without a counter of its own
+ * carries on from them. */
+#define META_CHANGES_TEAM "changes.team."
+#define META_CHANGES_TEAM_LEN (sizeof META_CHANGES_TEAM - 1)
+#define KEY_META_TEAM_LEN (META_CHANGES_TEAM_LEN + 4)
+#define META_TEAM_VAL_LEN 16
 #define META_CHANGES_SEQ "changes.seq"
 #define META_CHANGES_PRUNED "changes.pruned"
 /* The store's identity (dmj_read_store_id): STORE_ID_LEN random bytes. */
@@ -115,24 +126,35 @@ void dmj__write_touch(struct dmj_write *w);
 int dmj__write_fail(struct dmj_write *w, int rc);
 /** The store a write handle writes. */
 const struct dmj_store *dmj__write_store(const struct dmj_write *w);
+/** The write's change-log counter (the one dmj__changes_use turns from team to team). */
+struct dmj__change_log *dmj__write_log(struct dmj_write *w);
 /** The bytes one write batch may buffer when the process may fill `mem` bytes of memory (0:
  * unknown): a quarter of it, at least 64 MiB. $DMJ_WRITE_MEMORY overrides it. */
 uint64_t dmj__write_budget(uint64_t mem);
 /** What a buffered job costs in a batch besides its encoded record, in bytes. */
 size_t dmj__write_job_cost(void);
 
-/* The change log's counter within a write transaction (store_changes.c): read from meta on
- * first use, written back at commit when seqs were given out. */
+/* One team's change-log counter within a write transaction (store_changes.c): the team last
+ * used, read from meta when the write turns to it, written back when the write turns to
+ * another team and at commit. */
 struct dmj__change_log {
-    uint64_t last; /* the last seq given out */
+    int32_t team;
+    uint64_t last;   /* the last seq given out in the team */
+    uint64_t pruned; /* the highest seq pruned from it */
     bool loaded;
     bool dirty;
 };
 
-/** Loads the counter (once per transaction). */
-int dmj__changes_load(MDB_txn *txn, const struct dmj_store *s, struct dmj__change_log *log);
-/** Stores the counter if seqs were given out. */
+/** Makes `log` the counter of `team` (storing the previous team's first if it changed). */
+int dmj__changes_use(MDB_txn *txn, const struct dmj_store *s, struct dmj__change_log *log,
+                     int32_t team);
+/** Stores the counter if it changed. */
 int dmj__changes_save(MDB_txn *txn, const struct dmj_store *s, struct dmj__change_log *log);
+/** A team's counter as a reader or writer of `txn` sees it: its own, else carried on from the
+ * store-wide counters of format 1, else (damaged) derived from the team's entries, which
+ * `*derived` then says. `log` is a cursor on the change log, NULL when there is none. */
+int dmj__changes_team(MDB_txn *txn, const struct dmj_store *s, MDB_cursor *log, int32_t team,
+                      uint64_t *last, uint64_t *pruned, bool *derived);
 /** An entry's key (KEY_CHANGE_LEN bytes) and value (CHANGE_VAL_LEN bytes). */
 void dmj__change_encode(uint8_t *key, uint8_t *val, const struct dmj_change *c);
 /** The value part alone (CHANGE_VAL_LEN bytes). */

@@ -390,6 +390,11 @@ const struct dmj_store *dmj__write_store(const struct dmj_write *w)
     return w->s;
 }
 
+struct dmj__change_log *dmj__write_log(struct dmj_write *w)
+{
+    return &w->log;
+}
+
 static int put(struct dmj_write *w, int db, const void *key, size_t klen, const void *val,
                size_t vlen)
 {
@@ -410,7 +415,7 @@ static int log_change(struct dmj_write *w, int32_t team, enum dmj_change_kind ki
                       uint8_t previous, const uint8_t id[16])
 {
     uint8_t key[KEY_CHANGE_LEN], val[CHANGE_VAL_LEN];
-    int rc = dmj__changes_load(w->txn, w->s, &w->log);
+    int rc = dmj__changes_use(w->txn, w->s, &w->log, team);
     if (rc)
         return fail(w, rc);
     dmj__put32(key, team);
@@ -753,18 +758,20 @@ static int note_prior(struct dmj_write *w, struct pend *p, const struct prior *w
     return 0;
 }
 
-/* Puts the seqs into the batch's sorted change-log keys: in key order, so that each team's
- * entries keep the order of the puts and the keys stay sorted. */
+/* Puts the seqs into the batch's sorted change-log keys, from each team's own counter: in key
+ * order, so that each team's entries keep the order of the puts and the keys stay sorted. */
 static int give_seqs(struct dmj_write *w, struct skey *keys, size_t m)
 {
-    if (m == 0)
-        return 0;
-    int rc = dmj__changes_load(w->txn, w->s, &w->log);
-    if (rc)
-        return fail(w, rc);
-    for (size_t i = 0; i < m; i++)
+    for (size_t i = 0; i < m; i++) {
+        int32_t team = dmj__get32(keys[i].k);
+        if (!w->log.loaded || w->log.team != team) {
+            int rc = dmj__changes_use(w->txn, w->s, &w->log, team);
+            if (rc)
+                return fail(w, rc);
+        }
         dmj__put_u64(keys[i].k + 4, ++w->log.last);
-    w->log.dirty = true;
+        w->log.dirty = true;
+    }
     return 0;
 }
 
