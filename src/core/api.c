@@ -601,11 +601,17 @@ void dmj_api_handle(struct dmj_api_worker *w, const struct dmj_api_request *req,
             not_modified(&c);
             /* Only a 200 is cached, so this request's `wait` passed its check then. */
             unsigned wait = 0;
-            if (c.endpoint == DMJ__API_RUNNING && res->status == 304 &&
-                dmj__api_wait_param(&c, &wait) == 0)
-                offer_wait(&c, wait);
-            dmj_read_end(w->read);
-            return;
+            bool hold = c.endpoint == DMJ__API_RUNNING && res->status == 304 &&
+                        dmj__api_wait_param(&c, &wait) == 0 && wait > 0;
+            if (!hold || req->again || w->cfg.stream_acquire == NULL) {
+                if (hold)
+                    offer_wait(&c, wait);
+                dmj_read_end(w->read);
+                return;
+            }
+            /* A first ask to be held takes a slot of its key, which only the full path
+             * looks up (the worker's last key may be another request's). */
+            reset_response(res);
         }
         c.cacheable = true;
     }

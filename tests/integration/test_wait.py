@@ -304,8 +304,10 @@ def case_sigterm(store, tmp):
 def park(port, key, etag, query=""):
     """A raw HTTP/1.1 long-poll sent on its own connection (not read yet)."""
     s = socket.create_connection(("127.0.0.1", port), timeout=LONG + 20)
-    s.sendall(("GET %s?wait=%d%s HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n"
-               "If-None-Match: %s\r\n\r\n" % (RUNNING, LONG, query, key, etag)).encode())
+    # the Host http.client sends: the same request as current_etag's, for the answer cache
+    s.sendall(("GET %s?wait=%d%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAuthorization: Bearer %s"
+               "\r\nIf-None-Match: %s\r\n\r\n" % (RUNNING, LONG, query, port, key, etag))
+              .encode())
     return s
 
 
@@ -374,9 +376,31 @@ def case_identical_asked_once(store, tmp):
         assert 1 <= evaluated[0] <= 2 and evaluated[1] in (40, 80), evaluated
 
 
+def case_slot_of_its_own_key(store, tmp):
+    """A long-poll answered from the worker's answer cache takes a slot of its own key, not of
+    the key the worker authenticated last: with one slot per key, bob's held request leaves
+    the read key's slot free."""
+    bob = store.keys["bob_read"]
+    with Server(store.dir, "--threads", "1", "--streams-per-key", "1") as srv:
+        c = srv.conn()
+        # bob's exact request (query and key) answered once, so the next is a cache hit
+        etag_bob, _ = current_etag(c, bob, "?wait=%d" % LONG)
+        etag_read, _ = current_etag(c, store.read_key)  # the worker's last key: read's
+        held_bob = park(srv.port, bob, etag_bob)
+        wait_gauge(c, "dmj_http_parked_requests", 1)
+        held_read = park(srv.port, store.read_key, etag_read)
+        wait_gauge(c, "dmj_http_parked_requests", 2)
+        over = park(srv.port, bob, etag_bob, "&n=2")  # bob's second: over his bound
+        head = head_of(over)
+        assert head.startswith(b"HTTP/1.1 429 "), head[:200]
+        for s in (held_bob, held_read, over):
+            s.close()
+        wait_gauge(c, "dmj_http_parked_requests", 0)
+
+
 CASES = [case_timeout_and_immediate, case_import_wakes, case_invalid_values,
          case_wrong_key_parks_nothing, case_h2c, case_many_parked, case_sigterm,
-         case_held_bounds, case_identical_asked_once]
+         case_held_bounds, case_identical_asked_once, case_slot_of_its_own_key]
 
 
 def main():
