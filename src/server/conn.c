@@ -110,10 +110,10 @@ static struct dmjd_conn *displaceable(struct dmjd_worker *w, uint64_t now)
     return NULL;
 }
 
-bool dmjd_conn_accept(struct dmjd_worker *w, h2o_socket_t *sock)
+bool dmjd_conn_accept(struct dmjd_worker *w, h2o_socket_t *sock, bool capped)
 {
     uint64_t now = dmjd_now_us();
-    if (w->conns.n >= w->server->max_conns_per_worker) {
+    if (capped && w->conns.n >= w->server->max_conns_per_worker) {
         struct dmjd_conn *victim = displaceable(w, now);
         if (victim == NULL) {
             atomic_fetch_add_explicit(&w->metrics.refused_connections, 1, memory_order_relaxed);

@@ -42,9 +42,10 @@ struct dmjd_conn_list {
 void dmjd_conns_init(struct dmjd_worker *w);
 void dmjd_conns_start(struct dmjd_worker *w);
 void dmjd_conns_stop(struct dmjd_worker *w);
-/** Tracks a socket just accepted, displacing a quiet one at the cap. False: close `sock`
- * (the cap is reached with nothing to displace, or no memory). */
-bool dmjd_conn_accept(struct dmjd_worker *w, h2o_socket_t *sock);
+/** Tracks a socket just accepted; when `capped` (an API listener's), displaces a quiet one
+ * at the cap. False: close `sock` (the cap is reached with nothing to displace, or no
+ * memory). */
+bool dmjd_conn_accept(struct dmjd_worker *w, h2o_socket_t *sock, bool capped);
 /** The state of the connection `req` came on, or NULL (not accepted by a worker). */
 struct dmjd_conn *dmjd_conn_of(h2o_req_t *req);
 struct dmjd_conn *dmjd_conn_of_sock(h2o_socket_t *sock);

@@ -13,7 +13,9 @@
  * GOAWAY (ENHANCE_YOUR_CALM), no further frame parsed, closed once the GOAWAY is written
  * (or by the send timeout if the client does not read it). The work done for a connection
  * before its cut is thus at most STRIKE_BUDGET thrown-away answers per window, the same
- * bound nginx 1.25.3 and h2o's later releases put on it. */
+ * bound nginx 1.25.3 and h2o's later releases put on it. A client that keeps sending frames
+ * h2o answers by itself (PING, SETTINGS) while reading nothing is cut too, once h2o holds
+ * WRITE_BACKLOG_MAX of answers for it. */
 #include <h2o.h>
 #include <h2o/http2.h>
 #include <h2o/http2_internal.h>
@@ -25,6 +27,9 @@
 
 #define STRIKE_BUDGET 128u
 #define STRIKE_WINDOW_US (10 * 1000000ull)
+/* Bytes h2o may hold for a client that reads none of them while it keeps sending frames;
+ * an honest client reads its answers, which h2o sends 512 KiB at a time. */
+#define WRITE_BACKLOG_MAX ((size_t)4 << 20)
 
 #define FRAME_HEADER 9
 #define TYPE_HEADERS 0x1
@@ -78,6 +83,12 @@ static ssize_t guard(h2o_http2_conn_t *h2, const uint8_t *src, size_t len, const
 {
     struct dmjd_conn *c = conn_of_h2(h2);
     expect_fn next = (expect_fn)c->h2_next;
+    /* Frames that h2o answers by itself (PING, SETTINGS, a reset of a closed stream) queue
+     * their answers while the client reads nothing: past WRITE_BACKLOG_MAX it is cut. */
+    if (h2->_write.buf != NULL && h2->_write.buf->size > WRITE_BACKLOG_MAX) {
+        cut(h2, c);
+        return (ssize_t)len;
+    }
     if (len < FRAME_HEADER)
         return next(h2, src, len, err_desc);
     size_t flen = (size_t)src[0] << 16 | (size_t)src[1] << 8 | src[2];

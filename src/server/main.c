@@ -31,6 +31,8 @@
 /* The body is never read: h2o keeps at most this of one (HTTP/1 answers 413 past it, HTTP/2
  * resets the stream), so that a few small bodies still get their proper 405. */
 #define MAX_REQUEST_BODY 4096
+/* What the kernel queues of one client's input (it doubles the figure for its own use). */
+#define RECEIVE_BUFFER (64 << 10)
 
 static int open_listener(const char *spec, bool tls_default, struct dmjd_listener *out)
 {
@@ -51,7 +53,12 @@ static int open_listener(const char *spec, bool tls_default, struct dmjd_listene
     }
     int fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
     int one = 1;
+    /* Accepted sockets inherit it: h2o reads all a client has queued at once, and a client
+     * that floods without reading would otherwise park the kernel's whole receive window
+     * (tens of MB) in dmjd per connection. Requests are small; bodies are refused. */
+    int rcvbuf = RECEIVE_BUFFER;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) != 0 ||
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0 ||
         bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0 ||
         fcntl(fd, F_SETFL, O_NONBLOCK) != 0) {

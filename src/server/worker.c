@@ -58,7 +58,9 @@ static void on_accept(h2o_socket_t *listener, const char *err)
                 pause_accepting(w);
             return;
         }
-        if (!dmjd_conn_accept(w, sock)) {
+        /* The metrics listener is outside the cap: monitoring must see an attack. */
+        bool capped = actx->hosts != w->server->metrics_hosts;
+        if (!dmjd_conn_accept(w, sock, capped)) {
             h2o_socket_close(sock);
             continue;
         }
