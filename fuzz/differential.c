@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dmj/cursor.h"
+#include "cursor.h"
 #include "dmj/query.h"
 #include "dmj/time.h"
 #include "dmj/uuid.h"

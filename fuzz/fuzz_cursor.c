@@ -1,7 +1,7 @@
 /* Fuzz target: arbitrary bytes as the `cursor` value. dmj_cursor_decode must decide as DRF
  * 3.14's CursorPagination.decode_cursor does (restated below from Debian's
  * /usr/lib/python3/dist-packages/rest_framework/pagination.py and the CPython 3.11 calls it
- * makes, apart from src/core/cursor.c), with spec/API.md's two differences: the same
+ * makes, apart from src/api/cursor.c), with spec/API.md's two differences: the same
  * verdict, offset, reverse flag and position. Whatever decodes must also encode to pure
  * base64 that decodes to the same cursor. */
 #include <stdbool.h>
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dmj/cursor.h"
+#include "cursor.h"
 
 #include "grammar.h"
 

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dmj/cursor.h"
+#include "cursor.h"
 #include "dmj/query.h"
 #include "dmj/uuid.h"
 

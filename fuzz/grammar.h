@@ -1,5 +1,5 @@
 /* The fuzz oracles' own reading of spec/API.md section 0 (timestamps, UUIDs) and of the
- * import's timestamp form (include/dmj/time.h), written apart from src/core: the grammars are
+ * import's timestamp form (include/dmj/time.h), written apart from src/common: the grammars are
  * the spec's regular expressions run by the C library's POSIX regex engine, the calendar is
  * Python's datetime rules (proleptic Gregorian, ordinal days as date.toordinal counts them),
  * and nothing here calls into dmj. */

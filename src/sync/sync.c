@@ -10,7 +10,7 @@
 #include <libpq-fe.h>
 
 #include "dmj/buf.h"
-#include "dmj/codec.h"
+#include "codec.h"
 #include "dmj/error.h"
 #include "dmj/import.h"
 #include "dmj/store.h"

@@ -62,7 +62,7 @@ key=$(python3 -c 'import json,sys
 print(next(k["key"] for k in json.load(open(sys.argv[1]))["personal_api_keys"]
            if k.get("label") == "read"))' "$tmp/fixtures.json")
 
-"$BIN/dmjd" --db "$tmp/store" --listen 127.0.0.1:0 --threads 4 --metrics-on-api \
+"$BIN/dmjd" --db "$tmp/store" --listen 127.0.0.1:0 --threads 4 --metrics-on-api --streams-per-key 0 \
     --rate-limit 1000000/second --access-log "$tmp/access.log" --events-keepalive 1 \
     >"$tmp/dmjd.out" 2>"$tmp/dmjd.err" &
 dmjd_pid=$!

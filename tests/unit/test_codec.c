@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "dmj/codec.h"
+#include "codec.h"
 
 static struct dmj_str S(const char *s) {
     struct dmj_str r = {s, s ? strlen(s) : 0};

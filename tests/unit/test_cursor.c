@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "dmj/cursor.h"
+#include "cursor.h"
 
 struct decode_case {
     const char *value;

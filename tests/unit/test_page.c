@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "dmj/cursor.h"
+#include "cursor.h"
 #include "dmj/store.h"
 #include "dmj/time.h"
 

@@ -1,4 +1,4 @@
-/* The heap prefault helper (src/core/prefault.c): pages between the break it started from
+/* The heap prefault helper (src/store/prefault.c): pages between the break it started from
  * and the current break become resident, including pages the break gains while it runs,
  * and what is already written there is left as it was. */
 #include <errno.h>

@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "dmj/codec.h"
+#include "codec.h"
 #include "dmj/store.h"
 #include "store_impl.h"
 

@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "dmj/codec.h"
+#include "codec.h"
 #include "dmj/store.h"
 #include "dmj/uuid.h"
 #include "store_impl.h"

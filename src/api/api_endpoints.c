@@ -3,7 +3,7 @@
 #include <limits.h>
 #include <string.h>
 
-#include "dmj/cursor.h"
+#include "cursor.h"
 #include "dmj/json.h"
 #include "dmj/query.h"
 #include "dmj/store.h"

@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "dmj/codec.h"
+#include "codec.h"
 #include "dmj/error.h"
 
 /* Number of elements of each record array, version included. */

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "dmj/buf.h"
-#include "dmj/codec.h"
+#include "codec.h"
 #include "dmj/store.h"
 #include "store_impl.h"
 

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dmj/cursor.h"
+#include "cursor.h"
 #include "dmj/json.h"
 #include "dmj/time.h"
 

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dmj/codec.h"
+#include "codec.h"
 #include "store_impl.h"
 
 #define CHUNK_MIN 512u

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "hex.h"
-#include "dmj/cursor.h"
+#include "cursor.h"
 #include "dmj/query.h"
 #include "dmj/time.h"
 
