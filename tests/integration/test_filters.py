@@ -3,13 +3,16 @@
 created_before, alone and combined with each other and with saved_query_id.
 
 Three oracles, all through the real dmjd:
-- a Python model from `dmj export` of the same store: the team's jobs, filtered and ordered
-  (-created_at, -id) as the API orders; walking every `next` link from the first page must
-  give exactly that list, and walking `previous` links back from the last page must give it
-  in order, never twice (DRF's previous links may skip rows of a page without a unique
-  position; with a page larger than the longest run of equal created_at, none);
-- DRF's cursor rules on the filtered rows: a second store holding only the rows the filter
-  keeps, served without the filter, must give the same pages and the same cursors (links,
+- a Python model read from the generated input itself (the NDJSON the store was imported
+  from, read by Python's json, uuid and datetime), never from the store: a job arriving again
+  replaces the earlier one, a team's endpoints show its jobs whose engine is not duckgres,
+  filtered and ordered (-created_at, -id) as the API orders; walking every `next` link from
+  the first page must give exactly that list, with each row's status, saved_query_id and
+  created_at as the input has them, and walking `previous` links back from the last page
+  must give it in order, never twice (DRF's previous links may skip rows of a page without a
+  unique position; with a page larger than the longest run of equal created_at, none);
+- DRF's cursor rules on the filtered rows: a second store holding only the input records of
+  the rows the filter keeps, served without the filter, must give the same pages and the same cursors (links,
   offsets, positions) for every page of both walks and for hand-made cursors, positions
   outside the created_* range included;
 - the exact 400 bodies for invalid values, the order in which they are checked, and another
@@ -22,6 +25,7 @@ import json
 import os
 import sys
 import urllib.parse
+import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_server import Server, binary, get, import_into, run, run_cases  # noqa: E402
@@ -34,10 +38,18 @@ CHOICE = "Select a valid choice. That choice is not one of the available choices
 
 
 def us_of(text):
-    """Microseconds since the epoch of an export timestamp (...Z, 0 or 6 fraction digits)."""
-    dt = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    """Microseconds since the epoch of a timestamp in the import's form (ISO 8601 or with a
+    space, a fraction of up to 6 digits, Z or an offset, naive meaning UTC)."""
+    dt = datetime.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=datetime.timezone.utc)
     delta = dt - datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
     return (delta.days * 86400 + delta.seconds) * 1000000 + delta.microseconds
+
+
+def uuid_text(value):
+    """A UUID as the API prints it (lowercase, hyphens), or None."""
+    return None if value is None else str(uuid.UUID(value))
 
 
 def text_of(us, form):
@@ -52,22 +64,43 @@ def text_of(us, form):
     raise ValueError(form)
 
 
-def exported(store):
-    """The store's served jobs as `dmj export` writes them, with _us (read once per store)."""
-    if getattr(store, "exported", None) is None:
-        res = run(binary("dmj"), "export", "--db", store.dir)
-        jobs = [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
-        jobs = [j for j in jobs if j.get("engine", "clickhouse") != "duckgres"]
-        for j in jobs:
-            j["_us"] = us_of(j["created_at"])
+def model_jobs(store):
+    """The jobs the API shows, from the input records (read once per store): the last record
+    of each id counts (an import replaces a job that arrives again), a job's team is its
+    team_id (else team), duckgres jobs are hidden. Each is {id, team_id, status,
+    saved_query_id, _us, _record}: _record the input object as it was."""
+    if getattr(store, "model", None) is None:
+        by_id = {}
+        for rec in store.jobs:
+            job = {
+                "id": uuid_text(rec["id"]),
+                "team_id": rec["team_id"] if "team_id" in rec else rec["team"],
+                "status": rec["status"],
+                "saved_query_id": uuid_text(rec.get("saved_query_id")),
+                "_us": us_of(rec["created_at"]),
+                "_hidden": (rec.get("engine") or "clickhouse") == "duckgres",
+                "_record": rec,
+            }
+            by_id.pop(job["id"], None)  # the replacement keeps the input's later place
+            by_id[job["id"]] = job
+        jobs = [j for j in by_id.values() if not j["_hidden"]]
         statuses = {j["status"] for j in jobs if j["team_id"] == TEAM}
         assert len(statuses) >= 4 and statuses <= set(STATUSES), statuses
-        store.exported = jobs
-    return store.exported
+        store.model = jobs
+    return store.model
+
+
+def check_rows(page, by_id, what):
+    """Each served row has the status, saved_query_id and created_at of its input record."""
+    for row in page["results"]:
+        want = by_id.get(row["id"])
+        assert want is not None, (what, "a row the model does not show", row["id"])
+        got = (row["status"], row["saved_query_id"], us_of(row["created_at"]))
+        assert got == (want["status"], want["saved_query_id"], want["_us"]), (what, row, want)
 
 
 class Model:
-    """The filter as a predicate over exported jobs."""
+    """The filter as a predicate over the model's jobs."""
 
     def __init__(self, query):
         self.query = query  # list of (key, value) as sent
@@ -169,13 +202,13 @@ def compare_pages(a, b, what):
 
 
 def subset_store(tmp, name, store, jobs):
-    """A store with the fixtures and only `jobs` (as exported)."""
+    """A store with the fixtures and only the input records of `jobs`."""
     db = os.path.join(tmp, name)
     os.makedirs(db)
     path = os.path.join(tmp, name + ".ndjson")
     with open(path, "w") as f:
         for j in jobs:
-            f.write(json.dumps({k: v for k, v in j.items() if not k.startswith("_")}) + "\n")
+            f.write(json.dumps(j["_record"]) + "\n")
     import_into(db, store.fixtures_path, path)
     return db
 
@@ -238,9 +271,10 @@ def combinations(team_jobs):
 
 
 def case_walks(store, tmp):
-    jobs = exported(store)
+    jobs = model_jobs(store)
     team_jobs = [j for j in jobs if j["team_id"] == TEAM]
     other_ids = {j["id"] for j in jobs if j["team_id"] != TEAM}
+    by_id = {j["id"]: j for j in team_jobs}
     base = "/api/environments/%d/data_modeling_jobs/" % TEAM
     key = store.read_key
     pages = 0
@@ -268,6 +302,8 @@ def case_walks(store, tmp):
                     pages += len(fwd)
                     seen = [i for _, p in fwd for i in ids(p)]
                     assert seen == expect_ids, (name, limit, len(seen), len(expect_ids))
+                    for c, p in fwd:
+                        check_rows(p, by_id, (name, limit, c))
                     assert not set(seen) & other_ids, name
                     assert len(fwd) == len(ofwd), (name, limit, len(fwd), len(ofwd))
                     for (c, a), (_, b) in zip(fwd, ofwd):
@@ -322,8 +358,9 @@ def case_walks(store, tmp):
 
 def case_other_team(store, tmp):
     """The same filters on team 2 give team 2's jobs only (and the model's)."""
-    jobs = exported(store)
+    jobs = model_jobs(store)
     team_jobs = [j for j in jobs if j["team_id"] == OTHER]
+    by_id = {j["id"]: j for j in team_jobs}
     base = "/api/projects/%d/data_modeling_jobs/" % OTHER
     key = store.read_key
     with Server(store.dir, "--threads", "1") as srv:
@@ -334,8 +371,10 @@ def case_other_team(store, tmp):
         for name, query, after, before in combinations(team_jobs):
             model = model_for(query, after, before)
             expect = [j["id"] for j in ordered([j for j in team_jobs if model.keep(j)])]
-            seen = [i for _, p in walk(conn, base, query + [("limit", "500")], key)
-                    for i in ids(p)]
+            pages = list(walk(conn, base, query + [("limit", "500")], key))
+            for _, p in pages:
+                check_rows(p, by_id, (name, OTHER))
+            seen = [i for _, p in pages for i in ids(p)]
             assert seen == expect, (name, len(seen), len(expect))
         # team 1's saved query on team 2: nothing
         sq1 = next(j["saved_query_id"] for j in jobs
@@ -387,7 +426,7 @@ VALID = [
 
 
 def case_invalid(store, tmp):
-    jobs = exported(store)
+    jobs = model_jobs(store)
     base = "/api/environments/%d/data_modeling_jobs/" % TEAM
     key = store.read_key
     with Server(store.dir, "--threads", "1") as srv:
