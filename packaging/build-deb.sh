@@ -67,6 +67,8 @@ done
 gzip -9n "$root/usr/share/man/man1/dmj.1" "$root/usr/share/man/man8/dmjd.8"
 install -d "$root/usr/share/doc/dmj"
 install -m 0644 "$src/README.md" "$root/usr/share/doc/dmj/README.md"
+install -d "$root/usr/share/doc/dmj/docs"
+install -m 0644 "$src"/docs/*.md "$root/usr/share/doc/dmj/docs/"
 install -m 0644 "$src/packaging/README.md" "$root/usr/share/doc/dmj/README.Debian"
 install -m 0644 "$src/packaging/copyright" "$root/usr/share/doc/dmj/copyright"
 # The HAProxy configurations the replica test runs, for operators to copy.

@@ -161,7 +161,8 @@ done
 contents=$(dpkg-deb -c "$DEB" | awk '{ print $6 }')
 for f in ./usr/bin/dmj ./usr/sbin/dmjd ./usr/share/man/man1/dmj.1.gz \
     ./usr/share/man/man8/dmjd.8.gz ./lib/systemd/system/dmjd.service ./etc/default/dmjd \
-    ./usr/share/doc/dmj/examples/haproxy/dmjd-replicas.cfg; do
+    ./usr/share/doc/dmj/examples/haproxy/dmjd-replicas.cfg ./usr/share/doc/dmj/docs/design.md \
+    ./usr/share/doc/dmj/copyright; do
     if ! grep -qx "$f" <<<"$contents"; then
         fail "the package lacks $f"
     fi
