@@ -18,14 +18,17 @@
  * active one that has been quiet past GRACE_US, as nginx drops idle keep-alives when it runs
  * out, so that a legitimate client is served while an attack lasts. "Closed" means
  * shutdown(2): h2o then sees the socket fail and frees the connection its usual way. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <linux/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "conn.h"
 #include "server.h"
+#include "slots.h"
 
 /* What a peer must acknowledge within the send timeout to count as reading (a trickle of
  * a few bytes per interval would otherwise hold a connection for ever). */
@@ -64,6 +67,8 @@ static void on_sock_close(void *data)
 {
     struct dmjd_conn *conn = data;
     struct dmjd_worker *w = conn->worker;
+    if (conn->address[0] != '\0')
+        dmjd_slots_release(w->server->address_slots, conn->address);
     h2o_linklist_unlink(&conn->link);
     w->conns.n--;
     atomic_fetch_sub_explicit(&w->metrics.open_connections, 1, memory_order_relaxed);
@@ -110,21 +115,48 @@ static struct dmjd_conn *displaceable(struct dmjd_worker *w, uint64_t now)
     return NULL;
 }
 
+/* The peer's address as text, or false. */
+static bool peer_address(h2o_socket_t *sock, char *buf, size_t size)
+{
+    struct sockaddr_storage ss;
+    socklen_t n = h2o_socket_getpeername(sock, (struct sockaddr *)&ss);
+    const void *addr = NULL;
+    if (n > 0 && ss.ss_family == AF_INET)
+        addr = &((struct sockaddr_in *)&ss)->sin_addr;
+    else if (n > 0 && ss.ss_family == AF_INET6)
+        addr = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+    return addr != NULL && inet_ntop(ss.ss_family, addr, buf, (socklen_t)size) != NULL;
+}
+
 bool dmjd_conn_accept(struct dmjd_worker *w, h2o_socket_t *sock, bool capped)
 {
     uint64_t now = dmjd_now_us();
+    /* --max-connections-per-address: one address's share, counted across the workers */
+    char address[sizeof(((struct dmjd_conn *)0)->address)] = "";
+    if (capped && w->server->address_slots != NULL && peer_address(sock, address, sizeof(address))) {
+        if (dmjd_slots_acquire(w->server->address_slots, address) != 0) {
+            atomic_fetch_add_explicit(&w->metrics.refused_connections, 1, memory_order_relaxed);
+            return false;
+        }
+    }
     if (capped && w->conns.n >= w->server->max_conns_per_worker) {
         struct dmjd_conn *victim = displaceable(w, now);
         if (victim == NULL) {
             atomic_fetch_add_explicit(&w->metrics.refused_connections, 1, memory_order_relaxed);
+            if (address[0] != '\0')
+                dmjd_slots_release(w->server->address_slots, address);
             return false;
         }
         atomic_fetch_add_explicit(&w->metrics.displaced_connections, 1, memory_order_relaxed);
         dmjd_conn_close(victim, "displaced");
     }
     struct dmjd_conn *conn = calloc(1, sizeof(*conn));
-    if (conn == NULL)
+    if (conn == NULL) {
+        if (address[0] != '\0')
+            dmjd_slots_release(w->server->address_slots, address);
         return false; /* out of memory: refuse rather than serve untracked */
+    }
+    memcpy(conn->address, address, sizeof(conn->address));
     conn->worker = w;
     conn->sock = sock;
     conn->refs = 1; /* the socket's; each request in progress holds one more */

@@ -25,6 +25,7 @@ struct dmjd_conn {
     uint64_t acked_mark;  /**< TCP bytes_acked then */
     bool owed;    /**< owed its client bytes at the last sweep */
     bool closing; /**< shut down by dmjd; h2o closes it */
+    char address[48]; /**< the peer's, when --max-connections-per-address counts it */
     bool cut;     /**< HTTP/2 abuse: later requests get no work */
     void (*h2_next)(void); /**< h2o's frame reader behind the guard (h2guard.c) */
     unsigned h2_strikes;

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -25,6 +26,8 @@
 #include "server.h"
 #include "slots.h"
 
+/* Client addresses the per-address bound tracks at once; a new one past them is refused. */
+#define ADDRESS_TABLE 16384
 #define STREAM_TABLE_KEYS 4096 /* keys holding long-polls or streams at once (~340 KiB) */
 /* Descriptors kept for everything else: the store, logs, listeners, pipes, event loops. */
 #define RESERVED_FDS 64
@@ -318,6 +321,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "dmjd: out of memory\n");
         return 1;
     }
+    if (o.max_connections_per_address > 0 &&
+        dmjd_slots_new(o.max_connections_per_address, UINT_MAX, ADDRESS_TABLE, &srv.address_slots) != 0) {
+        fprintf(stderr, "dmjd: out of memory\n");
+        return 1;
+    }
     srv.api.stream_acquire = dmjd_slots_acquire;
     srv.api.stream_ctx = srv.slots;
     srv.send_timeout_us = (uint64_t)o.send_timeout * 1000000u;
@@ -399,5 +407,6 @@ Exit:
     dmjd_ratelimit_free(srv.ratelimit);
     dmjd_ratelimit_free(srv.auth_failures);
     dmjd_slots_free(srv.slots);
+    dmjd_slots_free(srv.address_slots);
     return status;
 }

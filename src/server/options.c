@@ -22,6 +22,7 @@ static void usage(FILE *f)
             "            [--events-keepalive S] [--max-connections N] [--send-timeout S]\n"
             "            [--header-timeout S] [--metrics-on-api] [--rate-limit-keys N]\n"
             "            [--auth-fail-limit R] [--trusted-proxy ADDR]...\n"
+            "            [--max-connections-per-address N]\n"
             "\n"
             "Serves PostHog's data-modeling-jobs API from a dmj store (read-only).\n"
             "\n"
@@ -64,6 +65,9 @@ static void usage(FILE *f)
             "                     for S seconds (default %d)\n"
             "  --header-timeout S close a connection with no request in progress for S\n"
             "                     seconds: idle, or headers never finished (default %d)\n"
+            "  --max-connections-per-address N\n"
+            "                     connections one client address may hold (default 0: no\n"
+            "                     bound; behind a proxy every connection has its address)\n"
             "  --events-keepalive S\n"
             "                     seconds between `: keep-alive` lines on an idle\n"
             "                     events/ stream (default %d)\n"
@@ -119,6 +123,7 @@ int dmjd_options_parse(int argc, char **argv, struct dmjd_options *o)
         O_RATE_KEYS,
         O_AUTH_FAIL,
         O_TRUSTED_PROXY,
+        O_CONNS_PER_ADDRESS,
     };
     static const struct option longopts[] = {
         {"db", required_argument, NULL, O_DB},
@@ -142,6 +147,7 @@ int dmjd_options_parse(int argc, char **argv, struct dmjd_options *o)
         {"rate-limit-keys", required_argument, NULL, O_RATE_KEYS},
         {"auth-fail-limit", required_argument, NULL, O_AUTH_FAIL},
         {"trusted-proxy", required_argument, NULL, O_TRUSTED_PROXY},
+        {"max-connections-per-address", required_argument, NULL, O_CONNS_PER_ADDRESS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -253,6 +259,13 @@ int dmjd_options_parse(int argc, char **argv, struct dmjd_options *o)
             break;
         case O_METRICS_ON_API:
             o->metrics_on_api = true;
+            break;
+        case O_CONNS_PER_ADDRESS:
+            if (parse_unsigned(optarg, 1000000, &v) != 0) {
+                fprintf(stderr, "dmjd: --max-connections-per-address takes 0 to 1000000\n");
+                return 2;
+            }
+            o->max_connections_per_address = (unsigned)v;
             break;
         case O_AUTH_FAIL:
             o->auth_fail_limit = optarg;

@@ -45,6 +45,7 @@ struct dmjd_options {
     const char *trusted_proxies[DMJD_MAX_PROXIES];
     unsigned n_trusted_proxies;
     unsigned long long max_connections; /**< 0: from the open-file limit */
+    unsigned max_connections_per_address; /**< 0: no bound */
     unsigned send_timeout;
     unsigned header_timeout;
     bool metrics_on_api;

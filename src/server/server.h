@@ -56,6 +56,7 @@ struct dmjd_server {
     char trusted_proxies[DMJD_MAX_PROXIES][48];
     unsigned n_trusted_proxies;
     struct dmjd_slots *slots;  /**< held long-polls and event streams per key and in all */
+    struct dmjd_slots *address_slots; /**< --max-connections-per-address (NULL: no bound) */
     uint64_t keepalive_us;     /**< the `: keep-alive` interval of event streams */
     struct dmjd_worker **workers;
     unsigned n_workers;
