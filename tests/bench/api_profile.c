@@ -1,9 +1,11 @@
 /* api_profile: answers one endpoint N times in process (no HTTP), so that callgrind or
  * `perf stat` can count the instructions dmj_api_handle spends per request, repeatably.
  *
- * Build (from the source root, after building dmj_core in BUILD):
- *   gcc -O2 -std=c11 -D_GNU_SOURCE -Iinclude tests/bench/api_profile.c BUILD/libdmj_core.a \
- *       $(pkg-config --cflags --libs lmdb msgpack yajl libcrypto zlib) -o BUILD/api_profile
+ * Build (from the source root, after building the libraries in BUILD):
+ *   gcc -O2 -std=c11 -D_GNU_SOURCE -Iinclude tests/bench/api_profile.c BUILD/libdmj_api.a \
+ *       BUILD/libdmj_store.a BUILD/libdmj_common.a \
+ *       $(pkg-config --cflags --libs lmdb msgpack yajl libcrypto zlib) -lpthread \
+ *       -o BUILD/api_profile
  * Use:
  *   api_profile --db STORE --key KEY --team T --endpoint list|deep|filtered|retrieve|recent|
  *               running|status|401 [--job UUID] [--saved-query UUID] [--n N] [--print] [--miss]
