@@ -1,5 +1,5 @@
 /* The change log (events): its entries' byte layout, each team's seq counter, the read side and
- * the pruning of old entries. Entries are written by store_write.c in the transaction of the
+ * the pruning of old entries. Entries are written by store_flush.c in the transaction of the
  * change.
  *
  * Layout: key team(4, sign-flipped) . seq(8, unsigned), both big-endian, so that a team's

@@ -1,5 +1,5 @@
-/* What the store's files (store.c, store_write.c, store_check.c) share: the handle, the
- * sub-databases, and the byte layout of their keys. Private to src/core/store*.c. */
+/* What the store's files share: the handle, the sub-databases, the byte layout of their keys,
+ * and a write's batch. Private to src/store. */
 #ifndef DMJ_STORE_IMPL_H
 #define DMJ_STORE_IMPL_H
 
@@ -70,13 +70,13 @@ struct dmj_store {
     bool rdonly;
     /* false only for a read-only open of a store written before the change log: its
      * dbi[DB_CHANGES] is not valid and the log reads as empty, until a read begun after a
-     * writer created the log finds it (store.c: find_changes; set once, after the dbi) */
+     * writer created the log finds it (store_read.c: find_changes; set once, after the dbi) */
     atomic_bool has_changes;
     _Atomic uint64_t changes_tried; /* the last committed txnid find_changes looked in */
     pthread_mutex_t changes_lock;
     /* Adopting a map grown by another process (mdb_env_set_mapsize) is only allowed while
      * no transaction of this process is active: read handles count themselves in
-     * `readers` while they are begun, and wait while `resizing` is set (store.c). */
+     * `readers` while they are begun, and wait while `resizing` is set (store_open.c). */
     atomic_int readers;
     atomic_bool resizing;
     pthread_mutex_t resize_lock;
@@ -97,6 +97,15 @@ extern const char *const dmj__store_db_names[DB_COUNT];
 /** Adopts the map size of a data file another process grew (MDB_MAP_RESIZED), once no read
  * handle of this process is begun; DMJ_EBUSY if they do not all end within seconds. */
 int dmj__store_adopt_map_size(struct dmj_store *s);
+/** Counts a read of this process in while it runs (its transaction begun, or the environment's
+ * meta pages read), waiting first while a map resize is under way. */
+void dmj__store_reader_enter(struct dmj_store *s);
+/** Counts it out. */
+void dmj__store_reader_leave(struct dmj_store *s);
+/** The store id, once seen kept in the handle, else read through `txn`: DMJ_EINVAL when that is
+ * needed and `txn` is NULL, DMJ_ENOTFOUND when the store has none, DMJ_EBADRECORD when it is
+ * malformed. */
+int dmj__store_read_id(struct dmj_store *s, MDB_txn *txn, uint8_t out[STORE_ID_LEN]);
 
 /** A name dmj_read_meta/dmj_write_meta accept: "sync." and up to DMJ_META_NAME_MAX bytes. */
 static inline bool dmj__meta_name_ok(const char *name, size_t *len)
@@ -116,8 +125,8 @@ int dmj__read_txn(struct dmj_read *r, MDB_txn **out);
 /** The store a read handle reads. */
 const struct dmj_store *dmj__read_store(const struct dmj_read *r);
 
-/** The write's transaction for a write done outside store_write.c; the write's first failure
- * when it has failed already. */
+/** The write's transaction for a write done outside the write's own files (store_changes.c);
+ * the write's first failure when it has failed already. */
 int dmj__write_txn(struct dmj_write *w, MDB_txn **out);
 /** Says that such a write changed something (the commit then records when). */
 void dmj__write_touch(struct dmj_write *w);
@@ -194,8 +203,113 @@ struct dmj__prefault {
 bool dmj__prefault_start(struct dmj__prefault *pf);
 void dmj__prefault_stop(struct dmj__prefault *pf);
 
-/** An LMDB (or errno) result as a dmj code. */
-int dmj__store_err(int mdb_rc);
+/* ---- a write's batch (store_put.c, store_sort.c, store_flush.c, store_write.c) ---------- */
+
+#define SKEY_MAX KEY_SQ_LEN
+
+/* What a stored job was before a put replaced it, for its change-log entry. */
+enum before { BEFORE_ABSENT = 0, BEFORE_HIDDEN, BEFORE_VISIBLE };
+
+/* A job waiting in the batch; its record is already encoded into `recs`. */
+struct pend {
+    uint8_t id[16];
+    uint8_t sq[16];
+    int64_t created;
+    int32_t team;
+    uint32_t seq; /* order of the puts: the last put of an id wins */
+    size_t rec_off;
+    uint32_t rec_len;
+    uint8_t status;
+    bool has_sq;
+    bool dup; /* a later put of the same id replaces this one */
+    bool hidden;
+    /* the stored job this one replaces (enum before), set by the flush that writes it */
+    uint8_t before;
+    uint8_t old_status;
+    int32_t old_team;
+};
+
+/* A sort key of one sub-database and the batch entry it stands for. */
+struct skey {
+    uint8_t k[SKEY_MAX];
+    uint32_t i;
+};
+
+struct dmj_write {
+    struct dmj_store *s;
+    MDB_txn *txn;
+    struct pend *p;
+    size_t n, cap;
+    struct dmj__recs recs;
+    struct skey *keys, *tmp; /* sorting scratch, cap entries each */
+    uint32_t seq;
+    size_t batch_max; /* BATCH_HARD_MAX, or $DMJ_WRITE_BATCH for tests and tuning */
+    uint64_t budget;  /* bytes a batch may hold (batch_bytes), or $DMJ_WRITE_MEMORY */
+    bool sized;       /* budget is the machine's (else BUDGET_MIN, see batch_full) */
+    int err;          /* a failure inside the transaction: everything after is refused */
+    bool dirty;
+    struct dmj__change_log log;
+    int64_t at_us; /* the clock for the change-log entries of the batch being written */
+    struct dmj_write_stats stats;
+};
+
+/* What was stored of a job, as the change log sees it. */
+struct prior {
+    uint8_t state; /* enum before */
+    uint8_t status;
+    int32_t team;
+};
+
+/** Puts `key` -> `val` into `db`; a failure is the write's from then on. */
+int dmj__store_put(struct dmj_write *w, int db, const void *key, size_t klen, const void *val,
+                   size_t vlen);
+/** Deletes a key; DMJ_ENOTFOUND (the transaction still good) when it is absent. */
+int dmj__store_del_existing(struct dmj_write *w, int db, const void *key, size_t klen);
+/** Deletes a key; an absent one is fine (the goal is that it is not there). */
+int dmj__store_del(struct dmj_write *w, int db, const void *key, size_t klen);
+/** Removes every entry of the stored job `id` whose job_ids value is `where` (team .
+ * created_at), job_ids included, and says in `was` what it was. */
+int dmj__store_remove_job(struct dmj_write *w, const uint8_t id[16], const uint8_t where[12],
+                          struct prior *was);
+/** The wall clock in microseconds: the time of a write's changes. */
+int64_t dmj__store_now_us(void);
+
+/** Sorts `n` keys by their first `len` bytes, stably; `tmp` is scratch of `n` keys. */
+void dmj__store_sort_keys(struct skey *a, struct skey *tmp, size_t n, size_t len);
+/** dmj__store_sort_keys on two threads (one when no second thread starts), for the id sort
+ * that opens a large flush. */
+void dmj__store_sort_keys_split(struct skey *a, struct skey *tmp, size_t n, size_t len);
+
+/** Writes the batch (duplicates dropped, the last put winning; stored versions of replaced jobs
+ * removed; each sub-database in its key order) and empties it. */
+int dmj__store_flush(struct dmj_write *w);
+/** Logs one change now, with the team's next seq (for the changes not written with a batch). */
+int dmj__store_log_change(struct dmj_write *w, int32_t team, enum dmj_change_kind kind,
+                          uint8_t status, uint8_t previous, const uint8_t id[16]);
+
+/** An LMDB (or errno) result as a dmj code. Inline: look-ups pay no call for it, and the compiler
+ * sees that a failure stays one (out-parameters written only on success are not taken for
+ * unset). */
+static inline int dmj__store_err(int rc)
+{
+    switch (rc) {
+    case MDB_SUCCESS:
+        return 0;
+    case MDB_NOTFOUND:
+        return DMJ_ENOTFOUND;
+    case MDB_MAP_FULL:
+        return DMJ_EMAPFULL;
+    case MDB_READERS_FULL:
+        return DMJ_EBUSY;
+    case MDB_VERSION_MISMATCH:
+        return DMJ_EVERSION;
+    default:
+        /* LMDB's own codes are negative; anything positive is an errno */
+        if (rc > 0)
+            return -rc;
+        return DMJ_ESTORE;
+    }
+}
 
 /* Keys are big-endian with the sign bit flipped, so that memcmp order is numeric order. */
 static inline void dmj__put32(uint8_t *p, int32_t v)
