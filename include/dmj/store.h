@@ -58,6 +58,9 @@ DMJ_MUST_CHECK int dmj_read_team(struct dmj_read *r, int32_t id, struct dmj_team
 DMJ_MUST_CHECK int dmj_read_user(struct dmj_read *r, int64_t id, struct dmj_user *out);
 /** The key whose stored hash equals `secure_value` ("sha256$<hex>"). */
 DMJ_MUST_CHECK int dmj_read_key(struct dmj_read *r, const char *secure_value, struct dmj_key *out);
+/** The stored key whose hash follows `after` (NULL: the first), in hash order; DMJ_EEND past
+ * the last. A walk over every key (dmj keys list): pass the last one's secure_value. */
+DMJ_MUST_CHECK int dmj_read_next_key(struct dmj_read *r, const char *after, struct dmj_key *out);
 /** 0 when the user is a member of the organization, DMJ_ENOTFOUND when not. */
 DMJ_MUST_CHECK int dmj_read_membership(struct dmj_read *r, int64_t user_id, const uint8_t org[16]);
 /** The user's organization with the lowest UUID (byte order), DMJ_ENOTFOUND if none. */

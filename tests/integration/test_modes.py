@@ -102,7 +102,7 @@ def test_new_store_and_backup(umask):
 
     # a writer that creates the store through `dmj keys create` (another command, same open)
     keys = path("keys-" + tag)
-    dmj(umask, "keys", "create", "--db", keys, "--user", "1", "--scopes", "*")
+    dmj(umask, "keys", "create", "--db", keys, "--user", "1", "--team", "1", "--scopes", "*")
     check_private(keys, "umask %s: store made by dmj keys create" % tag)
 
 

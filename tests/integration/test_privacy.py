@@ -19,7 +19,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_events import EVENTS, Stream  # noqa: E402
-from test_server import LIST, Server, binary, get, run, run_cases  # noqa: E402
+from dmjtest import LIST, Server, binary, get, run, run_cases  # noqa: E402
 from test_wait import import_lines, job_line  # noqa: E402
 
 TEAM_A, TEAM_B = 1, 2
@@ -72,8 +72,8 @@ def b_burst(store, tmp):
     import_lines(store, tmp, job_line(TEAM_B, "Running", created="2001-01-01T00:00:00Z"))
     run(binary("dmj"), "prune", "--db", store.dir, "--before", "2002-01-01", "--team",
         str(TEAM_B))
-    run(binary("dmj"), "keys", "create", "--db", store.dir, "--user", "2", "--scopes",
-        "data_modeling_job:read")
+    run(binary("dmj"), "keys", "create", "--db", store.dir, "--user", "2", "--team", str(TEAM_B),
+        "--scopes", "warehouse_view:read")
     run(binary("dmj"), "keys", "revoke", "--db", store.dir, store.keys["carol_read"])
 
 
