@@ -64,6 +64,7 @@ struct run {
     uint64_t batch;    /* 0: one transaction */
     uint64_t in_batch; /* records in the open transaction */
     struct dmj_write_stats total;
+    uint64_t identities; /* identity records stored (the write stats count jobs) */
     const char *file; /* name being read, for messages */
     /* progress */
     bool tty;
@@ -105,6 +106,8 @@ static int stored(struct run *r, int rc)
 static int on_record(void *ctx, const struct dmj_import_record *rec)
 {
     struct run *r = ctx;
+    if (rec->kind != DMJ_IMPORT_JOB)
+        r->identities++;
     if (r->dry_run)
         return 0;
     return stored(r, dmj_import_write(r->w, rec));
@@ -147,6 +150,25 @@ static void progress(struct run *r, bool final)
         end_progress(r);
 }
 
+/* Whether the bytes read around a JSON error look like COPY's text escaping of JSON (`\\"`:
+ * a string's escaped quote with its backslash doubled). */
+static bool looks_like_copy(const unsigned char *buf, size_t n)
+{
+    return n >= 3 && memmem(buf, n, "\\\\\"", 3) != NULL;
+}
+
+/* Prints a parse error as FILE:LINE: field: reason, and the --pg-copy hint when it fits. */
+static void report(const char *path, const struct dmj_import_error *e, uint64_t line_off, int rc,
+                   bool copy_like)
+{
+    fprintf(stderr, "%s:%llu: %s: %s\n", path, (unsigned long long)(e->line + line_off),
+            e->field[0] ? e->field : "input", e->reason[0] ? e->reason : dmj_strerror(rc));
+    if (copy_like && strcmp(e->field, "json") == 0)
+        fprintf(stderr, "%s: hint: the input holds \\\\\" (COPY's text escaping of JSON, as "
+                        "psql's \\copy writes it): import it with --pg-copy\n",
+                path);
+}
+
 /* Reads one input through a fresh parser on this thread; prints FILE:LINE: field: reason on
  * bad input. */
 static int import_fd(struct run *r, int fd, const char *path, const struct dmj_import_options *o,
@@ -155,6 +177,7 @@ static int import_fd(struct run *r, int fd, const char *path, const struct dmj_i
     int rc = dmj_import_new(o, &r->imp);
     if (rc != 0)
         return rc;
+    bool copy_like = false;
     for (;;) {
         ssize_t n = read(fd, buf, READ_SIZE);
         if (n < 0 && errno == EINTR)
@@ -167,17 +190,17 @@ static int import_fd(struct run *r, int fd, const char *path, const struct dmj_i
         if (n == 0)
             break;
         rc = dmj_import_feed(r->imp, buf, (size_t)n);
-        if (rc != 0)
+        if (rc != 0) {
+            copy_like = !o->pg_copy && looks_like_copy(buf, (size_t)n);
             break;
+        }
         progress(r, false);
     }
     if (rc == 0)
         rc = dmj_import_finish(r->imp);
     if (rc != 0) {
-        const struct dmj_import_error *e = dmj_import_last_error(r->imp);
         end_progress(r);
-        fprintf(stderr, "%s:%llu: %s: %s\n", path, (unsigned long long)e->line,
-                e->field[0] ? e->field : "input", e->reason[0] ? e->reason : dmj_strerror(rc));
+        report(path, dmj_import_last_error(r->imp), 0, rc, copy_like);
     }
     /* "read" counts every record met, the skipped ones too */
     *records += dmj_import_count(r->imp) + dmj_import_skipped(r->imp);
@@ -236,6 +259,7 @@ struct seg {
     bool read_failed; /* rc is a read error (errno), not a parse error */
     struct dmj_import_error err;
     bool continued; /* the first half went on to the end of the input */
+    bool copy_like; /* the bytes read at a parse error looked like COPY text (looks_like_copy) */
     uint64_t count, skipped, bytes_in, end_line;
 };
 
@@ -411,6 +435,7 @@ static int seg_read(struct seg *g, struct dmj_import *imp, unsigned char *buf, u
         int rc = dmj_import_feed(imp, buf, (size_t)n);
         if (rc != 0) {
             *parse_rc = rc;
+            g->copy_like = !g->o->pg_copy && looks_like_copy(buf, (size_t)n);
             return 0;
         }
         /* what one read gave goes to the writer at once: a slow stream (a pipe, a FIFO)
@@ -485,6 +510,8 @@ static int consume(struct run *r, struct batch *b, uint64_t line_off)
     if (b->ident) {
         line = b->ident_line;
         rc = stored(r, dmj_import_write(r->w, b->ident));
+        if (rc == 0)
+            r->identities++;
     }
     for (size_t i = 0; i < b->n && rc == 0; i++) {
         line = b->line[i];
@@ -605,10 +632,7 @@ static int import_piped(struct run *r, int fd, const char *path, const struct st
             if (g->read_failed) {
                 fprintf(stderr, "dmj import: %s: %s\n", path, strerror(-rc));
             } else {
-                const struct dmj_import_error *e = &g->err;
-                fprintf(stderr, "%s:%llu: %s: %s\n", path,
-                        (unsigned long long)(e->line + line_off), e->field[0] ? e->field : "input",
-                        e->reason[0] ? e->reason : dmj_strerror(rc));
+                report(path, &g->err, line_off, rc, g->copy_like);
             }
             break;
         }
@@ -775,10 +799,11 @@ int dmj_cmd_import(int argc, char **argv)
         goto Close;
     }
     fprintf(stderr,
-            "dmj import: %llu records read, %llu inserted, %llu replaced, %llu skipped, "
-            "%llu bytes, %.3f s%s\n",
+            "dmj import: %llu records read, %llu inserted, %llu replaced, %llu identities "
+            "stored, %llu skipped, %llu bytes, %.3f s%s\n",
             (unsigned long long)records, (unsigned long long)r.total.inserted,
-            (unsigned long long)r.total.replaced, (unsigned long long)skipped,
+            (unsigned long long)r.total.replaced, (unsigned long long)r.identities,
+            (unsigned long long)skipped,
             (unsigned long long)r.bytes_before, secs, r.dry_run ? " (dry run)" : "");
     status = DMJ_TOOL_OK;
 Close:

@@ -39,6 +39,23 @@ static int each(void *ctx, const struct dmj_job *job)
     return 0;
 }
 
+/* Whether `dmj sync` follows the store (its watermark is in the store's meta). */
+static bool synced(struct dmj_store *s)
+{
+    struct dmj_read *r;
+    char wm[64];
+    size_t len;
+    bool yes = false;
+    if (dmj_read_new(s, &r) != 0)
+        return false;
+    if (dmj_read_begin(r) == 0) {
+        yes = dmj_read_meta(r, "sync.watermark", wm, sizeof wm, &len) != DMJ_ENOTFOUND;
+        dmj_read_end(r);
+    }
+    dmj_read_free(r);
+    return yes;
+}
+
 int dmj_cmd_prune(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -96,6 +113,10 @@ int dmj_cmd_prune(int argc, char **argv)
     struct dmj_store *s;
     if (dmj_tool_open(dmj_tool_db(db), 0, &s) != 0)
         return DMJ_TOOL_FAIL;
+    if (has_before && synced(s))
+        fprintf(stderr, "dmj prune: warning: dmj sync follows this store: its next cycle copies "
+                        "from PostgreSQL every job pruned here that PostgreSQL still has (prune "
+                        "there, or sync with --teams)\n");
     int rc = has_before ? dmj_store_each_job(s, (int32_t)team, each, &v) : 0;
     if (rc == 0 && ((!dry_run && v.n > 0) || has_changes)) {
         struct dmj_write *w = NULL;

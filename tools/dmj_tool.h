@@ -30,7 +30,12 @@ int dmj_cmd_sync(int argc, char **argv);
  * moves them there), else the exit status (--help printed `usage` and `help`; bad usage). */
 int dmj_tool_db_args(int argc, char **argv, int operands, const char *usage, const char *help,
                      const char **db);
-/* The store directory: --db if given, else $DMJ_DB, else ./dmj-data. */
+/* Where a packaged host names its store for the CLI (DMJ_DB=DIR), so that `dmj` needs no --db
+ * there; $DMJ_DEFAULTS names another file. */
+#define DMJ_TOOL_DEFAULTS "/etc/default/dmj"
+
+/* The store directory: --db if given, else $DMJ_DB, else DMJ_DB in the defaults file, else
+ * ./dmj-data. */
 const char *dmj_tool_db(const char *opt);
 /* Opens the store, printing why not on stderr. */
 DMJ_MUST_CHECK int dmj_tool_open(const char *db, unsigned flags, struct dmj_store **out);

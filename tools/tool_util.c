@@ -14,13 +14,53 @@
 
 #include "dmj_tool.h"
 
+/* DMJ_DB=DIR (or "DIR", 'DIR') from a shell-style defaults file, into `out`; false when the
+ * file or the line is absent. Comments and other variables are skipped. */
+static bool db_from_defaults(const char *path, char *out, size_t size)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return false;
+    char line[4096];
+    bool found = false;
+    while (fgets(line, sizeof line, f)) {
+        char *p = line;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (strncmp(p, "export ", 7) == 0)
+            p += 7;
+        if (strncmp(p, "DMJ_DB=", 7) != 0)
+            continue;
+        p += 7;
+        size_t n = strcspn(p, "\r\n");
+        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+            n--;
+        if (n >= 2 && (p[0] == '"' || p[0] == '\'') && p[n - 1] == p[0]) {
+            p++;
+            n -= 2;
+        }
+        if (n > 0 && n < size) {
+            memcpy(out, p, n);
+            out[n] = '\0';
+            found = true; /* the last assignment wins, as in the shell */
+        }
+    }
+    fclose(f);
+    return found;
+}
+
 const char *dmj_tool_db(const char *opt)
 {
+    static char from_file[4096]; /* one store per run of the command */
     if (opt && *opt)
         return opt;
     const char *env = getenv("DMJ_DB");
     if (env && *env)
         return env;
+    const char *defaults = getenv("DMJ_DEFAULTS"); /* another defaults file (tests) */
+    if (db_from_defaults(defaults && *defaults ? defaults : DMJ_TOOL_DEFAULTS, from_file,
+                         sizeof from_file))
+        return from_file;
     return "./dmj-data";
 }
 

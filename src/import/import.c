@@ -635,7 +635,9 @@ static int json_sink(void *ctx, const unsigned char *p, size_t len)
 static int failure(struct dmj_import *imp, int rc)
 {
     if (rc != 0 && !imp->failed) {
-        if (rc == DMJ_EINVAL && imp->dec.why[0])
+        if (rc == DMJ_EINVAL && imp->dec.why[0] && imp->dec.why_field)
+            set_error(&imp->err, imp->dec.why_line, imp->dec.why_field, imp->dec.why);
+        else if (rc == DMJ_EINVAL && imp->dec.why[0])
             set_error(&imp->err, imp->line, "gzip", imp->dec.why);
         else if (imp->err.reason[0] == '\0')
             set_error(&imp->err, imp->line, "input", dmj_strerror(rc));

@@ -17,7 +17,10 @@
 /* ---- the COPY-escape stage -------------------------------------------------------- */
 
 /* Undoes PostgreSQL's COPY text escaping (a backslash and one of b f n r t v, 1-3 octal
- * digits, x and 1-2 hex digits, or any other character standing for itself). */
+ * digits, x and 1-2 hex digits, or any other character standing for itself), except that a
+ * backslash before '"', '/' or 'u' refuses the input (`pg_bad`; the stage stops there): COPY
+ * never writes those (it doubles every backslash of the text), and they are JSON's own string
+ * escapes, so the input is plain JSON, which undoing would alter (\u00e9 into u00e9). */
 static size_t pg_unescape(struct dmj__import_decoder *d, const unsigned char *p, size_t len,
                           unsigned char *out)
 {
@@ -30,6 +33,8 @@ static size_t pg_unescape(struct dmj__import_decoder *d, const unsigned char *p,
                 d->pg = PG_BACKSLASH;
             else
                 out[n++] = c;
+            if (c == '\n')
+                d->pg_line++;
             continue;
         case PG_OCTAL:
             if (c >= '0' && c <= '7' && d->pg_digits < 3) {
@@ -82,6 +87,11 @@ static size_t pg_unescape(struct dmj__import_decoder *d, const unsigned char *p,
                 d->pg_digits = 0;
                 d->pg_value = 0;
                 break;
+            case '"':
+            case '/':
+            case 'u':
+                d->pg_bad = c;
+                return n;
             default:
                 if (c >= '0' && c <= '7') {
                     d->pg = PG_OCTAL;
@@ -97,6 +107,8 @@ static size_t pg_unescape(struct dmj__import_decoder *d, const unsigned char *p,
         d->pg = c == '\\' ? PG_BACKSLASH : PG_NORMAL;
         if (c != '\\')
             out[n++] = c;
+        if (c == '\n')
+            d->pg_line++;
     }
     return n;
 }
@@ -125,6 +137,15 @@ static int unescape_feed(struct dmj__import_decoder *d, const unsigned char *p, 
         int rc = d->sink(d->ctx, d->pgout, n);
         if (rc != 0)
             return rc;
+        if (d->pg_bad) {
+            snprintf(d->why, sizeof d->why,
+                     "\\%c is JSON's escape, which COPY text never holds: this is not "
+                     "PostgreSQL COPY text (drop --pg-copy)",
+                     d->pg_bad);
+            d->why_field = "pg-copy";
+            d->why_line = d->pg_line;
+            return DMJ_EINVAL;
+        }
         p += take;
         len -= take;
     }
@@ -210,6 +231,7 @@ int dmj__import_decoder_init(struct dmj__import_decoder *d, bool pg_copy,
 {
     memset(d, 0, sizeof *d);
     d->pg_copy = pg_copy;
+    d->pg_line = 1;
     d->sink = sink;
     d->ctx = ctx;
     if (pg_copy) {

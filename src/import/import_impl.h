@@ -139,7 +139,9 @@ struct dmj__import_decoder {
     bool pg_copy;
     int (*sink)(void *ctx, const unsigned char *p, size_t len);
     void *ctx;
-    char why[96]; /* what was wrong with a compressed stream (DMJ_EINVAL) */
+    char why[112]; /* what was wrong with a compressed stream or COPY text (DMJ_EINVAL) */
+    const char *why_field; /* "pg-copy" for COPY text, else NULL ("gzip") */
+    uint64_t why_line;     /* the line of a COPY text error */
     enum { GZ_DETECT, GZ_PLAIN, GZ_INFLATE } gz;
     unsigned char magic[2];
     size_t n_magic;
@@ -151,6 +153,8 @@ struct dmj__import_decoder {
     unsigned pg_digits;
     unsigned pg_value;
     unsigned char *pgout;
+    unsigned char pg_bad; /* the byte after a backslash that is no COPY escape */
+    uint64_t pg_line;     /* 1 + the newlines of the COPY text so far */
     unsigned bom_seen; /* bytes of a UTF-8 byte order mark matched at the start */
     bool bom_done;
 };

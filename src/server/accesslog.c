@@ -1,6 +1,8 @@
 /** Access-log lines (combined format or JSON), with API keys cut out of request targets,
  * and the error log. */
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -245,4 +247,21 @@ void dmjd_log(const char *fmt, ...)
     line[n++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, n);
     (void)w; /* nowhere left to report that stderr is gone */
+}
+
+int dmjd_accesslog_open(const char *path)
+{
+    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+}
+
+int dmjd_accesslog_reopen(const char *path, int fd)
+{
+    int nfd = dmjd_accesslog_open(path);
+    if (nfd < 0)
+        return -1;
+    int rc = dup3(nfd, fd, O_CLOEXEC) < 0 ? -1 : 0;
+    int saved = errno;
+    close(nfd);
+    errno = saved;
+    return rc;
 }

@@ -21,6 +21,11 @@ DMJ_MUST_CHECK int dmjd_accesslog_format_json(struct dmj_buf *out, h2o_req_t *re
 /** Prints one error-log line to stderr: an ISO 8601 UTC timestamp, "dmjd:", the message
  * (printf-style) and a newline, with one write(2) so that threads never mix lines. */
 void dmjd_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/** Opens (creating it 0640) the access-log file `path` for appending; -1 with errno set. */
+int dmjd_accesslog_open(const char *path);
+/** Reopens `path` onto descriptor `fd` (dup2: a worker's write goes wholly to the old file or
+ * to the new one), after logrotate moved the file; 0, or -1 with errno set. */
+int dmjd_accesslog_reopen(const char *path, int fd);
 /** Writes the redacted form of a request target (path and query) to `out`. */
 DMJ_MUST_CHECK int dmjd_accesslog_redact_target(struct dmj_buf *out, const char *target,
                                                 size_t len);

@@ -107,7 +107,9 @@ static bool method_is(h2o_req_t *req, const char *m)
     return h2o_memis(req->method.base, req->method.len, m, strlen(m));
 }
 
-static void serve_metrics(struct dmjd_worker *w, h2o_req_t *req, uint64_t started)
+/* /metrics; `log`: an access-log line for it (the metrics listener's only with
+ * --access-log-metrics, so that scrapes do not fill the log). */
+static void serve_metrics(struct dmjd_worker *w, h2o_req_t *req, uint64_t started, bool log)
 {
     static const char text_type[] = "text/plain; version=0.0.4; charset=utf-8";
     bool head = method_is(req, "HEAD");
@@ -136,7 +138,8 @@ static void serve_metrics(struct dmjd_worker *w, h2o_req_t *req, uint64_t starte
     size_t sent = dmjd_respond_body(w, req, body, len, head, NULL);
     if (status != 200)
         dmjd_metrics_count(&w->metrics, "metrics", status, dmjd_now_us() - started);
-    dmjd_respond_access_log(w, req, status, sent, started);
+    if (log)
+        dmjd_respond_access_log(w, req, status, sent, started);
 }
 
 /* Request smuggling: h2o 2.2.5 takes Transfer-Encoding over Content-Length, the first of two
@@ -172,7 +175,7 @@ static int on_request(h2o_handler_t *self, h2o_req_t *req)
 
     if (w->server->metrics_on_api &&
         h2o_memis(req->path.base, path_len, H2O_STRLIT("/metrics"))) {
-        serve_metrics(w, req, started);
+        serve_metrics(w, req, started, true);
         return 0;
     }
 
@@ -228,7 +231,7 @@ static int on_metrics_request(h2o_handler_t *self, h2o_req_t *req)
     close_after_body(req);
     dmjd_conn_begin(req);
     if (h2o_memis(req->path.base, path_len, H2O_STRLIT("/metrics"))) {
-        serve_metrics(w, req, started);
+        serve_metrics(w, req, started, w->server->access_log_metrics);
         return 0;
     }
     static const char text_type[] = "text/plain; charset=utf-8";
@@ -238,7 +241,8 @@ static int on_metrics_request(h2o_handler_t *self, h2o_req_t *req)
                    sizeof(text_type) - 1);
     size_t sent = dmjd_respond_body(w, req, "Not found\n", 10, method_is(req, "HEAD"), NULL);
     dmjd_metrics_count(&w->metrics, "metrics_other", 404, dmjd_now_us() - started);
-    dmjd_respond_access_log(w, req, 404, sent, started);
+    if (w->server->access_log_metrics)
+        dmjd_respond_access_log(w, req, 404, sent, started);
     return 0;
 }
 

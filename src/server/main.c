@@ -37,7 +37,8 @@
 /* What the kernel queues of one client's input (it doubles the figure for its own use). */
 #define RECEIVE_BUFFER (64 << 10)
 
-static int open_listener(const char *spec, bool tls_default, struct dmjd_listener *out)
+static int open_listener(const char *spec, bool tls_default, bool reuse_port,
+                         struct dmjd_listener *out)
 {
     char host[256], port[16];
     bool tls;
@@ -60,6 +61,13 @@ static int open_listener(const char *spec, bool tls_default, struct dmjd_listene
      * that floods without reading would otherwise park the kernel's whole receive window
      * (tens of MB) in dmjd per connection. Requests are small; bodies are refused. */
     int rcvbuf = RECEIVE_BUFFER;
+    /* --reuse-port: a new dmjd binds the port while this one still serves, and the kernel
+     * spreads new connections over both until this one closes its socket (a restart without
+     * a gap). The same user's processes only. */
+    if (fd >= 0 && reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+        close(fd);
+        fd = -1;
+    }
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) != 0 ||
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0 ||
@@ -146,7 +154,7 @@ static int open_access_log(const char *path)
         return -1;
     if (strcmp(path, "-") == 0)
         return STDOUT_FILENO;
-    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    return dmjd_accesslog_open(path);
 }
 
 /* Raises the open-file limit to its hard limit and returns the connection cap: `asked`, or
@@ -180,7 +188,8 @@ static unsigned long long connection_budget(unsigned long long asked, unsigned t
     return asked;
 }
 
-/* Runs the workers until SIGTERM or SIGINT; returns the exit status. */
+/* Runs the workers until SIGTERM or SIGINT (SIGHUP reopens the access log); returns the exit
+ * status. */
 static int serve(struct dmjd_server *srv, unsigned threads, const sigset_t *stop)
 {
     pthread_mutex_init(&srv->start_lock, NULL);
@@ -229,7 +238,15 @@ static int serve(struct dmjd_server *srv, unsigned threads, const sigset_t *stop
                    srv->listeners[i].url);
         fflush(stdout);
         int sig = 0;
-        sigwait(stop, &sig);
+        for (;;) {
+            if (sigwait(stop, &sig) != 0 || sig != SIGHUP)
+                break;
+            /* logrotate moved the file: the next lines go to a new one at the same path */
+            if (srv->access_log_fd > STDOUT_FILENO &&
+                dmjd_accesslog_reopen(srv->access_log_path, srv->access_log_fd) != 0)
+                dmjd_log("cannot reopen the access log %s: %s", srv->access_log_path,
+                         strerror(errno));
+        }
         status = 0;
     }
     /* The watcher wakes workers: it goes first. */
@@ -274,11 +291,13 @@ int main(int argc, char **argv)
     sigemptyset(&stop);
     sigaddset(&stop, SIGTERM);
     sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     /* A shell starts background jobs with SIGINT ignored, and an ignored signal is dropped
      * instead of waiting for sigwait. */
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
 
     struct dmjd_server srv;
     memset(&srv, 0, sizeof(srv));
@@ -355,7 +374,7 @@ int main(int argc, char **argv)
             goto Exit;
     }
     for (unsigned i = 0; i < o.n_listen; i++) {
-        if (open_listener(o.listen[i], o.tls_cert != NULL, &srv.listeners[i]) != 0)
+        if (open_listener(o.listen[i], o.tls_cert != NULL, o.reuse_port, &srv.listeners[i]) != 0)
             goto Exit;
         srv.n_listeners++;
         if (srv.listeners[i].tls && srv.ssl_ctx == NULL) {
@@ -373,7 +392,7 @@ int main(int argc, char **argv)
         }
         /* Plain HTTP whatever --tls-cert says: scrapers rarely hold the API's CA. */
         struct dmjd_listener *ml = &srv.listeners[srv.n_listeners];
-        if (open_listener(o.metrics_listen, false, ml) != 0)
+        if (open_listener(o.metrics_listen, false, o.reuse_port, ml) != 0)
             goto Exit;
         srv.n_listeners++;
         if (ml->tls) {
@@ -385,6 +404,8 @@ int main(int argc, char **argv)
         srv.metrics_listener = true;
     }
     srv.access_log_json = o.access_log_json;
+    srv.access_log_metrics = o.access_log_metrics;
+    srv.access_log_path = o.access_log;
 
     h2o_config_init(&srv.h2o);
     srv.h2o.server_name = h2o_iovec_init(H2O_STRLIT("dmjd"));

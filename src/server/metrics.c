@@ -3,6 +3,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "version.h"
 #include "metrics.h"
 #include "server.h"
 
@@ -228,7 +229,13 @@ int dmjd_metrics_render(struct dmjd_server *srv, struct dmj_buf *out)
     int64_t last_write_us = 0;
     bool counted = dmj_store_counts(srv->store, &jobs, &last_write_us) == 0;
 
-    int rc = render_requests(srv, out);
+    int rc = dmj_buf_printf(out,
+                            "# HELP dmj_build_info The running dmjd's version and git commit.\n"
+                            "# TYPE dmj_build_info gauge\n"
+                            "dmj_build_info{version=\"%s\",commit=\"%s\"} 1\n",
+                            DMJ_VERSION, DMJ_COMMIT);
+    if (rc == 0)
+        rc = render_requests(srv, out);
     if (rc == 0)
         rc = render_latency(srv, out);
     if (rc == 0)

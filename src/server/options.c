@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "version.h"
 #include "options.h"
 
 static void usage(FILE *f)
@@ -22,7 +23,8 @@ static void usage(FILE *f)
             "            [--events-keepalive S] [--max-connections N] [--send-timeout S]\n"
             "            [--header-timeout S] [--metrics-on-api] [--rate-limit-keys N]\n"
             "            [--auth-fail-limit R] [--trusted-proxy ADDR]...\n"
-            "            [--max-connections-per-address N]\n"
+            "            [--max-connections-per-address N] [--reuse-port]\n"
+            "            [--access-log-metrics] [--version]\n"
             "\n"
             "Serves PostHog's data-modeling-jobs API from a dmj store (read-only).\n"
             "\n"
@@ -44,7 +46,10 @@ static void usage(FILE *f)
             "  --trusted-proxy ADDR\n"
             "                     a proxy whose last X-Forwarded-For entry names the client\n"
             "                     (repeatable; default: none, the peer's address counts)\n"
-            "  --access-log F     access log to F, or - for stdout\n"
+            "  --access-log F     access log to F, or - for stdout; SIGHUP reopens F\n"
+            "                     (after logrotate has moved it)\n"
+            "  --access-log-metrics\n"
+            "                     log the metrics listener's requests too (default: not)\n"
             "  --access-log-format combined|json\n"
             "                     combined log format (default), or one JSON object a line\n"
             "  --metrics-listen HOST:PORT\n"
@@ -71,6 +76,10 @@ static void usage(FILE *f)
             "  --events-keepalive S\n"
             "                     seconds between `: keep-alive` lines on an idle\n"
             "                     events/ stream (default %d)\n"
+            "  --reuse-port       SO_REUSEPORT on the listeners: a new dmjd binds the ports\n"
+            "                     while the old one still serves (a restart without a gap:\n"
+            "                     start the new one, then SIGTERM the old one)\n"
+            "  --version          the version and git commit, then exit\n"
             "  --help             this text\n"
             "\n"
             "Prints `listening on URL` once per listener when ready (the metrics listener\n"
@@ -80,7 +89,7 @@ static void usage(FILE *f)
             "`running/?wait=N` long-polls and events/ streams wait in the workers' event\n"
             "loops; one watcher thread wakes them when the store commits.\n"
             "SIGTERM or SIGINT: stop accepting, answer held long-polls, end event\n"
-            "streams, finish the responses in flight, exit 0.\n",
+            "streams, finish the responses in flight, exit 0. SIGHUP: reopen the access log.\n",
             DMJD_DEFAULT_MAX_LIMIT, DMJD_DEFAULT_RATE_KEYS, DMJD_DEFAULT_STREAMS_PER_KEY, DMJD_DEFAULT_MAX_HELD,
             DMJD_DEFAULT_MAX_CONNECTIONS_CAP, DMJD_DEFAULT_SEND_TIMEOUT, DMJD_DEFAULT_HEADER_TIMEOUT,
             DMJD_DEFAULT_EVENTS_KEEPALIVE);
@@ -124,6 +133,9 @@ int dmjd_options_parse(int argc, char **argv, struct dmjd_options *o)
         O_AUTH_FAIL,
         O_TRUSTED_PROXY,
         O_CONNS_PER_ADDRESS,
+        O_VERSION,
+        O_REUSE_PORT,
+        O_LOG_METRICS,
     };
     static const struct option longopts[] = {
         {"db", required_argument, NULL, O_DB},
@@ -148,6 +160,9 @@ int dmjd_options_parse(int argc, char **argv, struct dmjd_options *o)
         {"auth-fail-limit", required_argument, NULL, O_AUTH_FAIL},
         {"trusted-proxy", required_argument, NULL, O_TRUSTED_PROXY},
         {"max-connections-per-address", required_argument, NULL, O_CONNS_PER_ADDRESS},
+        {"version", no_argument, NULL, O_VERSION},
+        {"reuse-port", no_argument, NULL, O_REUSE_PORT},
+        {"access-log-metrics", no_argument, NULL, O_LOG_METRICS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -287,6 +302,16 @@ int dmjd_options_parse(int argc, char **argv, struct dmjd_options *o)
                 return 2;
             }
             o->rate_keys = (unsigned)v;
+            break;
+        case O_VERSION:
+            printf("dmjd %s%s%s%s\n", DMJ_VERSION, DMJ_COMMIT[0] ? " (git " : "", DMJ_COMMIT,
+                   DMJ_COMMIT[0] ? ")" : "");
+            return 1;
+        case O_REUSE_PORT:
+            o->reuse_port = true;
+            break;
+        case O_LOG_METRICS:
+            o->access_log_metrics = true;
             break;
         case 'h':
             usage(stdout);

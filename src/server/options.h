@@ -49,10 +49,12 @@ struct dmjd_options {
     unsigned send_timeout;
     unsigned header_timeout;
     bool metrics_on_api;
+    bool reuse_port;         /**< --reuse-port: SO_REUSEPORT on every listener */
+    bool access_log_metrics; /**< --access-log-metrics: log the metrics listener's requests */
 };
 
-/** Parses argv into `o` (defaults first, $DMJ_DB for --db). Returns 0; 1 when --help was
- * printed (exit 0); 2 after printing a usage error on stderr (exit 2). */
+/** Parses argv into `o` (defaults first, $DMJ_DB for --db). Returns 0; 1 when --help or
+ * --version was printed (exit 0); 2 after printing a usage error on stderr (exit 2). */
 DMJ_MUST_CHECK int dmjd_options_parse(int argc, char **argv, struct dmjd_options *o);
 
 /** Splits "[http://|https://]HOST:PORT" ("[::1]:80" for IPv6) into host and port; `tls` is

@@ -41,6 +41,8 @@ struct dmjd_server {
     unsigned n_listeners;
     int access_log_fd;     /**< -1 = no access log */
     bool access_log_json;  /**< --access-log-format json: JSON lines instead of combined */
+    bool access_log_metrics; /**< --access-log-metrics: the metrics listener's requests too */
+    const char *access_log_path; /**< --access-log, reopened on SIGHUP */
     bool metrics_listener; /**< /metrics is served on its own listener */
     bool metrics_on_api;   /**< --metrics-on-api: /metrics on the API listeners too */
     size_t max_conns_per_worker; /**< each worker's share of --max-connections */

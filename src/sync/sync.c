@@ -2,6 +2,7 @@
  * bring the store up to it (incremental by the (updated_at, id) watermark, in full when the
  * counts differ or every --full-every cycles), each batch one store transaction. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,6 +109,28 @@ void dmj__sync_write_abort(struct sync *s)
         dmj_write_abort(s->w);
         s->w = NULL;
     }
+}
+
+/* One line on stderr as dmjd writes its own: an ISO 8601 UTC timestamp, "dmj sync: " and the
+ * message, with one write so that lines never mix. */
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+    char line[1024];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    size_t n = dmj_time_format_drf((int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000, line);
+    int k = snprintf(line + n, sizeof line - n, " dmj sync: ");
+    if (k > 0)
+        n += (size_t)k;
+    va_list ap;
+    va_start(ap, fmt);
+    k = vsnprintf(line + n, sizeof line - n - 1, fmt, ap);
+    va_end(ap);
+    if (k > 0)
+        n += (size_t)k < sizeof line - n - 1 ? (size_t)k : sizeof line - n - 2;
+    line[n++] = '\n';
+    fwrite(line, 1, n, stderr);
 }
 
 /* Commits the open batch with the watermark it reached, if anything changed; otherwise
@@ -257,7 +280,7 @@ static void on_skipped(void *ctx, const struct dmj_import_error *e)
 {
     struct sync *s = ctx;
     s->skipped++;
-    fprintf(stderr, "dmj sync: row skipped: %s: %s\n", e->field, e->reason);
+    say("row skipped: %s: %s", e->field, e->reason);
 }
 
 /* Feeds column 0 of every row of `r` (one JSON object each) through the import parser,
@@ -576,8 +599,7 @@ end:
         if (s->identities)
             snprintf(ids, sizeof ids, ", identities updated (%llu, %llu revoked)",
                      (unsigned long long)s->identities, (unsigned long long)s->revoked);
-        fprintf(stderr,
-                "dmj sync: upserted %llu, deleted %llu, unchanged %llu, watermark %s%s\n",
+        say("upserted %llu, deleted %llu, unchanged %llu, watermark %s%s",
                 (unsigned long long)s->upserted, (unsigned long long)s->deleted,
                 (unsigned long long)s->unchanged, wm, ids);
     }
@@ -603,24 +625,24 @@ static int run(struct sync *s)
     for (unsigned n = 0; !*s->stop; n++) {
         int rc = cycle(s, n);
         if (rc == SYNC_EPG) {
-            fprintf(stderr, "dmj sync: %s\n", s->err);
+            say("%s", s->err);
             if (s->o.once)
                 return SYNC_EPG;
             /* Nothing uncommitted was kept: retry the whole cycle on a new connection. */
             PQfinish(s->pg);
             s->pg = NULL;
-            fprintf(stderr, "dmj sync: retrying in %.1fs\n", backoff);
+            say("retrying in %.1fs", backoff);
             pause_for(s, backoff);
             backoff = backoff * 2 > 30 ? 30 : backoff * 2;
             n = n == 0 ? (unsigned)-1 : n; /* the first good cycle is still a full one */
             continue;
         }
         if (rc == DMJ_EINVAL && s->err[0]) {
-            fprintf(stderr, "dmj sync: %s\n", s->err);
+            say("%s", s->err);
             return rc;
         }
         if (rc != 0) {
-            fprintf(stderr, "dmj sync: store: %s\n", dmj_strerror(rc));
+            say("store: %s", dmj_strerror(rc));
             return rc;
         }
         backoff = 0.5;
@@ -641,7 +663,7 @@ int dmj_sync_run(struct dmj_store *store, const struct dmj_sync_options *o,
         dmj_buf_init(&s.seen[k], (size_t)1 << 30);
     int rc = dmj_read_new(store, &s.read);
     if (rc != 0)
-        fprintf(stderr, "dmj sync: store: %s\n", dmj_strerror(rc));
+        say("store: %s", dmj_strerror(rc));
     else
         rc = run(&s);
     dmj__sync_read_stop(&s);
