@@ -18,7 +18,8 @@
 #include "dmj/query.h"
 #include "dmj/store.h"
 
-#include "../tests/unit/test_api_fixture.h"
+#include "fixture.h"
+#include "tmpdir.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -57,7 +58,7 @@ static void fz_cleanup(void)
     dmj_api_worker_free(fz.worker);
     dmj_store_close(fz.store);
     dmj_buf_dispose(&fz.events);
-    fixture_remove(fz.dir);
+    tmpdir_remove(fz.dir);
 }
 
 static void fz_setup(void)
@@ -66,8 +67,7 @@ static void fz_setup(void)
                                               .rate_limit = fz_rate_limit,
                                               .stream_acquire = fz_stream_acquire};
     dmj_buf_init(&fz.events, (size_t)64 << 20);
-    snprintf(fz.dir, sizeof fz.dir, "/tmp/dmj-fuzz-request-XXXXXX");
-    if (mkdtemp(fz.dir) == NULL || fixture_build(fz.dir, &fz.store) != 0 ||
+    if (fixture_make("dmj-fuzz-request-", fz.dir, sizeof fz.dir, &fz.store) != 0 ||
         dmj_api_worker_new(fz.store, &cfg, &fz.worker) != 0) {
         fprintf(stderr, "fuzz_request: cannot build the fixture store\n");
         fz_cleanup(); /* abort() runs no atexit handler: leave no store behind */

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""Writes api_bodies.inc for test_api_fixture.h: the fixture's jobs and the bodies DRF answers
-for them, which test_api.c, test_api_alloc.c, test_api_cache.c and fuzz_request.c expect.
+"""Writes api_bodies.inc for tests/support/fixture.h: the fixture's jobs and the bodies DRF
+answers for them, which the API's unit tests (tests/unit/api) and fuzz_request.c expect.
 
     cd tests/unit/data && /usr/bin/python3 gen_api_bodies.py > api_bodies.inc
 

@@ -10,7 +10,8 @@
 #include "dmj/api.h"
 #include "dmj/identity.h"
 
-#include "test_api_fixture.h"
+#include "fixture.h"
+#include "tmpdir.h"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define ALLOC_COUNTING 0 /* the sanitizers own malloc: no interposing under them */
@@ -116,7 +117,7 @@ static const struct alloc_case cases[] = {
 
 int main(void)
 {
-    char dir[] = "/tmp/dmj-test-api-alloc-XXXXXX";
+    char dir[64];
     struct dmj_store *store = NULL;
     char hash[DMJ_KEY_HASH_LEN + 1];
 
@@ -124,7 +125,7 @@ int main(void)
         printf("skipped: allocations cannot be counted under a sanitizer\n");
         return 77;
     }
-    if (mkdtemp(dir) == NULL || fixture_build(dir, &store) != 0) {
+    if (fixture_make("dmj-test-api-alloc-", dir, sizeof dir, &store) != 0) {
         fprintf(stderr, "could not build the fixture store\n");
         return 1;
     }
@@ -163,6 +164,6 @@ int main(void)
 
     dmj_api_worker_free(W);
     dmj_store_close(store);
-    fixture_remove(dir);
+    tmpdir_remove(dir);
     return check_done();
 }

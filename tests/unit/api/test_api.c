@@ -13,7 +13,8 @@
 #include "dmj/uuid.h"
 
 #include "store_impl.h"
-#include "test_api_fixture.h"
+#include "fixture.h"
+#include "tmpdir.h"
 
 static struct dmj_api_worker *W;
 static struct dmj_api_response R;
@@ -531,14 +532,10 @@ static void test_bad_records(struct dmj_store *store)
 
 int main(void)
 {
-    char dir[] = "/tmp/dmj-test-api-XXXXXX";
+    char dir[64];
     struct dmj_store *store = NULL;
 
-    if (mkdtemp(dir) == NULL) {
-        perror("mkdtemp");
-        return 1;
-    }
-    if (fixture_build(dir, &store) != 0) {
+    if (fixture_make("dmj-test-api-", dir, sizeof dir, &store) != 0) {
         fprintf(stderr, "could not build the fixture store\n");
         return 1;
     }
@@ -563,6 +560,6 @@ int main(void)
 
     dmj_api_worker_free(W);
     dmj_store_close(store);
-    fixture_remove(dir);
+    tmpdir_remove(dir);
     return check_done();
 }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "tmpdir.h"
 #include "cursor.h"
 #include "dmj/store.h"
 #include "dmj/time.h"
@@ -413,10 +414,10 @@ static int fill_only(struct dmj_store *s, const struct filter_case *f)
 static void with_store(const struct filter_case *only,
                        void (*fn)(struct dmj_read *r, const void *ctx), const void *ctx)
 {
-    char dir[] = "/tmp/dmj-test-page-XXXXXX";
+    char dir[64];
     struct dmj_store *s = NULL;
     struct dmj_read *r = NULL;
-    if (!mkdtemp(dir)) {
+    if (tmpdir_make("dmj-test-page-", dir, sizeof dir) != 0) {
         perror("mkdtemp");
         CHECK(false);
         return;
@@ -437,9 +438,7 @@ static void with_store(const struct filter_case *only,
         dmj_read_free(r);
     if (s)
         dmj_store_close(s);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
+    if (tmpdir_remove(dir) != 0)
         fprintf(stderr, "could not remove %s\n", dir);
 }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "tmpdir.h"
 #include "dmj/error.h"
 #include "dmj/import.h"
 #include "dmj/store.h"
@@ -362,8 +363,8 @@ static void test_other_places(void)
 /* A store written by an older version may hold invalid text: verify names each record. */
 static void test_verify(void)
 {
-    char dir[] = "/tmp/dmj_test_utf8.XXXXXX";
-    if (!mkdtemp(dir))
+    char dir[64];
+    if (tmpdir_make("dmj_test_utf8.", dir, sizeof dir) != 0)
         abort();
     struct dmj_store *s;
     CHECK_EQ_INT(dmj_store_open(dir, 0, 1 << 24, &s), 0);
@@ -400,7 +401,7 @@ static void test_verify(void)
         fputs(out, stderr);
     free(out);
     dmj_store_close(s);
-    check_rm_rf(dir);
+    tmpdir_remove(dir);
 }
 
 int main(void)

@@ -12,9 +12,9 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "tmpdir.h"
 #include "dmj/store.h"
 
-static char dir_tmpl[] = "/tmp/dmj_test_store_changes.XXXXXX";
 
 static void make_id(uint8_t id[16], unsigned n)
 {
@@ -932,8 +932,8 @@ static void test_format1(const char *root)
 
 int main(void)
 {
-    const char *root = mkdtemp(dir_tmpl);
-    if (!root) {
+    char root[64];
+    if (tmpdir_make("dmj_test_store_changes.", root, sizeof root) != 0) {
         perror("mkdtemp");
         return 1;
     }
@@ -948,7 +948,7 @@ int main(void)
     test_old_store(root);
     test_verify(root);
     test_format1(root);
-    if (check_rm_rf(root) != 0)
+    if (tmpdir_remove(root) != 0)
         fprintf(stderr, "could not remove %s\n", root);
     return check_done();
 }

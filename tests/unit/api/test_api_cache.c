@@ -8,7 +8,8 @@
 #include "check.h"
 #include "dmj/api.h"
 
-#include "test_api_fixture.h"
+#include "fixture.h"
+#include "tmpdir.h"
 
 #define L "/api/environments/1/data_modeling_jobs/"
 
@@ -125,12 +126,12 @@ static unsigned count_calls(void *ctx, const char *secure_value)
 
 int main(void)
 {
-    char dir[] = "/tmp/dmj-test-api-cache-XXXXXX";
+    char dir[64];
     struct dmj_store *store = NULL;
     struct dmj_api_worker *w = NULL, *limited = NULL;
     static struct answer a, b, c;
 
-    if (mkdtemp(dir) == NULL || fixture_build(dir, &store) != 0) {
+    if (fixture_make("dmj-test-api-cache-", dir, sizeof dir, &store) != 0) {
         fprintf(stderr, "could not build the fixture store\n");
         return 1;
     }
@@ -209,6 +210,6 @@ int main(void)
     dmj_api_worker_free(limited);
     dmj_api_worker_free(w);
     dmj_store_close(store);
-    fixture_remove(dir);
+    tmpdir_remove(dir);
     return check_done();
 }

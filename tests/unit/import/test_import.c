@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "tmpdir.h"
 #include "dmj/import.h"
 #include "dmj/store.h"
 #include "dmj/uuid.h"
@@ -341,11 +342,11 @@ static void test_boundary(void)
 /* dmj_import_write: the records parsed land in a real store and read back. */
 static void test_write(void)
 {
-    char dir[] = "/tmp/dmj-test-import-XXXXXX";
+    char dir[64];
     struct dmj_store *st = NULL;
     struct dmj_write *w = NULL;
     struct dmj_read *r = NULL;
-    CHECK(mkdtemp(dir) != NULL);
+    CHECK_EQ_INT(tmpdir_make("dmj-test-import-", dir, sizeof dir), 0);
     CHECK_EQ_INT(dmj_store_open(dir, 0, (size_t)64 << 20, &st), 0);
     if (!st)
         return;
@@ -369,7 +370,7 @@ static void test_write(void)
     dmj_read_end(r);
     dmj_read_free(r);
     dmj_store_close(st);
-    CHECK_EQ_INT(check_rm_rf(dir), 0);
+    CHECK_EQ_INT(tmpdir_remove(dir), 0);
 }
 
 int main(void)

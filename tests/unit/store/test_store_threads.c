@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "tmpdir.h"
 #include "dmj/store.h"
 
 #define READERS 3
@@ -184,9 +185,8 @@ static void test_map_grown(const char *root)
 
 int main(void)
 {
-    char tmpl[] = "/tmp/dmj_test_threads.XXXXXX";
-    const char *root = mkdtemp(tmpl);
-    if (!root)
+    char root[64];
+    if (tmpdir_make("dmj_test_threads.", root, sizeof root) != 0)
         return 1;
     struct dmj_store *s;
     atomic_bool stop = false;
@@ -225,9 +225,7 @@ int main(void)
     char grown[600];
     snprintf(grown, sizeof grown, "%s/grown", root);
     test_map_grown(grown);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    if (system(cmd) != 0)
+    if (tmpdir_remove(root) != 0)
         fprintf(stderr, "could not remove %s\n", root);
     return check_done();
 }

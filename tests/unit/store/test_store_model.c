@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "tmpdir.h"
 #include "dmj/store.h"
 
 #define IDS 300
@@ -169,9 +170,8 @@ static void check_all(struct dmj_store *s, struct dmj_read *r, struct model_job 
 
 int main(void)
 {
-    char tmpl[] = "/tmp/dmj_test_model.XXXXXX";
-    const char *root = mkdtemp(tmpl);
-    if (!root)
+    char root[64];
+    if (tmpdir_make("dmj_test_model.", root, sizeof root) != 0)
         return 1;
     struct dmj_store *s;
     struct dmj_read *r;
@@ -231,9 +231,7 @@ int main(void)
            (unsigned long long)total_rep);
     dmj_read_free(r);
     dmj_store_close(s);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    if (system(cmd) != 0)
+    if (tmpdir_remove(root) != 0)
         fprintf(stderr, "could not remove %s\n", root);
     return check_done();
 }

@@ -1,76 +1,29 @@
-/* The small store that test_api.c and fuzz/fuzz_request.c run the API against: two
- * organizations, three teams, five users, keys with each restriction, and team 1's jobs
- * chosen so that list, running and recent each have something to include and to leave out. */
-#ifndef DMJ_TEST_API_FIXTURE_H
-#define DMJ_TEST_API_FIXTURE_H
-
-#include <ftw.h>
-#include <stdio.h>
+/* The fixture store of fixture.h, built through the store's own write calls. */
+#include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "dmj/identity.h"
 #include "dmj/store.h"
 #include "dmj/uuid.h"
 
-#define ORG1_TEXT "11111111-1111-4111-8111-111111111111"
-#define ORG2_TEXT "22222222-2222-4222-8222-222222222222"
+#include "fixture.h"
+#include "tmpdir.h"
 
-#define SQ_B_UPPER "BBBBBBBB-BBBB-4BBB-8BBB-BBBBBBBBBBBB"
-#define SQ_UNKNOWN "dddddddd-dddd-4ddd-8ddd-dddddddddddd"
-#define J1_ID_ALT "%7Burn:uuid:10000000000040008000000000000001%7D"
-
-/* 2024-01-01T00:00:00Z in microseconds. */
-#define FIXTURE_T0 1704067200000000LL
-
-/* One job of the fixture; -1 stands for null in the integer fields. */
-struct fixture_job_row {
-    const char *id;
-    int32_t team;
-    const char *saved_query_id;
-    enum dmj_status status;
-    int seconds; /* created_at = FIXTURE_T0 + seconds */
-    const char *workflow_id;
-    int64_t rows_materialized;
-    const char *error;
-    int64_t last_run_after_t0_us;
-    const char *workflow_run_id;
-    int64_t rows_expected;
-    const char *engine;
-};
-
-/* The jobs (FIXTURE_JOBS), SQ_A..SQ_C, the J*_ID ids, K_READ and its hash, and the bodies
- * DRF answers for them (J1_JSON, RUNNING_TEAM1, RECENT_TEAM1, LIST_LIMIT1...): printed by
- * data/gen_api_bodies.py from DRF's own serializer, renderer and paginator. */
-#include "data/api_bodies.inc"
-
-#define K_WRITE "phx_write_key_0002"
-#define K_STAR "phx_star_key_0003"
-#define K_WRONG_SCOPE "phx_wrong_scope_0004"
-#define K_EMPTY_SCOPES "phx_empty_scopes_0005"
-#define K_TEAM3 "phx_team3_0006"
-#define K_ORG2 "phx_org2_0007"
-#define K_INACTIVE "phx_inactive_0008"
-#define K_BOB "phx_bob_0009"
-#define K_CAROL "phx_carol_0010"
-#define K_ERIN "phx_erin_0011"
-#define K_TEAM3_WRONG_SCOPE "phx_team3_wrong_0012"
-#define K_BOB_WRONG_SCOPE "phx_bob_wrong_0013"
-
-static inline void fixture_uuid(const char *text, uint8_t out[16])
+void fixture_uuid(const char *text, uint8_t out[16])
 {
     if (dmj_uuid_parse(text, strlen(text), out) != 0)
         memset(out, 0, 16);
 }
 
-static inline struct dmj_str fixture_str(const char *s)
+struct dmj_str fixture_str(const char *s)
 {
     struct dmj_str r = {s, s ? strlen(s) : 0};
     return r;
 }
 
-/* One job with only the fields the tests look at; the rest null. */
-static inline struct dmj_job fixture_job(const char *id, int32_t team, const char *sq,
-                                         enum dmj_status status, int seconds, const char *wf)
+struct dmj_job fixture_job(const char *id, int32_t team, const char *sq, enum dmj_status status,
+                           int seconds, const char *wf)
 {
     struct dmj_job j;
     memset(&j, 0, sizeof j);
@@ -86,8 +39,8 @@ static inline struct dmj_job fixture_job(const char *id, int32_t team, const cha
     return j;
 }
 
-static inline int fixture_key(struct dmj_write *w, const char *key, int64_t user, const char *scope,
-                              int32_t team, const char *org)
+int fixture_key(struct dmj_write *w, const char *key, int64_t user, const char *scope, int32_t team,
+                const char *org)
 {
     static struct dmj_key k; /* large; the fixture is built once, on one thread */
     memset(&k, 0, sizeof k);
@@ -109,7 +62,7 @@ static inline int fixture_key(struct dmj_write *w, const char *key, int64_t user
     return dmj_write_key(w, &k);
 }
 
-static inline int fixture_member(struct dmj_write *w, int64_t user, const char *org)
+static int add_member(struct dmj_write *w, int64_t user, const char *org)
 {
     struct dmj_membership m;
     memset(&m, 0, sizeof m);
@@ -119,8 +72,7 @@ static inline int fixture_member(struct dmj_write *w, int64_t user, const char *
     return dmj_write_membership(w, &m);
 }
 
-static inline int fixture_user(struct dmj_write *w, int64_t id, bool active, int32_t team,
-                               const char *org)
+static int add_user(struct dmj_write *w, int64_t id, bool active, int32_t team, const char *org)
 {
     struct dmj_user u;
     memset(&u, 0, sizeof u);
@@ -137,8 +89,7 @@ static inline int fixture_user(struct dmj_write *w, int64_t id, bool active, int
     return dmj_write_user(w, &u);
 }
 
-/* Opens a new store in `dir` and fills it; the caller closes it. */
-static inline int fixture_build(const char *dir, struct dmj_store **out)
+int fixture_build(const char *dir, struct dmj_store **out)
 {
     struct dmj_store *s = NULL;
     struct dmj_write *w = NULL;
@@ -180,25 +131,25 @@ static inline int fixture_build(const char *dir, struct dmj_store **out)
     /* alice (1): both orgs, current team 1; bob (2): org 1, nothing current; carol (3): no
      * organization; dave (4): inactive; erin (5): org 2, a current team that is gone. */
     if (rc == 0)
-        rc = fixture_user(w, 1, true, 1, ORG1_TEXT);
+        rc = add_user(w, 1, true, 1, ORG1_TEXT);
     if (rc == 0)
-        rc = fixture_user(w, 2, true, 0, NULL);
+        rc = add_user(w, 2, true, 0, NULL);
     if (rc == 0)
-        rc = fixture_user(w, 3, true, 0, NULL);
+        rc = add_user(w, 3, true, 0, NULL);
     if (rc == 0)
-        rc = fixture_user(w, 4, false, 1, ORG1_TEXT);
+        rc = add_user(w, 4, false, 1, ORG1_TEXT);
     if (rc == 0)
-        rc = fixture_user(w, 5, true, 99, NULL);
+        rc = add_user(w, 5, true, 99, NULL);
     if (rc == 0)
-        rc = fixture_member(w, 1, ORG1_TEXT);
+        rc = add_member(w, 1, ORG1_TEXT);
     if (rc == 0)
-        rc = fixture_member(w, 1, ORG2_TEXT);
+        rc = add_member(w, 1, ORG2_TEXT);
     if (rc == 0)
-        rc = fixture_member(w, 2, ORG1_TEXT);
+        rc = add_member(w, 2, ORG1_TEXT);
     if (rc == 0)
-        rc = fixture_member(w, 4, ORG1_TEXT);
+        rc = add_member(w, 4, ORG1_TEXT);
     if (rc == 0)
-        rc = fixture_member(w, 5, ORG2_TEXT);
+        rc = add_member(w, 5, ORG2_TEXT);
 
     if (rc == 0)
         rc = fixture_key(w, K_READ, 1, "warehouse_view:read", 0, NULL);
@@ -260,19 +211,13 @@ static inline int fixture_build(const char *dir, struct dmj_store **out)
     return 0;
 }
 
-static inline int fixture_unlink(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+int fixture_make(const char *prefix, char *dir, size_t cap, struct dmj_store **out)
 {
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
+    int rc = tmpdir_make(prefix, dir, cap);
+    if (rc != 0)
+        return rc;
+    rc = fixture_build(dir, out);
+    if (rc != 0)
+        tmpdir_remove(dir);
+    return rc;
 }
-
-/* Removes the store's directory and everything in it. */
-static inline void fixture_remove(const char *dir)
-{
-    if (nftw(dir, fixture_unlink, 8, FTW_DEPTH | FTW_PHYS) != 0)
-        perror(dir);
-}
-
-#endif

@@ -14,10 +14,10 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "tmpdir.h"
 #include "dmj/store.h"
 #include "store_impl.h"
 
-static char dir_tmpl[] = "/tmp/dmj_test_store.XXXXXX";
 
 static void make_id(uint8_t id[16], unsigned n)
 {
@@ -1404,8 +1404,8 @@ static void test_store_id(const char *root)
 
 int main(void)
 {
-    const char *root = mkdtemp(dir_tmpl);
-    if (!root) {
+    char root[64];
+    if (tmpdir_make("dmj_test_store.", root, sizeof root) != 0) {
         perror("mkdtemp");
         return 1;
     }
@@ -1427,7 +1427,7 @@ int main(void)
     test_id_sort_split(root);
     test_records_by_team(root);
     test_batch_budget(root);
-    if (check_rm_rf(root) != 0)
+    if (tmpdir_remove(root) != 0)
         fprintf(stderr, "could not remove %s\n", root);
     return check_done();
 }

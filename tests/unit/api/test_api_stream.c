@@ -11,7 +11,8 @@
 #include "check.h"
 #include "dmj/api.h"
 #include "dmj/store.h"
-#include "test_api_fixture.h"
+#include "fixture.h"
+#include "tmpdir.h"
 
 #define EVENTS "/api/environments/1/data_modeling_jobs/events/"
 #define NEW_ID "10000000-0000-4000-8000-0000000000aa"
@@ -156,14 +157,14 @@ static void run(struct dmj_store *store)
 
 int main(void)
 {
-    char dir[] = "/tmp/dmj-test-stream-XXXXXX";
+    char dir[64];
     struct dmj_store *store;
-    if (mkdtemp(dir) == NULL || fixture_build(dir, &store) != 0) {
+    if (fixture_make("dmj-test-stream-", dir, sizeof dir, &store) != 0) {
         fprintf(stderr, "could not build the fixture store\n");
         return 1;
     }
     run(store);
     dmj_store_close(store);
-    fixture_remove(dir);
+    tmpdir_remove(dir);
     return check_done();
 }

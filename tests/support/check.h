@@ -42,14 +42,6 @@ static unsigned check_passed, check_failed;
         }                                                                                  \
     } while (0)
 
-/* Removes a test's temporary directory tree; 0 on success. */
-static inline int check_rm_rf(const char *root)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    return system(cmd);
-}
-
 static inline int check_done(void)
 {
     printf("%u passed, %u failed\n", check_passed, check_failed);

@@ -6,9 +6,9 @@
 #include <string.h>
 
 #include "check.h"
+#include "tmpdir.h"
 #include "dmj/store.h"
 
-static char dir_tmpl[] = "/tmp/dmj_test_store_identity.XXXXXX";
 
 static const uint8_t ORG_A[16] = {0xa0, 0xa0, 0xa0, 0xa0, 0xa0, 0xa0, 0xa0, 0xa0,
                                   0xa0, 0xa0, 0xa0, 0xa0, 0xa0, 0xa0, 0xa0, 0xa0};
@@ -245,16 +245,14 @@ static void test_delete_team_org(const char *root)
 
 int main(void)
 {
-    const char *root = mkdtemp(dir_tmpl);
-    if (!root) {
+    char root[64];
+    if (tmpdir_make("dmj_test_store_identity.", root, sizeof root) != 0) {
         perror("mkdtemp");
         return 1;
     }
     test_delete_membership_key_user(root);
     test_delete_team_org(root);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    if (system(cmd) != 0)
+    if (tmpdir_remove(root) != 0)
         fprintf(stderr, "could not remove %s\n", root);
     return check_done();
 }
