@@ -14,9 +14,7 @@ import json
 import os
 import resource
 import re
-import select
 import selectors
-import signal
 import socket
 import ssl
 import struct
@@ -27,8 +25,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
-from test_server import (LIST, binary, cpu_seconds, get, make_cert,  # noqa: E402,F401
-                         run_cases)
+from dmjtest import (LIST, Server, binary, cpu_seconds, first_lines, get,  # noqa: E402,F401
+                     make_cert, run_cases)
+from dmjtest import metrics as parse_metrics  # noqa: E402
 from test_hostile_http2 import (CONTINUATION, DATA, END_HEADERS, END_STREAM,  # noqa: E402,F401
                                 GOAWAY, HEADERS, PING, PREFACE, RST_STREAM, SETTINGS,
                                 WINDOW_UPDATE, frame, literal, request_block, settings_payload)
@@ -86,9 +85,10 @@ def supported(args):
     return out
 
 
-class Dmjd:
+class Dmjd(Server):
     """A dmjd process with the suite's options and /metrics on a listener of its own (port 0,
-    read from its `metrics on URL` line); `urls` are its API listeners, `port` the first."""
+    read from its `metrics on URL` line); `urls` are its API listeners, `port` the first.
+    Both its pipes are drained from the start (Server's stop, kill and `with` otherwise)."""
 
     def __init__(self, db, *args, listeners=1, suite=True, metrics=True):
         full = (SUITE_ARGS if suite else []) + list(args)
@@ -100,7 +100,7 @@ class Dmjd:
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.pid = self.proc.pid
         self.urls, self.metrics_port = [], None
-        lines = self._first_lines(listeners + (1 if metrics else 0))
+        lines = first_lines(self.proc, listeners + (1 if metrics else 0), HUNG)
         for line in lines:
             m = re.fullmatch(rb"(listening|metrics) on (https?)://(\S+):(\d+)", line)
             assert m, "unexpected output from dmjd: %r" % line
@@ -118,33 +118,6 @@ class Dmjd:
         for t in self.drains:
             t.start()
 
-    def _first_lines(self, n):
-        buf, lines = b"", []
-        deadline = time.time() + HUNG
-        while len(lines) < n:
-            left = deadline - time.time()
-            if left <= 0 or self.proc.poll() is not None:
-                self.kill()
-                raise AssertionError("dmjd did not start: %r %s" % (
-                    buf, self.proc.stderr.read().decode(errors="replace")))
-            ready, _, _ = select.select([self.proc.stdout], [], [], left)
-            if ready:
-                # Byte by byte: nothing past the lines wanted is taken from the pipe.
-                c = os.read(self.proc.stdout.fileno(), 1)
-                buf += c
-                if c == b"\n":
-                    lines.append(buf.rstrip())
-                    buf = b""
-        return lines
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def __enter__(self):
-        return self
-
     @staticmethod
     def _drain(pipe, keep):
         while True:
@@ -157,20 +130,10 @@ class Dmjd:
             if keep is not None and len(keep) < (1 << 20):
                 keep.extend(chunk)
 
-    def stop(self, sig=signal.SIGTERM, timeout=30):
-        """Sends `sig` and returns (exit status, stderr)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError("dmjd did not exit within %ds of signal %d" % (timeout, sig))
+    def _stderr(self):
         for t in self.drains:
             t.join(10)
-        self.proc.stdout.close()
-        self.proc.stderr.close()
-        return self.proc.returncode, self.err.decode(errors="replace")
+        return self.err.decode(errors="replace")
 
     def __exit__(self, *exc):
         if self.proc.poll() is None:
@@ -181,11 +144,10 @@ class Dmjd:
     def metrics(self):
         """/metrics from the metrics listener: {(name, labels): value}. Retried when its
         connection is closed before an answer (the listener shares the connection cap)."""
-        from test_server import metrics as parse
         for attempt in range(200):
             c = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=HUNG)
             try:
-                return parse(c)
+                return parse_metrics(c)
             except (http.client.RemoteDisconnected, ConnectionError):
                 self.metrics_retries += 1
                 time.sleep(0.02)

@@ -56,11 +56,12 @@ import datetime
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import uuid
+
+from dmjtest import free_port
 
 PGBIN = os.environ.get("PGBIN", "/usr/lib/postgresql/15/bin")
 
@@ -127,14 +128,6 @@ def _skip(why):
     sys.exit(77)
 
 
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 class Postgres:
     def __init__(self, tmp=None, tcp=False, timezone="UTC"):
         if not os.access(os.path.join(PGBIN, "initdb"), os.X_OK):
@@ -154,7 +147,7 @@ class Postgres:
             for d in (self.data, self.sock):
                 shutil.chown(d, "nobody")
             self._as = ["runuser", "-u", "nobody", "--"]
-        self.port = _free_port() if tcp else 5432
+        self.port = free_port() if tcp else 5432
         self.running = False
         res = subprocess.run(self._as + [os.path.join(PGBIN, "initdb"), "-D", self.data,
                                          "-A", "trust", "-U", "postgres", "-E", "UTF8",

@@ -21,7 +21,7 @@ import urllib.parse
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_hostile_http2 import (END_HEADERS, END_STREAM, GOAWAY, HEADERS,  # noqa: E402
                                 PREFACE, SETTINGS, frame, hpack_str, literal)
-from test_server import LIST, Server, get, run_cases  # noqa: E402
+from dmjtest import LIST, Server, get, run_cases  # noqa: E402
 
 EVENTS = LIST + "events/"
 

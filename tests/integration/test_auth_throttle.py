@@ -11,7 +11,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_server import Server, binary, run_cases  # noqa: E402
+from dmjtest import Server, binary, run_cases  # noqa: E402
 
 LIST = "/api/projects/%d/data_modeling_jobs/?limit=1"
 BAD = "phx_" + "x" * 40

@@ -26,7 +26,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_server import binary, generate, run, sanitized  # noqa: E402
+from dmjtest import binary, generate, run, sanitized  # noqa: E402
 
 STATUSES = [b"Running", b"Completed", b"Failed", b"Cancelled", b"Skipped"]
 ROTATE = {s: STATUSES[(i + 1) % len(STATUSES)] for i, s in enumerate(STATUSES)}

@@ -22,7 +22,7 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_events import EVENTS, Stream  # noqa: E402
 from test_privacy import b_burst  # noqa: E402
-from test_server import Server, run_cases  # noqa: E402
+from dmjtest import Server, run_cases  # noqa: E402
 from test_wait import import_lines, job_line  # noqa: E402
 
 TEAM_A = 1

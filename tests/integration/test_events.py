@@ -19,7 +19,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_server import (Server, binary, get, metrics, run, run_cases)  # noqa: E402
+from dmjtest import (Server, binary, get, metrics, run, run_cases)  # noqa: E402
 from test_wait import LONG, RUNNING, import_lines, job_line  # noqa: E402
 
 EVENTS = "/api/environments/%d/data_modeling_jobs/events/"

@@ -23,7 +23,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import need  # noqa: E402
-from test_server import LIST, Server, Store, binary, generate, get, run_cases  # noqa: E402
+from dmjtest import LIST, Server, binary, fixture_keys, generate, get, run_cases  # noqa: E402
 
 SERVER_ERROR = {"type": "server_error", "code": "error", "detail": "A server error occurred.",
                 "attr": None}
@@ -237,8 +237,7 @@ def case_map_full(store, tmp):
     small, fixtures = generate(tmp, "small", 400, 2, seed=21)
     big, _ = generate(tmp, "big", 4000, 2, seed=22)
     ok("import", "--db", db, "--map-size", "1M", fixtures, small)
-    with open(fixtures) as f:
-        key = next(k["key"] for k in json.load(f)["personal_api_keys"] if k["label"] == "read")
+    key = fixture_keys(fixtures)["read"]
     before = export(db)
     with Server(db, "--threads", "2") as srv:
         ids1 = team1_ids(db)
@@ -272,8 +271,7 @@ def case_map_grown(store, tmp):
     small, fixtures = generate(tmp, "small", 400, 2, seed=51)
     big, _ = generate(tmp, "big", 30000, 2, seed=52)
     ok("import", "--db", db, "--map-size", "1M", fixtures, small)
-    with open(fixtures) as f:
-        key = next(k["key"] for k in json.load(f)["personal_api_keys"] if k["label"] == "read")
+    key = fixture_keys(fixtures)["read"]
     with Server(db, "--threads", "2", "--map-size", str(1 << 20)) as srv:
         assert_serves(srv, key, team1_ids(db))
         stop = threading.Event()
@@ -327,9 +325,7 @@ def case_disk_full(store, tmp):
         small, fixtures = generate(tmp, "small", 400, 2, seed=31)
         big, _ = generate(tmp, "big", 30000, 2, seed=32)
         ok("import", "--db", db, fixtures, small)
-        with open(fixtures) as f:
-            key = next(k["key"] for k in json.load(f)["personal_api_keys"]
-                       if k["label"] == "read")
+        key = fixture_keys(fixtures)["read"]
         before = export(db)
         srv = Server(db, "--threads", "2")
         ids1 = team1_ids(db)

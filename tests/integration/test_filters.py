@@ -28,7 +28,7 @@ import urllib.parse
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_server import Server, binary, get, import_into, run, run_cases  # noqa: E402
+from dmjtest import Server, binary, get, import_into, run, run_cases  # noqa: E402
 
 TEAM = 1
 OTHER = 2

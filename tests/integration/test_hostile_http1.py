@@ -20,7 +20,7 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_server import LIST, Server, get, run_cases  # noqa: E402
+from dmjtest import LIST, Server, get, run_cases, vm_kb  # noqa: E402
 
 
 def exchange(port, data, wait=3.0):
@@ -315,14 +315,6 @@ def check_key_never_logged(store, tmp, fmt):
     for name, where in (("access log", text), ("stderr", err)):
         hits = [line for line in where.splitlines() if secret in line]
         assert not hits, "the key is in the %s (%s): %s" % (name, fmt, hits[:3])
-
-
-def vm_kb(pid, field):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 def case_pipeline_flood(store, tmp):

@@ -29,8 +29,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import need  # noqa: E402
-from test_server import (LIST, Server, cpu_seconds, get,  # noqa: E402
-                         make_cert, metrics, run_cases, sanitized, tls_context)
+from dmjtest import (LIST, Server, cpu_seconds, get,  # noqa: E402
+                     make_cert, metrics, run_cases, sanitized, tls_context, vm_kb)
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, \
@@ -84,14 +84,6 @@ def request_block(path, key=None, extra=()):
 
 def settings_payload(pairs):
     return b"".join(struct.pack(">HI", k, v) for k, v in pairs)
-
-
-def vm_kb(pid, field):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 class Attacker:

@@ -11,47 +11,19 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import need  # noqa: E402
+from dmjtest import BIN_DIR, SHARED_DIR, Checks, dmj  # noqa: E402
 
-BIN = os.environ.get("DMJ_BIN_DIR", "build")
-DMJ = os.path.join(BIN, "dmj")
-SHARED = os.environ.get("DMJ_SHARED_DIR", "")
-TMP = tempfile.mkdtemp(prefix="dmj-test-import-")
-FAILURES = []
-PASSED = [0]
-
-
-def check(cond, what):
-    if cond:
-        PASSED[0] += 1
-    else:
-        FAILURES.append(what)
-        print("FAIL:", what, file=sys.stderr)
-
-
-def path(*parts):
-    return os.path.join(TMP, *parts)
-
-
-def dmj(*args, stdin=None, expect=0):
-    p = subprocess.run([DMJ] + [str(a) for a in args], input=stdin, capture_output=True)
-    if expect is not None and p.returncode != expect:
-        raise AssertionError("dmj %s: exit %d, expected %d\nstdout: %s\nstderr: %s" % (
-            " ".join(map(str, args)), p.returncode, expect, p.stdout[-2000:], p.stderr[-2000:]))
-    return p
+DMJ = os.path.join(BIN_DIR, "dmj")
+SHARED = SHARED_DIR
+T = Checks("dmj-test-import-")
+check, path, write = T.check, T.path, T.write
 
 
 def export(db, *extra):
     return dmj("export", "--db", db, *extra).stdout
-
-
-def write(name, data):
-    with open(path(name), "wb") as f:
-        f.write(data if isinstance(data, bytes) else data.encode("utf-8"))
-    return path(name)
 
 
 def to_us(text):
@@ -539,24 +511,11 @@ def test_pg_copy():
 
 
 def main():
-    if not os.access(DMJ, os.X_OK):
-        print("dmj binary not found at %s" % DMJ, file=sys.stderr)
-        return 1
     tests = [test_input_forms, test_round_trip, test_atomic_failure, test_reader_during_import,
              test_batch,
              test_skip_invalid, test_reimport_changes, test_verify_corruption, test_keys,
              test_gen_jobs_fixtures, test_pg_copy]
-    try:
-        for t in tests:
-            try:
-                t()
-            except AssertionError as e:
-                FAILURES.append("%s: %s" % (t.__name__, e))
-                print("FAIL: %s: %s" % (t.__name__, e), file=sys.stderr)
-    finally:
-        shutil.rmtree(TMP, ignore_errors=True)
-    print("%d checks passed, %d failed" % (PASSED[0], len(FAILURES)))
-    return 1 if FAILURES else 0
+    return T.main(tests)
 
 
 if __name__ == "__main__":

@@ -19,8 +19,8 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_server import (LIST, Server, Store, binary, generate, get,  # noqa: E402
-                         import_into, sanitized)
+from dmjtest import (LIST, Server, Store, binary, generate, get,  # noqa: E402
+                     import_into, sanitized)
 
 TEAM = 1
 PAGE = 200

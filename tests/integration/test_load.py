@@ -21,7 +21,7 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_server import LIST, Server, Store, binary, get, metrics, sanitized  # noqa: E402
+from dmjtest import LIST, Server, Store, binary, get, metrics, sanitized, vm_kb  # noqa: E402
 
 
 SLOW = sanitized()
@@ -42,14 +42,6 @@ def raise_nofile(want):
     except (ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def vm_kb(pid, field):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 def open_count(srv):

@@ -12,26 +12,14 @@ import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 
-BIN = os.environ.get("DMJ_BIN_DIR", "build")
-DMJ = os.path.join(BIN, "dmj")
-SRC = os.environ.get("DMJ_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
-TMP = tempfile.mkdtemp(prefix="dmj-test-modes-")
-FAILURES = []
-PASSED = [0]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dmjtest import BIN_DIR, SOURCE_DIR, Checks  # noqa: E402
 
-
-def check(cond, what):
-    if cond:
-        PASSED[0] += 1
-    else:
-        FAILURES.append(what)
-        print("FAIL:", what, file=sys.stderr)
-
-
-def path(*parts):
-    return os.path.join(TMP, *parts)
+DMJ = os.path.join(BIN_DIR, "dmj")
+SRC = SOURCE_DIR
+T = Checks("dmj-test-modes-")
+check, path = T.check, T.path
 
 
 def dmj(umask, *args):
@@ -153,22 +141,9 @@ def test_maintainer_scripts():
 
 
 def main():
-    if not os.access(DMJ, os.X_OK):
-        print("dmj binary not found at %s" % DMJ, file=sys.stderr)
-        return 1
     tests = [lambda: test_new_store_and_backup(0o022), lambda: test_new_store_and_backup(0o077),
              test_existing_left_alone, test_maintainer_scripts]
-    try:
-        for t in tests:
-            try:
-                t()
-            except AssertionError as e:
-                FAILURES.append(str(e))
-                print("FAIL: %s" % e, file=sys.stderr)
-    finally:
-        shutil.rmtree(TMP, ignore_errors=True)
-    print("%d checks passed, %d failed" % (PASSED[0], len(FAILURES)))
-    return 1 if FAILURES else 0
+    return T.main(tests)
 
 
 if __name__ == "__main__":

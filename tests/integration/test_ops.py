@@ -9,7 +9,6 @@ import json
 import os
 import re
 import resource
-import select
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_server import Store, binary, generate, get, import_into  # noqa: E402
+from dmjtest import Store, binary, first_lines, generate, get, import_into  # noqa: E402
 
 ISO_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z dmjd: \S")
 
@@ -30,23 +29,7 @@ class Dmjd:
         cmd = [binary("dmjd"), "--db", db, "--listen", "127.0.0.1:0", *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      preexec_fn=preexec_fn)
-        want = 2 if metrics else 1
-        self.lines = []
-        buf = b""
-        deadline = time.time() + 20
-        while len(self.lines) < want:
-            left = deadline - time.time()
-            if left <= 0 or self.proc.poll() is not None:
-                self.proc.kill()
-                raise AssertionError("dmjd did not start: %r %r" % (
-                    buf, self.proc.stderr.read()))
-            ready, _, _ = select.select([self.proc.stdout], [], [], left)
-            if ready:
-                chunk = os.read(self.proc.stdout.fileno(), 4096)
-                buf += chunk
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
-                    self.lines.append(line.decode())
+        self.lines = [line.decode() for line in first_lines(self.proc, 2 if metrics else 1, 20)]
         self.port = self._port("listening on http://")
         self.metrics_port = self._port("metrics on http://") if metrics else None
 

@@ -38,11 +38,8 @@ import urllib.parse
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import need  # noqa: E402
 import pg_helper  # noqa: E402
-from test_server import Server, binary, generate, get, import_into, make_cert, metrics, \
-    run_cases, sanitized, skip, tls_context  # noqa: E402
-
-SOURCE_DIR = os.environ.get("DMJ_SOURCE_DIR") or os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "..")
+from dmjtest import SOURCE_DIR, Server, binary, free_port, generate, get, import_into, \
+    make_cert, metrics, run_cases, sanitized, skip, tls_context  # noqa: E402
 PACKAGED = os.path.join(SOURCE_DIR, "packaging", "haproxy")
 SLOW = sanitized()
 REQUESTS = 10000 if SLOW else 20000
@@ -64,12 +61,6 @@ def user_exists(name):
         return True
     except KeyError:
         return False
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---- HAProxy -------------------------------------------------------------------------------

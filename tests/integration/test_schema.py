@@ -20,7 +20,7 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import need  # noqa: E402
-from test_server import BIN_DIR, Server, Store, get, skip  # noqa: E402
+from dmjtest import BIN_DIR, Server, Store, get, skip  # noqa: E402
 
 PARSER_VERSION = "10"  # 10.1 runs on Node 14 to 22; 11+ wants Node 18 and ESM-only deps
 NODE_CHECK = r"""

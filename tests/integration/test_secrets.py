@@ -20,7 +20,7 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pg_helper  # noqa: E402
-from test_server import Store, binary, generate, run, sanitized  # noqa: E402
+from dmjtest import Store, binary, generate, run, sanitized  # noqa: E402
 
 SLOW = 4 if sanitized() else 1
 USER = "dmj_reader"

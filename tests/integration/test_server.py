@@ -4,230 +4,21 @@ rate limit, TLS with ALPN, several listeners, a missing store, and graceful SIGT
 
 Each case starts its own dmjd on port 0 on a store built in a temporary directory with
 `dmj generate` + `dmj import` (or tools/gen_jobs.py from DMJ_SHARED_DIR when this `dmj` has
-no generate). The helpers here are also used by test_server_walk.py."""
+no generate). The helpers it uses are dmjtest.py's."""
 
 import http.client
 import json
 import os
 import re
-import select
-import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import sys
-import tempfile
 import time
-import traceback
 
-import need  # noqa: E402 (this folder: what a missing tool means under CI)
-
-BIN_DIR = os.environ.get("DMJ_BIN_DIR", "")
-SHARED_DIR = os.environ.get("DMJ_SHARED_DIR", "")
-
-
-def skip(why):
-    print("skipped: " + why)
-    sys.exit(77)
-
-
-def binary(name):
-    path = os.path.join(BIN_DIR, name)
-    if not os.access(path, os.X_OK):
-        skip("%s is not built (DMJ_BIN_DIR=%r)" % (name, BIN_DIR))
-    return path
-
-
-def run(*args, **kw):
-    res = subprocess.run(list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         **kw)
-    if res.returncode != 0:
-        raise AssertionError("%s failed (%d): %s%s" % (" ".join(args), res.returncode,
-                                                       res.stdout[-2000:], res.stderr[-2000:]))
-    return res
-
-
-def has_generate():
-    if os.environ.get("DMJ_TEST_GEN_JOBS_PY"):  # force tools/gen_jobs.py (to compare data sets)
-        return False
-    res = subprocess.run([binary("dmj"), "generate", "--help"], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
-    return res.returncode == 0
-
-
-def generate(tmp, name, jobs, teams, seed=1):
-    """Writes NAME.ndjson and NAME-fixtures.json; returns both paths."""
-    out = os.path.join(tmp, name + ".ndjson")
-    fixtures = os.path.join(tmp, name + "-fixtures.json")
-    if has_generate():
-        run(binary("dmj"), "generate", "--jobs", str(jobs), "--teams", str(teams), "--seed",
-            str(seed), "--out", out, "--fixtures-out", fixtures)
-    else:
-        gen = os.path.join(SHARED_DIR, "tools", "gen_jobs.py")
-        if not os.path.exists(gen):
-            skip("`dmj generate` is missing and so is %s" % gen)
-        run(sys.executable, gen, "--jobs", str(jobs), "--teams", str(teams), "--seed",
-            str(seed), "--out", out, "--fixtures-out", fixtures)
-    return out, fixtures
-
-
-def import_into(db, *files, extra=()):
-    run(binary("dmj"), "import", "--db", db, *extra, *files)
-
-
-class Store:
-    """A store with generated jobs and the fixtures' keys."""
-
-    def __init__(self, tmp, jobs=3000, teams=2):
-        self.dir = os.path.join(tmp, "db")
-        os.makedirs(self.dir, exist_ok=True)
-        self.jobs_path, self.fixtures_path = generate(tmp, "jobs", jobs, teams)
-        import_into(self.dir, self.fixtures_path, self.jobs_path)
-        with open(self.fixtures_path) as f:
-            self.fixtures = json.load(f)
-        self.keys = {k.get("label"): k["key"] for k in self.fixtures["personal_api_keys"]}
-        self.read_key = self.keys["read"]
-        with open(self.jobs_path) as f:
-            self.jobs = [json.loads(line) for line in f if line.strip()]
-
-    def served_ids(self, team):
-        return {j["id"] for j in self.jobs
-                if j.get("team_id") == team and j.get("engine", "clickhouse") != "duckgres"}
-
-
-class Server:
-    """A dmjd process; `urls` are the printed listener URLs."""
-
-    def __init__(self, db, *args, listeners=1, env=None, preexec_fn=None):
-        # /metrics on the API port: the tests read dmjd's counters from there.
-        cmd = [binary("dmjd"), "--db", db, "--metrics-on-api", *args]
-        if not any(a == "--listen" for a in args):
-            cmd += ["--listen", "127.0.0.1:0"]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=env, preexec_fn=preexec_fn)
-        self.urls = []
-        deadline = time.time() + 20
-        buf = b""
-        while len(self.urls) < listeners:
-            left = deadline - time.time()
-            if left <= 0 or self.proc.poll() is not None:
-                self.kill()
-                raise AssertionError("dmjd did not start: %r %s" % (
-                    buf, self.proc.stderr.read().decode(errors="replace")))
-            ready, _, _ = select.select([self.proc.stdout], [], [], left)
-            if not ready:
-                continue
-            chunk = os.read(self.proc.stdout.fileno(), 4096)
-            if not chunk:
-                continue
-            buf += chunk
-            while b"\n" in buf and len(self.urls) < listeners:
-                line, buf = buf.split(b"\n", 1)
-                m = re.fullmatch(rb"listening on (https?)://(\S+):(\d+)", line)
-                if not m:
-                    raise AssertionError("unexpected first output: %r" % line)
-                self.urls.append((m.group(1).decode(), m.group(2).decode(),
-                                  int(m.group(3))))
-        self.port = self.urls[0][2]
-
-    def conn(self, timeout=30):
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-
-    def stop(self, sig=signal.SIGTERM, timeout=30):
-        """Sends `sig` and returns (exit status, stderr)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError("dmjd did not exit within %ds of signal %d" % (timeout, sig))
-        err = self.proc.stderr.read().decode(errors="replace")
-        self.proc.stdout.close()
-        self.proc.stderr.close()
-        return self.proc.returncode, err
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.proc.poll() is None:
-            code, err = self.stop()
-            if exc[0] is None and (code != 0 or err.strip()):
-                raise AssertionError("dmjd exited %d: %s" % (code, err))
-
-
-def get(conn, path, key=None, method="GET", headers=None):
-    h = dict(headers or {})
-    if key is not None:
-        h["Authorization"] = "Bearer " + key
-    conn.request(method, path, headers=h)
-    res = conn.getresponse()
-    body = res.read()
-    return res, body
-
-
-LIST = "/api/environments/1/data_modeling_jobs/"
-
-
-def metrics(conn):
-    """Parses /metrics into {(name, labels-text): value}."""
-    res, body = get(conn, "/metrics")
-    assert res.status == 200, res.status
-    assert res.getheader("Content-Type", "").startswith("text/plain"), res.getheader(
-        "Content-Type")
-    out = {}
-    for line in body.decode().splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = re.fullmatch(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)", line)
-        assert m, "bad metrics line %r" % line
-        out[(m.group(1), m.group(2) or "")] = float(m.group(3))
-    return out
-
-
-def sanitized():
-    """True for an ASan/UBSan/TSan build (from the build's CMakeCache.txt), where everything
-    is several times slower."""
-    cache = os.path.join(BIN_DIR, "CMakeCache.txt")
-    try:
-        with open(cache) as f:
-            for line in f:
-                if line.startswith("DMJ_SANITIZE:"):
-                    return line.strip().split("=", 1)[1] != ""
-    except OSError:
-        pass
-    return False
-
-
-def run_cases(cases, prefix, **store_args):
-    """Runs each case(store, its own temp dir) on one shared Store; returns the exit status."""
-    binary("dmjd")
-    binary("dmj")
-    tmp = tempfile.mkdtemp(prefix=prefix)
-    failed = 0
-    try:
-        store = Store(tmp, **store_args)
-        for case in cases:
-            sub = tempfile.mkdtemp(dir=tmp)
-            started = time.time()
-            try:
-                case(store, sub)
-                print("ok   %s (%.1fs)" % (case.__name__, time.time() - started))
-            except Exception:
-                failed += 1
-                print("FAIL %s" % case.__name__)
-                traceback.print_exc()
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("%d of %d cases failed" % (failed, len(cases)))
-    return 1 if failed else 0
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dmjtest import (LIST, Server, binary, cpu_seconds, fixture_keys, generate, get,  # noqa: E402
+                     import_into, make_cert, metrics, run_cases, tls_context)
 
 
 # ---- cases ---------------------------------------------------------------------------------
@@ -436,23 +227,6 @@ def case_rate_limit(store, tmp):
     assert bad.returncode != 0 and b"rate-limit" in bad.stderr
 
 
-def make_cert(tmp):
-    """(cert, key) for localhost, or None (outside CI) when there is no openssl binary."""
-    if not need.tool("openssl", "openssl"):
-        return None
-    cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
-    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out",
-        cert, "-days", "2", "-subj", "/CN=localhost", "-addext",
-        "subjectAltName=DNS:localhost,IP:127.0.0.1")
-    return cert, key
-
-
-def tls_context(cert, alpn):
-    ctx = ssl.create_default_context(cafile=cert)
-    ctx.set_alpn_protocols(alpn)
-    return ctx
-
-
 def case_tls(store, tmp):
     pair = make_cert(tmp)
     if pair is None:
@@ -502,8 +276,7 @@ def case_sigterm(store, tmp):
     os.makedirs(big)
     jobs, fixtures = generate(tmp, "big", 25000, 1, seed=3)
     import_into(big, fixtures, jobs)
-    with open(fixtures) as f:
-        key = next(k["key"] for k in json.load(f)["personal_api_keys"] if k.get("label") == "read")
+    key = fixture_keys(fixtures)["read"]
     srv = Server(big, "--threads", "2", "--max-limit", "0")
     try:
         # An idle keep-alive connection must not hold the shutdown up.
@@ -597,12 +370,6 @@ def case_startup_errors(store, tmp):
             res, _ = get(c, LIST + "?limit=1", store.read_key)
             assert res.status == 200
             c.close()
-
-
-def cpu_seconds(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def case_fd_exhaustion(store, tmp):

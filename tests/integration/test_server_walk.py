@@ -18,8 +18,8 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_import_under_load import check_repeats  # noqa: E402
-from test_server import (LIST, Server, Store, binary, generate, get,  # noqa: E402
-                         import_into)
+from dmjtest import (LIST, Server, Store, binary, generate, get,  # noqa: E402
+                     import_into)
 
 TEAM = 1
 PAGE = 37

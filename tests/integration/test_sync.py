@@ -21,8 +21,8 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pg_helper  # noqa: E402
-from test_server import (LIST, Server, binary, generate, get, run, run_cases,  # noqa: E402
-                         sanitized)
+from dmjtest import (LIST, Server, binary, generate, get, run, run_cases,  # noqa: E402
+                     sanitized)
 
 SLOW = 4 if sanitized() else 1
 

@@ -7,37 +7,15 @@ import datetime
 import json
 import os
 import pty
-import shutil
 import subprocess
 import sys
-import tempfile
 
-BIN = os.environ.get("DMJ_BIN_DIR", "build")
-DMJ = os.path.join(BIN, "dmj")
-TMP = tempfile.mkdtemp(prefix="dmj-test-tool-")
-FAILURES = []
-PASSED = [0]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dmjtest import BIN_DIR, Checks, dmj  # noqa: E402
 
-
-def check(cond, what):
-    if cond:
-        PASSED[0] += 1
-    else:
-        FAILURES.append(what)
-        print("FAIL:", what, file=sys.stderr)
-
-
-def path(*parts):
-    return os.path.join(TMP, *parts)
-
-
-def dmj(*args, stdin=None, expect=0, env=None):
-    p = subprocess.run([DMJ] + [str(a) for a in args], input=stdin, capture_output=True,
-                       env=env)
-    if expect is not None and p.returncode != expect:
-        raise AssertionError("dmj %s: exit %d, expected %d\nstderr: %s" % (
-            " ".join(map(str, args)), p.returncode, expect, p.stderr[-2000:]))
-    return p
+DMJ = os.path.join(BIN_DIR, "dmj")
+T = Checks("dmj-test-tool-")
+check, path = T.check, T.path
 
 
 def rows_of(data):
@@ -223,21 +201,8 @@ def test_progress_on_terminal():
 
 
 def main():
-    if not os.access(DMJ, os.X_OK):
-        print("dmj binary not found at %s" % DMJ, file=sys.stderr)
-        return 1
-    try:
-        for t in (test_generate, test_get_stats_prune_backup, test_usage, test_map_full,
-                  test_progress_on_terminal):
-            try:
-                t()
-            except AssertionError as e:
-                FAILURES.append("%s: %s" % (t.__name__, e))
-                print("FAIL: %s: %s" % (t.__name__, e), file=sys.stderr)
-    finally:
-        shutil.rmtree(TMP, ignore_errors=True)
-    print("%d checks passed, %d failed" % (PASSED[0], len(FAILURES)))
-    return 1 if FAILURES else 0
+    return T.main((test_generate, test_get_stats_prune_backup, test_usage, test_map_full,
+                  test_progress_on_terminal))
 
 
 if __name__ == "__main__":

@@ -5,48 +5,15 @@ UTF-8` with nothing stored, in NDJSON, JSON arrays, fixtures and --pg-copy input
 with --skip-invalid; valid 4-byte characters and escaped pairs are stored and served
 byte-exact. Python 3 standard library only."""
 
-import http.client
 import json
 import os
-import select
-import shutil
-import subprocess
 import sys
-import tempfile
-import time
 
-BIN = os.environ.get("DMJ_BIN_DIR", "build")
-DMJ = os.path.join(BIN, "dmj")
-DMJD = os.path.join(BIN, "dmjd")
-TMP = tempfile.mkdtemp(prefix="dmj-test-utf8-")
-FAILURES = []
-PASSED = [0]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dmjtest import Checks, Server, dmj, fixture_keys  # noqa: E402
 
-
-def check(cond, what):
-    if cond:
-        PASSED[0] += 1
-    else:
-        FAILURES.append(what)
-        print("FAIL:", what, file=sys.stderr)
-
-
-def path(*parts):
-    return os.path.join(TMP, *parts)
-
-
-def dmj(*args, expect=0):
-    p = subprocess.run([DMJ] + [str(a) for a in args], capture_output=True)
-    if expect is not None and p.returncode != expect:
-        raise AssertionError("dmj %s: exit %d, expected %d\nstderr: %s" % (
-            " ".join(map(str, args)), p.returncode, expect, p.stderr[-2000:]))
-    return p
-
-
-def write(name, data):
-    with open(path(name), "wb") as f:
-        f.write(data)
-    return path(name)
+T = Checks("dmj-test-utf8-")
+check, path, write = T.check, T.path, T.write
 
 
 def job_id(n):
@@ -170,31 +137,20 @@ def test_other_fields():
 
 
 def serve_get(db, key, url):
-    proc = subprocess.Popen([DMJD, "--db", db, "--listen", "127.0.0.1:0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    srv = Server(db)
     try:
-        buf, deadline = b"", time.time() + 20
-        while b"\n" not in buf.partition(b"listening on http://")[2]:
-            left = deadline - time.time()
-            if left <= 0 or proc.poll() is not None:
-                raise AssertionError("dmjd did not start: %r" % buf)
-            if select.select([proc.stdout], [], [], left)[0]:
-                buf += os.read(proc.stdout.fileno(), 4096)
-        port = int(buf.partition(b"listening on http://")[2].split(b"\n")[0].rsplit(b":", 1)[1])
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        c = srv.conn(timeout=10)
         c.request("GET", url, headers={"Authorization": "Bearer " + key})
         r = c.getresponse()
         return r.status, r.read()
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        srv.stop(timeout=20)
 
 
 def test_valid_kept():
     dmj("generate", "--jobs", "1", "--teams", "1", "--out", path("gen.ndjson"),
         "--fixtures-out", path("fx.json"))
-    with open(path("fx.json")) as f:
-        key = next(k["key"] for k in json.load(f)["personal_api_keys"] if k["label"] == "read")
+    key = fixture_keys(path("fx.json"))["read"]
     lines = [job_line(40 + i, text) for i, (_, text, _) in enumerate(GOOD)]
     for form, data, opts in [("ndjson", b"\n".join(lines) + b"\n", []),
                              ("pg-copy", b"\n".join(copy_text(x) for x in lines) + b"\n",
@@ -218,21 +174,7 @@ def test_valid_kept():
 
 
 def main():
-    if not os.access(DMJ, os.X_OK):
-        print("dmj binary not found at %s" % DMJ, file=sys.stderr)
-        return 1
-    tests = [test_refused, test_skip_invalid, test_other_fields, test_valid_kept]
-    try:
-        for t in tests:
-            try:
-                t()
-            except AssertionError as e:
-                FAILURES.append("%s: %s" % (t.__name__, e))
-                print("FAIL: %s: %s" % (t.__name__, e), file=sys.stderr)
-    finally:
-        shutil.rmtree(TMP, ignore_errors=True)
-    print("%d checks passed, %d failed" % (PASSED[0], len(FAILURES)))
-    return 1 if FAILURES else 0
+    return T.main([test_refused, test_skip_invalid, test_other_fields, test_valid_kept])
 
 
 if __name__ == "__main__":

@@ -19,8 +19,8 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_server import (Server, binary, get, import_into, metrics,  # noqa: E402
-                         run_cases, sanitized)
+from dmjtest import (Server, binary, get, import_into, metrics,  # noqa: E402
+                     run_cases, sanitized)
 
 RUNNING = "/api/environments/1/data_modeling_jobs/running/"
 # Deadlines here are far beyond what a wake-up takes (a commit is seen within ~50 ms): they
