@@ -57,7 +57,8 @@ cmake --build "$build" --target dmj dmjd -j "$jobs" >/dev/null
 DESTDIR=$root cmake --install "$build" --strip >/dev/null
 
 for f in usr/bin/dmj usr/sbin/dmjd usr/share/man/man1/dmj.1 usr/share/man/man8/dmjd.8 \
-    lib/systemd/system/dmjd.service etc/default/dmjd; do
+    lib/systemd/system/dmjd.service etc/default/dmjd lib/systemd/system/dmj-sync.service \
+    etc/default/dmj-sync etc/default/dmj etc/logrotate.d/dmjd usr/lib/sysctl.d/dmjd.conf; do
     if [ ! -f "$root/$f" ]; then
         echo "build-deb.sh: the install did not produce /$f" >&2
         exit 1

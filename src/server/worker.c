@@ -17,6 +17,7 @@
 #include "live.h"
 #include "server.h"
 
+#define DRAIN_IDLE_MS 250 /* what a just-accepted connection has to send its request in */
 #define ACCEPTS_PER_WAKE 32 /* then let the loop serve what it has, other threads can accept */
 #define SCRATCH_MAX (1u << 20)
 
@@ -84,10 +85,13 @@ static void begin_drain(struct dmjd_worker *w)
         }
     }
     /* HTTP/2 connections get GOAWAY. Idle HTTP/1 keep-alive connections only close when
-     * their request timeout fires: make that timeout zero so that they go at the next turn
-     * of the loop, while a connection in the middle of a response is left to finish. */
+     * their request timeout fires: make it short so that they go within DRAIN_IDLE_MS, while
+     * a connection in the middle of a response is left to finish. Not zero: a connection
+     * accepted a moment ago whose request is still on its way (the client saw it connected;
+     * with --reuse-port, while the new dmjd already takes the new ones) would be closed
+     * unanswered. */
     h2o_context_request_shutdown(&w->ctx);
-    w->ctx.http1.req_timeout.timeout = 0;
+    w->ctx.http1.req_timeout.timeout = DRAIN_IDLE_MS;
     w->ctx.http2.idle_timeout.timeout = 0;
     /* Held long-polls are answered now and event streams end: neither may hold the
      * shutdown up for their full wait. */

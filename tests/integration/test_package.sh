@@ -167,10 +167,10 @@ for f in ./usr/bin/dmj ./usr/sbin/dmjd ./usr/share/man/man1/dmj.1.gz \
         fail "the package lacks $f"
     fi
 done
-if grep -v '^\./\(usr/\|lib/systemd/system/\|etc/default/\|etc/$\|lib/$\|lib/systemd/$\|$\)' \
+if grep -v '^\./\(usr/\|lib/systemd/system/\|etc/default/\|etc/logrotate\.d/\|etc/$\|lib/$\|lib/systemd/$\|$\)' \
     <<<"$contents" |
     grep -q .; then
-    fail "the package holds files outside /usr, /lib/systemd/system and /etc/default: $contents"
+    fail "the package holds files outside /usr, /lib/systemd/system, /etc/default and /etc/logrotate.d: $contents"
 fi
 if [ "$(dpkg-deb -c "$DEB" | awk '$2 != "root/root"' | wc -l)" != 0 ]; then
     fail "files in the package not owned by root:root"
@@ -331,6 +331,58 @@ as_dmj /usr/bin/dmj verify --db "$STATE/store" >"$TMP/verify-store.log" 2>&1 ||
     fail "dmj verify: $(cat "$TMP/verify-store.log")"
 [ "$(stat -c %U "$STATE/store/data.mdb")" = dmj ] || fail "the store is not owned by dmj"
 ok_since_mark "dmj generate, import, verify as dmj"
+
+# The operator's files: dmj-sync.service with its defaults and a connection-string file only
+# dmj reads; DMJ_DB for the CLI in /etc/default/dmj; logrotate; --version on both programs.
+MARK=$FAILED
+SYNC_UNIT=/lib/systemd/system/dmj-sync.service
+[ -f "$SYNC_UNIT" ] || fail "no $SYNC_UNIT"
+# shellcheck disable=SC2016 # $DMJ_SYNC_OPTS is the unit's own, literally
+for line in User=dmj EnvironmentFile=/etc/default/dmj-sync \
+    'ExecStart=/usr/bin/dmj sync $DMJ_SYNC_OPTS' ProtectSystem=strict "ReadWritePaths=$STATE" \
+    NoNewPrivileges=yes CapabilityBoundingSet= SystemCallFilter=@system-service \
+    ConditionFileNotEmpty=/etc/dmj/postgres.conninfo; do
+    grep -qxF -- "$line" "$SYNC_UNIT" 2>/dev/null || fail "$SYNC_UNIT lacks the line $line"
+done
+if [ -n "$HAVE_ANALYZE" ] && ! systemd-analyze verify --man=no "$SYNC_UNIT" >"$TMP/sv.log" 2>&1; then
+    fail "systemd-analyze verify $SYNC_UNIT: $(cat "$TMP/sv.log")"
+fi
+grep -q -- "--postgres-file /etc/dmj/postgres.conninfo" /etc/default/dmj-sync ||
+    fail "/etc/default/dmj-sync does not name the conninfo file"
+[ "$(stat -c '%U:%G %a %s' /etc/dmj/postgres.conninfo 2>/dev/null)" = "dmj:dmj 600 0" ] ||
+    fail "/etc/dmj/postgres.conninfo is not an empty dmj:dmj 600 file"
+for f in /etc/default/dmj /etc/default/dmj-sync /etc/logrotate.d/dmjd; do
+    grep -qxF "$f" /var/lib/dpkg/info/dmj.conffiles || fail "$f is not a conffile"
+done
+if command -v logrotate >/dev/null; then
+    logrotate -d /etc/logrotate.d/dmjd >"$TMP/logrotate.log" 2>&1 ||
+        fail "logrotate -d: $(cat "$TMP/logrotate.log")"
+fi
+grep -q 'kill --kill-whom=main --signal=HUP dmjd.service' /etc/logrotate.d/dmjd ||
+    fail "the logrotate file does not send dmjd SIGHUP"
+grep -qxF LogsDirectory=dmj "$UNIT" || fail "dmjd.service has no LogsDirectory"
+# no --db: /etc/default/dmj names the store
+as_dmj env -u DMJ_DB /usr/bin/dmj stats >"$TMP/stats.log" 2>&1 ||
+    fail "dmj stats without --db: $(cat "$TMP/stats.log")"
+grep -q '^300 jobs' "$TMP/stats.log" || fail "dmj stats without --db: $(head -3 "$TMP/stats.log")"
+version=$(sed -n 's/^project(dmj VERSION \([0-9.]*\).*/\1/p' "$SRC/CMakeLists.txt")
+/usr/bin/dmj --version | grep -q "^dmj $version" || fail "dmj --version: $(/usr/bin/dmj --version)"
+/usr/sbin/dmjd --version | grep -q "^dmjd $version" || fail "dmjd --version"
+ok_since_mark "dmj-sync.service, /etc/dmj/postgres.conninfo dmj 600, /etc/default/dmj, logrotate, --version"
+
+# A first key the documented way on a jobs-only store: the refusal's command works.
+rm -rf "$STATE/firstkey"
+as_dmj /usr/bin/dmj import --db "$STATE/firstkey" "$STATE/jobs.ndjson" >/dev/null 2>&1 ||
+    fail "jobs-only import"
+as_dmj /usr/bin/dmj keys create --db "$STATE/firstkey" --user 9 --scopes warehouse_view:read \
+    >"$TMP/key.out" 2>"$TMP/key.err" && fail "a key for a user the store lacks was made"
+cmd=$(sed -n 's/^  dmj keys create /keys create /p' "$TMP/key.err" | tr -d "'")
+# shellcheck disable=SC2086 # the printed command, split into its words
+FIRST_KEY=$(as_dmj /usr/bin/dmj $cmd 2>"$TMP/key2.err") || fail "the printed command: $cmd"
+case "$FIRST_KEY" in
+    phx_*) ok "a first key by the command keys create prints: $cmd" ;;
+    *) fail "no key from $cmd: $(cat "$TMP/key2.err")" ;;
+esac
 
 KEY=$(python3 -c 'import json, sys
 keys = json.load(open(sys.argv[1], encoding="utf-8"))["personal_api_keys"]
