@@ -59,6 +59,10 @@ static void test_hostile_client_options(void)
     CHECK_EQ_STR(o.auth_fail_limit, "30/minute");
     CHECK_EQ_INT(parse(&o, "--rate-limit-keys", "16", NULL), 0);
     CHECK_EQ_INT(o.rate_keys, 16);
+    CHECK_EQ_INT(parse(&o, NULL, NULL, NULL), 0);
+    CHECK_EQ_INT(o.max_connections_per_address, 0); /* no bound unless asked */
+    CHECK_EQ_INT(parse(&o, "--max-connections-per-address", "3", NULL), 0);
+    CHECK_EQ_INT(o.max_connections_per_address, 3);
 }
 
 static void test_refusals(void)
@@ -69,6 +73,7 @@ static void test_refusals(void)
         {"--trusted-proxy", "proxy"}, {"--trusted-proxy", "10.0.0"}, {"--rate-limit-keys", "0"},
         {"--threads", "0"},           {"--threads", "257"},          {"--events-keepalive", "0"},
         {"--tls-cert", "c.pem"},      {"--no-such-option", NULL},
+        {"--max-connections-per-address", "x"},
     };
     struct dmjd_options o;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
