@@ -1,4 +1,6 @@
 /* dmj get: one job by id, rendered as the API serves it. */
+#include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -10,17 +12,44 @@
 
 #include "dmj_tool.h"
 
-static const char usage_text[] = "usage: dmj get [--db DIR] ID\n";
+static const char usage_text[] = "usage: dmj get [--db DIR] [--posthog-api cursor|offset] ID\n";
 static const char help_text[] =
-    "Prints the job with this UUID (any team) as the API's retrieve renders it. Exit status 1\n"
-    "when there is no such job (or it is hidden).\n";
+    "Prints the job with this UUID (any team) as the API's retrieve renders it: with ten\n"
+    "fields (--posthog-api cursor, the default) or twelve (offset, PostHog's current API, as\n"
+    "dmjd --posthog-api offset serves it). Exit status 1 when there is no such job (or it is\n"
+    "hidden).\n";
 
 int dmj_cmd_get(int argc, char **argv)
 {
-    const char *db;
-    int status = dmj_tool_db_args(argc, argv, 1, usage_text, help_text, &db);
-    if (status >= 0)
-        return status;
+    static const struct option longopts[] = {
+        {"db", required_argument, NULL, 'd'},
+        {"posthog-api", required_argument, NULL, 'a'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *dir = NULL;
+    bool current = false;
+    int status, c;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'd':
+            dir = optarg;
+            break;
+        case 'a':
+            if (strcmp(optarg, "cursor") != 0 && strcmp(optarg, "offset") != 0)
+                return dmj_tool_usage(usage_text);
+            current = strcmp(optarg, "offset") == 0;
+            break;
+        case 'h':
+            printf("%s\n%s", usage_text, help_text);
+            return DMJ_TOOL_OK;
+        default:
+            return dmj_tool_usage(usage_text);
+        }
+    }
+    if (argc - optind != 1)
+        return dmj_tool_usage(usage_text);
+    const char *db = dmj_tool_db(dir);
     uint8_t id[16];
     if (dmj_uuid_parse(argv[argc - 1], strlen(argv[argc - 1]), id) != 0)
         return dmj_tool_fail("get", "not a UUID: %s", argv[argc - 1]);
@@ -42,7 +71,7 @@ int dmj_cmd_get(int argc, char **argv)
     struct dmj_job job;
     rc = dmj_read_job(r, id, &job);
     if (rc == 0)
-        rc = dmj_json_add_job(&out, &job);
+        rc = current ? dmj_json_add_job_current(&out, &job) : dmj_json_add_job(&out, &job);
     dmj_read_end(r);
     if (rc == DMJ_ENOTFOUND) {
         dmj_tool_fail("get", "no job %s", argv[argc - 1]);

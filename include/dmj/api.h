@@ -14,9 +14,16 @@
 #include "dmj/error.h"
 #include "dmj/store.h"
 
+/** Which generation of PostHog's API is served (spec/API.md section 10). */
+enum dmj_api_generation {
+    DMJ_API_CURSOR = 0, /**< cursor pagination, ten fields (the default) */
+    DMJ_API_OFFSET = 1, /**< limit/offset pagination with count, twelve fields */
+};
+
 /** Immutable after start-up; shared by every worker. */
 struct dmj_api_config {
-    unsigned max_limit; /**< largest page size; 0 = no maximum; default 1000 */
+    unsigned max_limit; /**< largest page size (cursor generation); 0 = no maximum; default 1000 */
+    enum dmj_api_generation generation; /**< zero: the cursor generation */
     /** Optional rate limiter (spec/API.md section 3, step 8), called once the key has passed
      * every permission check, with the key's stored hash. Returns 0 to let the request go
      * on, or the seconds to wait (the API answers 429 with Retry-After). Thread-safe. */
@@ -122,7 +129,9 @@ DMJ_MUST_CHECK int dmj_api_stream_render(struct dmj_api_worker *w,
                                          size_t soft_max);
 
 /** Appends the OpenAPI 3.0 document (JSON) of the served endpoints to `out`, as
- * `GET /api/schema/` serves it. -ENOMEM or DMJ_ETOOBIG. */
+ * `GET /api/schema/` serves it in the cursor generation. -ENOMEM or DMJ_ETOOBIG. */
 DMJ_MUST_CHECK int dmj_api_schema_render(struct dmj_buf *out);
+/** The same document for generation `g`. */
+DMJ_MUST_CHECK int dmj_api_schema_render_for(struct dmj_buf *out, enum dmj_api_generation g);
 
 #endif

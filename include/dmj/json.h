@@ -12,6 +12,9 @@
 DMJ_MUST_CHECK int dmj_json_add_string(struct dmj_buf *out, struct dmj_str s);
 /** Appends the served object of one job: the ten fields of section 2, in order, compact. */
 DMJ_MUST_CHECK int dmj_json_add_job(struct dmj_buf *out, const struct dmj_job *job);
+/** The same in PostHog's current generation (spec/API.md section 10): twelve fields, run_mode
+ * after status and updated_at after last_run_at. */
+DMJ_MUST_CHECK int dmj_json_add_job_current(struct dmj_buf *out, const struct dmj_job *job);
 /** Appends every field of the job as one NDJSON object (what `dmj export` writes and
  * `dmj import` takes back unchanged), without the newline. */
 DMJ_MUST_CHECK int dmj_json_add_job_full(struct dmj_buf *out, const struct dmj_job *job);

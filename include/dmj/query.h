@@ -51,6 +51,22 @@ DMJ_MUST_CHECK int dmj_query_find(const char *raw, size_t len, const char *name,
 DMJ_MUST_CHECK int dmj_query_redact(struct dmj_buf *out, const char *target, size_t len,
                                     const char *name, size_t keep);
 
+/** One parameter a link sets: `key` replaced by `value`, or removed when `value` is NULL
+ * (DRF's replace_query_param and remove_query_param). */
+struct dmj_query_set {
+    const char *key; /**< NUL-terminated */
+    const char *value;
+    size_t value_len;
+};
+#define DMJ_QUERY_SET_MAX 4 /**< parameters one link may set */
+
+/** dmj_query_build_link with every parameter of `set` replaced or removed (at most
+ * DMJ_QUERY_SET_MAX), the rest of the query rebuilt the same way. */
+DMJ_MUST_CHECK int dmj_query_build_link_set(struct dmj_buf *out, bool https, const char *host,
+                                            size_t host_len, const char *path, size_t path_len,
+                                            const struct dmj_query *query,
+                                            const struct dmj_query_set *set, unsigned n_set);
+
 /** Percent-decodes a path as Django does before routing (invalid UTF-8 replaced by U+FFFD). */
 DMJ_MUST_CHECK int dmj_query_decode_path(const char *raw, size_t len, struct dmj_buf *out);
 

@@ -529,7 +529,7 @@ static void schema(struct dmj__api_ctx *c)
         return;
     }
     dmj_buf_reset(&c->w->body);
-    int rc = dmj_api_schema_render(&c->w->body);
+    int rc = dmj_api_schema_render_for(&c->w->body, c->w->cfg.generation);
     if (rc != 0) {
         dmj__api_internal(c, rc);
         return;

@@ -1,6 +1,8 @@
 /* The four endpoints (list, retrieve, running, recent), OPTIONS metadata and /_health: each
  * runs its own checks and renders its 200 body into the worker's buffer. */
+#include <inttypes.h>
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "cursor.h"
@@ -157,6 +159,181 @@ static int add_link(struct dmj__api_ctx *c, const struct dmj_cursor *cur)
     return rc;
 }
 
+/* Whether the worker serves PostHog's current generation (spec/API.md section 10). */
+static bool current_api(const struct dmj__api_ctx *c)
+{
+    return c->w->cfg.generation == DMJ_API_OFFSET;
+}
+
+/* A job as the served generation renders it. */
+static int add_job(const struct dmj__api_ctx *c, struct dmj_buf *b, const struct dmj_job *job)
+{
+    return current_api(c) ? dmj_json_add_job_current(b, job) : dmj_json_add_job(b, job);
+}
+
+/* Whether a value of `p` (an integer by dmj_parse_int) has more digits than Python's int()
+ * takes: then it is not an integer at all. */
+static bool too_many_digits(const struct dmj_query_param *p)
+{
+    size_t digits = 0;
+    for (size_t i = 0; i < p->value_len; i++)
+        digits += p->value[i] >= '0' && p->value[i] <= '9';
+    return digits > PY_INT_MAX_DIGITS;
+}
+
+#define OFFSET_DEFAULT_LIMIT 10
+#define OFFSET_MAX_LIMIT 100
+/* Python's int() takes at most this many digits, and a link's offset has no more. */
+#define OFFSET_TEXT_MAX (PY_INT_MAX_DIGITS + 1)
+
+/* LimitOffsetPagination's get_limit: not a positive integer -> 10, above 100 -> 100. */
+static unsigned offset_limit(const struct dmj__api_ctx *c)
+{
+    const struct dmj_query_param *p = dmj_query_last(&c->w->query, "limit");
+    long long v;
+    bool overflow = false;
+
+    if (p == NULL || dmj_parse_int(p->value, p->value_len, &v, &overflow) != 0 ||
+        (overflow && too_many_digits(p)) || v <= 0)
+        return OFFSET_DEFAULT_LIMIT;
+    return v > OFFSET_MAX_LIMIT ? OFFSET_MAX_LIMIT : (unsigned)v;
+}
+
+/* An `offset` as Python holds it: a value that fits 63 bits, or past that its decimal digits
+ * (no sign, no '_', no leading zero). */
+struct offset {
+    uint64_t v; /* UINT64_MAX when big */
+    bool big;
+    char digits[OFFSET_TEXT_MAX + 1];
+    size_t n;
+};
+
+/* LimitOffsetPagination's get_offset: not an integer or negative -> 0. */
+static void offset_param(const struct dmj__api_ctx *c, struct offset *o)
+{
+    const struct dmj_query_param *p = dmj_query_last(&c->w->query, "offset");
+    long long v;
+    bool overflow = false;
+
+    o->v = 0;
+    o->big = false;
+    o->n = 0;
+    if (p == NULL || dmj_parse_int(p->value, p->value_len, &v, &overflow) != 0 || v <= 0 ||
+        (overflow && too_many_digits(p)))
+        return;
+    if (!overflow) {
+        o->v = (uint64_t)v;
+        return;
+    }
+    o->big = true;
+    o->v = UINT64_MAX;
+    for (size_t i = 0; i < p->value_len && o->n < OFFSET_TEXT_MAX; i++) {
+        char d = p->value[i];
+        if (d >= '0' && d <= '9' && (o->n > 0 || d != '0'))
+            o->digits[o->n++] = d;
+    }
+    o->digits[o->n] = '\0';
+}
+
+/* Decimal text of a big offset minus `k` (k < 10^9, the offset far above it). */
+static void offset_minus(struct offset *o, unsigned k)
+{
+    unsigned borrow = k;
+    for (size_t i = o->n; i-- > 0 && borrow != 0;) {
+        unsigned d = (unsigned)(o->digits[i] - '0');
+        unsigned sub = borrow % 10;
+        borrow /= 10;
+        if (d < sub) {
+            d += 10;
+            borrow++;
+        }
+        o->digits[i] = (char)('0' + d - sub);
+    }
+    size_t lead = 0;
+    while (lead + 1 < o->n && o->digits[lead] == '0')
+        lead++;
+    memmove(o->digits, o->digits + lead, o->n - lead + 1);
+    o->n -= lead;
+}
+
+/* Appends the JSON string of DRF's link with `limit` replaced and `offset` replaced by the
+ * text `off` (NULL: removed). */
+static int add_offset_link(struct dmj__api_ctx *c, unsigned limit, const char *off, size_t len)
+{
+    struct dmj_api_worker *w = c->w;
+    const struct dmj_str *host = &c->req->host;
+    char lim[16];
+    int n = snprintf(lim, sizeof lim, "%u", limit);
+    struct dmj_query_set set[2] = {{"limit", lim, (size_t)n}, {"offset", off, len}};
+
+    dmj_buf_reset(&w->scratch);
+    int rc = dmj_query_build_link_set(&w->scratch, dmj__api_https(c->req),
+                                      host->ptr ? host->ptr : "", host->ptr ? host->len : 0,
+                                      w->path.data ? w->path.data : "", w->path.len, &w->query,
+                                      set, 2);
+    if (rc == 0) {
+        struct dmj_str s = {w->scratch.data ? w->scratch.data : "", w->scratch.len};
+        rc = dmj_json_add_string(&w->body, s);
+    }
+    return rc;
+}
+
+/* The list in the current generation: LimitOffsetPagination over the filtered jobs. */
+static void serve_offset_list(struct dmj__api_ctx *c, struct dmj_page_params *params)
+{
+    struct dmj_api_worker *w = c->w;
+    struct offset offset;
+    struct offset *off = &offset;
+    uint64_t count = 0;
+    char num[24];
+    int rc;
+
+    params->limit = offset_limit(c);
+    offset_param(c, off);
+    dmj_buf_reset(&w->results);
+    rc = dmj_offset_page(w->read, params, off->v, &w->results, &count);
+    dmj_buf_reset(&w->body);
+    if (rc == 0)
+        rc = dmj_buf_printf(&w->body, "{\"count\":%" PRIu64 ",\"next\":", count);
+    /* next: null when offset + limit >= count */
+    if (rc == 0) {
+        if (!off->big && off->v + params->limit < count) {
+            int n = snprintf(num, sizeof num, "%" PRIu64, off->v + params->limit);
+            rc = add_offset_link(c, params->limit, num, (size_t)n);
+        } else {
+            rc = dmj_buf_adds(&w->body, "null");
+        }
+    }
+    if (rc == 0)
+        rc = dmj_buf_adds(&w->body, ",\"previous\":");
+    /* previous: null when offset <= 0; offset removed when offset - limit <= 0 */
+    if (rc == 0) {
+        if (off->v == 0) {
+            rc = dmj_buf_adds(&w->body, "null");
+        } else if (off->big) {
+            offset_minus(off, params->limit);
+            rc = add_offset_link(c, params->limit, off->digits, off->n);
+        } else if (off->v <= params->limit) {
+            rc = add_offset_link(c, params->limit, NULL, 0);
+        } else {
+            int n = snprintf(num, sizeof num, "%" PRIu64, off->v - params->limit);
+            rc = add_offset_link(c, params->limit, num, (size_t)n);
+        }
+    }
+    if (rc == 0)
+        rc = dmj_buf_adds(&w->body, ",\"results\":");
+    if (rc == 0)
+        rc = dmj_buf_add(&w->body, w->results.data ? w->results.data : "[]",
+                         w->results.data ? w->results.len : 2);
+    if (rc == 0)
+        rc = dmj_buf_addc(&w->body, '}');
+    if (rc != 0) {
+        dmj__api_internal(c, rc);
+        return;
+    }
+    ok(c);
+}
+
 static void serve_list(struct dmj__api_ctx *c)
 {
     struct dmj_api_worker *w = c->w;
@@ -176,6 +353,10 @@ static void serve_list(struct dmj__api_ctx *c)
         time_filter(c, "created_before", &params.has_created_before, &params.created_before_us) !=
             0)
         return;
+    if (current_api(c)) {
+        serve_offset_list(c, &params);
+        return;
+    }
     params.limit = page_limit(c);
     const struct dmj_query_param *cp = dmj_query_last(&w->query, "cursor");
     if (cp != NULL && cp->value_len > 0) {
@@ -235,7 +416,7 @@ static void serve_retrieve(struct dmj__api_ctx *c)
     }
     dmj_buf_reset(&w->body);
     if (rc == 0)
-        rc = dmj_json_add_job(&w->body, &job);
+        rc = add_job(c, &w->body, &job);
     if (rc != 0) {
         dmj__api_internal(c, rc);
         return;
@@ -244,7 +425,8 @@ static void serve_retrieve(struct dmj__api_ctx *c)
 }
 
 /* Appends `job` to an array being written into the body. */
-static int add_array_item(struct dmj_buf *b, const struct dmj_job *job, bool *first)
+static int add_array_item(const struct dmj__api_ctx *c, struct dmj_buf *b,
+                          const struct dmj_job *job, bool *first)
 {
     if (!*first) {
         int rc = dmj_buf_addc(b, ',');
@@ -252,7 +434,19 @@ static int add_array_item(struct dmj_buf *b, const struct dmj_job *job, bool *fi
             return rc;
     }
     *first = false;
-    return dmj_json_add_job(b, job);
+    return add_job(c, b, job);
+}
+
+/* What recent takes: workflow_id starting with "materialize", and in the current generation
+ * also with "execute-dag" (the Skipped row a DAG run writes for a model it skips). */
+static bool recent_candidate(const struct dmj__api_ctx *c, const struct dmj_job *job)
+{
+    static const char dag[] = "execute-dag";
+    const struct dmj_str wf = job->workflow_id;
+    if (dmj_job_materializes(job))
+        return true;
+    return current_api(c) && wf.ptr != NULL && wf.len >= sizeof dag - 1 &&
+           memcmp(wf.ptr, dag, sizeof dag - 1) == 0;
 }
 
 static void serve_running(struct dmj__api_ctx *c)
@@ -276,7 +470,7 @@ static void serve_running(struct dmj__api_ctx *c)
     while (rc == 0) {
         rc = dmj_walk_next(&walk, &job);
         if (rc == 0 && job.status == DMJ_STATUS_RUNNING && dmj_job_materializes(&job))
-            rc = add_array_item(&w->body, &job, &first);
+            rc = add_array_item(c, &w->body, &job, &first);
     }
     if (rc == DMJ_EEND)
         rc = dmj_buf_addc(&w->body, ']');
@@ -303,7 +497,7 @@ static int newest_finished(struct dmj__api_ctx *c, const uint8_t sq[16], struct 
     rc = dmj_walk_start(c->w->read, &spec, &walk);
     while (rc == 0) {
         rc = dmj_walk_next(&walk, out);
-        if (rc == 0 && out->status != DMJ_STATUS_RUNNING && dmj_job_materializes(out))
+        if (rc == 0 && out->status != DMJ_STATUS_RUNNING && recent_candidate(c, out))
             return 0;
     }
     return rc;
@@ -328,7 +522,7 @@ static void serve_recent(struct dmj__api_ctx *c)
         after = prev;
         rc = newest_finished(c, sq, &job);
         if (rc == 0)
-            rc = add_array_item(&w->body, &job, &first);
+            rc = add_array_item(c, &w->body, &job, &first);
         else if (rc == DMJ_EEND)
             rc = 0;
     }

@@ -95,6 +95,16 @@ static const struct schema_endpoint schema_endpoints[] = {
      REF("parameters", "LastEventIdQuery") "]"},
 };
 
+/* The current generation's list (spec/API.md section 10): limit/offset with count. */
+static const struct schema_endpoint schema_offset_list = {
+    "/data_modeling_jobs/", "", "_data_modeling_jobs_list",
+    "List the runs, newest first (limit/offset pagination).",
+    "\"description\":\"A page of runs.\",\"content\":{\"application/json\":{\"schema\":"
+    REF("schemas", "PaginatedDataModelingJobList") "}}",
+    "", ",\"parameters\":[" REF("parameters", "PageLimit") "," REF("parameters", "Offset") ","
+    REF("parameters", "SavedQueryId") "," REF("parameters", "Status") ","
+    REF("parameters", "CreatedAfter") "," REF("parameters", "CreatedBefore") "]"};
+
 /* The error answers every endpoint may give, after its 200. */
 static const char schema_errors[] =
     ",\"400\":" REF("responses", "BadRequest") ",\"401\":" REF("responses", "Unauthorized")
@@ -180,6 +190,9 @@ static const char *const schema_tail[] = {
     TIME_PARAM_TEXT "created_before.\",\"schema\":{\"type\":\"string\",\"format\":\"date-time\"},"
     "\"example\":\"2024-01-10T09:00:00Z\"},",
 
+    /* The offset generation's parameters (PARAMS_PIECE); none in the cursor generation. */
+    "",
+
     "\"Wait\":{\"name\":\"wait\",\"in\":\"query\",\"required\":false,"
     "\"description\":\"With an If-None-Match that matches the current answer's ETag, wait up "
     "to this many seconds for the answer to change (then 200 with the new answer), else 304. "
@@ -220,6 +233,55 @@ static const char *const schema_tail[] = {
     "\"security\":[{\"PersonalAPIKeyAuth\":[]},{\"PersonalAPIKeyQuery\":[]}],"
     "\"tags\":[{\"name\":\"environments\"},{\"name\":\"projects\"}]}",
 };
+
+/* The pieces of schema_tail that the offset generation replaces. */
+#define JOB_PIECE 0
+#define PAGE_PIECE 1
+#define PARAMS_PIECE 4
+
+static const char schema_offset_job[] =
+    "},\"components\":{\"schemas\":{\"DataModelingJob\":{\"type\":\"object\","
+    "\"description\":\"One run of a saved query (a data modeling job).\","
+    "\"additionalProperties\":false,\"required\":[\"id\",\"saved_query_id\",\"status\","
+    "\"run_mode\",\"rows_materialized\",\"error\",\"created_at\",\"last_run_at\","
+    "\"updated_at\",\"workflow_id\",\"workflow_run_id\",\"rows_expected\"],\"properties\":{"
+    "\"id\":{\"type\":\"string\",\"format\":\"uuid\",\"readOnly\":true},"
+    "\"saved_query_id\":{\"type\":\"string\",\"format\":\"uuid\",\"nullable\":true,"
+    "\"readOnly\":true},"
+    "\"status\":{\"type\":\"string\",\"readOnly\":true,\"enum\":[\"Running\",\"Completed\","
+    "\"Failed\",\"Cancelled\",\"Skipped\"]},"
+    "\"run_mode\":{\"type\":\"string\",\"nullable\":true,\"readOnly\":true,"
+    "\"description\":\"full_refresh or incremental, as stored.\"},"
+    "\"rows_materialized\":{\"type\":\"integer\",\"format\":\"int64\",\"readOnly\":true},"
+    "\"error\":{\"type\":\"string\",\"nullable\":true,\"readOnly\":true},"
+    "\"created_at\":{\"type\":\"string\",\"format\":\"date-time\",\"readOnly\":true},"
+    "\"last_run_at\":{\"type\":\"string\",\"format\":\"date-time\",\"nullable\":true,"
+    "\"readOnly\":true},"
+    "\"updated_at\":{\"type\":\"string\",\"format\":\"date-time\",\"nullable\":true,"
+    "\"readOnly\":true},"
+    "\"workflow_id\":{\"type\":\"string\",\"nullable\":true,\"readOnly\":true},"
+    "\"workflow_run_id\":{\"type\":\"string\",\"nullable\":true,\"readOnly\":true},"
+    "\"rows_expected\":{\"type\":\"integer\",\"format\":\"int64\",\"nullable\":true,"
+    "\"readOnly\":true}}},";
+
+static const char schema_offset_page[] =
+    "\"PaginatedDataModelingJobList\":{\"type\":\"object\",\"additionalProperties\":false,"
+    "\"required\":[\"count\",\"next\",\"previous\",\"results\"],\"properties\":{"
+    "\"count\":{\"type\":\"integer\",\"example\":123,\"description\":\"The runs that match "
+    "(every page).\"},"
+    "\"next\":{\"type\":\"string\",\"format\":\"uri\",\"nullable\":true,"
+    "\"example\":\"http://api.example.org/accounts/?limit=100&offset=400\"},"
+    "\"previous\":{\"type\":\"string\",\"format\":\"uri\",\"nullable\":true,"
+    "\"example\":\"http://api.example.org/accounts/?limit=100&offset=200\"},"
+    "\"results\":" JOB_ARRAY "}},";
+
+static const char schema_offset_params[] =
+    "\"PageLimit\":{\"name\":\"limit\",\"in\":\"query\",\"required\":false,"
+    "\"description\":\"Number of results to return per page (default 10, at most 100).\","
+    "\"schema\":{\"type\":\"integer\"}},"
+    "\"Offset\":{\"name\":\"offset\",\"in\":\"query\",\"required\":false,"
+    "\"description\":\"The initial index from which to return the results (default 0).\","
+    "\"schema\":{\"type\":\"integer\"}},";
 
 /* clang-format on */
 
@@ -338,20 +400,32 @@ static int schema_path_item(struct schema_writer *w, const struct schema_prefix 
     return 0;
 }
 
-static int schema_write(struct schema_writer *w)
+static int schema_write(struct schema_writer *w, enum dmj_api_generation g)
 {
     const size_t np = sizeof schema_prefixes / sizeof schema_prefixes[0];
     const size_t ne = sizeof schema_endpoints / sizeof schema_endpoints[0];
+    const bool offset = g == DMJ_API_OFFSET;
     int rc = schema_put(w, schema_head);
 
     for (size_t i = 0; rc == 0 && i < np * ne; i++) {
+        const struct schema_endpoint *e = &schema_endpoints[i % ne];
+        if (offset && i % ne == 0)
+            e = &schema_offset_list;
         if (i > 0)
             rc = schema_put(w, ",");
         if (rc == 0)
-            rc = schema_path_item(w, &schema_prefixes[i / ne], &schema_endpoints[i % ne]);
+            rc = schema_path_item(w, &schema_prefixes[i / ne], e);
     }
-    for (size_t i = 0; rc == 0 && i < sizeof schema_tail / sizeof schema_tail[0]; i++)
-        rc = schema_put(w, schema_tail[i]);
+    for (size_t i = 0; rc == 0 && i < sizeof schema_tail / sizeof schema_tail[0]; i++) {
+        const char *piece = schema_tail[i];
+        if (offset && i == JOB_PIECE)
+            piece = schema_offset_job;
+        else if (offset && i == PAGE_PIECE)
+            piece = schema_offset_page;
+        else if (offset && i == PARAMS_PIECE)
+            piece = schema_offset_params;
+        rc = schema_put(w, piece);
+    }
     if (rc == 0 && (w->depth != 0 || w->in_string || w->pending))
         rc = DMJ_EINVAL;
     return rc != 0 ? rc : dmj_buf_addc(w->out, '\n');
@@ -359,9 +433,14 @@ static int schema_write(struct schema_writer *w)
 
 int dmj_api_schema_render(struct dmj_buf *out)
 {
+    return dmj_api_schema_render_for(out, DMJ_API_CURSOR);
+}
+
+int dmj_api_schema_render_for(struct dmj_buf *out, enum dmj_api_generation g)
+{
     struct schema_writer w = {.out = out};
     size_t start = out->len;
-    int rc = schema_write(&w);
+    int rc = schema_write(&w, g);
 
     /* A failure leaves `out` as it was, not with half a document. */
     if (rc != 0 && out->data) {

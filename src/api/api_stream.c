@@ -185,7 +185,8 @@ static int add_status(struct dmj_buf *out, enum dmj_status s)
 
 /* One event: id, event and one line of JSON data; the job as retrieve renders it now (null
  * once deleted, or when it is gone or in another team now). */
-static int add_event(struct dmj_read *read, struct dmj_buf *out, const struct dmj_change *ch)
+static int add_event(struct dmj_read *read, struct dmj_buf *out, const struct dmj_change *ch,
+                     bool current)
 {
     char id[DMJ_UUID_TEXT_LEN + 1], at[DMJ_TIME_TEXT_MAX];
     const char *kind = kind_name(ch->kind);
@@ -215,7 +216,7 @@ static int add_event(struct dmj_read *read, struct dmj_buf *out, const struct dm
     if (found == 0 && job.team_id != ch->team_id)
         found = DMJ_ENOTFOUND;
     if (found == 0)
-        rc = dmj_json_add_job(out, &job);
+        rc = current ? dmj_json_add_job_current(out, &job) : dmj_json_add_job(out, &job);
     else if (found == DMJ_ENOTFOUND)
         rc = dmj_buf_adds(out, "null");
     else
@@ -227,7 +228,7 @@ static int add_event(struct dmj_read *read, struct dmj_buf *out, const struct dm
 
 /* Appends what `st` owes (a reset, then changes in seq order) until `soft_max`. */
 static int render_changes(struct dmj_read *read, struct dmj_api_stream *st, struct dmj_buf *out,
-                          size_t soft_max)
+                          size_t soft_max, bool current)
 {
     int rc;
 
@@ -249,7 +250,7 @@ static int render_changes(struct dmj_read *read, struct dmj_api_stream *st, stru
         if (rc != 0)
             return rc;
         size_t mark = out->len;
-        rc = add_event(read, out, &ch);
+        rc = add_event(read, out, &ch, current);
         if (rc != 0) {
             /* No half event: the stream's framing stays whole. */
             out->len = mark;
@@ -276,7 +277,7 @@ int dmj_api_stream_render(struct dmj_api_worker *w, const struct dmj_api_request
     int rc = -EACCES;
     /* The same team as when it opened (an @current that moves ends the stream). */
     if (c.events && c.method == DMJ__API_GET && c.team.id == st->team_id)
-        rc = render_changes(w->read, st, out, soft_max);
+        rc = render_changes(w->read, st, out, soft_max, w->cfg.generation == DMJ_API_OFFSET);
     dmj_read_end(w->read);
     return rc;
 }

@@ -64,4 +64,11 @@ struct dmj_page_links {
 DMJ_MUST_CHECK int dmj_cursor_page(struct dmj_read *r, const struct dmj_page_params *p,
                                    struct dmj_buf *results, struct dmj_page_links *links);
 
+/** DRF's LimitOffsetPagination over the same filtered rows in list order (spec/API.md
+ * section 10): appends the `limit` jobs (twelve fields) from position `offset` as a JSON
+ * array to `results` ("[]" past the end) and sets `count` to the number of matching jobs.
+ * `p->cursor` is not read. Costs a walk of every matching row. */
+DMJ_MUST_CHECK int dmj_offset_page(struct dmj_read *r, const struct dmj_page_params *p,
+                                   uint64_t offset, struct dmj_buf *results, uint64_t *count);
+
 #endif

@@ -486,3 +486,43 @@ int dmj_cursor_page(struct dmj_read *r, const struct dmj_page_params *p, struct 
     previous_link(&s, links);
     return 0;
 }
+
+int dmj_offset_page(struct dmj_read *r, const struct dmj_page_params *p, uint64_t offset,
+                    struct dmj_buf *results, uint64_t *count)
+{
+    static const struct dmj_cursor none; /* forward from the newest: list order */
+    uint64_t limit = p->limit ? p->limit : 1;
+    size_t before = results->len;
+    struct source src;
+    struct dmj_job job;
+    uint64_t n = 0;
+    int rc;
+
+    rc = source_start(r, p, &none, &src);
+    if (!rc)
+        rc = dmj_buf_addc(results, '[');
+    /* The count is the walk's length: every matching row is read once, and only the rows at
+     * offset .. offset + limit - 1 are rendered. */
+    while (!rc) {
+        rc = source_next(&src, &job);
+        if (rc)
+            break;
+        if (n >= offset && n - offset < limit) {
+            if (n > offset)
+                rc = dmj_buf_addc(results, ',');
+            if (!rc)
+                rc = dmj_json_add_job_current(results, &job);
+        }
+        n++;
+    }
+    if (rc == DMJ_EEND)
+        rc = dmj_buf_addc(results, ']');
+    if (rc) {
+        results->len = before;
+        if (results->data)
+            results->data[before] = '\0';
+        return rc;
+    }
+    *count = n;
+    return 0;
+}

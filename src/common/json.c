@@ -281,8 +281,9 @@ static int add_member(struct dmj_buf *out, const char *key, struct dmj_str value
     return rc ? rc : dmj_json_add_string(out, value);
 }
 
-/* The ten served fields, without the closing brace. */
-static int add_job_fields(struct dmj_buf *out, const struct dmj_job *job)
+/* The served fields (ten, or twelve for the current generation: run_mode after status,
+ * updated_at after last_run_at), without the closing brace. */
+static int add_job_fields(struct dmj_buf *out, const struct dmj_job *job, bool current)
 {
     char seg[SEG_MAX], *p = seg;
     int rc;
@@ -293,7 +294,16 @@ static int add_job_fields(struct dmj_buf *out, const struct dmj_job *job)
     p = job->has_saved_query_id ? put_uuid(p, job->saved_query_id) : put_lit(p, "null");
     p = put_lit(p, ",\"status\":\"");
     p = put_lit(p, dmj_status_name(job->status));
-    p = put_lit(p, "\",\"rows_materialized\":");
+    p = put_lit(p, "\"");
+    if (current) {
+        rc = flush(out, seg, p);
+        if (!rc)
+            rc = add_member(out, ",\"run_mode\":", job->run_mode);
+        if (rc)
+            return rc;
+        p = seg;
+    }
+    p = put_lit(p, ",\"rows_materialized\":");
     p = put_int(p, job->rows_materialized);
     p = put_lit(p, ",\"error\":");
     rc = flush(out, seg, p);
@@ -306,6 +316,10 @@ static int add_job_fields(struct dmj_buf *out, const struct dmj_job *job)
     p = put_time(p, job->created_at);
     p = put_lit(p, ",\"last_run_at\":");
     p = job->has_last_run_at ? put_time(p, job->last_run_at) : put_lit(p, "null");
+    if (current) {
+        p = put_lit(p, ",\"updated_at\":");
+        p = job->has_updated_at ? put_time(p, job->updated_at) : put_lit(p, "null");
+    }
     p = put_lit(p, ",\"workflow_id\":");
     rc = flush(out, seg, p);
     if (!rc)
@@ -367,15 +381,16 @@ static char *put_measured(char *p, const struct measured *m)
  * renders a hundred of these per request, and the piecewise appends of add_job_fields cost
  * about as much as the text itself. DMJ_ETOOBIG when the reservation, which can exceed
  * the exact size, does not fit: the caller then goes the exact way. */
-static int add_job_direct(struct dmj_buf *out, const struct dmj_job *job)
+static int add_job_direct(struct dmj_buf *out, const struct dmj_job *job, bool current)
 {
-    struct measured error, workflow_id, workflow_run_id;
+    struct measured error, workflow_id, workflow_run_id, run_mode;
     const char *status = dmj_status_name(job->status);
     measure(&error, job->error);
     measure(&workflow_id, job->workflow_id);
     measure(&workflow_run_id, job->workflow_run_id);
+    measure(&run_mode, current ? job->run_mode : (struct dmj_str){NULL, 0});
     int rc = dmj_buf_reserve(out, JOB_FIXED_MAX + strlen(status) + error.room + workflow_id.room +
-                                      workflow_run_id.room);
+                                      workflow_run_id.room + run_mode.room);
     if (rc)
         return rc;
 
@@ -386,7 +401,12 @@ static int add_job_direct(struct dmj_buf *out, const struct dmj_job *job)
     p = job->has_saved_query_id ? put_uuid(p, job->saved_query_id) : put_lit(p, "null");
     p = put_lit(p, ",\"status\":\"");
     p = put_lit(p, status);
-    p = put_lit(p, "\",\"rows_materialized\":");
+    p = put_lit(p, "\"");
+    if (current) {
+        p = put_lit(p, ",\"run_mode\":");
+        p = put_measured(p, &run_mode);
+    }
+    p = put_lit(p, ",\"rows_materialized\":");
     p = put_int(p, job->rows_materialized);
     p = put_lit(p, ",\"error\":");
     p = put_measured(p, &error);
@@ -394,6 +414,10 @@ static int add_job_direct(struct dmj_buf *out, const struct dmj_job *job)
     p = put_time(p, job->created_at);
     p = put_lit(p, ",\"last_run_at\":");
     p = job->has_last_run_at ? put_time(p, job->last_run_at) : put_lit(p, "null");
+    if (current) {
+        p = put_lit(p, ",\"updated_at\":");
+        p = job->has_updated_at ? put_time(p, job->updated_at) : put_lit(p, "null");
+    }
     p = put_lit(p, ",\"workflow_id\":");
     p = put_measured(p, &workflow_id);
     p = put_lit(p, ",\"workflow_run_id\":");
@@ -406,18 +430,28 @@ static int add_job_direct(struct dmj_buf *out, const struct dmj_job *job)
     return 0;
 }
 
-int dmj_json_add_job(struct dmj_buf *out, const struct dmj_job *job)
+static int add_job(struct dmj_buf *out, const struct dmj_job *job, bool current)
 {
-    int rc = add_job_direct(out, job);
+    int rc = add_job_direct(out, job, current);
     if (rc != DMJ_ETOOBIG)
         return rc;
     /* Close to the buffer's maximum: piece by piece, so that an object that fits exactly
      * is still written, as it always was. */
     size_t start = out->len;
-    rc = add_job_fields(out, job);
+    rc = add_job_fields(out, job, current);
     if (!rc)
         rc = dmj_buf_add(out, "}", 1);
     return rollback(out, start, rc);
+}
+
+int dmj_json_add_job(struct dmj_buf *out, const struct dmj_job *job)
+{
+    return add_job(out, job, false);
+}
+
+int dmj_json_add_job_current(struct dmj_buf *out, const struct dmj_job *job)
+{
+    return add_job(out, job, true);
 }
 
 static int add_job_rest(struct dmj_buf *out, const struct dmj_job *job)
@@ -452,7 +486,7 @@ static int add_job_rest(struct dmj_buf *out, const struct dmj_job *job)
 int dmj_json_add_job_full(struct dmj_buf *out, const struct dmj_job *job)
 {
     size_t start = out->len;
-    int rc = add_job_fields(out, job);
+    int rc = add_job_fields(out, job, false);
     if (!rc)
         rc = add_job_rest(out, job);
     return rollback(out, start, rc);

@@ -519,20 +519,32 @@ static void sort_items(const struct link_item *it, unsigned n, uint16_t *ord, ui
         memcpy(ord, src, n * sizeof *ord);
 }
 
+static bool is_set(const struct dmj_query_set *set, unsigned n, const char *key, size_t len)
+{
+    for (unsigned i = 0; i < n; i++)
+        if (strlen(set[i].key) == len && memcmp(set[i].key, key, len) == 0)
+            return true;
+    return false;
+}
+
 static int add_link(struct dmj_buf *out, bool https, const char *host, size_t host_len,
                     const char *path, size_t path_len, const struct dmj_query *query,
-                    const char *cursor_value, size_t cursor_len)
+                    const struct dmj_query_set *set, unsigned n_set)
 {
-    struct link_item items[DMJ_QUERY_MAX_PARAMS + 1];
+    struct link_item items[DMJ_QUERY_MAX_PARAMS + DMJ_QUERY_SET_MAX];
     unsigned n = 0;
     for (unsigned i = 0; i < query->n; i++) {
         const struct dmj_query_param *p = &query->params[i];
-        if (p->key_len == 6 && memcmp(p->key, "cursor", 6) == 0)
+        if (is_set(set, n_set, p->key, p->key_len))
             continue;
         items[n++] = (struct link_item){p->key, p->key_len, p->value, p->value_len};
     }
-    items[n++] = (struct link_item){"cursor", 6, cursor_value, cursor_len};
-    uint16_t ord[DMJ_QUERY_MAX_PARAMS + 1], tmp[DMJ_QUERY_MAX_PARAMS + 1];
+    for (unsigned i = 0; i < n_set; i++)
+        if (set[i].value != NULL)
+            items[n++] = (struct link_item){set[i].key, strlen(set[i].key), set[i].value,
+                                            set[i].value_len};
+    uint16_t ord[DMJ_QUERY_MAX_PARAMS + DMJ_QUERY_SET_MAX];
+    uint16_t tmp[DMJ_QUERY_MAX_PARAMS + DMJ_QUERY_SET_MAX];
     sort_items(items, n, ord, tmp);
 
     int rc = dmj_buf_adds(out, https ? "https://" : "http://");
@@ -553,13 +565,15 @@ static int add_link(struct dmj_buf *out, bool https, const char *host, size_t ho
     return rc;
 }
 
-int dmj_query_build_link(struct dmj_buf *out, bool https, const char *host, size_t host_len,
-                         const char *path, size_t path_len, const struct dmj_query *query,
-                         const char *cursor_value, size_t cursor_len)
+int dmj_query_build_link_set(struct dmj_buf *out, bool https, const char *host, size_t host_len,
+                             const char *path, size_t path_len, const struct dmj_query *query,
+                             const struct dmj_query_set *set, unsigned n_set)
 {
     size_t before = out->len;
     int rc;
     const struct dmj_buf *st = &query->storage;
+    if (n_set > DMJ_QUERY_SET_MAX)
+        return DMJ_EINVAL;
     if (st->len > 0 && st->data[0] == TAG_RAW) {
         /* The link reads the raw query as Latin-1 where request.GET read UTF-8. */
         size_t raw_len;
@@ -574,17 +588,25 @@ int dmj_query_build_link(struct dmj_buf *out, bool https, const char *host, size
         if (!rc)
             rc = parse_fields(lq, raw, raw_len, HIGH_LATIN1);
         if (!rc)
-            rc = add_link(out, https, host, host_len, path, path_len, lq, cursor_value, cursor_len);
+            rc = add_link(out, https, host, host_len, path, path_len, lq, set, n_set);
         dmj_query_dispose(lq);
         free(lq);
     } else {
-        rc = add_link(out, https, host, host_len, path, path_len, query, cursor_value, cursor_len);
+        rc = add_link(out, https, host, host_len, path, path_len, query, set, n_set);
     }
     if (rc && out->data) {
         out->len = before;
         out->data[before] = '\0';
     }
     return rc;
+}
+
+int dmj_query_build_link(struct dmj_buf *out, bool https, const char *host, size_t host_len,
+                         const char *path, size_t path_len, const struct dmj_query *query,
+                         const char *cursor_value, size_t cursor_len)
+{
+    struct dmj_query_set set = {"cursor", cursor_value, cursor_len};
+    return dmj_query_build_link_set(out, https, host, host_len, path, path_len, query, &set, 1);
 }
 
 /* ---- integers ------------------------------------------------------------------------- */

@@ -335,6 +335,7 @@ int main(int argc, char **argv)
             srv.n_trusted_proxies++;
     }
     srv.api.max_limit = o.max_limit;
+    srv.api.generation = o.offset_api ? DMJ_API_OFFSET : DMJ_API_CURSOR;
     srv.keepalive_us = (uint64_t)o.events_keepalive * 1000000u;
     if (dmjd_slots_new(o.streams_per_key, o.max_held, STREAM_TABLE_KEYS, &srv.slots) != 0) {
         fprintf(stderr, "dmjd: out of memory\n");

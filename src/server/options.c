@@ -24,7 +24,7 @@ static void usage(FILE *f)
             "            [--header-timeout S] [--metrics-on-api] [--rate-limit-keys N]\n"
             "            [--auth-fail-limit R] [--trusted-proxy ADDR]...\n"
             "            [--max-connections-per-address N] [--reuse-port]\n"
-            "            [--access-log-metrics] [--version]\n"
+            "            [--access-log-metrics] [--posthog-api cursor|offset] [--version]\n"
             "\n"
             "Serves PostHog's data-modeling-jobs API from a dmj store (read-only).\n"
             "\n"
@@ -35,7 +35,11 @@ static void usage(FILE *f)
             "  --threads N        worker threads (default: the number of online cores)\n"
             "  --tls-cert FILE    PEM certificate chain; TLS with ALPN h2 and http/1.1\n"
             "  --tls-key FILE     PEM private key\n"
-            "  --max-limit N      largest page size (default %d; 0 = no maximum)\n"
+            "  --max-limit N      largest page size (default %d; 0 = no maximum); cursor API\n"
+            "  --posthog-api cursor|offset\n"
+            "                     PostHog's API generation served: cursor pagination and ten\n"
+            "                     fields (default), or its current one: limit/offset pages\n"
+            "                     with count, twelve fields\n"
             "  --rate-limit R     per-key limits, e.g. 480/minute,4800/hour (default: none)\n"
             "  --rate-limit-keys N\n"
             "                     keys the limiter tracks at once (default %d); a new key\n"
@@ -136,6 +140,7 @@ int dmjd_options_parse(int argc, char **argv, struct dmjd_options *o)
         O_VERSION,
         O_REUSE_PORT,
         O_LOG_METRICS,
+        O_POSTHOG_API,
     };
     static const struct option longopts[] = {
         {"db", required_argument, NULL, O_DB},
@@ -163,6 +168,7 @@ int dmjd_options_parse(int argc, char **argv, struct dmjd_options *o)
         {"version", no_argument, NULL, O_VERSION},
         {"reuse-port", no_argument, NULL, O_REUSE_PORT},
         {"access-log-metrics", no_argument, NULL, O_LOG_METRICS},
+        {"posthog-api", required_argument, NULL, O_POSTHOG_API},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -312,6 +318,13 @@ int dmjd_options_parse(int argc, char **argv, struct dmjd_options *o)
             break;
         case O_LOG_METRICS:
             o->access_log_metrics = true;
+            break;
+        case O_POSTHOG_API:
+            if (strcmp(optarg, "cursor") != 0 && strcmp(optarg, "offset") != 0) {
+                fprintf(stderr, "dmjd: --posthog-api takes cursor or offset\n");
+                return 2;
+            }
+            o->offset_api = strcmp(optarg, "offset") == 0;
             break;
         case 'h':
             usage(stdout);

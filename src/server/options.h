@@ -51,6 +51,7 @@ struct dmjd_options {
     bool metrics_on_api;
     bool reuse_port;         /**< --reuse-port: SO_REUSEPORT on every listener */
     bool access_log_metrics; /**< --access-log-metrics: log the metrics listener's requests */
+    bool offset_api;         /**< --posthog-api offset: PostHog's current API generation */
 };
 
 /** Parses argv into `o` (defaults first, $DMJ_DB for --db). Returns 0; 1 when --help or

@@ -236,6 +236,55 @@ static void test_job_bounds(void)
     dmj_buf_dispose(&full);
 }
 
+/* PostHog's current generation: run_mode after status, updated_at after last_run_at; the
+ * same text whether written at once or piece by piece near the buffer's maximum. */
+static void test_job_current(void)
+{
+    static const char want_null[] =
+        "{\"id\":\"3f6e1d72-e722-4f67-833c-041d2db8f970\",\"saved_query_id\":\"2cdc4133-f1f9-"
+        "41c0-acb4-2ee1a7741fba\",\"status\":\"Completed\",\"run_mode\":null,"
+        "\"rows_materialized\":1288533,\"error\":null,\"created_at\":\"2024-01-30T23:36:02."
+        "661258Z\",\"last_run_at\":\"2024-01-31T00:28:11.453198Z\",\"updated_at\":null,"
+        "\"workflow_id\":\"materialize-view-2cdc4133-f1f9-41c0-acb4-2ee1a7741fba-2024-01-30T23:"
+        "36:02.661258Z\",\"workflow_run_id\":\"7ce5d0bf-acd8-47e3-ac72-f836da90f077\","
+        "\"rows_expected\":1328935}";
+    struct dmj_buf b;
+    struct dmj_job j;
+    dmj_buf_init(&b, 1 << 16);
+    sample_job(&j);
+    CHECK_EQ_INT(dmj_json_add_job_current(&b, &j), 0);
+    CHECK_EQ_STR(b.data, want_null);
+
+    j.run_mode = S("incr\"emental");
+    j.has_updated_at = true;
+    j.updated_at = when("2024-02-01T00:00:00Z");
+    dmj_buf_reset(&b);
+    CHECK_EQ_INT(dmj_json_add_job_current(&b, &j), 0);
+    CHECK(strstr(b.data, "\"status\":\"Completed\",\"run_mode\":\"incr\\\"emental\","
+                         "\"rows_materialized\":") != NULL);
+    CHECK(strstr(b.data, "\"last_run_at\":\"2024-01-31T00:28:11.453198Z\",\"updated_at\":"
+                         "\"2024-02-01T00:00:00Z\",\"workflow_id\":") != NULL);
+    unsigned failures = 0;
+    for (size_t max = 2; max < b.len + 4; max++) {
+        struct dmj_buf small;
+        dmj_buf_init(&small, max);
+        int rc = dmj_buf_adds(&small, "[,");
+        if (!rc)
+            rc = dmj_json_add_job_current(&small, &j);
+        int ok = max >= b.len + 2
+                     ? rc == 0 && strcmp(small.data + 2, b.data) == 0
+                     : rc == DMJ_ETOOBIG && small.len == 2 && strcmp(small.data, "[,") == 0;
+        failures += !ok;
+        dmj_buf_dispose(&small);
+    }
+    CHECK_EQ_INT(failures, 0);
+    /* The cursor generation's text is unchanged by the stored run_mode and updated_at. */
+    dmj_buf_reset(&b);
+    CHECK_EQ_INT(dmj_json_add_job(&b, &j), 0);
+    CHECK_EQ_STR(b.data, SAMPLE_FIELDS "}");
+    dmj_buf_dispose(&b);
+}
+
 static void test_job_full(void)
 {
     struct dmj_buf b;
@@ -409,6 +458,7 @@ int main(void)
     test_bounds();
     test_job();
     test_job_bounds();
+    test_job_current();
     test_job_full();
     test_doubles();
     test_error();

@@ -265,6 +265,18 @@ static void test_links(void)
     CHECK_EQ_INT(small.len, 1);
     CHECK_EQ_STR(small.data, "x");
     dmj_buf_dispose(&small);
+    /* DRF's replace_query_param and remove_query_param (the offset generation's links):
+     * every value of a set key goes, the others keep their order, keys sorted. */
+    CHECK_EQ_INT(dmj_query_parse(&q, "offset=3&z=1&limit=x&a=%C3%A9&offset=4&b&limit=9", 48), 0);
+    struct dmj_query_set set[2] = {{"limit", "10", 2}, {"offset", "13", 2}};
+    dmj_buf_reset(&out);
+    CHECK_EQ_INT(dmj_query_build_link_set(&out, false, "h", 1, "/p/", 3, &q, set, 2), 0);
+    CHECK_EQ_STR(out.data, "http://h/p/?a=%C3%A9&b=&limit=10&offset=13&z=1");
+    set[1].value = NULL;
+    dmj_buf_reset(&out);
+    CHECK_EQ_INT(dmj_query_build_link_set(&out, false, "h", 1, "/p/", 3, &q, set, 2), 0);
+    CHECK_EQ_STR(out.data, "http://h/p/?a=%C3%A9&b=&limit=10&z=1");
+    CHECK_EQ_INT(dmj_query_build_link_set(&out, false, "h", 1, "/", 1, &q, set, 5), DMJ_EINVAL);
     dmj_buf_dispose(&out);
     dmj_buf_dispose(&path);
     dmj_query_dispose(&q);

@@ -63,6 +63,12 @@ static void test_hostile_client_options(void)
     CHECK_EQ_INT(o.max_connections_per_address, 0); /* no bound unless asked */
     CHECK_EQ_INT(parse(&o, "--max-connections-per-address", "3", NULL), 0);
     CHECK_EQ_INT(o.max_connections_per_address, 3);
+    CHECK_EQ_INT(parse(&o, NULL, NULL, NULL), 0);
+    CHECK(!o.offset_api); /* the cursor generation unless asked */
+    CHECK_EQ_INT(parse(&o, "--posthog-api", "offset", NULL), 0);
+    CHECK(o.offset_api);
+    CHECK_EQ_INT(parse(&o, "--posthog-api", "cursor", NULL), 0);
+    CHECK(!o.offset_api);
 }
 
 static void test_refusals(void)
@@ -73,7 +79,8 @@ static void test_refusals(void)
         {"--trusted-proxy", "proxy"}, {"--trusted-proxy", "10.0.0"}, {"--rate-limit-keys", "0"},
         {"--threads", "0"},           {"--threads", "257"},          {"--events-keepalive", "0"},
         {"--tls-cert", "c.pem"},      {"--no-such-option", NULL},
-        {"--max-connections-per-address", "x"},
+        {"--max-connections-per-address", "x"}, {"--posthog-api", "Offset"},
+        {"--posthog-api", ""},
     };
     struct dmjd_options o;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
