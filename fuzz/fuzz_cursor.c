@@ -1,7 +1,7 @@
 /* Fuzz target: arbitrary bytes as the `cursor` value. dmj_cursor_decode must decide as DRF
  * 3.14's CursorPagination.decode_cursor does (restated below from Debian's
  * /usr/lib/python3/dist-packages/rest_framework/pagination.py and the CPython 3.11 calls it
- * makes, apart from src/api/cursor.c), with spec/API.md's two differences: the same
+ * makes, apart from src/api/cursor.c), with the two differences docs/api.md states: the same
  * verdict, offset, reverse flag and position. Whatever decodes must also encode to pure
  * base64 that decodes to the same cursor. */
 #include <stdbool.h>
@@ -30,7 +30,7 @@ static int b64_char(unsigned char c)
  *   offset = _positive_int(tokens.get('o', ['0'])[0], cutoff=1000)   # int(); < 0 is an error
  *   reverse = bool(int(tokens.get('r', ['0'])[0]))
  *   position = tokens.get('p', [None])[0]
- * and any TypeError or ValueError is 404 Invalid cursor. dmj differs as spec/API.md says:
+ * and any TypeError or ValueError is 404 Invalid cursor. dmj differs as docs/api.md says:
  * int() reads ASCII only (section 9.8, section 0's Integer), and a position must be a
  * timestamp of section 0 (section 9.3: PostHog fails with a 500 later instead). */
 

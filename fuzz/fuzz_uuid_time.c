@@ -1,5 +1,5 @@
 /* Fuzz target: the UUID and timestamp parsers and the JSON string escaper. Each parser must
- * accept exactly what the grammar accepts (spec/API.md section 0 for UUIDs and cursor
+ * accept exactly what the grammar accepts (docs/api.md's grammar for UUIDs and cursor
  * positions, include/dmj/time.h for the import's timestamps; grammar.h reads them on its own,
  * with the spec's regular expressions and Python's calendar) with the same value, and what
  * the printers write must read back. */

@@ -1,4 +1,4 @@
-/* The fuzz oracles' own reading of spec/API.md section 0 (timestamps, UUIDs) and of the
+/* The fuzz oracles' own reading of docs/api.md's grammar (timestamps, UUIDs) and of the
  * import's timestamp form (include/dmj/time.h), written apart from src/common: the grammars are
  * the spec's regular expressions run by the C library's POSIX regex engine, the calendar is
  * Python's datetime rules (proleptic Gregorian, ordinal days as date.toordinal counts them),

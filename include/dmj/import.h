@@ -1,4 +1,4 @@
-/** The import parser: NDJSON, JSON arrays, API pages and fixtures documents (spec/IMPORT.md),
+/** The import parser: NDJSON, JSON arrays, API pages and fixtures documents (docs/import.md),
  * optionally gzip-compressed or in PostgreSQL COPY text escaping, turned into records.
  *
  * A streaming SAX parser (yajl): bytes go in through dmj_import_feed in chunks of any size,

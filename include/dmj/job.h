@@ -1,4 +1,4 @@
-/** The data modeling job record: every field of spec/IMPORT.md. */
+/** The data modeling job record: every field of docs/import.md. */
 #ifndef DMJ_JOB_H
 #define DMJ_JOB_H
 

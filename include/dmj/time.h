@@ -9,10 +9,10 @@
 
 #define DMJ_TIME_TEXT_MAX 40 /**< room for either printed form plus NUL */
 
-/** Import forms (spec/IMPORT.md): ISO 8601 with 'T' or ' ', optional 1-6 digit fraction,
+/** Import forms (docs/import.md): ISO 8601 with 'T' or ' ', optional 1-6 digit fraction,
  * 'Z', '±HH', '±HHMM' or '±HH:MM' (none = UTC). Years 1..9999 after conversion to UTC. */
 DMJ_MUST_CHECK int dmj_time_parse(const char *s, size_t len, int64_t *out_us);
-/** The cursor position grammar (spec/API.md section 0: Django's parse_datetime, else
+/** The cursor position grammar (docs/api.md's grammar: Django's parse_datetime, else
  * parse_date; one trailing '\n' allowed; fraction digits past six ignored). DMJ_EINVAL else. */
 DMJ_MUST_CHECK int dmj_time_parse_django(const char *s, size_t len, int64_t *out_us);
 /** DRF's rendering, "2019-08-24T14:15:22.123456Z" (no fraction when zero). Returns length. */

@@ -9,7 +9,7 @@
 
 #define DMJ_UUID_TEXT_LEN 36 /**< "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" */
 
-/** Parses as spec/API.md section 0 says: every "urn:" then every "uuid:" removed, "{"/"}"
+/** Parses as docs/api.md's grammar says: every "urn:" then every "uuid:" removed, "{"/"}"
  * stripped from both ends, every "-" removed, then exactly 32 hex digits. DMJ_EINVAL else. */
 DMJ_MUST_CHECK int dmj_uuid_parse(const char *s, size_t len, uint8_t out[16]);
 /** Writes 36 characters and a NUL to `out` (37 bytes). */

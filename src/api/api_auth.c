@@ -1,5 +1,5 @@
 /* Who is asking and may they read this team: personal API keys, team resolution, and the
- * permission checks of spec/API.md section 3, in the peer's order. */
+ * permission checks of docs/api.md's checks, in the peer's order. */
 #include <stdio.h>
 #include <string.h>
 

@@ -104,7 +104,7 @@ struct dmj__api_ctx {
     struct dmj_team team; /* the resolved team */
 };
 
-/** The error answers of spec/API.md section 6; each knows its status, type and code. */
+/** The error answers of docs/api.md's errors; each knows its status, type and code. */
 enum dmj__api_error {
     DMJ__API_ERR_NOT_AUTHENTICATED, /* 401 not_authenticated */
     DMJ__API_ERR_AUTH_FAILED,       /* 401 authentication_failed */

@@ -4,7 +4,7 @@ answer ever carries a job of another team.
 
 For every fixture key, every team (and a missing one, and @current), both prefixes and every
 endpoint (list walked to the end, retrieve of an own / a foreign / a hidden job, recent,
-running), the status and error detail must be what spec/API.md section 3 gives (modelled in
+running), the status and error detail must be what docs/api.md's checks gives (modelled in
 diff_cases.World from the fixtures alone), a 200 must hold exactly the team's expected jobs,
 and no body may contain the id of a job of another team or a hidden (duckgres) job. Data
 from gen_jobs.py when DMJ_SHARED_DIR is there, else from `dmj generate`; no peer needed.

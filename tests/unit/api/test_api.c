@@ -1,4 +1,4 @@
-/* Tests of dmj_api_handle: every check of spec/API.md section 3 in order, each endpoint's exact
+/* Tests of dmj_api_handle: every check of docs/api.md's checks in order, each endpoint's exact
  * body, and that no key ever reads another team's jobs, against a store built in a temp dir. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -410,7 +410,7 @@ static void test_unparsable_query(void)
 static void test_cross_team(void)
 {
     /* No key of any kind lists a job of team 2 under team 1 or team 3, or team 1's under 2;
-     * each gets the status spec/API.md section 3 gives it: teams 1 and 3 are in org 1, team 2
+     * each gets the status docs/api.md's checks gives it: teams 1 and 3 are in org 1, team 2
      * in org 2; alice (read, write, star, team3, org2) is in both, bob in org 1, erin in 2. */
     static const struct {
         const char *key;

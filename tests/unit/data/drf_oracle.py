@@ -68,7 +68,7 @@ def _tokens(value):
 def dmj_decode(value):
     """What dmj must decode `value` to: (offset, reverse, position, position_us), or None
     for 404 Invalid cursor. DRF's decode_cursor decides first; dmj then differs in exactly
-    two ways, both in spec/API.md:
+    two ways, both in docs/api.md:
     - section 9.8 (section 0's Integer): `o` and `r` are ASCII only. DRF's int() also takes
       other Unicode digits and whitespace ('o=%D9%A1' is offset 1 for DRF); dmj refuses
       any non-ASCII text in them.

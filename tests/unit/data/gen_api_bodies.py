@@ -6,7 +6,7 @@ answers for them, which the API's unit tests (tests/unit/api) and fuzz_request.c
 
 JOBS below is the one description of the fixture's jobs: the .inc carries it to C as
 FIXTURE_JOBS (fixture_build writes exactly those rows). The bodies come from DRF 3.14 itself:
-a Serializer with the fields of spec/API.md section 2 in their order (UUIDField,
+a Serializer with the fields of docs/api.md in their order (UUIDField,
 DateTimeField: isoformat with 'Z' for UTC), JSONRenderer (compact, ensure_ascii=False), and
 CursorPagination (page_size 100, page_size_query_param "limit", ordering -created_at, -id)
 on a Django request for the list's first page. Which jobs `running` and `recent` hold is
