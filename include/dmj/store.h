@@ -102,6 +102,21 @@ DMJ_MUST_CHECK int dmj_walk_start(struct dmj_read *r, const struct dmj_walk_spec
  * (the walk can go on past it). */
 DMJ_MUST_CHECK int dmj_walk_next(struct dmj_walk *w, struct dmj_job *out);
 
+/** Which of a team's visible jobs dmj_read_count counts: all, one saved query's, or those
+ * with one of a set of statuses (not both). */
+struct dmj_count_spec {
+    bool has_saved_query_id;
+    uint8_t saved_query_id[16];
+    unsigned statuses; /**< bits 1 << status; 0: every status */
+};
+
+/** The number of the team's visible jobs that `spec` (NULL: all) selects, read from counters
+ * the store keeps with its indexes: no walk. DMJ_ENOTFOUND when the store does not keep them
+ * at the state read (last written by a version without them: walk instead), DMJ_EINVAL for a
+ * saved query and statuses together. */
+DMJ_MUST_CHECK int dmj_read_count(struct dmj_read *r, int32_t team_id,
+                                  const struct dmj_count_spec *spec, uint64_t *out);
+
 /** For `recent`: the team's saved_query_ids in ascending byte order, one call per id.
  * Starts after `after` (or at the first when `after` is NULL); DMJ_EEND past the last. */
 DMJ_MUST_CHECK int dmj_read_next_saved_query(struct dmj_read *r, int32_t team_id,

@@ -159,7 +159,7 @@ static int add_link(struct dmj__api_ctx *c, const struct dmj_cursor *cur)
     return rc;
 }
 
-/* Whether the worker serves PostHog's current generation (spec/API.md section 10). */
+/* Whether the worker serves PostHog's current generation (--posthog-api offset). */
 static bool current_api(const struct dmj__api_ctx *c)
 {
     return c->w->cfg.generation == DMJ_API_OFFSET;

@@ -95,7 +95,7 @@ static const struct schema_endpoint schema_endpoints[] = {
      REF("parameters", "LastEventIdQuery") "]"},
 };
 
-/* The current generation's list (spec/API.md section 10): limit/offset with count. */
+/* The current generation's list (docs/api.md): limit/offset with count. */
 static const struct schema_endpoint schema_offset_list = {
     "/data_modeling_jobs/", "", "_data_modeling_jobs_list",
     "List the runs, newest first (limit/offset pagination).",

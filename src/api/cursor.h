@@ -64,10 +64,12 @@ struct dmj_page_links {
 DMJ_MUST_CHECK int dmj_cursor_page(struct dmj_read *r, const struct dmj_page_params *p,
                                    struct dmj_buf *results, struct dmj_page_links *links);
 
-/** DRF's LimitOffsetPagination over the same filtered rows in list order (spec/API.md
- * section 10): appends the `limit` jobs (twelve fields) from position `offset` as a JSON
+/** DRF's LimitOffsetPagination over the same filtered rows in list order (PostHog's current
+ * generation, docs/api.md): appends the `limit` jobs (twelve fields) from position `offset` as a JSON
  * array to `results` ("[]" past the end) and sets `count` to the number of matching jobs.
- * `p->cursor` is not read. Costs a walk of every matching row. */
+ * `p->cursor` is not read. The count is the store's (dmj_read_count) when it keeps one for
+ * the filters, and the walk then stops at the page's end (offset + limit rows read; none at
+ * or past the count); else every matching row is walked. */
 DMJ_MUST_CHECK int dmj_offset_page(struct dmj_read *r, const struct dmj_page_params *p,
                                    uint64_t offset, struct dmj_buf *results, uint64_t *count);
 

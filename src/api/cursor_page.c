@@ -498,12 +498,34 @@ int dmj_offset_page(struct dmj_read *r, const struct dmj_page_params *p, uint64_
     uint64_t n = 0;
     int rc;
 
-    rc = source_start(r, p, &none, &src);
+    /* The count from the store's counters when they cover the filters (no created_* bound,
+     * not a saved query and statuses together): then only the rows up to the page's end are
+     * read, and none past the end. Else the count is the walk's length: every matching row is
+     * read once, and only the rows at offset .. offset + limit - 1 are rendered. */
+    uint64_t counted = 0;
+    bool has_count = false;
+    if (!p->has_created_after && !p->has_created_before) {
+        struct dmj_count_spec cs;
+        memset(&cs, 0, sizeof cs);
+        cs.has_saved_query_id = p->has_saved_query_id;
+        memcpy(cs.saved_query_id, p->saved_query_id, 16);
+        cs.statuses = p->statuses & DMJ_PAGE_STATUS_ALL;
+        if (cs.statuses == DMJ_PAGE_STATUS_ALL)
+            cs.statuses = 0;
+        rc = dmj_read_count(r, p->team_id, &cs, &counted);
+        if (rc == 0)
+            has_count = true;
+        else if (rc != DMJ_ENOTFOUND && rc != DMJ_EINVAL)
+            return rc;
+    }
+    rc = dmj_buf_addc(results, '[');
+    if (!rc && has_count && offset >= counted)
+        rc = DMJ_EEND; /* past the end: nothing to read */
     if (!rc)
-        rc = dmj_buf_addc(results, '[');
-    /* The count is the walk's length: every matching row is read once, and only the rows at
-     * offset .. offset + limit - 1 are rendered. */
+        rc = source_start(r, p, &none, &src);
     while (!rc) {
+        if (has_count && n >= offset && n - offset >= limit)
+            break; /* the page is full */
         rc = source_next(&src, &job);
         if (rc)
             break;
@@ -515,6 +537,8 @@ int dmj_offset_page(struct dmj_read *r, const struct dmj_page_params *p, uint64_
         }
         n++;
     }
+    if (!rc)
+        rc = DMJ_EEND;
     if (rc == DMJ_EEND)
         rc = dmj_buf_addc(results, ']');
     if (rc) {
@@ -523,6 +547,6 @@ int dmj_offset_page(struct dmj_read *r, const struct dmj_page_params *p, uint64_
             results->data[before] = '\0';
         return rc;
     }
-    *count = n;
+    *count = has_count ? counted : n;
     return 0;
 }

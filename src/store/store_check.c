@@ -48,6 +48,11 @@ static void problem(struct check *c, const char *fmt, ...)
     fputc('\n', c->out);
 }
 
+static void count_problem(void *ctx, const char *what)
+{
+    problem(ctx, "%s", what);
+}
+
 /* A key as hex, for naming entries that cannot be decoded. */
 static const char *hex(const MDB_val *k, char *buf, size_t cap)
 {
@@ -481,6 +486,8 @@ int dmj_store_verify(struct dmj_store *s, void *report)
         rc = dmj__store_err(mdb_cursor_open(c.txn, s->dbi[DB_CHANGES], &c.log));
     if (rc == 0)
         rc = each(&c, DB_META, check_team_counter);
+    if (rc == 0)
+        rc = dmj__counts_check(c.txn, s, count_problem, &c);
     if (c.log)
         mdb_cursor_close(c.log);
     mdb_txn_abort(c.txn);

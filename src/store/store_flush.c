@@ -434,8 +434,12 @@ int dmj__store_flush(struct dmj_write *w)
         dmj__prefault_stop(&pf);
     if (par)
         sorter_end(&srt);
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = dmj__counts_pend(&w->counts, &w->p[i]);
+    if (!rc)
+        rc = dmj__counts_apply(w->txn, w->s, &w->counts);
     if (rc)
-        return rc;
+        return dmj__write_fail(w, rc);
     w->n = 0;
     w->seq = 0; /* put order only matters within a batch: keeps seq below the batch size */
     dmj__recs_reset(&w->recs);

@@ -235,6 +235,13 @@ struct skey {
     uint32_t i;
 };
 
+/* A write's changes to the job counters, by counter (store_counts.c). */
+struct dmj__count_entry;
+struct dmj__counts {
+    struct dmj__count_entry *e;
+    size_t cap, used;
+};
+
 struct dmj_write {
     struct dmj_store *s;
     MDB_txn *txn;
@@ -251,6 +258,7 @@ struct dmj_write {
     struct dmj__change_log log;
     int64_t at_us; /* the clock for the change-log entries of the batch being written */
     struct dmj_write_stats stats;
+    struct dmj__counts counts; /* the job counters' changes not yet added */
 };
 
 /* What was stored of a job, as the change log sees it. */
@@ -286,6 +294,28 @@ int dmj__store_flush(struct dmj_write *w);
 /** Logs one change now, with the team's next seq (for the changes not written with a batch). */
 int dmj__store_log_change(struct dmj_write *w, int32_t team, enum dmj_change_kind kind,
                           uint8_t status, uint8_t previous, const uint8_t id[16]);
+
+/* The job counters (store_counts.c). */
+
+/** Counts `job` (when visible) `delta` times into its team's, status's and saved query's
+ * counters. */
+int dmj__counts_job(struct dmj__counts *t, const struct dmj_job *job, int delta);
+/** Counts a batch entry written (visible, not a duplicate) once. */
+int dmj__counts_pend(struct dmj__counts *t, const struct pend *p);
+/** Adds the collected changes to the stored counters and empties `t`. */
+int dmj__counts_apply(MDB_txn *txn, const struct dmj_store *s, struct dmj__counts *t);
+void dmj__counts_dispose(struct dmj__counts *t);
+/** Before a write transaction commits: when `changed` or when the counters are not the last
+ * transaction's, counts every job again if needed and marks the counters as this
+ * transaction's. */
+int dmj__counts_commit(MDB_txn *txn, const struct dmj_store *s, bool changed);
+/** dmj_read_count in `txn`. */
+int dmj__counts_get(MDB_txn *txn, const struct dmj_store *s, int32_t team_id,
+                    const struct dmj_count_spec *spec, uint64_t *out);
+/** dmj verify's pass: every counter against the jobs (nothing when the counters are not
+ * kept); `problem` is called for each difference. */
+int dmj__counts_check(MDB_txn *txn, const struct dmj_store *s,
+                      void (*problem)(void *, const char *), void *ctx);
 
 /** An LMDB (or errno) result as a dmj code. Inline: look-ups pay no call for it, and the compiler
  * sees that a failure stays one (out-parameters written only on success are not taken for

@@ -249,6 +249,9 @@ static int open_dbs(struct dmj_store *s)
     rc = open_id(s, txn);
     if (rc)
         goto Error;
+    /* the job counters of a store last written without them (or new) */
+    if (!s->rdonly && (rc = dmj__counts_commit(txn, s, false)) != 0)
+        goto Error;
     /* committing (a read transaction too) makes the dbi handles the environment's */
     rc = mdb_txn_commit(txn);
     return dmj__store_err(rc);

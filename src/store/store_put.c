@@ -101,6 +101,8 @@ int dmj__store_remove_job(struct dmj_write *w, const uint8_t id[16], const uint8
     if (rc == 0 && dmj_codec_decode_job(v.mv_data, v.mv_size, &old) == 0) {
         was->state = dmj_job_hidden(&old) ? BEFORE_HIDDEN : BEFORE_VISIBLE;
         was->status = (uint8_t)old.status;
+        if ((rc = dmj__counts_job(&w->counts, &old, -1)) != 0)
+            return fail(w, rc);
         if (old.has_saved_query_id) {
             dmj__key_sq(key, team, old.saved_query_id, created, id);
             if ((rc = dmj__store_del(w, DB_BY_SQ, key, KEY_SQ_LEN)) != 0)

@@ -250,6 +250,14 @@ const struct dmj_store *dmj__read_store(const struct dmj_read *r)
     return r->s;
 }
 
+int dmj_read_count(struct dmj_read *r, int32_t team_id, const struct dmj_count_spec *spec,
+                   uint64_t *out)
+{
+    if (!r->active)
+        return -EINVAL;
+    return dmj__counts_get(r->txn, r->s, team_id, spec, out);
+}
+
 static int get(struct dmj_read *r, int db, const void *key, size_t klen, MDB_val *val)
 {
     if (!r->active)

@@ -156,6 +156,7 @@ int dmj_write_begin(struct dmj_store *s, struct dmj_write **out)
 
 static void write_free(struct dmj_write *w)
 {
+    dmj__counts_dispose(&w->counts);
     dmj__recs_dispose(&w->recs);
     free(w->p);
     free(w->keys);
@@ -251,6 +252,8 @@ int dmj_write_delete_job(struct dmj_write *w, const uint8_t id[16])
     memcpy(where, v.mv_data, 12);
     struct prior was;
     rc = dmj__store_remove_job(w, id, where, &was);
+    if (rc == 0)
+        rc = dmj__write_fail(w, dmj__counts_apply(w->txn, w->s, &w->counts));
     if (rc == 0 && was.state == BEFORE_VISIBLE)
         rc = dmj__store_log_change(w, was.team, DMJ_CHANGE_DELETED, was.status, was.status, id);
     return rc;
@@ -492,6 +495,8 @@ int dmj_write_commit(struct dmj_write *w, struct dmj_write_stats *stats)
         dmj__put64(val, dmj__store_now_us());
         rc = dmj__store_put(w, DB_META, "last_write_us", 13, val, sizeof val);
     }
+    if (!rc)
+        rc = dmj__write_fail(w, dmj__counts_commit(w->txn, w->s, w->dirty));
     if (rc) {
         mdb_txn_abort(w->txn);
         write_free(w);

@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """test_differential_offset.py - `dmjd --posthog-api offset` answers every request exactly as
 the reference peer does with DRF_REF_API=offset (PostHog's current API generation,
-spec/API.md section 10).
+docs/api.md).
 
 Data from gen_jobs.py --current (run_mode, updated_at, Skipped jobs whose workflow_id starts
 with execute-dag) with duplicate timestamps, plus diff_cases.extra_jobs (hidden jobs, a run of
 1005 equal created_at in team 3). Both servers get the same requests; status, bodies (byte for
 byte, only each server's own address replaced) and the Content-Type, Allow and
 WWW-Authenticate headers must agree (test_differential.py's Runner). Cases: every spelling of
-limit and offset in section 0's integer grammar, offsets at and past the end, past 64 bits and
+limit and offset in the integer grammar, offsets at and past the end, past 64 bits and
 past Python's 4300 digits, saved_query_id, repeated and encoded parameters, both prefixes,
 retrieve, recent, running, OPTIONS, the error paths; walks follow `next` to the end and
 `previous` back, over runs of equal created_at. dmj's own filters (status, created_*), which
@@ -87,7 +87,7 @@ def build_cases(world):
     add("team not int", base("x") + "/?offset=3")
     add("unmatched", "/api/environments/1/data_modeling_job/?offset=3")
 
-    # Every limit spelling of section 0's grammar (and what is not one).
+    # Every limit spelling of the integer grammar (and what is not one).
     limits = ["", "0", "1", "2", "9", "10", "11", "99", "100", "101", "1000", "-1", "-0", "+5",
               " 5", "5 ", "\t7\n", "\v3\f", "1_0", "1__0", "_10", "10_", "0x10", "1e2", "5.0",
               "abc", "\u0665", "\uff15", "05", "000000000000000000000000000000000000000007",
@@ -244,7 +244,7 @@ def check_validators(world, port, auth):
 
 def check_long_integers(world, port, auth):
     """limit and offset of more digits than the peer's gunicorn takes in a request line
-    (4094 bytes), against spec/API.md section 10 itself: up to 4300 digits an integer, past
+    (4094 bytes), against the rules themselves (docs/api.md): up to 4300 digits an integer, past
     that (Python's int() limit) not one. Returns the problems found and the requests made."""
     problems = []
     client = dc.Client(port)
