@@ -14,7 +14,7 @@
 #include "dmj/error.h"
 #include "dmj/store.h"
 
-/** Which generation of PostHog's API is served (spec/API.md section 10). */
+/** Which generation of PostHog's API is served (docs/api.md's offset generation). */
 enum dmj_api_generation {
     DMJ_API_CURSOR = 0, /**< cursor pagination, ten fields (the default) */
     DMJ_API_OFFSET = 1, /**< limit/offset pagination with count, twelve fields */
@@ -24,7 +24,7 @@ enum dmj_api_generation {
 struct dmj_api_config {
     unsigned max_limit; /**< largest page size (cursor generation); 0 = no maximum; default 1000 */
     enum dmj_api_generation generation; /**< zero: the cursor generation */
-    /** Optional rate limiter (spec/API.md section 3, step 8), called once the key has passed
+    /** Optional rate limiter (docs/api.md's checks, step 8), called once the key has passed
      * every permission check, with the key's stored hash. Returns 0 to let the request go
      * on, or the seconds to wait (the API answers 429 with Retry-After). Thread-safe. */
     unsigned (*rate_limit)(void *ctx, const char *secure_value);
@@ -39,8 +39,9 @@ struct dmj_api_config {
     /** Optional budget of failed authentications per client address: called with
      * `failed` false before a request's key is looked at (0 to go on, else the seconds to
      * wait: the API answers 429, cached answers included), and with `failed` true once a
-     * request has failed authentication or a permission check (401, 403, 404), to count it. Thread-safe. Not
-     * called for requests asked again, nor when the request has no client address. */
+     * request has failed authentication or a permission check (401, 403, 404), to count
+     * it. Thread-safe. Not called for requests asked again, nor when the request has no
+     * client address. */
     unsigned (*auth_gate)(void *ctx, const char *client, bool failed);
     void *auth_gate_ctx;
 };

@@ -1,4 +1,4 @@
-/** JSON output exactly as DRF renders it (spec/API.md section 2): jobs, error bodies, strings.
+/** JSON output exactly as DRF renders it (docs/api.md): jobs, error bodies, strings.
  *
  * The escaping is DRF's (Python json.dumps, ensure_ascii=False, U+2028/U+2029 escaped), which
  * yajl's generator cannot produce (it leaves U+2028/U+2029 raw), hence a writer of our own. */
@@ -12,8 +12,8 @@
 DMJ_MUST_CHECK int dmj_json_add_string(struct dmj_buf *out, struct dmj_str s);
 /** Appends the served object of one job: the ten fields of section 2, in order, compact. */
 DMJ_MUST_CHECK int dmj_json_add_job(struct dmj_buf *out, const struct dmj_job *job);
-/** The same in PostHog's current generation (spec/API.md section 10): twelve fields, run_mode
- * after status and updated_at after last_run_at. */
+/** The same in PostHog's current generation (docs/api.md, the offset generation): twelve
+ * fields, run_mode after status and updated_at after last_run_at. */
 DMJ_MUST_CHECK int dmj_json_add_job_current(struct dmj_buf *out, const struct dmj_job *job);
 /** Appends every field of the job as one NDJSON object (what `dmj export` writes and
  * `dmj import` takes back unchanged), without the newline. */

@@ -89,7 +89,7 @@ static int status_filter(struct dmj__api_ctx *c, unsigned *out)
 }
 
 /* `created_after` / `created_before` (`name`): the last value, a timestamp in the cursor
- * position's grammar (spec/API.md section 0); empty filters nothing. Returns 0 (with *has
+ * position's grammar (docs/api.md's grammar); empty filters nothing. Returns 0 (with *has
  * and *us), or 1 when `res` holds the 400 (code "invalid", as Django's DateTimeField). */
 static int time_filter(struct dmj__api_ctx *c, const char *name, bool *has, int64_t *us)
 {

@@ -1,6 +1,6 @@
 /** Django REST Framework's CursorPagination cursor: decoding, encoding, and the page walk.
  *
- * Exactly DRF's strings (spec/API.md section 4): tokens o, r, p form-urlencoded, then
+ * Exactly DRF's strings (docs/api.md): tokens o, r, p form-urlencoded, then
  * standard base64; decoding is CPython's lenient b64decode, then parse_qs. */
 #ifndef DMJ_CURSOR_H
 #define DMJ_CURSOR_H
@@ -65,8 +65,9 @@ DMJ_MUST_CHECK int dmj_cursor_page(struct dmj_read *r, const struct dmj_page_par
                                    struct dmj_buf *results, struct dmj_page_links *links);
 
 /** DRF's LimitOffsetPagination over the same filtered rows in list order (PostHog's current
- * generation, docs/api.md): appends the `limit` jobs (twelve fields) from position `offset` as a JSON
- * array to `results` ("[]" past the end) and sets `count` to the number of matching jobs.
+ * generation, docs/api.md): appends the `limit` jobs (twelve fields) from position `offset`
+ * as a JSON array to `results` ("[]" past the end) and sets `count` to the number of
+ * matching jobs.
  * `p->cursor` is not read. The count is the store's (dmj_read_count) when it keeps one for
  * the filters, and the walk then stops at the page's end (offset + limit rows read; none at
  * or past the count); else every matching row is walked. */
