@@ -660,6 +660,14 @@ static bool json_blank(const char *s, size_t n)
     return strspn(s, " \t\r") >= n;
 }
 
+/* Whether the line ends where its one value does: an object's closing brace, then blanks. */
+static bool ends_value(const char *s, size_t n)
+{
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r'))
+        n--;
+    return n > 0 && s[n - 1] == '}';
+}
+
 static void ex_clear(void)
 {
     for (size_t i = 0; i < ex.n; i++)
@@ -703,6 +711,16 @@ static void ex_prepare(const uint8_t *data, size_t size, const struct dmj_import
         bool blank = json_blank(z, len);
         char err[256] = "";
         L->tree = blank ? NULL : yajl_tree_parse(z, err, sizeof err);
+        if (YAJL_IS_OBJECT(L->tree) && !ends_value(z, len)) {
+            /* a value followed by the start of another (`{...}"i{`): the tree parser reads
+             * the first and stops, the importer goes on into what follows, maybe across
+             * lines; neither this line nor the next can be settled */
+            yajl_tree_free(L->tree);
+            L->tree = NULL;
+            free(z);
+            top = false;
+            continue;
+        }
         bool was_top = top;
         /* After a syntax error on a line that began between values the importer starts
          * again at the next line (or stops there); not after a line that is the beginning
