@@ -278,6 +278,24 @@ static int add_offset_link(struct dmj__api_ctx *c, unsigned limit, const char *o
     return rc;
 }
 
+/* Ends a page's body with its results and answers it (or the error `rc` that came first). */
+static void finish_page(struct dmj__api_ctx *c, int rc)
+{
+    struct dmj_api_worker *w = c->w;
+    if (rc == 0)
+        rc = dmj_buf_adds(&w->body, ",\"results\":");
+    if (rc == 0)
+        rc = dmj_buf_add(&w->body, w->results.data ? w->results.data : "[]",
+                         w->results.data ? w->results.len : 2);
+    if (rc == 0)
+        rc = dmj_buf_addc(&w->body, '}');
+    if (rc != 0) {
+        dmj__api_internal(c, rc);
+        return;
+    }
+    ok(c);
+}
+
 /* The list in the current generation: LimitOffsetPagination over the filtered jobs. */
 static void serve_offset_list(struct dmj__api_ctx *c, struct dmj_page_params *params)
 {
@@ -320,18 +338,7 @@ static void serve_offset_list(struct dmj__api_ctx *c, struct dmj_page_params *pa
             rc = add_offset_link(c, params->limit, num, (size_t)n);
         }
     }
-    if (rc == 0)
-        rc = dmj_buf_adds(&w->body, ",\"results\":");
-    if (rc == 0)
-        rc = dmj_buf_add(&w->body, w->results.data ? w->results.data : "[]",
-                         w->results.data ? w->results.len : 2);
-    if (rc == 0)
-        rc = dmj_buf_addc(&w->body, '}');
-    if (rc != 0) {
-        dmj__api_internal(c, rc);
-        return;
-    }
-    ok(c);
+    finish_page(c, rc);
 }
 
 static void serve_list(struct dmj__api_ctx *c)
@@ -377,18 +384,7 @@ static void serve_list(struct dmj__api_ctx *c)
         rc = dmj_buf_adds(&w->body, ",\"previous\":");
     if (rc == 0)
         rc = links.has_previous ? add_link(c, &links.previous) : dmj_buf_adds(&w->body, "null");
-    if (rc == 0)
-        rc = dmj_buf_adds(&w->body, ",\"results\":");
-    if (rc == 0)
-        rc = dmj_buf_add(&w->body, w->results.data ? w->results.data : "[]",
-                         w->results.data ? w->results.len : 2);
-    if (rc == 0)
-        rc = dmj_buf_addc(&w->body, '}');
-    if (rc != 0) {
-        dmj__api_internal(c, rc);
-        return;
-    }
-    ok(c);
+    finish_page(c, rc);
 }
 
 static void serve_retrieve(struct dmj__api_ctx *c)
