@@ -1,6 +1,5 @@
 /* dmj export: every stored job (of one team, or all) as NDJSON that dmj import takes back. */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -13,11 +12,14 @@
 #include "dmj_tool.h"
 
 static const char usage_text[] = "usage: dmj export [--db DIR] [--team ID]\n";
+static const char help_text[] =
+    "Writes every job of the store (or of one team), hidden ones included, as\n"
+    "one JSON object per line on standard output, in (team, created_at, id)\n"
+    "order. `dmj import` takes the output back unchanged.\n";
 
 struct out {
     struct dmj_buf buf;
     FILE *f;
-    unsigned long long bad; /* records that do not decode, skipped */
 };
 
 /* Flushes the rendered lines in large writes rather than one per job. */
@@ -40,53 +42,30 @@ static int each(void *ctx, const struct dmj_job *job)
     return rc;
 }
 
-/* A damaged record is named and skipped: one of them must not cost the export every other job. */
-static int bad(void *ctx, const uint8_t *id, int err)
-{
-    struct out *o = ctx;
-    dmj_tool_report_bad_job("export", id, err, "skipped");
-    o->bad++;
-    return 0;
-}
-
 int dmj_cmd_export(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"db", required_argument, NULL, 'd'},
         {"team", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *db = NULL;
+    struct dmj_tool_args a = {.usage = usage_text, .help = help_text};
     int64_t team = -1;
     int c;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'd':
-            db = optarg;
-            break;
-        case 't':
-            if (!dmj_tool_parse_int(optarg, 0, INT32_MAX, &team))
-                return dmj_tool_fail("export", "--team: not a team id: %s", optarg);
-            break;
-        case 'h':
-            printf("%s\nWrites every job of the store (or of one team), hidden ones included, as\n"
-                   "one JSON object per line on standard output, in (team, created_at, id)\n"
-                   "order. `dmj import` takes the output back unchanged.\n",
-                   usage_text);
-            return DMJ_TOOL_OK;
-        default:
-            return dmj_tool_usage(usage_text);
-        }
+    while ((c = dmj_tool_getopt(&a, argc, argv, longopts)) != -1) {
+        if (c == 't' && !dmj_tool_parse_int(optarg, 0, INT32_MAX, &team))
+            return dmj_tool_fail("export", "--team: not a team id: %s", optarg);
     }
+    if (a.status >= 0)
+        return a.status;
     if (optind != argc)
         return dmj_tool_usage(usage_text);
     struct dmj_store *s;
-    if (dmj_tool_open(dmj_tool_db(db), DMJ_STORE_RDONLY, &s) != 0)
+    if (dmj_tool_open(a.db, DMJ_STORE_RDONLY, &s) != 0)
         return DMJ_TOOL_FAIL;
     struct out o = {.f = stdout};
     dmj_buf_init(&o.buf, 64u << 20);
-    int rc = dmj_store_each_job_tolerant(s, (int32_t)team, each, bad, &o);
+    unsigned long long bad = 0; /* records that do not decode, skipped */
+    int rc = dmj_tool_each_job(s, (int32_t)team, "export", "skipped", each, &o, &bad);
     if (rc == 0)
         rc = flush(&o);
     if (rc == 0 && fflush(stdout) != 0)
@@ -95,7 +74,7 @@ int dmj_cmd_export(int argc, char **argv)
     dmj_store_close(s);
     if (rc != 0)
         return dmj_tool_fail("export", "%s", dmj_strerror(rc));
-    if (o.bad)
-        return dmj_tool_fail("export", "%llu damaged records skipped (see dmj verify)", o.bad);
+    if (bad)
+        return dmj_tool_fail("export", "%llu damaged records skipped (see dmj verify)", bad);
     return DMJ_TOOL_OK;
 }

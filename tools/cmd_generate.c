@@ -1,7 +1,6 @@
 /* dmj generate: deterministic synthetic run history and identities, for demos, tests and
  * benchmarks, in the formats of shared/tools/gen_jobs.py (same shape, not the same bytes). */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -592,16 +591,16 @@ int dmj_cmd_generate(int argc, char **argv)
         {"saved-queries-per-team", required_argument, NULL, 'q'},
         {"start", required_argument, NULL, 'S'},
         {"span-days", required_argument, NULL, 'D'},
-        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    struct dmj_tool_args a = {.usage = usage_text, .help = help_text, .no_db = true};
     struct job_params p = {.jobs = 1000, .seed = 1, .span_us = 30ll * 86400 * 1000000};
     struct world w = {.teams = 4, .orgs = 2, .sq_per_team = 8};
     const char *out_path = "-", *fixtures_path = NULL;
     int64_t n;
     int c;
     dmj_tool_parse_time("2024-01-01", &p.start_us);
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    while ((c = dmj_tool_getopt(&a, argc, argv, longopts)) != -1) {
         switch (c) {
         case 'j':
             if (!dmj_tool_parse_int(optarg, 0, INT64_MAX, &n))
@@ -643,13 +642,10 @@ int dmj_cmd_generate(int argc, char **argv)
                 return dmj_tool_fail("generate", "--span-days: 1 to 36500: %s", optarg);
             p.span_us = n * 86400 * 1000000;
             break;
-        case 'h':
-            printf("%s\n%s", usage_text, help_text);
-            return DMJ_TOOL_OK;
-        default:
-            return dmj_tool_usage(usage_text);
         }
     }
+    if (a.status >= 0)
+        return a.status;
     if (optind != argc)
         return dmj_tool_usage(usage_text);
     if (w.orgs > w.teams)

@@ -1,5 +1,4 @@
 /* dmj get: one job by id, rendered as the API serves it. */
-#include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -22,42 +21,28 @@ static const char help_text[] =
 int dmj_cmd_get(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"db", required_argument, NULL, 'd'},
         {"posthog-api", required_argument, NULL, 'a'},
-        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *dir = NULL;
+    struct dmj_tool_args a = {.usage = usage_text, .help = help_text};
     bool current = false;
-    int status, c;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'd':
-            dir = optarg;
-            break;
-        case 'a':
-            if (strcmp(optarg, "cursor") != 0 && strcmp(optarg, "offset") != 0)
-                return dmj_tool_usage(usage_text);
-            current = strcmp(optarg, "offset") == 0;
-            break;
-        case 'h':
-            printf("%s\n%s", usage_text, help_text);
-            return DMJ_TOOL_OK;
-        default:
+    while (dmj_tool_getopt(&a, argc, argv, longopts) != -1) { /* --posthog-api */
+        if (strcmp(optarg, "cursor") != 0 && strcmp(optarg, "offset") != 0)
             return dmj_tool_usage(usage_text);
-        }
+        current = strcmp(optarg, "offset") == 0;
     }
+    if (a.status >= 0)
+        return a.status;
     if (argc - optind != 1)
         return dmj_tool_usage(usage_text);
-    const char *db = dmj_tool_db(dir);
     uint8_t id[16];
     if (dmj_uuid_parse(argv[argc - 1], strlen(argv[argc - 1]), id) != 0)
         return dmj_tool_fail("get", "not a UUID: %s", argv[argc - 1]);
 
     struct dmj_store *s;
-    if (dmj_tool_open(db, DMJ_STORE_RDONLY, &s) != 0)
+    if (dmj_tool_open(a.db, DMJ_STORE_RDONLY, &s) != 0)
         return DMJ_TOOL_FAIL;
-    status = DMJ_TOOL_FAIL;
+    int status = DMJ_TOOL_FAIL;
     struct dmj_read *r = NULL;
     struct dmj_buf out;
     dmj_buf_init(&out, 64u << 20);

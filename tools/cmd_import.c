@@ -1,7 +1,6 @@
 /* dmj import: streams files through the import parser into one write transaction (or batches). */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -694,23 +693,19 @@ static int import_file(struct run *r, const char *path, const struct dmj_import_
 int dmj_cmd_import(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"db", required_argument, NULL, 'd'},     {"team", required_argument, NULL, 't'},
-        {"kind", required_argument, NULL, 'k'},   {"batch", required_argument, NULL, 'b'},
-        {"skip-invalid", no_argument, NULL, 's'}, {"pg-copy", no_argument, NULL, 'p'},
-        {"dry-run", no_argument, NULL, 'n'},      {"map-size", required_argument, NULL, 'm'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"team", required_argument, NULL, 't'},     {"kind", required_argument, NULL, 'k'},
+        {"batch", required_argument, NULL, 'b'},    {"skip-invalid", no_argument, NULL, 's'},
+        {"pg-copy", no_argument, NULL, 'p'},        {"dry-run", no_argument, NULL, 'n'},
+        {"map-size", required_argument, NULL, 'm'}, {NULL, 0, NULL, 0},
     };
+    struct dmj_tool_args a = {.usage = usage_text, .help = help_text};
     struct dmj_import_options o = {0};
     struct run r = {0};
-    const char *db = NULL;
     uint64_t map_size = 0;
     int64_t n;
     int c;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    while ((c = dmj_tool_getopt(&a, argc, argv, longopts)) != -1) {
         switch (c) {
-        case 'd':
-            db = optarg;
-            break;
         case 't':
             if (!dmj_tool_parse_int(optarg, 0, INT32_MAX, &n))
                 return dmj_tool_fail("import", "--team: not a team id: %s", optarg);
@@ -740,13 +735,10 @@ int dmj_cmd_import(int argc, char **argv)
             if (!dmj_tool_parse_size(optarg, &map_size))
                 return dmj_tool_fail("import", "--map-size: not a size: %s", optarg);
             break;
-        case 'h':
-            printf("%s\n%s", usage_text, help_text);
-            return DMJ_TOOL_OK;
-        default:
-            return dmj_tool_usage(usage_text);
         }
     }
+    if (a.status >= 0)
+        return a.status;
     if (optind >= argc)
         return dmj_tool_usage(usage_text);
     /* The store's batch and LMDB's dirty pages come and go by the hundred megabytes:
@@ -768,9 +760,8 @@ int dmj_cmd_import(int argc, char **argv)
     unsigned char *buf = malloc(READ_SIZE);
     if (!buf)
         return dmj_tool_fail("import", "out of memory");
-    db = dmj_tool_db(db);
     if (!r.dry_run) {
-        if (dmj_tool_open_sized(db, 0, map_size, &r.store) != 0)
+        if (dmj_tool_open_sized(a.db, 0, map_size, &r.store) != 0)
             goto Free;
         int rc = dmj_write_begin(r.store, &r.w);
         if (rc != 0) {

@@ -1,7 +1,6 @@
 /* dmj prune: deletes the jobs created before a date (of one team, or all), indexes included,
  * and the change-log entries committed before a date. */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,14 @@
 static const char usage_text[] =
     "usage: dmj prune [--db DIR] [--before DATE [--team ID]] [--changes-before DATE]\n"
     "                 [--dry-run]\n";
+static const char help_text[] =
+    "Deletes every job whose created_at is before DATE (YYYY-MM-DD, midnight\n"
+    "UTC, or a timestamp as import takes it), in one team or in all, with its\n"
+    "index entries, in one transaction. --changes-before drops the change-log\n"
+    "entries (the events dmjd streams) committed before DATE, in every team:\n"
+    "in each, every entry up to the team's newest of them, so that a reader\n"
+    "resuming before it is told it missed some. Both at once are one\n"
+    "transaction. --dry-run only counts.\n";
 
 struct victims {
     int64_t before;
@@ -59,23 +66,21 @@ static bool synced(struct dmj_store *s)
 int dmj_cmd_prune(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"db", required_argument, NULL, 'd'},   {"before", required_argument, NULL, 'b'},
-        {"team", required_argument, NULL, 't'}, {"dry-run", no_argument, NULL, 'n'},
+        {"before", required_argument, NULL, 'b'},
+        {"team", required_argument, NULL, 't'},
+        {"dry-run", no_argument, NULL, 'n'},
         {"changes-before", required_argument, NULL, 'c'},
-        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
+        {NULL, 0, NULL, 0},
     };
-    const char *db = NULL;
+    struct dmj_tool_args a = {.usage = usage_text, .help = help_text};
     int64_t team = -1;
     bool has_before = false, has_changes = false, dry_run = false;
     int64_t changes_before = 0;
     uint64_t entries = 0;
     struct victims v = {0};
     int c;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    while ((c = dmj_tool_getopt(&a, argc, argv, longopts)) != -1) {
         switch (c) {
-        case 'd':
-            db = optarg;
-            break;
         case 'b':
             if (!dmj_tool_parse_time(optarg, &v.before))
                 return dmj_tool_fail("prune", "--before: not a date or timestamp: %s", optarg);
@@ -94,24 +99,14 @@ int dmj_cmd_prune(int argc, char **argv)
         case 'n':
             dry_run = true;
             break;
-        case 'h':
-            printf("%s\nDeletes every job whose created_at is before DATE (YYYY-MM-DD, midnight\n"
-                   "UTC, or a timestamp as import takes it), in one team or in all, with its\n"
-                   "index entries, in one transaction. --changes-before drops the change-log\n"
-                   "entries (the events dmjd streams) committed before DATE, in every team:\n"
-                   "in each, every entry up to the team's newest of them, so that a reader\n"
-                   "resuming before it is told it missed some. Both at once are one\n"
-                   "transaction. --dry-run only counts.\n",
-                   usage_text);
-            return DMJ_TOOL_OK;
-        default:
-            return dmj_tool_usage(usage_text);
         }
     }
+    if (a.status >= 0)
+        return a.status;
     if (optind != argc || (!has_before && !has_changes) || (team >= 0 && !has_before))
         return dmj_tool_usage(usage_text);
     struct dmj_store *s;
-    if (dmj_tool_open(dmj_tool_db(db), 0, &s) != 0)
+    if (dmj_tool_open(a.db, 0, &s) != 0)
         return DMJ_TOOL_FAIL;
     if (has_before && synced(s))
         fprintf(stderr, "dmj prune: warning: dmj sync follows this store: its next cycle copies "

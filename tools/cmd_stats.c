@@ -1,7 +1,6 @@
 /* dmj stats: how many jobs each team has in each status, how large the store is, and what
  * its change log keeps. */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,11 @@
 #include "dmj_tool.h"
 
 static const char usage_text[] = "usage: dmj stats [--db DIR] [--json]\n";
+static const char help_text[] =
+    "Counts the stored jobs per team and status (hidden duckgres jobs\n"
+    "included and counted apart) and prints the store's size and its change\n"
+    "log's (entries, bytes, the seqs it keeps); --json prints one JSON object\n"
+    "instead.\n";
 
 struct team_count {
     int32_t team_id;
@@ -25,7 +29,6 @@ struct team_count {
 struct counts {
     struct team_count *teams;
     size_t n, cap;
-    unsigned long long bad; /* records that do not decode, not counted */
 };
 
 /* The change log: entries kept, their bytes, and the seqs it keeps (oldest may be newest + 1
@@ -133,54 +136,27 @@ static void print_json(const struct counts *c, const struct log_size *l, uint64_
            (unsigned long long)l->oldest, (unsigned long long)l->newest);
 }
 
-/* A damaged record is named and left out, so that the rest of the store can still be counted. */
-static int bad(void *ctx, const uint8_t *id, int err)
-{
-    struct counts *c = ctx;
-    dmj_tool_report_bad_job("stats", id, err, "not counted");
-    c->bad++;
-    return 0;
-}
-
 int dmj_cmd_stats(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"db", required_argument, NULL, 'd'},
         {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *db = NULL;
+    struct dmj_tool_args a = {.usage = usage_text, .help = help_text};
     bool json = false;
-    int c;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'd':
-            db = optarg;
-            break;
-        case 'j':
-            json = true;
-            break;
-        case 'h':
-            printf("%s\nCounts the stored jobs per team and status (hidden duckgres jobs\n"
-                   "included and counted apart) and prints the store's size and its change\n"
-                   "log's (entries, bytes, the seqs it keeps); --json prints one JSON object\n"
-                   "instead.\n",
-                   usage_text);
-            return DMJ_TOOL_OK;
-        default:
-            return dmj_tool_usage(usage_text);
-        }
-    }
+    while (dmj_tool_getopt(&a, argc, argv, longopts) != -1)
+        json = true; /* --json, the only option of its own */
+    if (a.status >= 0)
+        return a.status;
     if (optind != argc)
         return dmj_tool_usage(usage_text);
-    db = dmj_tool_db(db);
     struct dmj_store *s;
-    if (dmj_tool_open(db, DMJ_STORE_RDONLY, &s) != 0)
+    if (dmj_tool_open(a.db, DMJ_STORE_RDONLY, &s) != 0)
         return DMJ_TOOL_FAIL;
     struct counts counts = {0};
     struct log_size log = {0};
-    int rc = dmj_store_each_job_tolerant(s, -1, each, bad, &counts);
+    unsigned long long bad = 0; /* records that do not decode, not counted */
+    int rc = dmj_tool_each_job(s, -1, "stats", "not counted", each, &counts, &bad);
     if (rc == 0)
         rc = log_size(s, &log);
     uint64_t used = 0, map = 0;
@@ -190,13 +166,12 @@ int dmj_cmd_stats(int argc, char **argv)
         if (json)
             print_json(&counts, &log, used, map);
         else
-            print_text(db, &counts, &log, used, map);
+            print_text(a.db, &counts, &log, used, map);
     }
     free(counts.teams);
     if (rc != 0)
         return dmj_tool_fail("stats", "%s", dmj_strerror(rc));
-    if (counts.bad)
-        return dmj_tool_fail("stats", "%llu damaged records not counted (see dmj verify)",
-                             counts.bad);
+    if (bad)
+        return dmj_tool_fail("stats", "%llu damaged records not counted (see dmj verify)", bad);
     return DMJ_TOOL_OK;
 }

@@ -2,6 +2,7 @@
 #ifndef DMJ_TOOL_H
 #define DMJ_TOOL_H
 
+#include <getopt.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -25,6 +26,20 @@ int dmj_cmd_prune(int argc, char **argv);
 int dmj_cmd_generate(int argc, char **argv);
 int dmj_cmd_sync(int argc, char **argv);
 
+/* A command's options as dmj_tool_getopt reads them. */
+struct dmj_tool_args {
+    const char *usage; /* printed with `help` by --help, and on bad usage */
+    const char *help;
+    bool no_db;     /* the command opens no store: it takes no --db */
+    const char *db; /* once the options end: the store directory (dmj_tool_db) */
+    int status;     /* once dmj_tool_getopt returned -1: -1 to go on, else the exit status */
+};
+
+/* getopt_long over the command's own `longopts` (NULL, or ending in a zero entry) and the
+ * --db and --help every command takes, which it answers itself, as it does a bad option.
+ * Returns the next option of `longopts` (its val), or -1 when the options end or the command
+ * is to exit (--help, bad usage): a->status says which. */
+int dmj_tool_getopt(struct dmj_tool_args *a, int argc, char **argv, const struct option *longopts);
 /* Parses the options of a command that takes only --db and --help, and exactly `operands`
  * operands after them. Returns -1 to go on (`*db` resolved, the operands last in argv: getopt
  * moves them there), else the exit status (--help printed `usage` and `help`; bad usage). */
@@ -52,9 +67,13 @@ int dmj_tool_usage(const char *usage);
 bool dmj_tool_parse_int(const char *s, int64_t min, int64_t max, int64_t *out);
 /* A timestamp in the import grammar, or a bare date YYYY-MM-DD (midnight UTC). */
 bool dmj_tool_parse_time(const char *s, int64_t *out_us);
-/* Names a job record that does not decode on stderr ("dmj CMD: job ID: record does not
- * decode (why); WHAT"), for the walks that skip such records and go on. */
-void dmj_tool_report_bad_job(const char *cmd, const uint8_t *id, int err, const char *what);
+/* dmj_store_each_job_tolerant for the commands that walk the jobs: a record that does not
+ * decode is named on stderr ("dmj CMD: job ID: record does not decode (why); WHAT"), counted
+ * in *bad, and the walk goes on. */
+DMJ_MUST_CHECK int dmj_tool_each_job(struct dmj_store *s, int32_t team_id, const char *cmd,
+                                     const char *what,
+                                     int (*fn)(void *ctx, const struct dmj_job *job), void *ctx,
+                                     unsigned long long *bad);
 /* Seconds from a monotonic clock. */
 double dmj_tool_now(void);
 

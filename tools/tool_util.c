@@ -1,6 +1,5 @@
 /* Helpers every dmj subcommand shares: the store location, errors, number and date parsing. */
 #include <errno.h>
-#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,31 +63,48 @@ const char *dmj_tool_db(const char *opt)
     return "./dmj-data";
 }
 
+/* At most this many options of a command's own (dmj sync has the most: 12). */
+#define MAX_OPTIONS 24
+
+int dmj_tool_getopt(struct dmj_tool_args *a, int argc, char **argv, const struct option *longopts)
+{
+    struct option all[MAX_OPTIONS + 3];
+    size_t n = 0;
+    for (; longopts && longopts[n].name && n < MAX_OPTIONS; n++)
+        all[n] = longopts[n];
+    if (!a->no_db)
+        all[n++] = (struct option){"db", required_argument, NULL, 'd'};
+    all[n++] = (struct option){"help", no_argument, NULL, 'h'};
+    all[n] = (struct option){NULL, 0, NULL, 0};
+    int c;
+    while ((c = getopt_long(argc, argv, "", all, NULL)) == 'd')
+        a->db = optarg;
+    if (c == -1) {
+        a->status = -1;
+        if (!a->no_db)
+            a->db = dmj_tool_db(a->db);
+    } else if (c == 'h') {
+        printf("%s\n%s", a->usage, a->help);
+        a->status = DMJ_TOOL_OK;
+        c = -1;
+    } else if (c == '?' || c == ':') {
+        a->status = dmj_tool_usage(a->usage);
+        c = -1;
+    }
+    return c;
+}
+
 int dmj_tool_db_args(int argc, char **argv, int operands, const char *usage, const char *help,
                      const char **db)
 {
-    static const struct option longopts[] = {
-        {"db", required_argument, NULL, 'd'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *dir = NULL;
-    int c;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'd':
-            dir = optarg;
-            break;
-        case 'h':
-            printf("%s\n%s", usage, help);
-            return DMJ_TOOL_OK;
-        default:
-            return dmj_tool_usage(usage);
-        }
-    }
+    struct dmj_tool_args a = {.usage = usage, .help = help};
+    while (dmj_tool_getopt(&a, argc, argv, NULL) != -1)
+        continue;
+    if (a.status >= 0)
+        return a.status;
     if (argc - optind != operands)
         return dmj_tool_usage(usage);
-    *db = dmj_tool_db(dir);
+    *db = a.db;
     return -1;
 }
 
@@ -201,11 +217,35 @@ double dmj_tool_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-void dmj_tool_report_bad_job(const char *cmd, const uint8_t *id, int err, const char *what)
+struct tolerant_walk {
+    int (*fn)(void *ctx, const struct dmj_job *job);
+    void *ctx;
+    const char *cmd, *what;
+    unsigned long long *bad;
+};
+
+static int walk_job(void *ctx, const struct dmj_job *job)
 {
+    struct tolerant_walk *w = ctx;
+    return w->fn(w->ctx, job);
+}
+
+static int walk_bad(void *ctx, const uint8_t *id, int err)
+{
+    struct tolerant_walk *w = ctx;
     char text[DMJ_UUID_TEXT_LEN + 1] = "(malformed key)";
     if (id)
         dmj_uuid_format(id, text);
-    fprintf(stderr, "dmj %s: job %s: record does not decode (%s); %s\n", cmd, text,
-            dmj_strerror(err), what);
+    fprintf(stderr, "dmj %s: job %s: record does not decode (%s); %s\n", w->cmd, text,
+            dmj_strerror(err), w->what);
+    (*w->bad)++;
+    return 0;
+}
+
+int dmj_tool_each_job(struct dmj_store *s, int32_t team_id, const char *cmd, const char *what,
+                      int (*fn)(void *ctx, const struct dmj_job *job), void *ctx,
+                      unsigned long long *bad)
+{
+    struct tolerant_walk w = {fn, ctx, cmd, what, bad};
+    return dmj_store_each_job_tolerant(s, team_id, walk_job, walk_bad, &w);
 }
