@@ -13,6 +13,7 @@
 #include "dmj/query.h"
 #include "dmj/time.h"
 #include "dmj/uuid.h"
+#include "number.h"
 
 #define MAX_INPUT (1u << 20)
 

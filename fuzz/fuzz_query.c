@@ -10,6 +10,7 @@
 #include "cursor.h"
 #include "dmj/query.h"
 #include "dmj/uuid.h"
+#include "number.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -19,6 +19,7 @@
 #include "dmj/store.h"
 
 #include "fixture.h"
+#include "number.h"
 #include "tmpdir.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

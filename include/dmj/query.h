@@ -82,8 +82,4 @@ DMJ_MUST_CHECK int dmj_query_build_link(struct dmj_buf *out, bool https, const c
  * space as '+', everything else %XX); on error `out` is unchanged. */
 DMJ_MUST_CHECK int dmj_query_add_quoted(struct dmj_buf *out, const char *s, size_t len);
 
-/** Python's int() restricted to ASCII (docs/api.md's grammar). Values beyond int64 clamp to
- * INT64_MIN/INT64_MAX and set *overflow (callers decide what that means). DMJ_EINVAL else. */
-DMJ_MUST_CHECK int dmj_parse_int(const char *s, size_t len, long long *out, bool *overflow);
-
 #endif

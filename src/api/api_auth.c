@@ -7,6 +7,7 @@
 #include "dmj/query.h"
 #include "dmj/store.h"
 #include "dmj/uuid.h"
+#include "number.h"
 
 #include "api_internal.h"
 

@@ -11,6 +11,7 @@
 #include "dmj/store.h"
 #include "dmj/time.h"
 #include "dmj/uuid.h"
+#include "number.h"
 
 #include "api_internal.h"
 

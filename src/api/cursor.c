@@ -9,6 +9,7 @@
 #include "cursor.h"
 #include "dmj/query.h"
 #include "dmj/time.h"
+#include "number.h"
 
 /* Decoded cursor text up to this size is decoded on the stack; longer (legal, if odd:
  * padding fields, leading zeros) goes to the heap. */
