@@ -130,7 +130,8 @@ static void fuzz_key(const uint8_t *data, size_t size, struct dmj_buf *b, struct
         abort();
     if (strcmp(k1.secure_value, k2.secure_value) != 0 || !str_eq(k1.id, k2.id) ||
         k1.user_id != k2.user_id || k1.n_scopes != k2.n_scopes || k1.n_teams != k2.n_teams ||
-        k1.n_orgs != k2.n_orgs)
+        k1.n_orgs != k2.n_orgs || k1.has_created_at != k2.has_created_at ||
+        (k1.has_created_at && k1.created_at != k2.created_at))
         abort();
     for (unsigned i = 0; i < k1.n_scopes; i++)
         if (!str_eq(k1.scopes[i], k2.scopes[i]))

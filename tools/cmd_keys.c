@@ -6,10 +6,12 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "dmj/error.h"
 #include "dmj/identity.h"
 #include "dmj/store.h"
+#include "dmj/time.h"
 #include "dmj/uuid.h"
 
 #include "dmj_tool.h"
@@ -33,7 +35,8 @@ static const char help_text[] =
     "        Scopes: one of *, warehouse_view:read, warehouse_view:write is needed (what\n"
     "        PostHog asks for these endpoints); PostHog's other scopes (OBJECT:read or\n"
     "        OBJECT:write) are stored with a warning; any other scope is refused.\n"
-    "list:   every stored key: id, user, scopes, teams, organizations, hash.\n"
+    "list:   every stored key: id, user, creation time (- when the key was imported\n"
+    "        without one), scopes, teams, organizations, hash.\n"
     "check:  looks a key up (by the key, its stored hash, or the id `create` and `list`\n"
     "        print) and prints what it may do; exit 1 when the store does not know it.\n"
     "revoke: deletes that key from the store: it then gets 401; exit 1 when the store\n"
@@ -363,6 +366,11 @@ static int create(int argc, char **argv)
         return dmj_tool_fail("keys", "no randomness: %s", dmj_strerror(rc));
     k.id = (struct dmj_str){id + 4, 24};
     dmj_key_hash(raw, strlen(raw), k.secure_value);
+    struct timespec now;
+    if (clock_gettime(CLOCK_REALTIME, &now) == 0) {
+        k.has_created_at = true;
+        k.created_at = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+    }
 
     struct dmj_store *s;
     if (dmj_tool_open(a.db, 0, &s) != 0)
@@ -414,8 +422,11 @@ Close:
 
 static void print_key(const struct dmj_key *k)
 {
-    printf("id %.*s, user %lld, scopes [", (int)k->id.len, k->id.ptr ? k->id.ptr : "",
-           (long long)k->user_id);
+    char created[DMJ_TIME_TEXT_MAX] = "-";
+    if (k->has_created_at)
+        dmj_time_format_drf(k->created_at, created);
+    printf("id %.*s, user %lld, created %s, scopes [", (int)k->id.len, k->id.ptr ? k->id.ptr : "",
+           (long long)k->user_id, created);
     for (unsigned i = 0; i < k->n_scopes; i++)
         printf("%s%.*s", i ? "," : "", (int)k->scopes[i].len, k->scopes[i].ptr);
     printf("], teams [");

@@ -51,6 +51,8 @@ struct dmj_key {
     int32_t scoped_teams[DMJ_KEY_MAX_TEAMS];
     unsigned n_orgs;
     uint8_t scoped_orgs[DMJ_KEY_MAX_ORGS][16];
+    bool has_created_at; /**< false for keys imported without a creation time */
+    int64_t created_at;  /**< microseconds, UTC */
 };
 
 /** "sha256$" + hex(sha256(key)) into `out` (72 bytes, NUL-terminated). */

@@ -478,6 +478,9 @@ static int build_key(struct ctx *c, struct dmj_key *k)
         return rc;
     if ((rc = get_int(c, DMJ__F_USER_ID, INT64_MIN, INT64_MAX, false, NULL, &k->user_id)) != 0)
         return rc;
+    /* PostHog's personalapikey.created_at; absent or null in older exports */
+    if ((rc = get_time(c, DMJ__F_CREATED_AT, false, &k->has_created_at, &k->created_at)) != 0)
+        return rc;
 
     struct dmj_str hash, raw_value, raw_key;
     if ((rc = get_str(c, DMJ__F_SECURE_VALUE, false, true, &hash)) != 0 ||

@@ -14,7 +14,7 @@
 #define TEAM_FIELDS 5
 #define ORG_FIELDS 3
 #define USER_FIELDS 5
-#define KEY_FIELDS 7
+#define KEY_FIELDS 7 /* 8 with the creation time, when it is known */
 
 /* ---- encoding ------------------------------------------------------------------------ */
 
@@ -245,7 +245,7 @@ int dmj_codec_encode_key(const struct dmj_key *k, struct dmj_buf *out)
         return DMJ_ETOOBIG;
     struct enc e;
     enc_init(&e, out, 128 + slen(k->id));
-    enc_array(&e, KEY_FIELDS);
+    enc_array(&e, KEY_FIELDS + (k->has_created_at ? 1 : 0));
     enc_int(&e, DMJ_CODEC_VERSION);
     enc_raw_str(&e, k->secure_value, hlen);
     enc_str(&e, k->id);
@@ -262,6 +262,8 @@ int dmj_codec_encode_key(const struct dmj_key *k, struct dmj_buf *out)
     enc_array(&e, k->n_orgs);
     for (unsigned i = 0; i < k->n_orgs; i++)
         enc_bin16(&e, k->scoped_orgs[i]);
+    if (k->has_created_at)
+        enc_int(&e, k->created_at);
     return enc_finish(&e);
 }
 
@@ -469,19 +471,26 @@ static int rd_double(struct rd *r, double *out)
     return DMJ_EBADRECORD;
 }
 
-/* The array header and version every record starts with. */
-static int rd_header(struct rd *r, const void *data, size_t len, uint32_t fields)
+/* The array header and version every record starts with; `n` is the number of elements. */
+static int rd_header_n(struct rd *r, const void *data, size_t len, uint32_t *n)
 {
-    uint32_t n;
     int64_t version;
     r->p = data;
     r->end = r->p + len;
-    if (len == 0 || rd_array(r, &n))
+    if (len == 0 || rd_array(r, n))
         return DMJ_EBADRECORD;
-    if (n < 1 || rd_int(r, INT64_MIN, INT64_MAX, &version))
+    if (*n < 1 || rd_int(r, INT64_MIN, INT64_MAX, &version))
         return DMJ_EBADRECORD;
-    if (version != DMJ_CODEC_VERSION)
-        return DMJ_EVERSION;
+    return version == DMJ_CODEC_VERSION ? 0 : DMJ_EVERSION;
+}
+
+/* The same for a record of exactly `fields` elements. */
+static int rd_header(struct rd *r, const void *data, size_t len, uint32_t fields)
+{
+    uint32_t n;
+    int rc = rd_header_n(r, data, len, &n);
+    if (rc)
+        return rc;
     return n == fields ? 0 : DMJ_EBADRECORD;
 }
 
@@ -580,10 +589,13 @@ int dmj_codec_decode_key(const void *data, size_t len, struct dmj_key *out)
     struct dmj_str hash, id;
     int64_t user_id;
     int32_t team;
-    uint32_t n_scopes, n_teams, n_orgs;
-    int rc = rd_header(&r, data, len, KEY_FIELDS);
+    uint32_t fields, n_scopes, n_teams, n_orgs;
+    int64_t created_at = 0;
+    int rc = rd_header_n(&r, data, len, &fields);
     if (rc)
         return rc;
+    if (fields != KEY_FIELDS && fields != KEY_FIELDS + 1)
+        return DMJ_EBADRECORD;
     if (rd_str(&r, &hash) || hash.len > DMJ_KEY_HASH_LEN || memchr(hash.ptr, 0, hash.len) ||
         rd_opt_str(&r, &id) || rd_int(&r, INT64_MIN, INT64_MAX, &user_id))
         return DMJ_EBADRECORD;
@@ -607,7 +619,7 @@ int dmj_codec_decode_key(const void *data, size_t len, struct dmj_key *out)
     for (uint32_t i = 0; i < n_orgs; i++)
         if (rd_bin16(&r, uuid))
             return DMJ_EBADRECORD;
-    if (rd_end(&r))
+    if ((fields > KEY_FIELDS && rd_int(&r, INT64_MIN, INT64_MAX, &created_at)) || rd_end(&r))
         return DMJ_EBADRECORD;
 
     /* Second pass over the validated bytes: cannot fail. */
@@ -616,6 +628,8 @@ int dmj_codec_decode_key(const void *data, size_t len, struct dmj_key *out)
     out->secure_value[hash.len] = '\0';
     out->id = id;
     out->user_id = user_id;
+    out->has_created_at = fields > KEY_FIELDS;
+    out->created_at = created_at;
     (void)rd_array(&r, &n_scopes);
     out->n_scopes = n_scopes;
     for (uint32_t i = 0; i < n_scopes; i++)

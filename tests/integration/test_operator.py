@@ -70,6 +70,8 @@ def test_first_key():
     p = dmj("keys", "list", "--db", db)
     lines = p.stdout.decode().splitlines()
     check(len(lines) == 2 and all("user 5" in line for line in lines), "keys list: both keys")
+    check(all(re.search(r", created \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z, ", line)
+              for line in lines), "keys list: when keys create made each key: %r" % lines)
     created = dmj("keys", "create", "--db", db, "--user", 5, "--scopes", "*")
     kid = re.search(r"key id (\S+)", created.stderr.decode()).group(1)
     check(any(line.startswith("id %s," % kid) for line in

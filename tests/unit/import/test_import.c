@@ -71,6 +71,7 @@ static int on_record(void *ctx, const struct dmj_import_record *rec)
             copy_str(s->r[s->n].workflow_id, sizeof s->r[s->n].workflow_id, j->workflow_id);
         } else if (rec->kind == DMJ_IMPORT_KEY) {
             memcpy(s->r[s->n].key_hash, rec->u.key.secure_value, sizeof s->r[s->n].key_hash);
+            s->r[s->n].created_at = rec->u.key.has_created_at ? rec->u.key.created_at : -1;
         }
     }
     s->n++;
@@ -216,11 +217,15 @@ static void test_identities(void)
         "\"11111111-1111-4111-8111-111111111111\",\"name\":\"T\"}\n"
         "{\"kind\":\"personal_api_key\",\"id\":\"k1\",\"user_id\":7,\"value\":\"phx_abc\","
         "\"scopes\":[\"warehouse_view:read\"],\"scoped_teams\":null,"
-        "\"scoped_organizations\":null}\n";
+        "\"scoped_organizations\":null}\n"
+        "{\"kind\":\"personal_api_key\",\"id\":\"k2\",\"user_id\":7,\"value\":\"phx_def\","
+        "\"created_at\":\"1970-01-01T01:00:01.5+01:00\"}\n";
     struct seen s = {0};
     struct dmj_import_options o = {0};
     CHECK_EQ_INT(run(&o, text, strlen(text), 0, &s, NULL), 0);
-    CHECK_EQ_INT(s.n, 2);
+    CHECK_EQ_INT(s.n, 3);
+    /* PostHog's created_at when the record has one */
+    CHECK(s.r[1].created_at == -1 && s.r[2].created_at == 1500000);
     CHECK_EQ_INT(s.r[0].kind, DMJ_IMPORT_TEAM);
     CHECK_EQ_INT(s.r[1].kind, DMJ_IMPORT_KEY);
     /* The raw key is hashed: PostHog's "sha256$" + hex(sha256("phx_abc")). */

@@ -311,6 +311,20 @@ static void test_identities(void)
     CHECK_EQ_INT(k2.scoped_teams[DMJ_KEY_MAX_TEAMS - 1], DMJ_KEY_MAX_TEAMS - 4);
     CHECK_EQ_INT(k2.n_orgs, 1);
     CHECK(k2.scoped_orgs[0][7] == 0x11);
+    CHECK(!k2.has_created_at);
+
+    /* the creation time, when known, is one more element; records without it still load */
+    size_t without = b.len;
+    k.has_created_at = true;
+    k.created_at = 1700000000123456;
+    dmj_buf_reset(&b);
+    CHECK_EQ_INT(dmj_codec_encode_key(&k, &b), 0);
+    CHECK(b.len > without);
+    CHECK_EQ_INT(dmj_codec_decode_key(b.data, b.len, &k2), 0);
+    CHECK(k2.has_created_at && k2.created_at == 1700000000123456);
+    CHECK(str_eq(k2.id, k.id) && k2.n_teams == DMJ_KEY_MAX_TEAMS);
+    CHECK_EQ_INT(dmj_codec_decode_key(b.data, b.len - 1, &k2), DMJ_EBADRECORD);
+    k.has_created_at = false;
 
     /* over the caps: refused when encoding, and when decoding a record that has them */
     k.n_teams = DMJ_KEY_MAX_TEAMS + 1;
@@ -357,6 +371,29 @@ static void test_identities(void)
     msgpack_pack_array(&pk, 0);
     CHECK_EQ_INT(dmj_codec_decode_key(sb.data, sb.size, &k2), DMJ_EBADRECORD);
     msgpack_sbuffer_destroy(&sb);
+
+    /* a creation time that is not an integer, and a ninth element */
+    for (int variant = 0; variant < 2; variant++) {
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_array(&pk, variant == 0 ? 8 : 9);
+        msgpack_pack_int(&pk, 1);
+        msgpack_pack_str(&pk, 3);
+        msgpack_pack_str_body(&pk, "abc", 3);
+        msgpack_pack_nil(&pk);
+        msgpack_pack_int(&pk, 1);
+        msgpack_pack_array(&pk, 0);
+        msgpack_pack_array(&pk, 0);
+        msgpack_pack_array(&pk, 0);
+        if (variant == 0) {
+            msgpack_pack_nil(&pk);
+        } else {
+            msgpack_pack_int(&pk, 5);
+            msgpack_pack_int(&pk, 6);
+        }
+        CHECK_EQ_INT(dmj_codec_decode_key(sb.data, sb.size, &k2), DMJ_EBADRECORD);
+        msgpack_sbuffer_destroy(&sb);
+    }
 
     /* a buffer too small for the record: DMJ_ETOOBIG, buffer unchanged */
     struct dmj_buf small;
