@@ -1,7 +1,7 @@
 -- HAProxy's map of the team `@current` means for each personal API key, from PostHog's
 -- PostgreSQL, for dmjd-teams.cfg: one line "<hex sha256 of the key> <team id>".
 --
--- The team is PostHog's User.team for the key's owner (docs: spec/API.md, section 1): the
+-- The team is PostHog's User.team for the key's owner (docs/api.md): the
 -- user's current team if it exists; else the lowest-id team of the user's organization, which
 -- is the current organization when one is set, else the lowest-UUID organization among the
 -- user's memberships; and only when the user is a member of that organization. Keys whose

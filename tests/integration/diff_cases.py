@@ -379,7 +379,7 @@ def normalise_links(doc):
 # --------------------------------------------------------------------------- access model
 
 class World(object):
-    """The fixtures and jobs, and what the permission rules of spec/API.md section 3 allow."""
+    """The fixtures and jobs, and what the permission rules of docs/api.md (the checks) allow."""
 
     def __init__(self, fixtures, jobs):
         self.fx = fixtures

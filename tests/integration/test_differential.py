@@ -8,7 +8,8 @@ status, the same body byte for byte (only each server's own scheme://127.0.0.1:P
 links replaced; a JSON diff is printed when they differ) and the same Content-Type, Allow and
 WWW-Authenticate headers; cursor walks follow the peer's links forward to the
 end and back. Every mismatch is printed with the request and a diff; any mismatch fails.
-Where the peer and spec/API.md disagree, the spec wins: KNOWN_SPEC_DIFFERENCES below.
+Where the peer and docs/api.md disagree, the documented rule wins: KNOWN_SPEC_DIFFERENCES
+below.
 Needs $DMJ_SHARED_DIR/peers/drf_ref (exit 77 = skipped without it).
 """
 
@@ -34,24 +35,24 @@ MIN_COMPARED = 3000  # requests sent to both servers, both phases (the README's 
 
 
 def _www_authenticate(case, peer, dmj):
-    """spec/API.md section 3: "Every 401 carries WWW-Authenticate: Bearer". The peer's error
+    """docs/api.md, the checks: "Every 401 carries WWW-Authenticate: Bearer". The peer's error
     handler (jobs/errors.py, drf-exceptions-hog style) adds no such header."""
     if dmj.status == 401 and dmj.headers.get("www-authenticate") != "Bearer":
-        return "401 without 'WWW-Authenticate: Bearer' (spec/API.md section 3)"
+        return "401 without 'WWW-Authenticate: Bearer' (docs/api.md)"
     return None
 
 
 def _allow_on_unmatched(case, peer, dmj):
-    """spec/API.md section 1: API responses carry 'Allow: GET, HEAD, OPTIONS'. On paths that
+    """API responses carry 'Allow: GET, HEAD, OPTIONS' (docs/api.md). On paths that
     match no route the peer's NotFoundView answers 'Allow: OPTIONS' (its own methods): the
-    spec does not say what an unmatched path carries, so dmjd may send either or none."""
+    documentation does not say what an unmatched path carries, so dmjd may send either or none."""
     return None
 
 
 def _huge_limit_unbounded(case, peer, dmj):
-    """spec/API.md section 4: `limit` is an integer, clamped only by the configured maximum
+    """docs/api.md: `limit` is an integer, clamped only by the configured maximum
     (0 = none). With no maximum and a limit past 2**63, the peer fails in SQLite (Python int
-    too large for an INTEGER: 500); the spec's answer is the whole list on one page."""
+    too large for an INTEGER: 500); the documented answer is the whole list on one page."""
     body = dmj.json()
     if dmj.status != 200 or not isinstance(body, dict):
         return "expected 200 with every job of the team, got %d" % dmj.status
@@ -61,7 +62,7 @@ def _huge_limit_unbounded(case, peer, dmj):
     return None
 
 
-# Where the peer and spec/API.md disagree (the spec wins). Each entry: a name, when it
+# Where the peer and docs/api.md disagree (the documented rule wins). Each entry: a name, when it
 # applies (to a case and the two responses), and the check dmjd's answer must pass instead
 # of being compared with the peer's on that point.
 KNOWN_SPEC_DIFFERENCES = [
@@ -153,7 +154,7 @@ class Runner(object):
                 problems.append("HEAD answered with a body of %d bytes" % len(dmj.body))
         else:
             # The bytes, with only each server's own host and port replaced: key order,
-            # separators, escapes and number spelling are all fixed by spec/API.md section 2.
+            # separators, escapes and number spelling are all DRF's (docs/api.md).
             pb = host_free(peer.body, self.peer_port)
             db = host_free(dmj.body, self.dmj_port)
             if pb != db:
@@ -618,7 +619,7 @@ def build_walks(world):
         runs = {}
         for r in rows:
             runs[r["created_at"]] = runs.get(r["created_at"], 0) + 1
-        # Past 1000 equal created_at DRF repeats rows (spec/API.md section 4).
+        # Past 1000 equal created_at DRF repeats rows (its cursor's offset).
         if runs and max(runs.values()) > 1000:
             return None, len(rows)
         return [r["id"] for r in rows], len(rows)
