@@ -54,6 +54,24 @@ DMJ_MUST_CHECK int dmj_read_store_id(struct dmj_read *r, uint8_t out[16]);
 /** A job by id, in any team. DMJ_ENOTFOUND when absent or hidden (duckgres). */
 DMJ_MUST_CHECK int dmj_read_job(struct dmj_read *r, const uint8_t id[16], struct dmj_job *out);
 
+/** A job's record as stored, with what its key says. Two records with the same bytes are the
+ * same job in the same state, so a reader may keep what it derives from a record (its JSON)
+ * keyed on them. `data` lives until dmj_read_end. Within one committed state (`txnid`) a
+ * record's bytes never move or change: the same `data` there is the same bytes. */
+struct dmj_job_rec {
+    uint64_t txnid; /**< the committed state read (dmj_read_txnid) */
+    const void *data;
+    size_t len;
+    int32_t team_id;
+    int64_t created_at;
+    uint8_t id[16];
+};
+/** The record of a job by id, in any team, hidden ones included; DMJ_ENOTFOUND when absent. */
+DMJ_MUST_CHECK int dmj_read_job_rec(struct dmj_read *r, const uint8_t id[16],
+                                    struct dmj_job_rec *out);
+/** Decodes a record (strings point into its bytes); DMJ_EBADRECORD or DMJ_EVERSION. */
+DMJ_MUST_CHECK int dmj_job_decode(const void *data, size_t len, struct dmj_job *out);
+
 DMJ_MUST_CHECK int dmj_read_team(struct dmj_read *r, int32_t id, struct dmj_team *out);
 DMJ_MUST_CHECK int dmj_read_user(struct dmj_read *r, int64_t id, struct dmj_user *out);
 /** The key whose stored hash equals `secure_value` ("sha256$<hex>"). */
@@ -101,6 +119,9 @@ DMJ_MUST_CHECK int dmj_walk_start(struct dmj_read *r, const struct dmj_walk_spec
 /** The next visible job, or DMJ_EEND. A record that fails to decode gives DMJ_EBADRECORD
  * (the walk can go on past it). */
 DMJ_MUST_CHECK int dmj_walk_next(struct dmj_walk *w, struct dmj_job *out);
+/** The next row as its record, hidden jobs included (not decoded: the caller decodes, and
+ * skips what dmj_job_hidden says). A dangling index entry gives DMJ_EBADRECORD. */
+DMJ_MUST_CHECK int dmj_walk_next_rec(struct dmj_walk *w, struct dmj_job_rec *out);
 
 /** Which of a team's visible jobs dmj_read_count counts: all, one saved query's, or those
  * with one of a set of statuses (not both). */

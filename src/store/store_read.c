@@ -29,6 +29,7 @@ struct dmj_read {
     struct dmj_store *s;
     MDB_txn *txn;
     bool active;
+    uint64_t txnid; /* the committed state the active read sees */
     unsigned epoch;
     struct slot walk[WALK_INDEXES][WALK_SLOTS];
     unsigned next_walk[WALK_INDEXES];
@@ -159,6 +160,7 @@ int dmj_read_begin(struct dmj_read *r)
     }
     r->epoch++;
     r->active = true;
+    r->txnid = (uint64_t)mdb_txn_id(r->txn);
     return 0;
 }
 
@@ -177,7 +179,7 @@ void dmj_read_end(struct dmj_read *r)
 
 uint64_t dmj_read_txnid(struct dmj_read *r)
 {
-    return r->active ? (uint64_t)mdb_txn_id(r->txn) : 0;
+    return r->active ? r->txnid : 0;
 }
 
 int dmj_read_meta(struct dmj_read *r, const char *name, void *val, size_t cap, size_t *len)
@@ -310,26 +312,24 @@ static int get_job_near(struct dmj_read *r, const uint8_t key[KEY_JOB_LEN], MDB_
     return dmj__store_err(mdb_cursor_get(c, &k, val, MDB_SET_KEY));
 }
 
-/* The job at its `jobs` key: decoded, DMJ_ENOTFOUND when hidden. `near`: an index walk's
- * look-up, which starts from the previous one's place. */
-static int job_at(struct dmj_read *r, const uint8_t key[KEY_JOB_LEN], bool near,
-                  struct dmj_job *out)
+int dmj_job_decode(const void *data, size_t len, struct dmj_job *out)
 {
-    MDB_val v;
-    struct dmj_job j;
-    int rc = near ? get_job_near(r, key, &v) : get(r, DB_JOBS, key, KEY_JOB_LEN, &v);
-    if (rc)
-        return rc;
-    rc = dmj_codec_decode_job(v.mv_data, v.mv_size, &j);
-    if (rc)
-        return rc;
-    if (dmj_job_hidden(&j))
-        return DMJ_ENOTFOUND;
-    *out = j;
-    return 0;
+    return dmj_codec_decode_job(data, len, out);
 }
 
-int dmj_read_job(struct dmj_read *r, const uint8_t id[16], struct dmj_job *out)
+/* Fills a record handed out from its `jobs` key and value. */
+static void set_rec(const struct dmj_read *r, struct dmj_job_rec *out,
+                    const uint8_t key[KEY_JOB_LEN], const MDB_val *v)
+{
+    out->txnid = r->txnid;
+    out->data = v->mv_data;
+    out->len = v->mv_size;
+    out->team_id = dmj__get32(key);
+    out->created_at = dmj__get64(key + 4);
+    memcpy(out->id, key + 12, 16);
+}
+
+int dmj_read_job_rec(struct dmj_read *r, const uint8_t id[16], struct dmj_job_rec *out)
 {
     MDB_val v;
     uint8_t key[KEY_JOB_LEN];
@@ -340,9 +340,28 @@ int dmj_read_job(struct dmj_read *r, const uint8_t id[16], struct dmj_job *out)
         return DMJ_EBADRECORD;
     memcpy(key, v.mv_data, VAL_JOB_ID_LEN);
     memcpy(key + VAL_JOB_ID_LEN, id, 16);
-    rc = job_at(r, key, false, out);
+    rc = get(r, DB_JOBS, key, KEY_JOB_LEN, &v);
     /* an id whose record is gone is a broken index, not an absent job */
-    return rc == DMJ_ENOTFOUND && get(r, DB_JOBS, key, KEY_JOB_LEN, &v) != 0 ? DMJ_EBADRECORD : rc;
+    if (rc == DMJ_ENOTFOUND)
+        return DMJ_EBADRECORD;
+    if (rc)
+        return rc;
+    set_rec(r, out, key, &v);
+    return 0;
+}
+
+int dmj_read_job(struct dmj_read *r, const uint8_t id[16], struct dmj_job *out)
+{
+    struct dmj_job_rec rec;
+    struct dmj_job j;
+    int rc = dmj_read_job_rec(r, id, &rec);
+    if (!rc)
+        rc = dmj_codec_decode_job(rec.data, rec.len, &j);
+    if (!rc && dmj_job_hidden(&j))
+        rc = DMJ_ENOTFOUND;
+    if (!rc)
+        *out = j;
+    return rc;
 }
 
 int dmj_read_team(struct dmj_read *r, int32_t id, struct dmj_team *out)
@@ -537,7 +556,7 @@ static int walk_position(struct dmj_walk *w, MDB_cursor *c, MDB_val *k, MDB_val 
     return mdb_cursor_get(c, k, v, MDB_SET_RANGE);
 }
 
-int dmj_walk_next(struct dmj_walk *w, struct dmj_job *out)
+int dmj_walk_next_rec(struct dmj_walk *w, struct dmj_job_rec *out)
 {
     struct slot *sl = w->cursor;
     struct dmj_read *r = w->read;
@@ -551,43 +570,48 @@ int dmj_walk_next(struct dmj_walk *w, struct dmj_job *out)
     if (!r->active || (unsigned)(w->state >> 2) != (sl->gen & GEN_MASK))
         return DMJ_ESTORE; /* the read ended, or a newer walk took this cursor */
     plen = walk_prefix(&w->spec, prefix, &klen);
-    for (;;) {
-        if ((w->state & 3) == PHASE_FRESH) {
-            rc = walk_position(w, sl->cur, &k, &v);
-            w->state = (w->state & ~3) | PHASE_MOVING;
-        } else {
-            rc = mdb_cursor_get(sl->cur, &k, &v, w->spec.descending ? MDB_PREV : MDB_NEXT);
-        }
-        if (rc == 0 && (k.mv_size != klen || memcmp(k.mv_data, prefix, plen) != 0))
-            rc = MDB_NOTFOUND;
-        if (rc) {
-            w->state = (w->state & ~3) | PHASE_DONE;
-            return rc == MDB_NOTFOUND ? DMJ_EEND : dmj__store_err(rc);
-        }
-        struct dmj_job j;
-        if (w->spec.index == DMJ_WALK_TEAM) {
-            rc = dmj_codec_decode_job(v.mv_data, v.mv_size, &j);
-            if (rc)
-                return rc;
-            if (dmj_job_hidden(&j))
-                continue;
-        } else {
-            /* an index entry carries team . (its own part) . created_at . id */
-            uint8_t jkey[KEY_JOB_LEN];
-            memcpy(jkey, k.mv_data, 4);
-            memcpy(jkey + 4, (const uint8_t *)k.mv_data + plen, 24);
-            rc = job_at(r, jkey, true, &j);
-            if (rc == DMJ_ENOTFOUND) {
-                /* hidden, or a dangling entry: tell them apart */
-                MDB_val jv;
-                if (get(r, DB_JOBS, jkey, KEY_JOB_LEN, &jv) != 0)
-                    return DMJ_EBADRECORD;
-                continue;
-            }
-            if (rc)
-                return rc;
-        }
-        *out = j;
+    if ((w->state & 3) == PHASE_FRESH) {
+        rc = walk_position(w, sl->cur, &k, &v);
+        w->state = (w->state & ~3) | PHASE_MOVING;
+    } else {
+        rc = mdb_cursor_get(sl->cur, &k, &v, w->spec.descending ? MDB_PREV : MDB_NEXT);
+    }
+    if (rc == 0 && (k.mv_size != klen || memcmp(k.mv_data, prefix, plen) != 0))
+        rc = MDB_NOTFOUND;
+    if (rc) {
+        w->state = (w->state & ~3) | PHASE_DONE;
+        return rc == MDB_NOTFOUND ? DMJ_EEND : dmj__store_err(rc);
+    }
+    if (w->spec.index == DMJ_WALK_TEAM) {
+        set_rec(r, out, k.mv_data, &v);
         return 0;
+    }
+    /* an index entry carries team . (its own part) . created_at . id */
+    uint8_t jkey[KEY_JOB_LEN];
+    memcpy(jkey, k.mv_data, 4);
+    memcpy(jkey + 4, (const uint8_t *)k.mv_data + plen, 24);
+    rc = get_job_near(r, jkey, &v);
+    if (rc == DMJ_ENOTFOUND)
+        return DMJ_EBADRECORD; /* a dangling entry */
+    if (rc)
+        return rc;
+    set_rec(r, out, jkey, &v);
+    return 0;
+}
+
+int dmj_walk_next(struct dmj_walk *w, struct dmj_job *out)
+{
+    for (;;) {
+        struct dmj_job_rec rec;
+        struct dmj_job j;
+        int rc = dmj_walk_next_rec(w, &rec);
+        if (!rc)
+            rc = dmj_codec_decode_job(rec.data, rec.len, &j);
+        if (rc)
+            return rc;
+        if (!dmj_job_hidden(&j)) {
+            *out = j;
+            return 0;
+        }
     }
 }
