@@ -28,9 +28,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 from dmjtest import (LIST, Server, binary, cpu_seconds, first_lines, get,  # noqa: E402,F401
                      make_cert, run_cases)
 from dmjtest import metrics as parse_metrics  # noqa: E402
-from test_hostile_http2 import (CONTINUATION, DATA, END_HEADERS, END_STREAM,  # noqa: E402,F401
-                                GOAWAY, HEADERS, PING, PREFACE, RST_STREAM, SETTINGS,
-                                WINDOW_UPDATE, frame, literal, request_block, settings_payload)
+from hostile_h2 import (CONTINUATION, DATA, END_HEADERS, END_STREAM,  # noqa: E402,F401
+                        GOAWAY, HEADERS, PING, PREFACE, RST_STREAM, SETTINGS,
+                        WINDOW_UPDATE, frame, literal, request_block, settings_payload)
 
 RUNNING = "/api/environments/1/data_modeling_jobs/running/"
 EVENTS = "/api/environments/1/data_modeling_jobs/events/"

@@ -13,7 +13,7 @@ from attack_lib import (ATTACKERS, DATA, END_HEADERS, END_STREAM, HEADERS,  # no
                         LIST, SETTINGS, WINDOW_UPDATE, Dmjd, H2Attacker, Legit, RST_STREAM,
                         Watch, connect_many, frame, literal, raise_nofile, run_cases,
                         serves_normally)
-from test_hostile_http2 import hpack_str  # noqa: E402
+from hostile_h2 import hpack_str  # noqa: E402
 
 BODY = 1000000  # under h2o's former 1 MiB entity limit, so a buffering server takes it all
 CHUNK = 16384
@@ -78,32 +78,26 @@ def check_h1(results, what):
     assert any(r.startswith("HTTP/1.1 413 ") for r in results), (what, results)
 
 
-def case_h1_content_length(store, tmp):
+def run_h1(store, chunked, what):
     with Dmjd(store.dir) as srv:
         legit = Legit(srv.port, store)
         watch = Watch(srv)
-        results = h1_bodies(srv, store, watch, legit, chunked=False)
+        results = h1_bodies(srv, store, watch, legit, chunked=chunked)
         watch.stop()
         legit.stop()
         print("  %s; %s; %s" % (sorted(set(results)), watch.figures(), legit.figures()))
-        check_h1(results, "Content-Length bodies")
-        watch.check("Content-Length bodies")
-        legit.check("Content-Length bodies")
+        check_h1(results, what)
+        watch.check(what)
+        legit.check(what)
         serves_normally(srv, store)
+
+
+def case_h1_content_length(store, tmp):
+    run_h1(store, False, "Content-Length bodies")
 
 
 def case_h1_chunked(store, tmp):
-    with Dmjd(store.dir) as srv:
-        legit = Legit(srv.port, store)
-        watch = Watch(srv)
-        results = h1_bodies(srv, store, watch, legit, chunked=True)
-        watch.stop()
-        legit.stop()
-        print("  %s; %s; %s" % (sorted(set(results)), watch.figures(), legit.figures()))
-        check_h1(results, "chunked bodies")
-        watch.check("chunked bodies")
-        legit.check("chunked bodies")
-        serves_normally(srv, store)
+    run_h1(store, True, "chunked bodies")
 
 
 def post_block(path, key):

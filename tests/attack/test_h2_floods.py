@@ -1,9 +1,10 @@
 #!/usr/bin/python3
-"""The HTTP/2 floods of test_hostile_http2.py (reset, PING, SETTINGS and PRIORITY floods, a
-1 MB HPACK header, 100,000 small headers, HPACK table churn, streams whose bodies never come,
-WINDOW_UPDATE abuse) on ten connections each that never read: whatever dmjd owes them stalls,
-so every such connection must be closed (no progress for --send-timeout, or nothing in
-progress for --header-timeout), memory must stay bounded, and a legitimate client is served."""
+"""The HTTP/2 floods of test_hostile_http2.py (from hostile_h2.py: reset, PING, SETTINGS and
+PRIORITY floods, a 1 MB HPACK header, 100,000 small headers, HPACK table churn, streams whose
+bodies never come, WINDOW_UPDATE abuse) on ten connections each that never read: whatever dmjd
+owes them stalls, so every such connection must be closed (no progress for --send-timeout, or
+nothing in progress for --header-timeout), memory must stay bounded, and a legitimate client is
+served."""
 
 import os
 import sys
@@ -13,7 +14,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from attack_lib import (ATTACKERS, Dmjd, Legit, Watch, raise_nofile,  # noqa: E402
                         run_cases, serves_normally, wait_all_closed)
-import test_hostile_http2 as hostile  # noqa: E402
+import hostile_h2 as hostile  # noqa: E402
 
 SEND_FOR = 10  # seconds each connection offers its flood for, at most
 

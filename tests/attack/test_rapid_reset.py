@@ -14,7 +14,7 @@ from attack_lib import (ATTACKERS, END_HEADERS, END_STREAM, ENHANCE_YOUR_CALM,  
                         EVENTS, HEADERS, LIST, RST_STREAM, RUNNING, Dmjd, H2Attacker, Legit,
                         Watch, current_etag, frame, literal, raise_nofile, request_block,
                         run_cases, serves_normally)
-from test_hostile_http2 import hpack_str  # noqa: E402
+from hostile_h2 import hpack_str  # noqa: E402
 
 PAIRS = 3000  # HEADERS + RST_STREAM pairs per connection, far past the budget (~128 in 10 s)
 # Streams dmjd may work on for one connection before it is cut: the budget, plus what it had

@@ -13,52 +13,14 @@ characters of any key past its first 8, and no key's first 8 followed by its 9th
 import json
 import os
 import re
-import socket
 import sys
-import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_hostile_http2 import (END_HEADERS, END_STREAM, GOAWAY, HEADERS,  # noqa: E402
-                                PREFACE, SETTINGS, frame, hpack_str, literal)
 from dmjtest import LIST, Server, get, run_cases  # noqa: E402
+from hostile_h2 import h2_status  # noqa: E402
 
 EVENTS = LIST + "events/"
-
-
-def h2_get(port, path, key=None, extra=()):
-    """One GET over cleartext HTTP/2 (prior knowledge) with `path` sent byte for byte; returns
-    the status (200), -1 for another status, None when no answer came."""
-    block = b"\x82\x86" + b"\x04" + hpack_str(path) + b"\x01" + hpack_str(b"t")
-    if key is not None:
-        block += literal(b"authorization", b"Bearer " + key.encode())
-    for name, value in extra:
-        block += literal(name, value)
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    try:
-        s.sendall(PREFACE + frame(SETTINGS, 0, 0) +
-                  frame(HEADERS, END_STREAM | END_HEADERS, 1, block))
-        buf = b""
-        end = time.time() + 10
-        while time.time() < end:
-            chunk = s.recv(65536)
-            if not chunk:
-                return None
-            buf += chunk
-            while len(buf) >= 9:
-                length = int.from_bytes(buf[:3], "big")
-                if len(buf) < 9 + length:
-                    break
-                ftype, stream = buf[3], int.from_bytes(buf[5:9], "big") & 0x7fffffff
-                payload = buf[9:9 + length]
-                buf = buf[9 + length:]
-                if ftype == HEADERS and stream == 1:
-                    return 200 if payload[:1] == b"\x88" else -1  # indexed :status 200
-                if ftype == GOAWAY:
-                    return None
-        return None
-    finally:
-        s.close()
 
 
 def pct(text):
@@ -153,7 +115,7 @@ def check_format(store, tmp, fmt):
             if path.startswith(EVENTS.encode()):
                 status = events_get(srv, path)
             elif proto == "h2":
-                status = h2_get(srv.port, path, key if header else None)
+                status = h2_status(srv.port, path, key if header else None)
             else:
                 c = srv.conn()
                 res, _ = get(c, path.decode(), key if header else None)
@@ -162,9 +124,9 @@ def check_format(store, tmp, fmt):
             assert status == 200, "%s over %s: %r did not authenticate (%r)" % (
                 name, proto, path, status)
         # a Referer holding a key is not a way to authenticate, but it is logged
-        status = h2_get(srv.port, LIST.encode(), key,
-                        extra=[(b"referer", ("http://x/?personal%5Fapi_key=%70hx_" + key[4:])
-                                .encode())])
+        status = h2_status(srv.port, LIST.encode(), key,
+                           extra=[(b"referer", ("http://x/?personal%5Fapi_key=%70hx_" + key[4:])
+                                   .encode())])
         assert status == 200, status
         code, err = srv.stop()
         assert code == 0, (code, err)
