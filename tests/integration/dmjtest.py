@@ -1,9 +1,11 @@
 """What the integration and attack tests share: the built binaries, stores of generated data
-and their keys, dmjd processes on port 0 and their listeners, free ports, HTTP requests and
-/metrics, commands run to completion, and two ways to run a test's parts (run_cases: cases
-on one shared store; Checks: numbered checks in a temporary directory). Python 3 standard
-library only; tests import it after putting this folder on sys.path."""
+and their keys, jobs written into a store, dmjd processes on port 0 and their listeners, free
+ports, HTTP requests, /metrics and events/ streams, commands run to completion, and two ways
+to run a test's parts (run_cases: cases on one shared store; Checks: numbered checks in a
+temporary directory). Python 3 standard library only; tests import it after putting this
+folder on sys.path."""
 
+import base64
 import http.client
 import json
 import os
@@ -16,8 +18,11 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
+import urllib.parse
+import uuid
 
 import need  # this folder: what a missing tool means under CI
 
@@ -26,6 +31,11 @@ SHARED_DIR = os.environ.get("DMJ_SHARED_DIR", "")
 SOURCE_DIR = os.environ.get("DMJ_SOURCE_DIR") or os.path.normpath(
     os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 LIST = "/api/environments/1/data_modeling_jobs/"
+RUNNING = "/api/environments/1/data_modeling_jobs/running/"
+EVENTS = "/api/environments/%d/data_modeling_jobs/events/"  # % team
+# Deadlines of the tests that wait for a change: far beyond what a wake-up takes (a commit is
+# seen within ~50 ms), they only stop a broken server from hanging the test.
+LONG = 30
 
 
 def skip(why):
@@ -75,6 +85,38 @@ def generate(tmp, name, jobs, teams, seed=1):
 
 def import_into(db, *files, extra=()):
     run(binary("dmj"), "import", "--db", db, *extra, *files)
+
+
+def job_line(team, status, created="2030-01-01T00:00:00Z", job_id=None):
+    """One job as an NDJSON line `dmj import` takes."""
+    return json.dumps({
+        "id": job_id or str(uuid.uuid4()), "team_id": team, "saved_query_id": str(uuid.uuid4()),
+        "status": status, "rows_materialized": 0, "error": None, "created_at": created,
+        "last_run_at": None, "workflow_id": "materialize-test", "workflow_run_id": None,
+        "rows_expected": None})
+
+
+def import_lines(store, tmp, *lines):
+    """Imports job_line()s into the store (anything with a `dir`)."""
+    path = os.path.join(tmp, "extra-%s.ndjson" % uuid.uuid4().hex)
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    import_into(store.dir, path)
+
+
+def team_writes(store, tmp, team):
+    """A burst of writes that touch `team` only (and other users' keys): imports of new jobs
+    and status changes, a prune of its old jobs, a key made and one revoked."""
+    jobs = [str(uuid.uuid4()) for _ in range(20)]
+    import_lines(store, tmp, *(job_line(team, "Running", job_id=j) for j in jobs))
+    for status in ("Completed", "Failed"):
+        import_lines(store, tmp, *(job_line(team, status, job_id=j) for j in jobs[:10]))
+    import_lines(store, tmp, job_line(team, "Running", created="2001-01-01T00:00:00Z"))
+    run(binary("dmj"), "prune", "--db", store.dir, "--before", "2002-01-01", "--team",
+        str(team))
+    run(binary("dmj"), "keys", "create", "--db", store.dir, "--user", "2", "--team", str(team),
+        "--scopes", "warehouse_view:read")
+    run(binary("dmj"), "keys", "revoke", "--db", store.dir, store.keys["carol_read"])
 
 
 def fixture_keys(fixtures_path):
@@ -214,6 +256,122 @@ def metrics(conn):
         assert m, "bad metrics line %r" % line
         out[(m.group(1), m.group(2) or "")] = float(m.group(3))
     return out
+
+
+class Stream:
+    """One events/ response read in a thread: `events` gathers (fields) dicts, comments
+    counted apart."""
+
+    def __init__(self, port, path, key=None, headers=None):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=LONG + 20)
+        h = dict(headers or {})
+        if key is not None:
+            h["Authorization"] = "Bearer " + key
+        self.conn.request("GET", path, headers=h)
+        self.res = self.conn.getresponse()
+        self.status = self.res.status
+        self.events = []
+        self.comments = []
+        self.ended = False
+        self.error = None
+        self.lock = threading.Condition()
+        if self.status == 200:
+            self.thread = threading.Thread(target=self._read, daemon=True)
+            self.thread.start()
+        else:
+            self.body = self.res.read()
+            self.conn.close()
+
+    def _read(self):
+        fields = {}
+        try:
+            while True:
+                line = self.res.readline()
+                if not line:
+                    break
+                line = line.decode().rstrip("\n")
+                with self.lock:
+                    if line == "":
+                        if fields:
+                            self.events.append(fields)
+                        fields = {}
+                        self.lock.notify_all()
+                    elif line.startswith(":"):
+                        self.comments.append(line)
+                        self.lock.notify_all()
+                    else:
+                        name, _, value = line.partition(": ")
+                        assert name not in fields, (name, fields)
+                        fields[name] = value
+        except (OSError, ValueError, AttributeError, http.client.HTTPException):
+            pass  # the connection closed (by close(), or the server)
+        except Exception as e:  # a malformed stream: reported by wait_for
+            self.error = repr(e)
+        with self.lock:
+            self.ended = True
+            self.lock.notify_all()
+
+    def wait_for(self, n, timeout=LONG):
+        """Waits until `n` events have come; returns them all."""
+        deadline = time.time() + timeout
+        with self.lock:
+            while len(self.events) < n and not self.ended and time.time() < deadline:
+                self.lock.wait(0.1)
+            assert len(self.events) >= n, "%d events of %d (ended: %s, error: %s): %r" % (
+                len(self.events), n, self.ended, self.error, self.events)
+            return list(self.events)
+
+    def wait_until(self, pred, timeout=LONG):
+        """Waits until pred(events) holds; returns the events."""
+        deadline = time.time() + timeout
+        with self.lock:
+            while not pred(self.events) and not self.ended and time.time() < deadline:
+                self.lock.wait(0.1)
+            assert pred(self.events), self.events[-3:]
+            return list(self.events)
+
+    def wait_end(self, timeout=LONG):
+        deadline = time.time() + timeout
+        with self.lock:
+            while not self.ended and time.time() < deadline:
+                self.lock.wait(0.1)
+            return self.ended
+
+    def close(self):
+        try:
+            self.conn.sock.shutdown(socket.SHUT_RDWR)
+        except (OSError, AttributeError):
+            pass
+        self.conn.close()
+
+
+def cursor_offset(query):
+    """The `o` of the request's DRF cursor (0 without one)."""
+    value = urllib.parse.parse_qs(query).get("cursor", [""])[0]
+    if not value:
+        return 0
+    tokens = urllib.parse.parse_qs(base64.b64decode(value).decode("ascii"))
+    return int(tokens.get("o", ["0"])[0])
+
+
+def check_repeats(seen, ids, url):
+    """The ids of a page (`ids`, fetched with `url`) already in `seen` (the walk so far), after
+    checking each is one DRF's cursor may repeat. A cursor is a position plus an offset `o`:
+    the next page is the rows past the position with the first `o` skipped, because the last
+    `o` rows walked share the position's neighbour's created_at. A job imported meanwhile
+    with a created_at between the position and those rows shifts them, so they come again
+    (k such jobs: rows from index k - o on; DRF does the same). Only those `o` rows may
+    repeat, each once, in the order they were walked."""
+    window = cursor_offset(urllib.parse.urlsplit(url).query)
+    allowed = seen[-window:] if window else []
+    repeated = [job_id for job_id in ids if job_id in set(seen)]
+    for job_id in repeated:
+        assert job_id in allowed, "job %s repeated, not one of the cursor's last %d rows" % (
+            job_id, window)
+    assert len(set(repeated)) == len(repeated), "a row repeated twice on one page"
+    order = [job_id for job_id in allowed if job_id in set(repeated)]
+    assert order == repeated, "repeated rows out of their order"
+    return repeated
 
 
 def sanitized():

@@ -20,17 +20,15 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_events import EVENTS, Stream  # noqa: E402
-from test_privacy import b_burst  # noqa: E402
-from dmjtest import Server, run_cases  # noqa: E402
-from test_wait import import_lines, job_line  # noqa: E402
+from dmjtest import (EVENTS, Server, Stream, import_lines, job_line, run_cases,  # noqa: E402
+                     team_writes)
 
-TEAM_A = 1
+TEAM_A, TEAM_B = 1, 2
 AT = re.compile(r',"at":"[0-9T:.Z-]+",')
 
 
 class Copy:
-    """A store directory with the fixtures' keys, as b_burst and import_lines take it."""
+    """A store directory with the fixtures' keys, as team_writes and import_lines take it."""
 
     def __init__(self, path, keys):
         self.dir = path
@@ -81,7 +79,7 @@ def case_ids_do_not_show_other_teams(store, tmp):
         path = os.path.join(tmp, name)
         subprocess.run(["cp", "-a", store.dir, path], check=True)
         copies.append(Copy(path, store.keys))
-    b_burst(copies[1], tmp)
+    team_writes(copies[1], tmp, TEAM_B)
 
     servers = [Server(c.dir, "--threads", "2") for c in copies]
     try:

@@ -11,7 +11,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -19,98 +18,8 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dmjtest import (Server, binary, get, metrics, run, run_cases)  # noqa: E402
-from test_wait import LONG, RUNNING, import_lines, job_line  # noqa: E402
-
-EVENTS = "/api/environments/%d/data_modeling_jobs/events/"
-
-
-class Stream:
-    """One events/ response read in a thread: `events` gathers (fields) dicts, comments
-    counted apart."""
-
-    def __init__(self, port, path, key=None, headers=None):
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=LONG + 20)
-        h = dict(headers or {})
-        if key is not None:
-            h["Authorization"] = "Bearer " + key
-        self.conn.request("GET", path, headers=h)
-        self.res = self.conn.getresponse()
-        self.status = self.res.status
-        self.events = []
-        self.comments = []
-        self.ended = False
-        self.error = None
-        self.lock = threading.Condition()
-        if self.status == 200:
-            self.thread = threading.Thread(target=self._read, daemon=True)
-            self.thread.start()
-        else:
-            self.body = self.res.read()
-            self.conn.close()
-
-    def _read(self):
-        fields = {}
-        try:
-            while True:
-                line = self.res.readline()
-                if not line:
-                    break
-                line = line.decode().rstrip("\n")
-                with self.lock:
-                    if line == "":
-                        if fields:
-                            self.events.append(fields)
-                        fields = {}
-                        self.lock.notify_all()
-                    elif line.startswith(":"):
-                        self.comments.append(line)
-                        self.lock.notify_all()
-                    else:
-                        name, _, value = line.partition(": ")
-                        assert name not in fields, (name, fields)
-                        fields[name] = value
-        except (OSError, ValueError, AttributeError, http.client.HTTPException):
-            pass  # the connection closed (by close(), or the server)
-        except Exception as e:  # a malformed stream: reported by wait_for
-            self.error = repr(e)
-        with self.lock:
-            self.ended = True
-            self.lock.notify_all()
-
-    def wait_for(self, n, timeout=LONG):
-        """Waits until `n` events have come; returns them all."""
-        deadline = time.time() + timeout
-        with self.lock:
-            while len(self.events) < n and not self.ended and time.time() < deadline:
-                self.lock.wait(0.1)
-            assert len(self.events) >= n, "%d events of %d (ended: %s, error: %s): %r" % (
-                len(self.events), n, self.ended, self.error, self.events)
-            return list(self.events)
-
-    def wait_until(self, pred, timeout=LONG):
-        """Waits until pred(events) holds; returns the events."""
-        deadline = time.time() + timeout
-        with self.lock:
-            while not pred(self.events) and not self.ended and time.time() < deadline:
-                self.lock.wait(0.1)
-            assert pred(self.events), self.events[-3:]
-            return list(self.events)
-
-    def wait_end(self, timeout=LONG):
-        deadline = time.time() + timeout
-        with self.lock:
-            while not self.ended and time.time() < deadline:
-                self.lock.wait(0.1)
-            return self.ended
-
-    def close(self):
-        try:
-            self.conn.sock.shutdown(socket.SHUT_RDWR)
-        except (OSError, AttributeError):
-            pass
-        self.conn.close()
-
+from dmjtest import (EVENTS, LONG, RUNNING, Server, Stream, binary, get,  # noqa: E402
+                     import_lines, job_line, metrics, run, run_cases)
 
 def data_of(ev):
     return json.loads(ev["data"])

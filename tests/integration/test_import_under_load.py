@@ -5,7 +5,6 @@ jobs (100,000 in a sanitizer build) into the store it serves. Every request must
 every job that was there before the walk began, and no job twice except where DRF's cursor
 itself repeats rows (see walk())."""
 
-import base64
 import http.client
 import json
 import os
@@ -19,8 +18,8 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dmjtest import (LIST, Server, Store, binary, generate, get,  # noqa: E402
-                     import_into, sanitized)
+from dmjtest import (LIST, Server, Store, binary, check_repeats, cursor_offset,  # noqa: E402
+                     generate, get, import_into, sanitized)
 
 TEAM = 1
 PAGE = 200
@@ -41,36 +40,7 @@ def h2load_round(port, key, paths):
             "errored": errored, "timeout": timeout, "non2xx": sum(map(int, s.groups()[1:]))}
 
 
-def cursor_offset(query):
-    """The `o` of the request's DRF cursor (0 without one)."""
-    value = urllib.parse.parse_qs(query).get("cursor", [""])[0]
-    if not value:
-        return 0
-    tokens = urllib.parse.parse_qs(base64.b64decode(value).decode("ascii"))
-    return int(tokens.get("o", ["0"])[0])
-
-
 RECONNECTS = []  # walk requests sent again on a new connection (see walk)
-
-
-def check_repeats(seen, ids, url):
-    """The ids of a page (`ids`, fetched with `url`) already in `seen` (the walk so far), after
-    checking each is one DRF's cursor may repeat. A cursor is a position plus an offset `o`:
-    the next page is the rows past the position with the first `o` skipped, because the last
-    `o` rows walked share the position's neighbour's created_at. A job imported meanwhile
-    with a created_at between the position and those rows shifts them, so they come again
-    (k such jobs: rows from index k - o on; DRF does the same). Only those `o` rows may
-    repeat, each once, in the order they were walked."""
-    window = cursor_offset(urllib.parse.urlsplit(url).query)
-    allowed = seen[-window:] if window else []
-    repeated = [job_id for job_id in ids if job_id in set(seen)]
-    for job_id in repeated:
-        assert job_id in allowed, "job %s repeated, not one of the cursor's last %d rows" % (
-            job_id, window)
-    assert len(set(repeated)) == len(repeated), "a row repeated twice on one page"
-    order = [job_id for job_id in allowed if job_id in set(repeated)]
-    assert order == repeated, "repeated rows out of their order"
-    return repeated
 
 
 def walk(srv, key):

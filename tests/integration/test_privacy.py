@@ -18,9 +18,8 @@ import urllib.parse
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_events import EVENTS, Stream  # noqa: E402
-from dmjtest import LIST, Server, binary, get, run, run_cases  # noqa: E402
-from test_wait import import_lines, job_line  # noqa: E402
+from dmjtest import (EVENTS, LIST, Server, Stream, get, import_lines, job_line,  # noqa: E402
+                     run_cases, team_writes)
 
 TEAM_A, TEAM_B = 1, 2
 
@@ -63,20 +62,6 @@ def history(srv, key, newest_id=None):
     return [(e["id"], e["event"], e["data"]) for e in got]
 
 
-def b_burst(store, tmp):
-    """Writes that touch team B only (and other users' keys)."""
-    jobs = [str(uuid.uuid4()) for _ in range(20)]
-    import_lines(store, tmp, *(job_line(TEAM_B, "Running", job_id=j) for j in jobs))
-    for status in ("Completed", "Failed"):
-        import_lines(store, tmp, *(job_line(TEAM_B, status, job_id=j) for j in jobs[:10]))
-    import_lines(store, tmp, job_line(TEAM_B, "Running", created="2001-01-01T00:00:00Z"))
-    run(binary("dmj"), "prune", "--db", store.dir, "--before", "2002-01-01", "--team",
-        str(TEAM_B))
-    run(binary("dmj"), "keys", "create", "--db", store.dir, "--user", "2", "--team", str(TEAM_B),
-        "--scopes", "warehouse_view:read")
-    run(binary("dmj"), "keys", "revoke", "--db", store.dir, store.keys["carol_read"])
-
-
 def case_team_b_writes_leave_team_a_unchanged(store, tmp):
     key = store.read_key
     job_a = sorted(store.served_ids(TEAM_A))[0]
@@ -90,7 +75,7 @@ def case_team_b_writes_leave_team_a_unchanged(store, tmp):
         live = Stream(srv.port, EVENTS % TEAM_A, key)
         assert live.status == 200
 
-        b_burst(store, tmp)
+        team_writes(store, tmp, TEAM_B)
         # every B write has been seen by dmjd: team B's view changed
         deadline = time.time() + 10
         c = srv.conn()

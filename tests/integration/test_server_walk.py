@@ -17,8 +17,7 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_import_under_load import check_repeats  # noqa: E402
-from dmjtest import (LIST, Server, Store, binary, generate, get,  # noqa: E402
+from dmjtest import (LIST, Server, Store, binary, check_repeats, generate, get,  # noqa: E402
                      import_into)
 
 TEAM = 1
@@ -82,7 +81,7 @@ def main():
                 page = json.loads(body)
                 ids = [j["id"] for j in page["results"]]
                 # DRF's cursor may repeat the `o` rows its offset skips when an import lands
-                # next to them (test_import_under_load.check_repeats).
+                # next to them (dmjtest.check_repeats).
                 repeated.update(check_repeats(seen, ids, url))
                 seen.extend(ids)
                 pages += 1

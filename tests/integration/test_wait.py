@@ -19,29 +19,8 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dmjtest import (Server, binary, get, import_into, metrics,  # noqa: E402
-                     run_cases, sanitized)
-
-RUNNING = "/api/environments/1/data_modeling_jobs/running/"
-# Deadlines here are far beyond what a wake-up takes (a commit is seen within ~50 ms): they
-# only stop a broken server from hanging the test.
-LONG = 30
-
-
-def job_line(team, status, created="2030-01-01T00:00:00Z", job_id=None):
-    return json.dumps({
-        "id": job_id or str(uuid.uuid4()), "team_id": team, "saved_query_id": str(uuid.uuid4()),
-        "status": status, "rows_materialized": 0, "error": None, "created_at": created,
-        "last_run_at": None, "workflow_id": "materialize-test", "workflow_run_id": None,
-        "rows_expected": None})
-
-
-def import_lines(store, tmp, *lines):
-    path = os.path.join(tmp, "extra-%s.ndjson" % uuid.uuid4().hex)
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    import_into(store.dir, path)
-
+from dmjtest import (LONG, RUNNING, Server, binary, get, import_lines, job_line,  # noqa: E402
+                     metrics, run_cases, sanitized)
 
 def current_etag(conn, key, query="?wait=5"):
     res, body = get(conn, RUNNING + query, key)
