@@ -26,7 +26,8 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import diff_cases as dc  # noqa: E402
-import test_differential as td  # noqa: E402
+from diff_runner import (LABELS, Case, Runner, check_dmjd_end, endpoint_requests,  # noqa: E402
+                         q, report, run_phase)
 
 MIN_COMPARED = 1500  # requests sent to both servers; a case list that shrank fails
 PEER_ENV = {"DRF_REF_API": "offset"}
@@ -55,7 +56,7 @@ def build_cases(world):
     auth = {"Authorization": "Bearer " + world.keys["read"]["key"]}
 
     def add(name, target, headers=auth, method="GET"):
-        cases.append(td.Case(name, target, headers, method))
+        cases.append(Case(name, target, headers, method))
 
     def base(team="1", prefix="environments"):
         return "/api/%s/%s/data_modeling_jobs" % (prefix, team)
@@ -67,16 +68,9 @@ def build_cases(world):
     n_sq = len(world.expected_list(1, sq))
 
     # Every endpoint under both prefixes, team id and @current, with and without the slash.
-    for prefix in td.PREFIXES:
-        for team in ("1", "@current", "2", "3", "4"):
-            for slash in ("/", ""):
-                b = base(team, prefix)
-                for ep, path in (("list", b + slash), ("retrieve", "%s/%s%s" % (b, job1, slash)),
-                                 ("recent", b + "/recent" + slash),
-                                 ("running", b + "/running" + slash)):
-                    for method in ("GET", "HEAD", "OPTIONS"):
-                        add("%s %s %s" % (ep, prefix, team), path, method=method)
-    for label in td.LABELS:
+    for ep, prefix, team, path, method in endpoint_requests(("1", "@current", "2", "3", "4"), job1):
+        add("%s %s %s" % (ep, prefix, team), path, method=method)
+    for label in LABELS:
         for team in ("1", "2", "@current"):
             add("auth %s team %s" % (label, team), base(team) + "/?limit=2&offset=1",
                 {"Authorization": "Bearer " + world.keys[label]["key"]})
@@ -94,8 +88,8 @@ def build_cases(world):
               "99999999999999999999999999", "-99999999999999999999999999", "1" * 3000,
               "0" * 3500 + "3", " ", "+", "-", "+-5", "++5", "1 2", "%00"]
     for lim in limits:
-        add("limit %r" % lim[:40], base() + "/?limit=" + td.q(lim))
-        add("limit %r offset 15" % lim[:40], base() + "/?offset=15&limit=" + td.q(lim))
+        add("limit %r" % lim[:40], base() + "/?limit=" + q(lim))
+        add("limit %r offset 15" % lim[:40], base() + "/?offset=15&limit=" + q(lim))
     # Every offset spelling, and offsets around the end and past 64 bits.
     offsets = ["", "0", "1", "5", "9", "10", "11", "-1", "-10", "-0", "+5", " 5", "5 ",
                "\r20\n", "1_5", "1__5", "_5", "5_", "0x5", "5.0", "abc", "\u0665", "007",
@@ -109,7 +103,7 @@ def build_cases(world):
     for off in offsets:
         for lim in ("", "7", "100", "200"):
             add("offset %r limit %r" % (off[:40], lim),
-                base() + "/?offset=" + td.q(off) + ("&limit=" + lim if lim else ""))
+                base() + "/?offset=" + q(off) + ("&limit=" + lim if lim else ""))
     for off in (0, 3, 7, 10, 13, 20, 97, 100, 101):
         for lim in (1, 3, 7, 10, 13, 100):
             add("grid offset %d limit %d" % (off, lim),
@@ -125,7 +119,7 @@ def build_cases(world):
     for off in (0, 1, n_sq - 1, n_sq, n_sq + 1):
         add("sq offset %d" % off, base() + "/?saved_query_id=%s&limit=2&offset=%d" % (sq, off))
     add("sq upper", base() + "/?saved_query_id=" + sq.upper() + "&offset=1&limit=1")
-    add("sq braces", base() + "/?saved_query_id=" + td.q("{" + sq + "}") + "&offset=1")
+    add("sq braces", base() + "/?saved_query_id=" + q("{" + sq + "}") + "&offset=1")
     add("sq no match", base() + "/?saved_query_id=00000000-0000-4000-8000-000000000000&offset=1")
     add("sq empty", base() + "/?saved_query_id=&offset=4&limit=2")
     add("sq bad", base() + "/?saved_query_id=nope&offset=4")
@@ -304,8 +298,8 @@ def main():
               % (peer_port, dmj_port, time.time() - started), flush=True)
         cases = build_cases(world)
         walks = build_walks(world)
-        runner = td.Runner(peer_port, dmj_port)
-        td.run_phase(runner, cases, walks)
+        runner = Runner(peer_port, dmj_port)
+        run_phase(runner, cases, walks)
         # The schema describes this generation.
         c = dc.Client(dmj_port)
         r = c.request("GET", "/api/schema/", {})
@@ -323,14 +317,14 @@ def main():
             found, sent = check(world, dmj_port, auth)
             problems += found
             extra_sent += sent
-        td.check_dmjd_end(runner, dmj_proc, work, "dmjd-offset", False)
+        check_dmjd_end(runner, dmj_proc, work, "dmjd-offset", False)
         dc.stop(peer_proc)
     finally:
         for proc in procs:
             dc.stop(proc)
         dc.remove_workdir(work)
 
-    td.report(runner.mismatches)
+    report(runner.mismatches)
     for p in problems:
         print("FAIL: " + p)
     print("peer statuses: %s" % ", ".join("%d x%d" % kv for kv in sorted(runner.statuses.items())))
