@@ -19,7 +19,9 @@
 static const char usage_text[] =
     "usage: dmj sync [--postgres-file F | --postgres CONNINFO] [--db DIR] [--interval S]\n"
     "                [--once] [--identities] [--teams LIST] [--teams-mod N:R] [--lag S]\n"
-    "                [--full-every K] [--batch N]\n";
+    "                [--full-every K] [--batch N] [--logical | --poll] [--slot NAME]\n"
+    "       dmj sync --drop-slot [--slot NAME] [--postgres-file F | --postgres CONNINFO]\n"
+    "       dmj sync --status [--db DIR]\n";
 
 /* The one thing a signal handler may touch: set on SIGTERM/SIGINT, read between
  * transactions. A process-wide flag because signals are process-wide. */
@@ -83,6 +85,13 @@ static bool parse_teams_mod(const char *arg, int32_t *n_out, int32_t *r_out)
     return true;
 }
 
+/* PostgreSQL's rule for slot names. */
+static bool slot_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+    return n >= 1 && n <= 63 && strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_") == n;
+}
+
 static bool parse_seconds(const char *s, double max, double *out)
 {
     char *end;
@@ -142,7 +151,20 @@ static bool has_password(const char *conninfo)
 }
 
 static const char help_text[] =
-    "Follows PostHog's PostgreSQL table posthog_datamodelingjob into the store: first in\n"
+    "Follows PostHog's PostgreSQL table posthog_datamodelingjob into the store, by logical\n"
+    "replication when the server allows it (wal_level=logical, a user with REPLICATION, and\n"
+    "the publication dmj_jobs existing or the user able to create it), else by polling; the\n"
+    "first line says which. Logical replication: a slot (--slot, default dmj_<store id>),\n"
+    "a copy from its snapshot, then every commit in order, deletions and TRUNCATE included,\n"
+    "applied exactly once (the position is stored with the changes). See docs/deployment.md\n"
+    "for max_slot_wal_keep_size: a stopped replica's slot keeps WAL on the server.\n"
+    "  --logical            logical replication, or fail saying why it is not possible\n"
+    "  --poll               polling, as below, even where logical replication is possible\n"
+    "  --slot NAME          the replication slot (one per replica store)\n"
+    "  --drop-slot          drops the slot and the position stored with it, then exits\n"
+    "  --status             prints where the store stands (slot, LSN and changes applied;\n"
+    "                       the polling watermark), then exits\n"
+    "Polling: first in\n"
     "full, then every --interval seconds (default 5) the rows whose (updated_at, id) is past\n"
     "the watermark, which is committed in the same store transaction as the rows it covers.\n"
     "Each cycle reads one REPEATABLE READ snapshot; it re-reads the last --lag seconds\n"
@@ -179,6 +201,9 @@ int dmj_cmd_sync(int argc, char **argv)
         {"lag", required_argument, NULL, 'l'},        {"full-every", required_argument, NULL, 'f'},
         {"batch", required_argument, NULL, 'b'},      {"help", no_argument, NULL, 'h'},
         {"teams-mod", required_argument, NULL, 'm'}, {"postgres-file", required_argument, NULL, 'F'},
+        {"logical", no_argument, NULL, 'L'},          {"poll", no_argument, NULL, 'P'},
+        {"slot", required_argument, NULL, 's'},       {"drop-slot", no_argument, NULL, 'D'},
+        {"status", no_argument, NULL, 'S'},
         {NULL, 0, NULL, 0},
     };
     struct dmj_sync_options o = {.interval = 5, .lag_us = 5000000, .full_every = 60, .batch = 2000};
@@ -187,6 +212,7 @@ int dmj_cmd_sync(int argc, char **argv)
     int c, status = DMJ_TOOL_USAGE;
     const char *conninfo_file = NULL;
     char *conninfo_read = NULL;
+    bool drop_slot = false, show_status = false;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
         case 'p':
@@ -204,6 +230,27 @@ int dmj_cmd_sync(int argc, char **argv)
             break;
         case 'o':
             o.once = true;
+            break;
+        case 'L':
+        case 'P':
+            if (o.mode != DMJ_SYNC_AUTO && o.mode != (c == 'L' ? DMJ_SYNC_LOGICAL : DMJ_SYNC_POLL)) {
+                free(o.teams_array);
+                return dmj_tool_fail("sync", "--logical and --poll exclude each other");
+            }
+            o.mode = c == 'L' ? DMJ_SYNC_LOGICAL : DMJ_SYNC_POLL;
+            break;
+        case 's':
+            if (!slot_name_ok(optarg)) {
+                free(o.teams_array);
+                return dmj_tool_fail("sync", "--slot: 1 to 63 of a-z, 0-9 and _: %s", optarg);
+            }
+            o.slot = optarg;
+            break;
+        case 'D':
+            drop_slot = true;
+            break;
+        case 'S':
+            show_status = true;
             break;
         case 'I':
             o.identities = true;
@@ -248,9 +295,20 @@ int dmj_cmd_sync(int argc, char **argv)
             return dmj_tool_usage(usage_text);
         }
     }
-    if (optind != argc || (o.conninfo && conninfo_file)) {
+    if (optind != argc || (o.conninfo && conninfo_file) || (show_status && drop_slot)) {
         free(o.teams_array);
         return dmj_tool_usage(usage_text);
+    }
+    if (show_status) {
+        struct dmj_store *store;
+        free(o.teams_array);
+        if (dmj_tool_open(dmj_tool_db(o.db), DMJ_STORE_RDONLY, &store) != 0)
+            return DMJ_TOOL_FAIL;
+        int rc = dmj_sync_print_state(store, stdout);
+        dmj_store_close(store);
+        if (rc != 0)
+            return dmj_tool_fail("sync", "%s", dmj_strerror(rc));
+        return DMJ_TOOL_OK;
     }
     if (conninfo_file) {
         if (!read_conninfo_file(conninfo_file, &conninfo_read)) {
@@ -278,7 +336,8 @@ int dmj_cmd_sync(int argc, char **argv)
     status = DMJ_TOOL_FAIL;
     struct dmj_store *store;
     if (dmj_tool_open(dmj_tool_db(o.db), 0, &store) == 0) {
-        if (dmj_sync_run(store, &o, &stop_requested) == 0)
+        int rc = drop_slot ? dmj_sync_drop_slot(store, &o) : dmj_sync_run(store, &o, &stop_requested);
+        if (rc == 0)
             status = DMJ_TOOL_OK;
         dmj_store_close(store);
     }

@@ -53,7 +53,7 @@ static int cmp_mark(const struct mark *a, int64_t us, const uint8_t id[16])
 }
 
 /* The first line of a libpq message, into sync->err, after `what`. */
-static int pg_fail(struct sync *s, const char *what, const char *msg)
+int dmj__sync_fail(struct sync *s, const char *what, const char *msg)
 {
     size_t n = strcspn(msg, "\n");
     while (n > 0 && (msg[n - 1] == ' ' || msg[n - 1] == '\r'))
@@ -62,14 +62,14 @@ static int pg_fail(struct sync *s, const char *what, const char *msg)
     return SYNC_EPG;
 }
 
-/* Runs a statement; `out` (may be NULL) receives the result when it succeeded. */
-int dmj__sync_pg_exec(struct sync *s, const char *sql, int nparams, const char *const *params,
-                   int binary, PGresult **out)
+int dmj__sync_result(struct sync *s, PGconn *conn, PGresult *r, ExecStatusType want,
+                     const char *what, PGresult **out)
 {
-    PGresult *r = PQexecParams(s->pg, sql, nparams, NULL, params, NULL, NULL, binary);
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        int rc = pg_fail(s, "query failed", r ? PQresultErrorMessage(r) : PQerrorMessage(s->pg));
+    bool ok = want == PGRES_COMMAND_OK ? st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK
+                                       : st == want;
+    if (!ok) {
+        int rc = dmj__sync_fail(s, what, r ? PQresultErrorMessage(r) : PQerrorMessage(conn));
         PQclear(r);
         return rc;
     }
@@ -78,6 +78,14 @@ int dmj__sync_pg_exec(struct sync *s, const char *sql, int nparams, const char *
     else
         PQclear(r);
     return 0;
+}
+
+/* Runs a statement; `out` (may be NULL) receives the result when it succeeded. */
+int dmj__sync_pg_exec(struct sync *s, const char *sql, int nparams, const char *const *params,
+                   int binary, PGresult **out)
+{
+    PGresult *r = PQexecParams(s->pg, sql, nparams, NULL, params, NULL, NULL, binary);
+    return dmj__sync_result(s, s->pg, r, PGRES_COMMAND_OK, "query failed", out);
 }
 
 int dmj__sync_read_start(struct sync *s)
@@ -113,8 +121,7 @@ void dmj__sync_write_abort(struct sync *s)
 
 /* One line on stderr as dmjd writes its own: an ISO 8601 UTC timestamp, "dmj sync: " and the
  * message, with one write so that lines never mix. */
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...)
+void dmj__sync_say(const char *fmt, ...)
 {
     char line[1024];
     struct timespec ts;
@@ -223,6 +230,17 @@ static int job_unchanged(struct sync *s, const struct dmj_job *job, bool *same)
 
 static int on_job(struct sync *s, const struct dmj_job *job)
 {
+    if (s->logical) {
+        /* The stream says the row changed: written as it is, remembered for a TRUNCATE. */
+        int rc = dmj__sync_write_start(s);
+        if (rc == 0)
+            rc = dmj_write_job(s->w, job);
+        if (rc == 0)
+            rc = dmj__sync_ids_add(s->written, job->id);
+        if (rc == 0)
+            s->upserted++;
+        return rc;
+    }
     bool moves = s->incremental && job->has_updated_at;
     bool same;
     int rc;
@@ -280,26 +298,20 @@ static void on_skipped(void *ctx, const struct dmj_import_error *e)
 {
     struct sync *s = ctx;
     s->skipped++;
-    say("row skipped: %s: %s", e->field, e->reason);
+    dmj__sync_say("row skipped: %s: %s", e->field, e->reason);
 }
 
-/* Feeds column 0 of every row of `r` (one JSON object each) through the import parser,
- * which turns PostgreSQL's row_to_json into records exactly as `dmj import` does. */
-int dmj__sync_feed_rows(struct sync *s, PGresult *r)
+static int import_start(struct sync *s, struct dmj_import **imp)
 {
     struct dmj_import_options opts = {
         .skip_invalid = true, .record = on_record, .skipped = on_skipped, .ctx = s};
-    struct dmj_import *imp;
-    int rc = dmj_import_new(&opts, &imp);
-    if (rc != 0)
-        return rc;
     s->store_rc = 0;
-    int rows = PQntuples(r);
-    for (int i = 0; rc == 0 && i < rows; i++) {
-        rc = dmj_import_feed(imp, PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0));
-        if (rc == 0)
-            rc = dmj_import_feed(imp, "\n", 1);
-    }
+    return dmj_import_new(&opts, imp);
+}
+
+/* Finishes the parse that `rc` left, with the error the caller should see. */
+static int import_end(struct sync *s, struct dmj_import *imp, int rc)
+{
     if (rc == 0)
         rc = dmj_import_finish(imp);
     if (rc == DMJ_EINVAL) {
@@ -310,6 +322,34 @@ int dmj__sync_feed_rows(struct sync *s, PGresult *r)
     }
     dmj_import_free(imp);
     return rc;
+}
+
+/* Feeds column 0 of every row of `r` (one JSON object each) through the import parser,
+ * which turns PostgreSQL's row_to_json into records exactly as `dmj import` does. */
+int dmj__sync_feed_rows(struct sync *s, PGresult *r)
+{
+    struct dmj_import *imp;
+    int rc = import_start(s, &imp);
+    if (rc != 0)
+        return rc;
+    int rows = PQntuples(r);
+    for (int i = 0; rc == 0 && i < rows; i++) {
+        rc = dmj_import_feed(imp, PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0));
+        if (rc == 0)
+            rc = dmj_import_feed(imp, "\n", 1);
+    }
+    return import_end(s, imp, rc);
+}
+
+/* The same for one row's JSON object. */
+int dmj__sync_feed_json(struct sync *s, const char *json, size_t len)
+{
+    struct dmj_import *imp;
+    int rc = import_start(s, &imp);
+    if (rc != 0)
+        return rc;
+    rc = dmj_import_feed(imp, json, len);
+    return import_end(s, imp, rc);
 }
 
 /* Declares a cursor over `query` and feeds it batch by batch, each batch ending with its
@@ -382,7 +422,7 @@ static int sync_incremental(struct sync *s)
 
 /* ---- the full comparison: deletions, NULL updated_at, rows the watermark passed by ----- */
 
-static int ids_add(struct ids *a, const uint8_t id[16])
+int dmj__sync_ids_add(struct ids *a, const uint8_t id[16])
 {
     if (a->n == a->cap) {
         size_t cap = a->cap ? a->cap * 2 : 4096;
@@ -398,7 +438,7 @@ static int ids_add(struct ids *a, const uint8_t id[16])
 
 static int each_store_id(void *ctx, const struct dmj_job *job)
 {
-    return ids_add(ctx, job->id);
+    return dmj__sync_ids_add(ctx, job->id);
 }
 
 /* Every id of the (filtered) table (the order does not matter: the caller sorts). */
@@ -420,9 +460,9 @@ static int pg_ids(struct sync *s, struct ids *out)
         for (int i = 0; rc == 0 && i < rows; i++) {
             uint8_t id[16];
             if (dmj_uuid_parse(PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0), id) != 0)
-                rc = pg_fail(s, "id", "not a uuid");
+                rc = dmj__sync_fail(s, "id", "not a uuid");
             else
-                rc = ids_add(out, id);
+                rc = dmj__sync_ids_add(out, id);
         }
         PQclear(r);
         if (rows < 20000)
@@ -485,7 +525,7 @@ static int sync_full(struct sync *s)
         while (rc == 0 && (i < pg.n || k < st.n)) {
             int c = i == pg.n ? 1 : k == st.n ? -1 : memcmp(pg.v[i], st.v[k], 16);
             if (c < 0) {
-                rc = ids_add(&missing, pg.v[i++]);
+                rc = dmj__sync_ids_add(&missing, pg.v[i++]);
             } else if (c > 0) {
                 rc = dmj__sync_write_start(s);
                 if (rc == 0)
@@ -548,41 +588,55 @@ static int counts_differ(struct sync *s, bool *differ)
 
 /* ---- cycles ----------------------------------------------------------------------- */
 
-static int pg_connect(struct sync *s)
+/* A connection of its own (`*conn`, reused while it is good); a replication one speaks the
+ * walsender's protocol to the same database. Timestamps come as ISO text whatever the
+ * server's DateStyle, so that the stream's rows parse as row_to_json's do. */
+int dmj__sync_connect(struct sync *s, PGconn **conn, bool replication)
 {
-    if (s->pg && PQstatus(s->pg) == CONNECTION_OK)
+    if (*conn && PQstatus(*conn) == CONNECTION_OK)
         return 0;
-    if (s->pg)
-        PQfinish(s->pg);
-    const char *keys[] = {"dbname", "fallback_application_name", NULL};
-    const char *vals[] = {s->o.conninfo, "dmj sync", NULL};
-    s->pg = PQconnectdbParams(keys, vals, 1);
-    if (!s->pg)
-        return pg_fail(s, "cannot connect", "out of memory");
-    if (PQstatus(s->pg) != CONNECTION_OK)
-        return pg_fail(s, "cannot connect", PQerrorMessage(s->pg));
+    if (*conn)
+        PQfinish(*conn);
+    const char *keys[] = {"dbname", "fallback_application_name", "options",
+                          replication ? "replication" : NULL, NULL};
+    const char *vals[] = {s->o.conninfo, "dmj sync", "-c datestyle=ISO", "database", NULL};
+    *conn = PQconnectdbParams(keys, vals, 1);
+    if (!*conn)
+        return dmj__sync_fail(s, "cannot connect", "out of memory");
+    if (PQstatus(*conn) != CONNECTION_OK)
+        return dmj__sync_fail(s, "cannot connect", PQerrorMessage(*conn));
     return 0;
 }
 
-static int cycle(struct sync *s, unsigned n)
+int dmj__sync_cycle(struct sync *s, unsigned n, const char *snapshot)
 {
     s->upserted = s->deleted = s->unchanged = s->skipped = s->identities = s->revoked = 0;
     s->err[0] = '\0';
     bool differ = false;
-    int rc = pg_connect(s);
+    int rc = dmj__sync_connect(s, &s->pg, false);
     if (rc == 0)
         rc = dmj__sync_pg_exec(s, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, 0, NULL);
+    if (rc == 0 && snapshot) {
+        char set[128];
+        snprintf(set, sizeof set, "SET TRANSACTION SNAPSHOT '%s'", snapshot);
+        rc = dmj__sync_pg_exec(s, set, 0, NULL, 0, NULL);
+    }
     if (rc == 0)
         rc = load_watermark(s);
+    if (snapshot) {
+        s->stored.set = false; /* the copy reads everything the snapshot holds */
+        s->pending = s->stored;
+    }
     if (rc == 0)
         rc = sync_incremental(s);
     if (*s->stop)
         goto end; /* SIGTERM: what is committed stays; the rest waits for the next run */
     if (rc == 0 && s->o.identities)
         rc = dmj__sync_identities(s);
-    if (rc == 0)
+    if (rc == 0 && !snapshot)
         rc = counts_differ(s, &differ);
-    if (rc == 0 && (n == 0 || differ || (s->o.full_every && n % s->o.full_every == 0)))
+    if (rc == 0 && (n == 0 || snapshot || differ ||
+                    (s->o.full_every && n % s->o.full_every == 0)))
         rc = sync_full(s);
 end:
     dmj__sync_read_stop(s);
@@ -599,7 +653,7 @@ end:
         if (s->identities)
             snprintf(ids, sizeof ids, ", identities updated (%llu, %llu revoked)",
                      (unsigned long long)s->identities, (unsigned long long)s->revoked);
-        say("upserted %llu, deleted %llu, unchanged %llu, watermark %s%s",
+        dmj__sync_say("upserted %llu, deleted %llu, unchanged %llu, watermark %s%s",
                 (unsigned long long)s->upserted, (unsigned long long)s->deleted,
                 (unsigned long long)s->unchanged, wm, ids);
     }
@@ -619,30 +673,76 @@ static void pause_for(struct sync *s, double seconds)
     }
 }
 
+int dmj_sync_print_state(struct dmj_store *store, FILE *out)
+{
+    static const char *const names[] = {LOGICAL_NAME, WATERMARK_NAME};
+    struct dmj_read *r = NULL;
+    int rc = dmj_read_new(store, &r);
+    bool begun = rc == 0 && (rc = dmj_read_begin(r)) == 0;
+    for (size_t i = 0; rc == 0 && i < sizeof names / sizeof *names; i++) {
+        char text[256];
+        size_t len;
+        rc = dmj_read_meta(r, names[i], text, sizeof text - 1, &len);
+        if (rc == 0 && len > 0)
+            fprintf(out, "%s %.*s\n", names[i], (int)len, text);
+        if (rc == DMJ_ENOTFOUND)
+            rc = 0;
+    }
+    if (begun)
+        dmj_read_end(r);
+    if (r)
+        dmj_read_free(r);
+    return rc;
+}
+
+/* Without --logical or --poll: logical replication when the server allows it (said once).
+ * With --logical, a server that does not allow it ends the run with the reason. */
+static int choose_mode(struct sync *s)
+{
+    char why[256];
+    bool possible;
+    int rc = dmj__sync_logical_possible(s, &possible, why, sizeof why);
+    if (rc != 0)
+        return rc;
+    if (s->o.mode == DMJ_SYNC_LOGICAL && !possible) {
+        snprintf(s->err, sizeof s->err, "--logical: not possible on this server: %s", why);
+        return DMJ_EINVAL;
+    }
+    if (!possible)
+        dmj__sync_say("polling every %gs: no logical replication (%s)", s->o.interval, why);
+    s->o.mode = possible ? DMJ_SYNC_LOGICAL : DMJ_SYNC_POLL;
+    s->mode_chosen = true;
+    return 0;
+}
+
 static int run(struct sync *s)
 {
     double backoff = 0.5;
     for (unsigned n = 0; !*s->stop; n++) {
-        int rc = cycle(s, n);
+        int rc = s->mode_chosen || s->o.mode == DMJ_SYNC_POLL ? 0 : choose_mode(s);
+        if (rc == 0)
+            rc = s->o.mode == DMJ_SYNC_LOGICAL ? dmj__sync_logical(s)
+                                               : dmj__sync_cycle(s, n, NULL);
         if (rc == SYNC_EPG) {
-            say("%s", s->err);
+            dmj__sync_say("%s", s->err);
             if (s->o.once)
                 return SYNC_EPG;
             /* Nothing uncommitted was kept: retry the whole cycle on a new connection. */
             PQfinish(s->pg);
-            s->pg = NULL;
-            say("retrying in %.1fs", backoff);
+            PQfinish(s->repl);
+            s->pg = s->repl = NULL;
+            dmj__sync_say("retrying in %.1fs", backoff);
             pause_for(s, backoff);
             backoff = backoff * 2 > 30 ? 30 : backoff * 2;
             n = n == 0 ? (unsigned)-1 : n; /* the first good cycle is still a full one */
             continue;
         }
         if (rc == DMJ_EINVAL && s->err[0]) {
-            say("%s", s->err);
+            dmj__sync_say("%s", s->err);
             return rc;
         }
         if (rc != 0) {
-            say("store: %s", dmj_strerror(rc));
+            dmj__sync_say("store: %s", dmj_strerror(rc));
             return rc;
         }
         backoff = 0.5;
@@ -663,15 +763,15 @@ int dmj_sync_run(struct dmj_store *store, const struct dmj_sync_options *o,
         dmj_buf_init(&s.seen[k], (size_t)1 << 30);
     int rc = dmj_read_new(store, &s.read);
     if (rc != 0)
-        say("store: %s", dmj_strerror(rc));
+        dmj__sync_say("store: %s", dmj_strerror(rc));
     else
         rc = run(&s);
     dmj__sync_read_stop(&s);
     dmj__sync_write_abort(&s);
     if (s.read)
         dmj_read_free(s.read);
-    if (s.pg)
-        PQfinish(s.pg);
+    PQfinish(s.pg);
+    PQfinish(s.repl);
     dmj_buf_dispose(&s.enc_new);
     dmj_buf_dispose(&s.enc_old);
     for (int k = 0; k < OWN_COUNT; k++)

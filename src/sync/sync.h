@@ -4,6 +4,7 @@
 #define DMJ_SYNC_H
 
 #include <signal.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -23,6 +24,8 @@ struct dmj_sync_options {
     int64_t lag_us;    /* re-read window before the watermark */
     unsigned full_every;
     unsigned batch;
+    enum dmj_sync_mode { DMJ_SYNC_AUTO, DMJ_SYNC_LOGICAL, DMJ_SYNC_POLL } mode;
+    const char *slot; /* the replication slot's name, or NULL for dmj_<store id> */
 };
 
 /** Runs cycles until `*stop` is set (or one cycle with `o->once`), printing a line on stderr
@@ -30,5 +33,13 @@ struct dmj_sync_options {
  * backoff unless `o->once`. Returns 0, or the error that ended the run (already printed). */
 DMJ_MUST_CHECK int dmj_sync_run(struct dmj_store *store, const struct dmj_sync_options *o,
                                 const volatile sig_atomic_t *stop);
+
+/** Drops the replication slot (o->slot or the store's own) and forgets the position stored
+ * with it; the next logical run starts with a new copy. */
+DMJ_MUST_CHECK int dmj_sync_drop_slot(struct dmj_store *store, const struct dmj_sync_options *o);
+
+/** Prints where the store stands: "sync.logical <slot> <LSN> <changes applied>" and
+ * "sync.watermark <updated_at µs> <id>", each when the store has it. */
+DMJ_MUST_CHECK int dmj_sync_print_state(struct dmj_store *store, FILE *out);
 
 #endif

@@ -74,7 +74,7 @@ static const char *const identity_queries[] = {
      * one cannot be checked without its raw value, which is not copied. */
     "SELECT json_build_object('kind', 'personal_api_key', 'id', k.id, 'user_id', k.user_id,"
     " 'secure_value', k.secure_value, 'scopes', k.scopes, 'scoped_teams', k.scoped_teams,"
-    " 'scoped_organizations', k.scoped_organizations)::text"
+    " 'scoped_organizations', k.scoped_organizations, 'created_at', k.created_at)::text"
     " FROM posthog_personalapikey k WHERE k.secure_value IS NOT NULL ORDER BY k.id",
 };
 #define N_IDENTITY_QUERIES (sizeof identity_queries / sizeof identity_queries[0])

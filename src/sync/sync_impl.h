@@ -19,6 +19,8 @@
 #define SYNC_EPG (-3000)
 
 #define WATERMARK_NAME "sync.watermark"
+/* Logical replication: "<slot> <LSN>", the slot and the end of the last commit applied. */
+#define LOGICAL_NAME "sync.logical"
 #define IDENTITIES_NAME "sync.identities"
 /* Fed to the identity digest first: a store whose digest an older dmj sync wrote (which kept
  * no list of memberships, teams or organizations) gets one full identity pass. */
@@ -57,7 +59,8 @@ struct sync {
     const volatile sig_atomic_t *stop; /* set by the caller's signal handler */
     struct dmj_read *read;
     bool read_active;
-    PGconn *pg;
+    PGconn *pg;   /* queries */
+    PGconn *repl; /* logical replication: the walsender connection */
     char err[512];
 
     struct mark stored;  /* the watermark committed in the store */
@@ -65,6 +68,9 @@ struct sync {
     bool incremental;    /* rows move the watermark (not during the full comparison) */
 
     const struct ids *known; /* during the full comparison: the store's ids, sorted */
+    bool mode_chosen;        /* logical or polling, checked against the server */
+    bool logical;            /* applying the stream: every row is written, none compared */
+    struct ids *written;     /* then: the job ids written in the open batch */
     struct dmj_write *w;     /* the open write transaction of the batch, NULL if none */
     uint64_t upserted, deleted, unchanged, skipped, identities, revoked;
     struct dmj_buf seen[OWN_COUNT]; /* owned_lists' entries written by this identity pass */
@@ -75,6 +81,12 @@ struct sync {
 
 /* sync.c: PostgreSQL, read and write helpers. Each returns 0, SYNC_EPG (the message in
  * s->err) or a store error. */
+/* The first line of a libpq message in s->err after `what`; returns SYNC_EPG. */
+int dmj__sync_fail(struct sync *s, const char *what, const char *msg);
+/* Keeps `r` in `out` (or clears it) when its status is `want` (PGRES_COMMAND_OK: or rows),
+ * else puts its error, after `what`, in s->err. */
+int dmj__sync_result(struct sync *s, PGconn *conn, PGresult *r, ExecStatusType want,
+                     const char *what, PGresult **out);
 int dmj__sync_pg_exec(struct sync *s, const char *sql, int nparams, const char *const *params, int binary, PGresult **out);
 int dmj__sync_read_start(struct sync *s);
 void dmj__sync_read_stop(struct sync *s);
@@ -82,6 +94,17 @@ int dmj__sync_write_start(struct sync *s);
 void dmj__sync_write_abort(struct sync *s);
 int dmj__sync_batch_end(struct sync *s);
 int dmj__sync_feed_rows(struct sync *s, PGresult *r);
+int dmj__sync_feed_json(struct sync *s, const char *json, size_t len);
+int dmj__sync_ids_add(struct ids *a, const uint8_t id[16]);
+int dmj__sync_connect(struct sync *s, PGconn **conn, bool replication);
+/* One cycle of the polling mode; with `snapshot` (an exported snapshot's name), the copy that
+ * starts logical replication: everything the snapshot holds, from no watermark. */
+int dmj__sync_cycle(struct sync *s, unsigned n, const char *snapshot);
+void dmj__sync_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* logical.c: follows the stream until stopped (or caught up with --once). */
+int dmj__sync_logical(struct sync *s);
+/* Whether the server allows logical replication to this user; the reason when not. */
+int dmj__sync_logical_possible(struct sync *s, bool *possible, char *why, size_t cap);
 /* sync_identities.c */
 int dmj__sync_note_owned(struct sync *s, const struct dmj_import_record *rec);
 int dmj__sync_identities(struct sync *s);

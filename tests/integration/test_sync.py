@@ -21,113 +21,9 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pg_helper  # noqa: E402
-from dmjtest import (LIST, Server, binary, generate, get, run, run_cases,  # noqa: E402
-                     sanitized)
-
-SLOW = 4 if sanitized() else 1
-
-TS = pg_helper.TIMESTAMP_COLUMNS
-
-
-def store_rows(db):
-    """The store's jobs by id (a duplicate id fails), timestamps as microseconds."""
-    res = run(binary("dmj"), "export", "--db", db)
-    rows = {}
-    for line in res.stdout.split("\n"):
-        if not line.strip():
-            continue
-        r = json.loads(line)
-        assert r["id"] not in rows, "job %s exported twice" % r["id"]
-        for k in TS:
-            r[k] = pg_helper.to_us(r.get(k))
-        rows[r["id"]] = r
-    return rows
-
-
-def assert_store_equals_table(db, pg, where=""):
-    ref = pg.jobs_by_id(where)
-    got = store_rows(db)
-    missing = set(ref) - set(got)
-    extra = set(got) - set(ref)
-    assert not missing and not extra, "store differs from the table: %d missing, %d extra" % (
-        len(missing), len(extra))
-    bad = []
-    for i, r in ref.items():
-        for k, v in r.items():
-            if got[i].get(k) != v:
-                bad.append("%s.%s: store %r, table %r" % (i, k, got[i].get(k), v))
-    assert not bad, "%d fields differ, first: %s" % (len(bad), bad[:5])
-    run(binary("dmj"), "verify", "--db", db)
-    return len(ref)
-
-
-def sync(pg, db, *args, expect=0):
-    res = subprocess.run([binary("dmj"), "sync", "--postgres", pg.conninfo, "--db", db,
-                          "--once", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, timeout=300)
-    assert res.returncode == expect, "dmj sync exited %d (expected %d): %s" % (
-        res.returncode, expect, res.stderr[-2000:])
-    return res.stderr
-
-
-def setup_pg(tmp, jobs=3000, teams=2):
-    pg = pg_helper.Postgres(timezone="Asia/Kolkata")
-    try:
-        pg.create_schema()
-        jobs_path, fixtures_path = generate(tmp, "jobs", jobs, teams)
-        pg.load_jobs(jobs_path)
-        pg.load_fixtures(fixtures_path)
-        pg.insert_awkward_jobs(300)
-        with open(fixtures_path) as f:
-            fixtures = json.load(f)
-    except BaseException:
-        pg.stop()
-        raise
-    keys = {k.get("label"): k["key"] for k in fixtures["personal_api_keys"]}
-    return pg, keys
-
-
-def file_digest(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
-class Syncer:
-    """A `dmj sync` running in the background."""
-
-    def __init__(self, pg, db, *args):
-        self.proc = subprocess.Popen([binary("dmj"), "sync", "--postgres", pg.conninfo, "--db",
-                                      db, *args], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout=60 * SLOW)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError("dmj sync did not stop within a minute of signal %d" % sig)
-        err = self.proc.stderr.read().decode(errors="replace")
-        self.proc.stderr.close()
-        return self.proc.returncode, err
-
-
-def poll(what, fn, timeout):
-    """Calls fn() until it returns a true value; fails naming `what` after `timeout`."""
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except (AssertionError, OSError, ValueError) as e:
-            last = e
-        time.sleep(0.1)
-    raise AssertionError("%s: not seen within %ds (last: %r)" % (what, timeout, last))
-
+from dmjtest import LIST, Server, binary, get, run, run_cases  # noqa: E402
+from sync_helper import (SLOW, Syncer, assert_store_equals_table, file_digest,  # noqa: E402
+                         poll, setup_pg, store_rows, store_stats, sync)
 
 # ---- cases ---------------------------------------------------------------------------------
 
@@ -213,8 +109,7 @@ def case_live_follow_with_dmjd(_store, tmp):
                 pg.execute("delete from posthog_datamodelingjob where id = '%s'" % gone)
                 poll("deleted job gone", lambda: detail(gone)[0] == 404, 30 * SLOW)
         finally:
-            code, err = syncer.stop(signal.SIGTERM)
-        assert code == 0, "dmj sync exited %d after SIGTERM: %s" % (code, err)
+            err = syncer.stop_cleanly()
         assert "upserted" in err and "deleted 1" in err, err
         assert_store_equals_table(db, pg)
     finally:
@@ -254,15 +149,6 @@ def case_sigkill_at_random_moments(_store, tmp):
         sigkill_rounds(pg, db, rng, changes, stop, errors)
     finally:
         pg.stop()
-
-
-def store_stats(db):
-    """`dmj stats` of the store, or "" before a first commit has made one."""
-    if not os.path.exists(os.path.join(db, "data.mdb")):
-        return ""
-    res = subprocess.run([binary("dmj"), "stats", "--db", db], stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL, text=True)
-    return res.stdout if res.returncode == 0 else ""
 
 
 def sigkill_rounds(pg, db, rng, changes, stop, errors):
@@ -419,8 +305,7 @@ def case_identity_deletions(_store, tmp):
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                 assert res.returncode == 1 and "no such key" in res.stderr, res.stderr
         finally:
-            code, err = syncer.stop(signal.SIGTERM)
-        assert code == 0, "dmj sync exited %d after SIGTERM: %s" % (code, err)
+            err = syncer.stop_cleanly()
         assert "revoked" in err and "warning" not in err, err
         # Of the fixtures' keys, the store has exactly those PostgreSQL has.
         in_pg = set(pg.psql("select secure_value from posthog_personalapikey").split("\n"))
