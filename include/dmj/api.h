@@ -89,6 +89,9 @@ struct dmj_api_response {
      * the server instead of a copy. */
     const void *body_owner;
     const char *endpoint;  /**< a route name for metrics and logs ("list", "retrieve", ...) */
+    bool cached;            /**< the answer came from the worker's answer cache */
+    unsigned rows_kept;     /**< jobs whose JSON the worker had kept (for metrics) */
+    unsigned rows_rendered; /**< jobs it rendered */
     /** `running/?wait=N` whose answer is this 304: the server may hold the request up to
      * `wait_s` seconds, asking again (req.again) when the store changes, and send the first
      * answer that is not this 304 - or this one when the time is up. 0: answer now. When

@@ -122,6 +122,13 @@ DMJ_MUST_CHECK int dmj_walk_next(struct dmj_walk *w, struct dmj_job *out);
 /** The next row as its record, hidden jobs included (not decoded: the caller decodes, and
  * skips what dmj_job_hidden says). A dangling index entry gives DMJ_EBADRECORD. */
 DMJ_MUST_CHECK int dmj_walk_next_rec(struct dmj_walk *w, struct dmj_job_rec *out);
+/** The next row's entry: on an index walk, the job's team, created_at and id from the index
+ * alone (`data` NULL: the record is not read), which dmj_walk_fetch then reads if the caller
+ * needs it; on a team walk, the record itself. */
+DMJ_MUST_CHECK int dmj_walk_next_entry(struct dmj_walk *w, struct dmj_job_rec *out);
+/** Reads the record of an entry dmj_walk_next_entry gave (nothing when it has one already). A
+ * dangling index entry gives DMJ_EBADRECORD. */
+DMJ_MUST_CHECK int dmj_walk_fetch(struct dmj_walk *w, struct dmj_job_rec *rec);
 
 /** Which of a team's visible jobs dmj_read_count counts: all, one saved query's, or those
  * with one of a set of statuses (not both). */

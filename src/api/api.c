@@ -10,6 +10,21 @@
 #include "dmj/store.h"
 
 #include "api_internal.h"
+#include "digest.h"
+
+/* The memory each worker keeps rendered jobs in: DMJ_JOB_CACHE_MB (0 turns it off, to measure
+ * or rule it out), else the default; read once, so it is configuration like the rest. */
+static size_t rows_bytes(void)
+{
+    const char *env = getenv("DMJ_JOB_CACHE_MB");
+    if (env == NULL || *env == '\0')
+        return DMJ_ROWS_DEFAULT_BYTES;
+    char *end;
+    unsigned long mb = strtoul(env, &end, 10);
+    if (*end != '\0' || mb > 65536)
+        return DMJ_ROWS_DEFAULT_BYTES;
+    return (size_t)mb << 20;
+}
 
 int dmj_api_worker_new(struct dmj_store *store, const struct dmj_api_config *cfg,
                        struct dmj_api_worker **out)
@@ -26,10 +41,16 @@ int dmj_api_worker_new(struct dmj_store *store, const struct dmj_api_config *cfg
         free(w);
         return rc;
     }
+    rc = dmj_rows_new(rows_bytes(), w->cfg.generation == DMJ_API_OFFSET, &w->rows);
+    if (rc != 0) {
+        dmj_read_free(w->read);
+        free(w);
+        return rc;
+    }
     dmj_query_init(&w->query, DMJ__API_QUERY_MAX);
     dmj_buf_init(&w->path, DMJ__API_PATH_MAX);
     dmj_buf_init(&w->body, DMJ__API_BODY_MAX);
-    dmj_buf_init(&w->results, DMJ__API_BODY_MAX);
+    dmj_buf_init(&w->head, DMJ__API_BODY_MAX);
     dmj_buf_init(&w->scratch, DMJ__API_SCRATCH_MAX);
     dmj_buf_init(&w->cursor, DMJ__API_SCRATCH_MAX);
     /* DMJ_RESPONSE_CACHE=0 turns the cache off (to measure the uncached path, or to rule
@@ -48,10 +69,11 @@ void dmj_api_worker_free(struct dmj_api_worker *w)
     dmj__api_cache_dispose(&w->cache);
     dmj_buf_dispose(&w->cursor);
     dmj_buf_dispose(&w->scratch);
-    dmj_buf_dispose(&w->results);
+    dmj_buf_dispose(&w->head);
     dmj_buf_dispose(&w->body);
     dmj_buf_dispose(&w->path);
     dmj_query_dispose(&w->query);
+    dmj_rows_free(w->rows);
     dmj_read_free(w->read);
     free(w);
 }
@@ -219,25 +241,6 @@ static void format_etag(uint64_t a, uint64_t b, char out[48])
     out[35] = '\0';
 }
 
-/* A body's hash, 8 bytes a step (a multiply and an xor-shift per word, each step a bijection
- * of the state, so one changed word always changes the result): `running`'s body can be
- * hundreds of kilobytes, which FNV's byte steps took a third of the request to hash. */
-static uint64_t hash_body(const char *p, size_t n)
-{
-    uint64_t h = FNV_OFFSET ^ ((uint64_t)n * 0x9e3779b97f4a7c15ULL);
-    uint64_t w;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        memcpy(&w, p + i, 8);
-        h = (h ^ w) * 0x9e3779b97f4a7c15ULL;
-        h ^= h >> 29;
-    }
-    w = 0;
-    memcpy(&w, p + i, n - i);
-    h = (h ^ w) * 0x9e3779b97f4a7c15ULL;
-    return h ^ (h >> 29);
-}
-
 /* The key's permissions (owner, scopes, team and organization restrictions) into `h`. */
 static uint64_t key_permissions(uint64_t h, const struct dmj_key *k)
 {
@@ -257,7 +260,7 @@ static void make_running_etag(struct dmj__api_ctx *c, char out[48])
     const struct dmj_api_response *res = c->res;
     uint64_t h = fnv_field(FNV_OFFSET, c->w->path.data ? c->w->path.data : "", c->w->path.len);
     h = fnv_field(h, c->w->key.secure_value, strlen(c->w->key.secure_value));
-    format_etag(hash_body(res->body, res->body_len), h, out);
+    format_etag(dmj_digest_bytes(res->body, res->body_len), h, out);
 }
 
 /* A strong validator for this answer: a digest of its bytes, then a hash of the request
@@ -291,7 +294,9 @@ static void make_etag(struct dmj__api_ctx *c, bool https, char out[48])
     uint8_t store_id[16];
     if (dmj_read_store_id(c->w->read, store_id) == 0)
         h = fnv_field(h, store_id, sizeof store_id);
-    format_etag(hash_body(c->res->body, c->res->body_len), h, out);
+    format_etag(c->has_page_digest ? c->page_digest
+                                   : dmj_digest_bytes(c->res->body, c->res->body_len),
+                h, out);
 }
 
 /* If-None-Match: "*" or a comma-separated list of entity tags, compared weakly (RFC 9110
@@ -357,6 +362,7 @@ static void reset_response(struct dmj_api_response *res)
     res->body = "";
     res->body_len = 0;
     res->body_owner = NULL;
+    res->cached = false;
     res->endpoint = "unmatched";
     res->wait_s = 0;
     res->event_stream = false;
@@ -539,8 +545,8 @@ static void schema(struct dmj__api_ctx *c)
     res->body_len = c->w->body.len;
 }
 
-void dmj_api_handle(struct dmj_api_worker *w, const struct dmj_api_request *req,
-                    struct dmj_api_response *res)
+static void handle(struct dmj_api_worker *w, const struct dmj_api_request *req,
+                   struct dmj_api_response *res)
 {
     struct dmj__api_ctx c;
     int rc;
@@ -598,6 +604,7 @@ void dmj_api_handle(struct dmj_api_worker *w, const struct dmj_api_request *req,
             res->body_len = hit->body->len;
             res->body_owner = hit->body;
             memcpy(res->etag, hit->etag, sizeof res->etag);
+            res->cached = true;
             not_modified(&c);
             /* Only a 200 is cached, so this request's `wait` passed its check then. */
             unsigned wait = 0;
@@ -618,6 +625,17 @@ void dmj_api_handle(struct dmj_api_worker *w, const struct dmj_api_request *req,
     answer(&c);
     /* The body lives in the worker's buffers: nothing points into LMDB past this point. */
     dmj_read_end(w->read);
+}
+
+void dmj_api_handle(struct dmj_api_worker *w, const struct dmj_api_request *req,
+                    struct dmj_api_response *res)
+{
+    uint64_t kept, rendered, kept_after, rendered_after;
+    dmj_rows_counts(w->rows, &kept, &rendered);
+    handle(w, req, res);
+    dmj_rows_counts(w->rows, &kept_after, &rendered_after);
+    res->rows_kept = (unsigned)(kept_after - kept);
+    res->rows_rendered = (unsigned)(rendered_after - rendered);
 }
 
 int dmj__api_recheck(struct dmj__api_ctx *c)

@@ -14,6 +14,7 @@
 #include "number.h"
 
 #include "api_internal.h"
+#include "digest.h"
 
 /* Python's int() refuses strings of more than 4300 digits (sys.int_info.str_digits_check_
  * threshold); the peer then takes the default page size. */
@@ -155,7 +156,7 @@ static int add_link(struct dmj__api_ctx *c, const struct dmj_cursor *cur)
                                   w->cursor.len);
     if (rc == 0) {
         struct dmj_str s = {w->scratch.data ? w->scratch.data : "", w->scratch.len};
-        rc = dmj_json_add_string(&w->body, s);
+        rc = dmj_json_add_string(&w->head, s);
     }
     return rc;
 }
@@ -164,12 +165,6 @@ static int add_link(struct dmj__api_ctx *c, const struct dmj_cursor *cur)
 static bool current_api(const struct dmj__api_ctx *c)
 {
     return c->w->cfg.generation == DMJ_API_OFFSET;
-}
-
-/* A job as the served generation renders it. */
-static int add_job(const struct dmj__api_ctx *c, struct dmj_buf *b, const struct dmj_job *job)
-{
-    return current_api(c) ? dmj_json_add_job_current(b, job) : dmj_json_add_job(b, job);
 }
 
 /* Whether a value of `p` (an integer by dmj_parse_int) has more digits than Python's int()
@@ -274,27 +269,67 @@ static int add_offset_link(struct dmj__api_ctx *c, unsigned limit, const char *o
                                       set, 2);
     if (rc == 0) {
         struct dmj_str s = {w->scratch.data ? w->scratch.data : "", w->scratch.len};
-        rc = dmj_json_add_string(&w->body, s);
+        rc = dmj_json_add_string(&w->head, s);
     }
     return rc;
 }
 
-/* Ends a page's body with its results and answers it (or the error `rc` that came first). */
-static void finish_page(struct dmj__api_ctx *c, int rc)
+/* A page's rows are written first, into the body after this much room, and the text before
+ * them (its links, known once the rows are read) then into that room: the rows are not
+ * copied again unless the links are longer (they are moved then). */
+#define PAGE_HEAD_ROOM 2048
+
+/* Starts a page: an empty head, and the body holding only the room for it. */
+static int start_page(struct dmj_api_worker *w)
+{
+    dmj_buf_reset(&w->head);
+    dmj_buf_reset(&w->body);
+    int rc = dmj_buf_reserve(&w->body, PAGE_HEAD_ROOM);
+    if (rc == 0)
+        w->body.len = PAGE_HEAD_ROOM;
+    return rc;
+}
+
+/* Puts the head before the rows; the offset in the body where the answer starts. */
+static int place_head(struct dmj_api_worker *w, size_t *start)
+{
+    struct dmj_buf *b = &w->body;
+    size_t head = w->head.len;
+    if (head > PAGE_HEAD_ROOM) {
+        int rc = dmj_buf_reserve(b, head - PAGE_HEAD_ROOM);
+        if (rc != 0)
+            return rc;
+        memmove(b->data + head, b->data + PAGE_HEAD_ROOM, b->len - PAGE_HEAD_ROOM + 1);
+        b->len += head - PAGE_HEAD_ROOM;
+    }
+    *start = head > PAGE_HEAD_ROOM ? 0 : PAGE_HEAD_ROOM - head;
+    if (head > 0)
+        memcpy(b->data + *start, w->head.data, head);
+    return 0;
+}
+
+/* Ends a page (its head, then its rows in the body) and answers it, or the error `rc` that
+ * came first. The page's digest, for its ETag, is its head's folded with its rows' (kept
+ * with each row), so that the rows are not read again to make it. */
+static void finish_page(struct dmj__api_ctx *c, int rc, uint64_t rows_digest)
 {
     struct dmj_api_worker *w = c->w;
+    size_t start = 0;
     if (rc == 0)
-        rc = dmj_buf_adds(&w->body, ",\"results\":");
-    if (rc == 0)
-        rc = dmj_buf_add(&w->body, w->results.data ? w->results.data : "[]",
-                         w->results.data ? w->results.len : 2);
+        rc = dmj_buf_adds(&w->head, ",\"results\":");
     if (rc == 0)
         rc = dmj_buf_addc(&w->body, '}');
+    if (rc == 0)
+        rc = place_head(w, &start);
     if (rc != 0) {
         dmj__api_internal(c, rc);
         return;
     }
     ok(c);
+    c->res->body = w->body.data + start;
+    c->res->body_len = w->body.len - start;
+    c->has_page_digest = true;
+    c->page_digest = dmj_digest_fold(dmj_digest_bytes(w->head.data, w->head.len), rows_digest);
 }
 
 /* The list in the current generation: LimitOffsetPagination over the filtered jobs. */
@@ -303,32 +338,33 @@ static void serve_offset_list(struct dmj__api_ctx *c, struct dmj_page_params *pa
     struct dmj_api_worker *w = c->w;
     struct offset offset;
     struct offset *off = &offset;
-    uint64_t count = 0;
+    uint64_t count = 0, rows_digest = 0;
     char num[24];
     int rc;
 
+    params->rows_digest = &rows_digest;
     params->limit = offset_limit(c);
     offset_param(c, off);
-    dmj_buf_reset(&w->results);
-    rc = dmj_offset_page(w->read, params, off->v, &w->results, &count);
-    dmj_buf_reset(&w->body);
+    rc = start_page(w);
     if (rc == 0)
-        rc = dmj_buf_printf(&w->body, "{\"count\":%" PRIu64 ",\"next\":", count);
+        rc = dmj_offset_page(w->read, params, off->v, &w->body, &count);
+    if (rc == 0)
+        rc = dmj_buf_printf(&w->head, "{\"count\":%" PRIu64 ",\"next\":", count);
     /* next: null when offset + limit >= count */
     if (rc == 0) {
         if (!off->big && off->v + params->limit < count) {
             int n = snprintf(num, sizeof num, "%" PRIu64, off->v + params->limit);
             rc = add_offset_link(c, params->limit, num, (size_t)n);
         } else {
-            rc = dmj_buf_adds(&w->body, "null");
+            rc = dmj_buf_adds(&w->head, "null");
         }
     }
     if (rc == 0)
-        rc = dmj_buf_adds(&w->body, ",\"previous\":");
+        rc = dmj_buf_adds(&w->head, ",\"previous\":");
     /* previous: null when offset <= 0; offset removed when offset - limit <= 0 */
     if (rc == 0) {
         if (off->v == 0) {
-            rc = dmj_buf_adds(&w->body, "null");
+            rc = dmj_buf_adds(&w->head, "null");
         } else if (off->big) {
             offset_minus(off, params->limit);
             rc = add_offset_link(c, params->limit, off->digits, off->n);
@@ -339,7 +375,7 @@ static void serve_offset_list(struct dmj__api_ctx *c, struct dmj_page_params *pa
             rc = add_offset_link(c, params->limit, num, (size_t)n);
         }
     }
-    finish_page(c, rc);
+    finish_page(c, rc, rows_digest);
 }
 
 static void serve_list(struct dmj__api_ctx *c)
@@ -348,11 +384,14 @@ static void serve_list(struct dmj__api_ctx *c)
     struct dmj_page_params params;
     struct dmj_page_links links;
     struct dmj_cursor cursor;
+    uint64_t rows_digest = 0;
     int rc;
 
     memset(&params, 0, sizeof params);
     memset(&links, 0, sizeof links);
     params.team_id = c->team.id;
+    params.rows = w->rows;
+    params.rows_digest = &rows_digest;
     /* The filters in the order a FilterSet declares them (its first error answers), all
      * before the cursor, as saved_query_id always was. */
     if (saved_query_filter(c, &params.has_saved_query_id, params.saved_query_id) != 0 ||
@@ -374,18 +413,18 @@ static void serve_list(struct dmj__api_ctx *c)
         }
         params.cursor = &cursor;
     }
-    dmj_buf_reset(&w->results);
-    rc = dmj_cursor_page(w->read, &params, &w->results, &links);
-    dmj_buf_reset(&w->body);
+    rc = start_page(w);
     if (rc == 0)
-        rc = dmj_buf_adds(&w->body, "{\"next\":");
+        rc = dmj_cursor_page(w->read, &params, &w->body, &links);
     if (rc == 0)
-        rc = links.has_next ? add_link(c, &links.next) : dmj_buf_adds(&w->body, "null");
+        rc = dmj_buf_adds(&w->head, "{\"next\":");
     if (rc == 0)
-        rc = dmj_buf_adds(&w->body, ",\"previous\":");
+        rc = links.has_next ? add_link(c, &links.next) : dmj_buf_adds(&w->head, "null");
     if (rc == 0)
-        rc = links.has_previous ? add_link(c, &links.previous) : dmj_buf_adds(&w->body, "null");
-    finish_page(c, rc);
+        rc = dmj_buf_adds(&w->head, ",\"previous\":");
+    if (rc == 0)
+        rc = links.has_previous ? add_link(c, &links.previous) : dmj_buf_adds(&w->head, "null");
+    finish_page(c, rc, rows_digest);
 }
 
 static void serve_retrieve(struct dmj__api_ctx *c)
@@ -393,6 +432,8 @@ static void serve_retrieve(struct dmj__api_ctx *c)
     struct dmj_api_worker *w = c->w;
     bool filter;
     uint8_t sq[16], id[16];
+    struct dmj_job_rec rec;
+    struct dmj_row row;
     struct dmj_job job;
     int rc;
 
@@ -402,9 +443,13 @@ static void serve_retrieve(struct dmj__api_ctx *c)
         dmj__api_fail(c, DMJ__API_ERR_NOT_FOUND, DMJ__MSG_NOT_FOUND);
         return;
     }
-    rc = dmj_read_job(w->read, id, &job);
-    if (rc == 0 && job.team_id != c->team.id)
+    rc = dmj_read_job_rec(w->read, id, &rec);
+    if (rc == 0)
+        rc = dmj_rows_get(w->rows, &rec, &row);
+    if (rc == 0 && (row.hidden || rec.team_id != c->team.id))
         rc = DMJ_ENOTFOUND; /* another team's job does not exist for this one */
+    if (rc == 0 && filter)
+        rc = dmj_job_decode(rec.data, rec.len, &job);
     if (rc == 0 && filter && (!job.has_saved_query_id || memcmp(job.saved_query_id, sq, 16) != 0))
         rc = DMJ_ENOTFOUND;
     if (rc == DMJ_ENOTFOUND) {
@@ -413,7 +458,7 @@ static void serve_retrieve(struct dmj__api_ctx *c)
     }
     dmj_buf_reset(&w->body);
     if (rc == 0)
-        rc = add_job(c, &w->body, &job);
+        rc = dmj_buf_add(&w->body, row.json, row.json_len);
     if (rc != 0) {
         dmj__api_internal(c, rc);
         return;
@@ -421,9 +466,8 @@ static void serve_retrieve(struct dmj__api_ctx *c)
     ok(c);
 }
 
-/* Appends `job` to an array being written into the body. */
-static int add_array_item(const struct dmj__api_ctx *c, struct dmj_buf *b,
-                          const struct dmj_job *job, bool *first)
+/* Appends a row to an array being written into the body. */
+static int add_array_item(struct dmj_buf *b, const struct dmj_row *row, bool *first)
 {
     if (!*first) {
         int rc = dmj_buf_addc(b, ',');
@@ -431,19 +475,25 @@ static int add_array_item(const struct dmj__api_ctx *c, struct dmj_buf *b,
             return rc;
     }
     *first = false;
-    return add_job(c, b, job);
+    return dmj_buf_add(b, row->json, row->json_len);
 }
 
 /* What recent takes: workflow_id starting with "materialize", and in the current generation
  * also with "execute-dag" (the Skipped row a DAG run writes for a model it skips). */
-static bool recent_candidate(const struct dmj__api_ctx *c, const struct dmj_job *job)
+static bool recent_candidate(const struct dmj__api_ctx *c, const struct dmj_row *row)
 {
-    static const char dag[] = "execute-dag";
-    const struct dmj_str wf = job->workflow_id;
-    if (dmj_job_materializes(job))
-        return true;
-    return current_api(c) && wf.ptr != NULL && wf.len >= sizeof dag - 1 &&
-           memcmp(wf.ptr, dag, sizeof dag - 1) == 0;
+    return row->materializes || (current_api(c) && row->execute_dag);
+}
+
+/* The walk's next visible row: 0, DMJ_EEND or an error. */
+static int next_row(struct dmj__api_ctx *c, struct dmj_walk *walk, struct dmj_row *row)
+{
+    struct dmj_job_rec rec;
+    for (;;) {
+        int rc = dmj_rows_next(c->w->rows, walk, &rec, row);
+        if (rc != 0 || !row->hidden)
+            return rc;
+    }
 }
 
 static void serve_running(struct dmj__api_ctx *c)
@@ -451,7 +501,7 @@ static void serve_running(struct dmj__api_ctx *c)
     struct dmj_api_worker *w = c->w;
     struct dmj_walk_spec spec;
     struct dmj_walk walk;
-    struct dmj_job job;
+    struct dmj_row row;
     bool first = true;
     int rc;
 
@@ -465,9 +515,9 @@ static void serve_running(struct dmj__api_ctx *c)
     if (rc == 0)
         rc = dmj_walk_start(w->read, &spec, &walk);
     while (rc == 0) {
-        rc = dmj_walk_next(&walk, &job);
-        if (rc == 0 && job.status == DMJ_STATUS_RUNNING && dmj_job_materializes(&job))
-            rc = add_array_item(c, &w->body, &job, &first);
+        rc = next_row(c, &walk, &row);
+        if (rc == 0 && row.status == DMJ_STATUS_RUNNING && row.materializes)
+            rc = add_array_item(&w->body, &row, &first);
     }
     if (rc == DMJ_EEND)
         rc = dmj_buf_addc(&w->body, ']');
@@ -480,7 +530,7 @@ static void serve_running(struct dmj__api_ctx *c)
 
 /* The newest job of one saved query that is not Running and materializes; DMJ_EEND when the
  * saved query has none. */
-static int newest_finished(struct dmj__api_ctx *c, const uint8_t sq[16], struct dmj_job *out)
+static int newest_finished(struct dmj__api_ctx *c, const uint8_t sq[16], struct dmj_row *out)
 {
     struct dmj_walk_spec spec;
     struct dmj_walk walk;
@@ -493,7 +543,7 @@ static int newest_finished(struct dmj__api_ctx *c, const uint8_t sq[16], struct 
     spec.descending = true;
     rc = dmj_walk_start(c->w->read, &spec, &walk);
     while (rc == 0) {
-        rc = dmj_walk_next(&walk, out);
+        rc = next_row(c, &walk, out);
         if (rc == 0 && out->status != DMJ_STATUS_RUNNING && recent_candidate(c, out))
             return 0;
     }
@@ -505,7 +555,7 @@ static void serve_recent(struct dmj__api_ctx *c)
     struct dmj_api_worker *w = c->w;
     uint8_t sq[16], prev[16];
     const uint8_t *after = NULL;
-    struct dmj_job job;
+    struct dmj_row row;
     bool first = true;
     int rc;
 
@@ -517,9 +567,9 @@ static void serve_recent(struct dmj__api_ctx *c)
             break;
         memcpy(prev, sq, 16);
         after = prev;
-        rc = newest_finished(c, sq, &job);
+        rc = newest_finished(c, sq, &row);
         if (rc == 0)
-            rc = add_array_item(c, &w->body, &job, &first);
+            rc = add_array_item(&w->body, &row, &first);
         else if (rc == DMJ_EEND)
             rc = 0;
     }

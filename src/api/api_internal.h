@@ -13,6 +13,8 @@
 #include "dmj/query.h"
 #include "dmj/store.h"
 
+#include "rows.h"
+
 #define DMJ__API_BODY_MAX ((size_t)64 << 20) /* largest response body (bytes) */
 #define DMJ__API_PATH_MAX ((size_t)2 << 20)  /* largest decoded path */
 /* h2o takes request lines of up to ~400 KB; decoding can triple them (U+FFFD for each stray
@@ -60,10 +62,11 @@ struct dmj_api_worker {
     struct dmj_query query;
     struct dmj_buf path;    /* the percent-decoded path */
     struct dmj_buf body;    /* the response body handed back to the server */
-    struct dmj_buf results; /* a list page's "[...]" before it is wrapped */
+    struct dmj_buf head;    /* a list page's text before its results */
     struct dmj_buf scratch; /* bearer token, 405 message, link text */
     struct dmj_buf cursor;  /* an encoded cursor */
     struct dmj_key key;     /* the authenticated key (large: kept out of the stack) */
+    struct dmj_rows *rows;  /* each job's JSON, kept with its record's bytes */
     bool use_cache;         /* no rate limiter: answers may be served from `cache` */
     struct dmj__api_cache cache;
 };
@@ -100,6 +103,8 @@ struct dmj__api_ctx {
     int query_rc;
     bool cacheable;       /* a 200 answer goes into the worker's cache */
     bool events;          /* events/: routed as the list (its checks), answered by api_stream.c */
+    bool has_page_digest; /* a list page: its body's digest is page_digest (api_endpoints.c) */
+    uint64_t page_digest;
     struct dmj_user user; /* the key's owner, once authenticated */
     struct dmj_team team; /* the resolved team */
 };

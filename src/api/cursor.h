@@ -12,6 +12,7 @@
 #include "dmj/buf.h"
 #include "dmj/error.h"
 #include "dmj/store.h"
+#include "rows.h"
 
 #define DMJ_CURSOR_OFFSET_CUTOFF 1000
 #define DMJ_CURSOR_POSITION_MAX 64 /**< longer positions are never valid timestamps */
@@ -44,6 +45,13 @@ struct dmj_page_params {
     int64_t created_after_us;
     bool has_created_before;  /**< only created_at < created_before_us */
     int64_t created_before_us;
+    /** The worker's rendered jobs, of the generation the page is for; NULL: each row is
+     * decoded and rendered. */
+    struct dmj_rows *rows;
+    /** Set to the rows' digests (struct dmj_row) folded in the order written, from
+     * DMJ_DIGEST_SEED (digest.h): with the text around them, the page's own digest. NULL: not
+     * wanted. */
+    uint64_t *rows_digest;
 };
 
 /** The bit of one status in dmj_page_params.statuses. */

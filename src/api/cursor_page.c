@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "cursor.h"
-#include "dmj/json.h"
+#include "digest.h"
 #include "dmj/time.h"
 
 /* A position as DRF holds it: None, a row's str(created_at), or the request's own text. */
@@ -133,8 +133,9 @@ static void set_link(struct dmj_cursor *out, uint64_t offset, bool reverse, cons
 /* The filtered rows of a page request in the walk's order: one store walk, or several status
  * walks merged by (created_at, id); each walk ends at the far created_* bound. */
 struct source {
+    struct dmj_rows *rows;
     struct dmj_walk walk[MERGE_MAX];
-    struct dmj_job head[MERGE_MAX]; /* merge: each walk's next row */
+    struct dmj_job_rec head[MERGE_MAX]; /* merge: each walk's next row */
     bool live[MERGE_MAX];           /* the walk has a row left (merge: in head) */
     unsigned n;                     /* walks; more than one are merged */
     unsigned keep;                  /* statuses a saved-query walk keeps; 0: all */
@@ -150,27 +151,26 @@ static bool past_end(const struct source *s, int64_t us)
     return s->descending ? us <= s->end_us : us >= s->end_us;
 }
 
-/* The next row of walk i inside the range and the status set: 0, DMJ_EEND or an error. */
-static int walk_row(struct source *s, unsigned i, struct dmj_job *out)
+/* The next visible row of walk i inside the range and the status set, its record and its
+ * row: 0, DMJ_EEND or an error. */
+static int walk_row(struct source *s, unsigned i, struct dmj_job_rec *rec, struct dmj_row *row)
 {
-    struct dmj_job job;
     for (;;) {
-        int rc = dmj_walk_next(&s->walk[i], &job);
-        if (rc == 0 && past_end(s, job.created_at))
+        int rc = dmj_rows_next(s->rows, &s->walk[i], rec, row);
+        if (rc == 0 && past_end(s, rec->created_at))
             rc = DMJ_EEND; /* the index is in created_at order: nothing further is in range */
         if (rc == DMJ_EEND)
             s->live[i] = false;
         if (rc)
             return rc;
-        if (s->keep == 0 || (s->keep & DMJ_PAGE_STATUS(job.status))) {
-            *out = job;
+        if (!row->hidden && (s->keep == 0 || (s->keep & DMJ_PAGE_STATUS(row->status))))
             return 0;
-        }
     }
 }
 
 /* Whether row a comes before row b in the walk's order (the index's key order). */
-static bool source_before(const struct source *s, const struct dmj_job *a, const struct dmj_job *b)
+static bool source_before(const struct source *s, const struct dmj_job_rec *a,
+                          const struct dmj_job_rec *b)
 {
     int c = a->created_at < b->created_at ? -1 : a->created_at > b->created_at;
     if (c == 0)
@@ -178,10 +178,11 @@ static bool source_before(const struct source *s, const struct dmj_job *a, const
     return s->descending ? c > 0 : c < 0;
 }
 
-static int source_next(struct source *s, struct dmj_job *out)
+/* The next row: its record, and its row (JSON valid until the next call). */
+static int source_next(struct source *s, struct dmj_job_rec *rec, struct dmj_row *row)
 {
     if (s->n == 1)
-        return s->live[0] ? walk_row(s, 0, out) : DMJ_EEND;
+        return s->live[0] ? walk_row(s, 0, rec, row) : DMJ_EEND;
     unsigned best = s->n;
     for (unsigned i = 0; i < s->n; i++) {
         if (s->live[i] && (best == s->n || source_before(s, &s->head[i], &s->head[best])))
@@ -189,9 +190,12 @@ static int source_next(struct source *s, struct dmj_job *out)
     }
     if (best == s->n)
         return DMJ_EEND;
-    *out = s->head[best];
-    int rc = walk_row(s, best, &s->head[best]);
-    return rc == DMJ_EEND ? 0 : rc;
+    *rec = s->head[best];
+    int rc = walk_row(s, best, &s->head[best], row);
+    if (rc && rc != DMJ_EEND)
+        return rc;
+    /* the walk's next row took the cache's last answer: this one is found (kept) again */
+    return dmj_rows_get(s->rows, rec, row);
 }
 
 /* Narrows the walk's start to `us` when that is nearer the range's far side. */
@@ -205,14 +209,16 @@ static void tighten(struct dmj_walk_spec *spec, bool has, int64_t us)
 }
 
 static int source_start(struct dmj_read *r, const struct dmj_page_params *p,
-                        const struct dmj_cursor *cur, struct source *s)
+                        const struct dmj_cursor *cur, struct dmj_rows *rows, struct source *s)
 {
     struct dmj_walk_spec spec;
     unsigned statuses = p->statuses & DMJ_PAGE_STATUS_ALL;
+    struct dmj_row row;
     int rc = 0;
 
     memset(&spec, 0, sizeof spec);
     memset(s, 0, sizeof *s);
+    s->rows = rows;
     spec.team_id = p->team_id;
     /* (cursor reversed) XOR (ordering reversed): forward is created_at < p, descending. */
     spec.descending = !cur->reverse;
@@ -245,7 +251,7 @@ static int source_start(struct dmj_read *r, const struct dmj_page_params *p,
             s->live[s->n++] = true;
         }
         for (unsigned i = 0; i < s->n && s->n > 1 && rc == 0; i++) {
-            rc = walk_row(s, i, &s->head[i]);
+            rc = walk_row(s, i, &s->head[i], &row);
             if (rc == DMJ_EEND)
                 rc = 0;
         }
@@ -353,48 +359,62 @@ static void previous_link(const struct state *s, struct dmj_page_links *links)
     set_link(&links->previous, offset, true, &position);
 }
 
+/* Folds a written row's digest into the page's, when it is wanted. */
+static void fold_row(const struct dmj_page_params *p, uint64_t digest)
+{
+    if (p->rows_digest)
+        *p->rows_digest = dmj_digest_fold(*p->rows_digest, digest);
+}
+
 /* Row JSON of a reverse page, kept until it can be written back to front. */
 struct held {
     struct dmj_buf json;
-    size_t *start;
+    struct held_row {
+        size_t start;
+        uint64_t digest;
+    } *row;
     size_t n, cap;
 };
 
-static int held_add(struct held *h, const struct dmj_job *job)
+static int held_add(struct held *h, const struct dmj_row *row)
 {
     if (h->n == h->cap) {
         size_t cap = h->cap ? h->cap * 2 : 64;
-        size_t *p = realloc(h->start, cap * sizeof *p);
+        struct held_row *p = realloc(h->row, cap * sizeof *p);
         if (!p)
             return -ENOMEM;
-        h->start = p;
+        h->row = p;
         h->cap = cap;
     }
-    h->start[h->n] = h->json.len;
-    int rc = dmj_json_add_job(&h->json, job);
+    h->row[h->n].start = h->json.len;
+    h->row[h->n].digest = row->digest;
+    int rc = dmj_buf_add(&h->json, row->json, row->json_len);
     if (rc)
         return rc;
     h->n++;
     return 0;
 }
 
-static int held_flush(const struct held *h, struct dmj_buf *results)
+static int held_flush(const struct held *h, const struct dmj_page_params *p,
+                      struct dmj_buf *results)
 {
     for (size_t i = h->n; i-- > 0;) {
-        size_t end = i + 1 < h->n ? h->start[i + 1] : h->json.len;
+        size_t start = h->row[i].start;
+        size_t end = i + 1 < h->n ? h->row[i + 1].start : h->json.len;
         int rc = 0;
         if (i + 1 < h->n)
             rc = dmj_buf_addc(results, ',');
         if (!rc)
-            rc = dmj_buf_add(results, h->json.data + h->start[i], end - h->start[i]);
+            rc = dmj_buf_add(results, h->json.data + start, end - start);
         if (rc)
             return rc;
+        fold_row(p, h->row[i].digest);
     }
     return 0;
 }
 
-int dmj_cursor_page(struct dmj_read *r, const struct dmj_page_params *p, struct dmj_buf *results,
-                    struct dmj_page_links *links)
+static int cursor_page(struct dmj_read *r, const struct dmj_page_params *p, struct dmj_rows *rows,
+                       struct dmj_buf *results, struct dmj_page_links *links)
 {
     static const struct dmj_cursor none; /* no cursor: offset 0, forward, no position */
     const struct dmj_cursor *cur = p->cursor ? p->cursor : &none;
@@ -404,18 +424,21 @@ int dmj_cursor_page(struct dmj_read *r, const struct dmj_page_params *p, struct 
     size_t before = results->len;
     struct held held = {.n = 0};
     struct source src;
-    struct dmj_job job;
+    struct dmj_job_rec rec;
+    struct dmj_row row;
     struct ends read = {.count = 0};
     bool has_following = false;
     int64_t following = 0;
     int rc;
 
-    rc = source_start(r, p, cur, &src);
+    if (p->rows_digest)
+        *p->rows_digest = DMJ_DIGEST_SEED;
+    rc = source_start(r, p, cur, rows, &src);
     if (rc)
         return rc;
     /* queryset[offset:offset + page_size + 1] */
     for (uint64_t i = 0; i < offset; i++) {
-        rc = source_next(&src, &job);
+        rc = source_next(&src, &rec, &row);
         if (rc == DMJ_EEND)
             break;
         if (rc)
@@ -425,35 +448,36 @@ int dmj_cursor_page(struct dmj_read *r, const struct dmj_page_params *p, struct 
         dmj_buf_init(&held.json, results->max);
         rc = dmj_buf_addc(results, '[');
         for (uint64_t i = 0; rc == 0 && i <= limit; i++) {
-            rc = source_next(&src, &job);
+            rc = source_next(&src, &rec, &row);
             if (rc)
                 break;
             if (i == limit) {
                 has_following = true;
-                following = job.created_at;
+                following = rec.created_at;
                 break;
             }
-            ends_add(&read, job.created_at);
+            ends_add(&read, rec.created_at);
             if (cur->reverse) {
-                rc = held_add(&held, &job);
+                rc = held_add(&held, &row);
             } else {
                 if (i > 0)
                     rc = dmj_buf_addc(results, ',');
                 if (!rc)
-                    rc = dmj_json_add_job(results, &job);
+                    rc = dmj_buf_add(results, row.json, row.json_len);
+                fold_row(p, row.digest);
             }
         }
         if (rc == DMJ_EEND)
             rc = 0;
         if (!rc && cur->reverse)
-            rc = held_flush(&held, results);
+            rc = held_flush(&held, p, results);
     } else {
         rc = dmj_buf_addc(results, '[');
     }
     if (!rc)
         rc = dmj_buf_addc(results, ']');
     dmj_buf_dispose(&held.json);
-    free(held.start);
+    free(held.row);
     if (rc) {
         results->len = before;
         if (results->data)
@@ -487,14 +511,29 @@ int dmj_cursor_page(struct dmj_read *r, const struct dmj_page_params *p, struct 
     return 0;
 }
 
-int dmj_offset_page(struct dmj_read *r, const struct dmj_page_params *p, uint64_t offset,
-                    struct dmj_buf *results, uint64_t *count)
+int dmj_cursor_page(struct dmj_read *r, const struct dmj_page_params *p, struct dmj_buf *results,
+                    struct dmj_page_links *links)
+{
+    if (p->rows)
+        return cursor_page(r, p, p->rows, results, links);
+    struct dmj_rows *own;
+    int rc = dmj_rows_new(0, false, &own);
+    if (rc)
+        return rc;
+    rc = cursor_page(r, p, own, results, links);
+    dmj_rows_free(own);
+    return rc;
+}
+
+static int offset_page(struct dmj_read *r, const struct dmj_page_params *p, struct dmj_rows *rows,
+                       uint64_t offset, struct dmj_buf *results, uint64_t *count)
 {
     static const struct dmj_cursor none; /* forward from the newest: list order */
     uint64_t limit = p->limit ? p->limit : 1;
     size_t before = results->len;
     struct source src;
-    struct dmj_job job;
+    struct dmj_job_rec rec;
+    struct dmj_row row;
     uint64_t n = 0;
     int rc;
 
@@ -504,6 +543,8 @@ int dmj_offset_page(struct dmj_read *r, const struct dmj_page_params *p, uint64_
      * read once, and only the rows at offset .. offset + limit - 1 are rendered. */
     uint64_t counted = 0;
     bool has_count = false;
+    if (p->rows_digest)
+        *p->rows_digest = DMJ_DIGEST_SEED;
     if (!p->has_created_after && !p->has_created_before) {
         struct dmj_count_spec cs;
         memset(&cs, 0, sizeof cs);
@@ -522,18 +563,19 @@ int dmj_offset_page(struct dmj_read *r, const struct dmj_page_params *p, uint64_
     if (!rc && has_count && offset >= counted)
         rc = DMJ_EEND; /* past the end: nothing to read */
     if (!rc)
-        rc = source_start(r, p, &none, &src);
+        rc = source_start(r, p, &none, rows, &src);
     while (!rc) {
         if (has_count && n >= offset && n - offset >= limit)
             break; /* the page is full */
-        rc = source_next(&src, &job);
+        rc = source_next(&src, &rec, &row);
         if (rc)
             break;
         if (n >= offset && n - offset < limit) {
             if (n > offset)
                 rc = dmj_buf_addc(results, ',');
             if (!rc)
-                rc = dmj_json_add_job_current(results, &job);
+                rc = dmj_buf_add(results, row.json, row.json_len);
+            fold_row(p, row.digest);
         }
         n++;
     }
@@ -549,4 +591,18 @@ int dmj_offset_page(struct dmj_read *r, const struct dmj_page_params *p, uint64_
     }
     *count = has_count ? counted : n;
     return 0;
+}
+
+int dmj_offset_page(struct dmj_read *r, const struct dmj_page_params *p, uint64_t offset,
+                    struct dmj_buf *results, uint64_t *count)
+{
+    if (p->rows)
+        return offset_page(r, p, p->rows, offset, results, count);
+    struct dmj_rows *own;
+    int rc = dmj_rows_new(0, true, &own);
+    if (rc)
+        return rc;
+    rc = offset_page(r, p, own, offset, results, count);
+    dmj_rows_free(own);
+    return rc;
 }

@@ -20,6 +20,17 @@ uint64_t dmjd_now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+void dmjd_metrics_count_answer(struct dmjd_metrics *m, bool cached, unsigned rows_kept,
+                               unsigned rows_rendered)
+{
+    if (cached)
+        atomic_fetch_add_explicit(&m->answers_cached, 1, memory_order_relaxed);
+    if (rows_kept)
+        atomic_fetch_add_explicit(&m->rows_kept, rows_kept, memory_order_relaxed);
+    if (rows_rendered)
+        atomic_fetch_add_explicit(&m->rows_rendered, rows_rendered, memory_order_relaxed);
+}
+
 void dmjd_metrics_count(struct dmjd_metrics *m, const char *endpoint, int status,
                         uint64_t latency_us)
 {
@@ -175,6 +186,31 @@ static int render_latency(struct dmjd_server *srv, struct dmj_buf *out)
     return rc;
 }
 
+/* How answers were made: the answer cache, and the jobs' JSON kept or rendered. */
+static int render_caches(struct dmjd_server *srv, struct dmj_buf *out)
+{
+    uint64_t cached = 0, kept = 0, rendered = 0;
+    for (unsigned w = 0; w < srv->n_workers; w++) {
+        struct dmjd_metrics *m = &srv->workers[w]->metrics;
+        cached += atomic_load_explicit(&m->answers_cached, memory_order_relaxed);
+        kept += atomic_load_explicit(&m->rows_kept, memory_order_relaxed);
+        rendered += atomic_load_explicit(&m->rows_rendered, memory_order_relaxed);
+    }
+    return dmj_buf_printf(out,
+                          "# HELP dmj_answer_cache_hits_total 200 answers sent from a worker's "
+                          "answer cache.\n"
+                          "# TYPE dmj_answer_cache_hits_total counter\n"
+                          "dmj_answer_cache_hits_total %" PRIu64 "\n"
+                          "# HELP dmj_job_json_kept_total Jobs served from the JSON a worker "
+                          "kept for their record.\n"
+                          "# TYPE dmj_job_json_kept_total counter\n"
+                          "dmj_job_json_kept_total %" PRIu64 "\n"
+                          "# HELP dmj_job_json_rendered_total Jobs decoded and rendered.\n"
+                          "# TYPE dmj_job_json_rendered_total counter\n"
+                          "dmj_job_json_rendered_total %" PRIu64 "\n",
+                          cached, kept, rendered);
+}
+
 /* What dmjd did against clients that take more than their share. */
 static int render_defence(struct dmjd_server *srv, struct dmj_buf *out)
 {
@@ -265,6 +301,8 @@ int dmjd_metrics_render(struct dmjd_server *srv, struct dmj_buf *out)
                             open, accepted, used, map_size, srv->n_workers, parked, streams);
     if (rc == 0)
         rc = render_defence(srv, out);
+    if (rc == 0)
+        rc = render_caches(srv, out);
     if (rc == 0 && counted)
         rc = dmj_buf_printf(out,
                             "# HELP dmj_store_jobs Jobs in the store (duckgres ones included).\n"

@@ -3,6 +3,7 @@
 #define DMJD_METRICS_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "dmj/buf.h"
@@ -39,8 +40,15 @@ struct dmjd_metrics {
     atomic_uint_fast64_t closed_by_dmjd;        /* timeouts, displacements and cuts */
     atomic_uint_fast64_t h2_cut;                /* HTTP/2 connections cut for abuse */
     atomic_uint_fast64_t parked_evaluations;    /* long-poll groups asked again on a change */
+    atomic_uint_fast64_t answers_cached;        /* 200s sent from the answer cache */
+    atomic_uint_fast64_t rows_kept;             /* jobs served from their kept JSON */
+    atomic_uint_fast64_t rows_rendered;         /* jobs rendered */
 };
 
+/** Counts what an API answer was made of: from the answer cache, jobs whose JSON was kept,
+ * jobs rendered (called by the worker's own thread). */
+void dmjd_metrics_count_answer(struct dmjd_metrics *m, bool cached, unsigned rows_kept,
+                               unsigned rows_rendered);
 /** Counts one answered request (called by the worker's own thread). */
 void dmjd_metrics_count(struct dmjd_metrics *m, const char *endpoint, int status,
                         uint64_t latency_us);

@@ -126,6 +126,7 @@ void dmjd_respond_answer(struct dmjd_worker *w, h2o_req_t *req, const struct dmj
     void *held = head ? NULL : dmj_api_body_hold(res);
     size_t sent =
         dmjd_respond_body(w, req, res->body != NULL ? res->body : "", res->body_len, head, held);
+    dmjd_metrics_count_answer(&w->metrics, res->cached, res->rows_kept, res->rows_rendered);
     dmjd_respond_log(w, req, res->endpoint, res->status, sent, started);
 }
 

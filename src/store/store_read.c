@@ -556,7 +556,7 @@ static int walk_position(struct dmj_walk *w, MDB_cursor *c, MDB_val *k, MDB_val 
     return mdb_cursor_get(c, k, v, MDB_SET_RANGE);
 }
 
-int dmj_walk_next_rec(struct dmj_walk *w, struct dmj_job_rec *out)
+int dmj_walk_next_entry(struct dmj_walk *w, struct dmj_job_rec *out)
 {
     struct slot *sl = w->cursor;
     struct dmj_read *r = w->read;
@@ -590,13 +590,31 @@ int dmj_walk_next_rec(struct dmj_walk *w, struct dmj_job_rec *out)
     uint8_t jkey[KEY_JOB_LEN];
     memcpy(jkey, k.mv_data, 4);
     memcpy(jkey + 4, (const uint8_t *)k.mv_data + plen, 24);
-    rc = get_job_near(r, jkey, &v);
+    MDB_val none = {0, NULL};
+    set_rec(r, out, jkey, &none);
+    return 0;
+}
+
+int dmj_walk_fetch(struct dmj_walk *w, struct dmj_job_rec *rec)
+{
+    uint8_t jkey[KEY_JOB_LEN];
+    MDB_val v;
+    if (rec->data != NULL)
+        return 0;
+    dmj__key_job(jkey, rec->team_id, rec->created_at, rec->id);
+    int rc = get_job_near(w->read, jkey, &v);
     if (rc == DMJ_ENOTFOUND)
         return DMJ_EBADRECORD; /* a dangling entry */
     if (rc)
         return rc;
-    set_rec(r, out, jkey, &v);
+    set_rec(w->read, rec, jkey, &v);
     return 0;
+}
+
+int dmj_walk_next_rec(struct dmj_walk *w, struct dmj_job_rec *out)
+{
+    int rc = dmj_walk_next_entry(w, out);
+    return rc ? rc : dmj_walk_fetch(w, out);
 }
 
 int dmj_walk_next(struct dmj_walk *w, struct dmj_job *out)
