@@ -57,8 +57,6 @@ int dmj_cmd_export(int argc, char **argv)
     }
     if (a.status >= 0)
         return a.status;
-    if (optind != argc)
-        return dmj_tool_usage(usage_text);
     struct dmj_store *s;
     if (dmj_tool_open(a.db, DMJ_STORE_RDONLY, &s) != 0)
         return DMJ_TOOL_FAIL;

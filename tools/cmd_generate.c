@@ -646,8 +646,6 @@ int dmj_cmd_generate(int argc, char **argv)
     }
     if (a.status >= 0)
         return a.status;
-    if (optind != argc)
-        return dmj_tool_usage(usage_text);
     if (w.orgs > w.teams)
         w.orgs = w.teams;
     w.empty_teams = w.teams >= 3 ? 1 : 0;

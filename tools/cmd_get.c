@@ -24,7 +24,7 @@ int dmj_cmd_get(int argc, char **argv)
         {"posthog-api", required_argument, NULL, 'a'},
         {NULL, 0, NULL, 0},
     };
-    struct dmj_tool_args a = {.usage = usage_text, .help = help_text};
+    struct dmj_tool_args a = {.usage = usage_text, .help = help_text, .operands = 1};
     bool current = false;
     while (dmj_tool_getopt(&a, argc, argv, longopts) != -1) { /* --posthog-api */
         if (strcmp(optarg, "cursor") != 0 && strcmp(optarg, "offset") != 0)
@@ -33,8 +33,6 @@ int dmj_cmd_get(int argc, char **argv)
     }
     if (a.status >= 0)
         return a.status;
-    if (argc - optind != 1)
-        return dmj_tool_usage(usage_text);
     uint8_t id[16];
     if (dmj_uuid_parse(argv[argc - 1], strlen(argv[argc - 1]), id) != 0)
         return dmj_tool_fail("get", "not a UUID: %s", argv[argc - 1]);

@@ -698,7 +698,7 @@ int dmj_cmd_import(int argc, char **argv)
         {"pg-copy", no_argument, NULL, 'p'},        {"dry-run", no_argument, NULL, 'n'},
         {"map-size", required_argument, NULL, 'm'}, {NULL, 0, NULL, 0},
     };
-    struct dmj_tool_args a = {.usage = usage_text, .help = help_text};
+    struct dmj_tool_args a = {.usage = usage_text, .help = help_text, .operands = DMJ_TOOL_SOME};
     struct dmj_import_options o = {0};
     struct run r = {0};
     uint64_t map_size = 0;
@@ -739,8 +739,6 @@ int dmj_cmd_import(int argc, char **argv)
     }
     if (a.status >= 0)
         return a.status;
-    if (optind >= argc)
-        return dmj_tool_usage(usage_text);
     /* The store's batch and LMDB's dirty pages come and go by the hundred megabytes:
      * glibc would otherwise hand them back and fault them in again (a third of the
      * system time of a 1M-job import). */

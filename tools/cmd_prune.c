@@ -103,7 +103,7 @@ int dmj_cmd_prune(int argc, char **argv)
     }
     if (a.status >= 0)
         return a.status;
-    if (optind != argc || (!has_before && !has_changes) || (team >= 0 && !has_before))
+    if ((!has_before && !has_changes) || (team >= 0 && !has_before))
         return dmj_tool_usage(usage_text);
     struct dmj_store *s;
     if (dmj_tool_open(a.db, 0, &s) != 0)

@@ -148,8 +148,6 @@ int dmj_cmd_stats(int argc, char **argv)
         json = true; /* --json, the only option of its own */
     if (a.status >= 0)
         return a.status;
-    if (optind != argc)
-        return dmj_tool_usage(usage_text);
     struct dmj_store *s;
     if (dmj_tool_open(a.db, DMJ_STORE_RDONLY, &s) != 0)
         return DMJ_TOOL_FAIL;

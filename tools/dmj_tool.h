@@ -30,13 +30,16 @@ int dmj_cmd_sync(int argc, char **argv);
 struct dmj_tool_args {
     const char *usage; /* printed with `help` by --help, and on bad usage */
     const char *help;
+    int operands;   /* after the options: exactly this many, or DMJ_TOOL_SOME */
     bool no_db;     /* the command opens no store: it takes no --db */
     const char *db; /* once the options end: the store directory (dmj_tool_db) */
     int status;     /* once dmj_tool_getopt returned -1: -1 to go on, else the exit status */
 };
+#define DMJ_TOOL_SOME (-1) /* one operand or more */
 
 /* getopt_long over the command's own `longopts` (NULL, or ending in a zero entry) and the
- * --db and --help every command takes, which it answers itself, as it does a bad option.
+ * --db and --help every command takes, which it answers itself, as it does a bad option and
+ * a wrong number of operands (left last in argv, from optind: getopt moves them there).
  * Returns the next option of `longopts` (its val), or -1 when the options end or the command
  * is to exit (--help, bad usage): a->status says which. */
 int dmj_tool_getopt(struct dmj_tool_args *a, int argc, char **argv, const struct option *longopts);

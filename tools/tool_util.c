@@ -79,7 +79,10 @@ int dmj_tool_getopt(struct dmj_tool_args *a, int argc, char **argv, const struct
     int c;
     while ((c = getopt_long(argc, argv, "", all, NULL)) == 'd')
         a->db = optarg;
-    if (c == -1) {
+    int operands = argc - optind;
+    if (c == -1 && (a->operands == DMJ_TOOL_SOME ? operands < 1 : operands != a->operands)) {
+        a->status = dmj_tool_usage(a->usage);
+    } else if (c == -1) {
         a->status = -1;
         if (!a->no_db)
             a->db = dmj_tool_db(a->db);
@@ -97,13 +100,11 @@ int dmj_tool_getopt(struct dmj_tool_args *a, int argc, char **argv, const struct
 int dmj_tool_db_args(int argc, char **argv, int operands, const char *usage, const char *help,
                      const char **db)
 {
-    struct dmj_tool_args a = {.usage = usage, .help = help};
+    struct dmj_tool_args a = {.usage = usage, .help = help, .operands = operands};
     while (dmj_tool_getopt(&a, argc, argv, NULL) != -1)
         continue;
     if (a.status >= 0)
         return a.status;
-    if (argc - optind != operands)
-        return dmj_tool_usage(usage);
     *db = a.db;
     return -1;
 }
