@@ -69,6 +69,15 @@ static int table_grow(struct dmj__counts *t)
     return 0;
 }
 
+/* The slot of key k in t (t->cap > 0): its entry, or the free slot where it would go. */
+static size_t table_slot(const struct dmj__counts *t, const void *k, size_t len)
+{
+    size_t j = key_hash(k, len) & (t->cap - 1);
+    while (t->e[j].len && (t->e[j].len != len || memcmp(t->e[j].k, k, len) != 0))
+        j = (j + 1) & (t->cap - 1);
+    return j;
+}
+
 static int table_add(struct dmj__counts *t, const uint8_t *k, size_t len, int64_t delta)
 {
     if ((t->used + 1) * 2 > t->cap) {
@@ -76,9 +85,7 @@ static int table_add(struct dmj__counts *t, const uint8_t *k, size_t len, int64_
         if (rc)
             return rc;
     }
-    size_t j = key_hash(k, len) & (t->cap - 1);
-    while (t->e[j].len && (t->e[j].len != len || memcmp(t->e[j].k, k, len) != 0))
-        j = (j + 1) & (t->cap - 1);
+    size_t j = table_slot(t, k, len);
     if (!t->e[j].len) {
         memcpy(t->e[j].k, k, len);
         t->e[j].len = (uint8_t)len;
@@ -182,6 +189,27 @@ static bool counts_current(MDB_txn *txn, const struct dmj_store *s, bool write)
     return dmj__get_u64(v.mv_data) == (write ? id - 1 : id);
 }
 
+/* Adds every visible job of the store to `t`; a record that does not decode is not counted. */
+static int count_jobs(MDB_txn *txn, const struct dmj_store *s, struct dmj__counts *t)
+{
+    MDB_cursor *c;
+    MDB_val k, v;
+    int rc = mdb_cursor_open(txn, s->dbi[DB_JOBS], &c);
+    if (rc)
+        return dmj__store_err(rc);
+    int err = 0;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && !err;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        struct dmj_job job;
+        if (dmj_codec_decode_job(v.mv_data, v.mv_size, &job) == 0)
+            err = dmj__counts_job(t, &job, 1);
+    }
+    mdb_cursor_close(c);
+    if (!err && rc != MDB_NOTFOUND)
+        err = dmj__store_err(rc);
+    return err;
+}
+
 /* Counts every job again: the counters removed, then each visible job counted. */
 static int counts_rebuild(MDB_txn *txn, const struct dmj_store *s)
 {
@@ -203,19 +231,7 @@ static int counts_rebuild(MDB_txn *txn, const struct dmj_store *s)
     mdb_cursor_close(c);
     if (rc && rc != MDB_NOTFOUND)
         return dmj__store_err(rc);
-    rc = mdb_cursor_open(txn, s->dbi[DB_JOBS], &c);
-    if (rc)
-        return dmj__store_err(rc);
-    int err = 0;
-    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && !err;
-         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        struct dmj_job job;
-        if (dmj_codec_decode_job(v.mv_data, v.mv_size, &job) == 0)
-            err = dmj__counts_job(&t, &job, 1);
-    }
-    mdb_cursor_close(c);
-    if (!err && rc != MDB_NOTFOUND)
-        err = dmj__store_err(rc);
+    int err = count_jobs(txn, s, &t);
     if (!err)
         err = dmj__counts_apply(txn, s, &t);
     dmj__counts_dispose(&t);
@@ -310,19 +326,8 @@ int dmj__counts_check(MDB_txn *txn, const struct dmj_store *s, void (*problem)(v
     struct dmj__counts t = {0};
     MDB_cursor *c;
     MDB_val k, v;
-    int rc = mdb_cursor_open(txn, s->dbi[DB_JOBS], &c);
-    if (rc)
-        return dmj__store_err(rc);
-    int err = 0;
-    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && !err;
-         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        struct dmj_job job;
-        if (dmj_codec_decode_job(v.mv_data, v.mv_size, &job) == 0)
-            err = dmj__counts_job(&t, &job, 1);
-    }
-    mdb_cursor_close(c);
-    if (!err && rc != MDB_NOTFOUND)
-        err = dmj__store_err(rc);
+    int rc;
+    int err = count_jobs(txn, s, &t);
     /* every stored counter against the count of the jobs; what is left in the table was
      * not stored */
     if (!err)
@@ -338,10 +343,7 @@ int dmj__counts_check(MDB_txn *txn, const struct dmj_store *s, void (*problem)(v
         uint64_t stored = v.mv_size == 8 ? dmj__get_u64(v.mv_data) : 0;
         int64_t want = 0;
         if (k.mv_size <= COUNT_KEY_MAX && t.cap) {
-            size_t j = key_hash(k.mv_data, k.mv_size) & (t.cap - 1);
-            while (t.e[j].len &&
-                   (t.e[j].len != k.mv_size || memcmp(t.e[j].k, k.mv_data, k.mv_size) != 0))
-                j = (j + 1) & (t.cap - 1);
+            size_t j = table_slot(&t, k.mv_data, k.mv_size);
             if (t.e[j].len) {
                 want = t.e[j].delta;
                 t.e[j].delta = 0; /* seen */
