@@ -20,6 +20,9 @@ void dmj_buf_init(struct dmj_buf *b, size_t max);
 void dmj_buf_dispose(struct dmj_buf *b);
 /** Empties the buffer, keeping its memory for reuse. */
 void dmj_buf_reset(struct dmj_buf *b);
+/** Returns rc, having first cut the buffer back to its first `len` bytes when rc is an error:
+ * for a function of several appends that leaves the buffer as it found it when one fails. */
+DMJ_MUST_CHECK int dmj_buf_rollback(struct dmj_buf *b, size_t len, int rc);
 /** Makes room for `n` more bytes; -ENOMEM or DMJ_ETOOBIG. */
 DMJ_MUST_CHECK int dmj_buf_reserve(struct dmj_buf *b, size_t n);
 /** Appends bytes; -ENOMEM or DMJ_ETOOBIG (the buffer is then unchanged). */

@@ -30,6 +30,15 @@ void dmj_buf_reset(struct dmj_buf *b)
         b->data[0] = '\0';
 }
 
+int dmj_buf_rollback(struct dmj_buf *b, size_t len, int rc)
+{
+    if (rc && b->data) {
+        b->len = len;
+        b->data[len] = '\0';
+    }
+    return rc;
+}
+
 int dmj_buf_reserve(struct dmj_buf *b, size_t n)
 {
     /* One byte more than asked keeps room for the terminating NUL. */

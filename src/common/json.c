@@ -334,16 +334,6 @@ static int add_job_fields(struct dmj_buf *out, const struct dmj_job *job, bool c
     return flush(out, seg, p);
 }
 
-/* Undoes a partial append so that a failed call leaves the buffer as it found it. */
-static int rollback(struct dmj_buf *out, size_t len, int rc)
-{
-    if (rc && out->data) {
-        out->len = len;
-        out->data[len] = '\0';
-    }
-    return rc;
-}
-
 /* A string member's value as measured once and written later: `"..."` or null. */
 struct measured {
     const unsigned char *s;
@@ -441,7 +431,7 @@ static int add_job(struct dmj_buf *out, const struct dmj_job *job, bool current)
     rc = add_job_fields(out, job, current);
     if (!rc)
         rc = dmj_buf_add(out, "}", 1);
-    return rollback(out, start, rc);
+    return dmj_buf_rollback(out, start, rc);
 }
 
 int dmj_json_add_job(struct dmj_buf *out, const struct dmj_job *job)
@@ -489,7 +479,7 @@ int dmj_json_add_job_full(struct dmj_buf *out, const struct dmj_job *job)
     int rc = add_job_fields(out, job, false);
     if (!rc)
         rc = add_job_rest(out, job);
-    return rollback(out, start, rc);
+    return dmj_buf_rollback(out, start, rc);
 }
 
 static struct dmj_str cstr(const char *s)
@@ -511,5 +501,5 @@ int dmj_json_add_error(struct dmj_buf *out, const char *type, const char *code, 
         rc = add_member(out, ",\"attr\":", cstr(attr));
     if (!rc)
         rc = dmj_buf_add(out, "}", 1);
-    return rollback(out, start, rc);
+    return dmj_buf_rollback(out, start, rc);
 }

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "hex.h"
+#include "utf8.h"
 #include "dmj/query.h"
 
 #define TAG_PLAIN 'A'
@@ -30,88 +31,50 @@ enum high_bytes {
     HIGH_LATIN1, /* each is one Latin-1 character: write it as UTF-8 */
 };
 
-/* CPython's UTF-8 decoder with errors='replace', fed one byte at a time: strict UTF-8 (no
- * overlongs, surrogates or values past U+10FFFF), and one U+FFFD for each maximal invalid
- * subpart (an invalid byte, or a valid but unfinished prefix of a sequence). */
+/* CPython's UTF-8 decoder with errors='replace', fed one byte at a time: strict UTF-8 as
+ * utf8.c reads it (no overlongs, surrogates or values past U+10FFFF), and one U+FFFD for each
+ * maximal invalid subpart (an invalid byte, or a valid but unfinished prefix of a sequence). */
 struct u8dec {
+    unsigned state; /* dmj_utf8_step's */
+    unsigned len;   /* bytes of an unfinished sequence held in seq */
     unsigned char seq[4];
-    unsigned len;         /* bytes of an unfinished sequence held in seq */
-    unsigned need;        /* continuation bytes that sequence needs in all */
-    unsigned char lo, hi; /* the range the next continuation byte must be in */
 };
 
 static const char REPLACEMENT[] = "\xef\xbf\xbd";
 
-/* `out` NULL only checks validity. */
-static int emit(struct dmj_buf *out, const void *p, size_t n)
+static int u8_put(struct u8dec *d, unsigned char c, struct dmj_buf *out)
 {
-    return out ? dmj_buf_add(out, p, n) : 0;
-}
-
-static int u8_put(struct u8dec *d, unsigned char c, struct dmj_buf *out, bool *bad)
-{
-    int rc;
-    if (d->len) {
-        if (c >= d->lo && c <= d->hi) {
-            d->seq[d->len++] = c;
-            d->lo = 0x80;
-            d->hi = 0xbf;
-            if (d->len < d->need + 1)
-                return 0;
-            d->len = 0;
-            return emit(out, d->seq, d->need + 1);
-        }
+    if (c < 0x80 && !d->len)
+        return dmj_buf_add(out, &c, 1);
+    unsigned next = dmj_utf8_step(d->state, c);
+    if (next == DMJ_UTF8_REJECT && d->len) {
         /* The held prefix ends here; this byte starts afresh. */
         d->len = 0;
-        *bad = true;
-        rc = emit(out, REPLACEMENT, 3);
+        int rc = dmj_buf_add(out, REPLACEMENT, 3);
         if (rc)
             return rc;
+        next = dmj_utf8_step(DMJ_UTF8_ACCEPT, c);
     }
-    if (c < 0x80)
-        return emit(out, &c, 1);
-    d->lo = 0x80;
-    d->hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf) {
-        d->need = 1;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        d->need = 2;
-        if (c == 0xe0)
-            d->lo = 0xa0;
-        else if (c == 0xed)
-            d->hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        d->need = 3;
-        if (c == 0xf0)
-            d->lo = 0x90;
-        else if (c == 0xf4)
-            d->hi = 0x8f;
-    } else {
-        *bad = true;
-        return emit(out, REPLACEMENT, 3);
+    if (next == DMJ_UTF8_REJECT) {
+        d->state = DMJ_UTF8_ACCEPT;
+        return dmj_buf_add(out, REPLACEMENT, 3);
     }
-    d->seq[0] = c;
-    d->len = 1;
-    return 0;
+    d->state = next;
+    d->seq[d->len++] = c;
+    if (next != DMJ_UTF8_ACCEPT)
+        return 0;
+    size_t n = d->len;
+    d->len = 0;
+    return dmj_buf_add(out, d->seq, n);
 }
 
-static int u8_end(struct u8dec *d, struct dmj_buf *out, bool *bad)
+static int u8_end(struct u8dec *d, struct dmj_buf *out)
 {
     if (!d->len)
         return 0;
     d->len = 0;
-    *bad = true;
-    return emit(out, REPLACEMENT, 3);
-}
-
-static bool utf8_valid(const unsigned char *s, size_t n)
-{
-    struct u8dec d = {.len = 0};
-    bool bad = false;
-    for (size_t i = 0; i < n && !bad; i++)
-        (void)u8_put(&d, s[i], NULL, &bad);
-    (void)u8_end(&d, NULL, &bad);
-    return !bad;
+    d->state = DMJ_UTF8_ACCEPT;
+    return dmj_buf_add(out, REPLACEMENT, 3);
 }
 
 /* Appends one key or value as parse_qsl/unquote produce it: '+' as space when `plus`,
@@ -122,8 +85,7 @@ static bool utf8_valid(const unsigned char *s, size_t n)
 static int add_part(struct dmj_buf *out, const unsigned char *s, size_t n, enum high_bytes high,
                     bool plus)
 {
-    struct u8dec d = {.len = 0};
-    bool bad = false;
+    struct u8dec d = {.state = DMJ_UTF8_ACCEPT};
     int rc = 0;
     for (size_t i = 0; i < n && !rc; i++) {
         unsigned char c = s[i];
@@ -135,15 +97,15 @@ static int add_part(struct dmj_buf *out, const unsigned char *s, size_t n, enum 
         } else if (c == '+' && plus) {
             c = ' ';
         } else if (c >= 0x80 && high == HIGH_LATIN1) {
-            rc = u8_put(&d, (unsigned char)(0xc0 | (c >> 6)), out, &bad);
+            rc = u8_put(&d, (unsigned char)(0xc0 | (c >> 6)), out);
             c = (unsigned char)(0x80 | (c & 0x3f));
             if (rc)
                 break;
         }
-        rc = u8_put(&d, c, out, &bad);
+        rc = u8_put(&d, c, out);
     }
     if (!rc)
-        rc = u8_end(&d, out, &bad);
+        rc = u8_end(&d, out);
     return rc;
 }
 
@@ -235,12 +197,17 @@ static int parse_fields(struct dmj_query *q, const unsigned char *raw, size_t le
     return 0;
 }
 
-/* What gunicorn's urlsplit leaves of raw: every '\t' removed, the rest cut at '#'. Points
- * into raw when there is no tab, else into *copy (heap, caller frees). */
-static int split_target(const char *raw, size_t len, const unsigned char **out, size_t *out_len,
-                        char **copy)
+/* What gunicorn's urlsplit leaves of a raw target: s[0..len), every '\t' removed, the rest
+ * cut at '#'. `s` points into the raw target when it has no tab, else into `copy`. */
+struct target {
+    const unsigned char *s;
+    size_t len;
+    char *copy; /* heap, or NULL: freed by the caller */
+};
+
+static int split_target(const char *raw, size_t len, struct target *t)
 {
-    *copy = NULL;
+    t->copy = NULL;
     if (!raw)
         len = 0;
     if (len && memchr(raw, '\t', len)) {
@@ -252,13 +219,13 @@ static int split_target(const char *raw, size_t len, const unsigned char **out, 
             if (raw[i] != '\t')
                 c[k++] = raw[i];
         }
-        *copy = c;
+        t->copy = c;
         raw = c;
         len = k;
     }
     const char *hash = len ? memchr(raw, '#', len) : NULL;
-    *out = (const unsigned char *)raw;
-    *out_len = hash ? (size_t)(hash - raw) : len;
+    t->s = (const unsigned char *)raw;
+    t->len = hash ? (size_t)(hash - raw) : len;
     return 0;
 }
 
@@ -269,38 +236,36 @@ static enum high_bytes query_reading(const unsigned char *s, size_t len)
     bool ascii = true;
     for (size_t i = 0; i < len && ascii; i++)
         ascii = s[i] < 0x80;
-    return !ascii && utf8_valid(s, len) ? HIGH_UTF8 : HIGH_LATIN1;
+    return !ascii && dmj_utf8_valid(s, len) ? HIGH_UTF8 : HIGH_LATIN1;
 }
 
 int dmj_query_parse(struct dmj_query *q, const char *raw, size_t raw_len)
 {
     q->n = 0;
     dmj_buf_reset(&q->storage);
-    const unsigned char *s;
-    size_t len;
-    char *copy;
-    int rc = split_target(raw, raw_len, &s, &len, &copy);
+    struct target t;
+    int rc = split_target(raw, raw_len, &t);
     if (rc)
         return rc;
 
-    enum high_bytes high = query_reading(s, len);
+    enum high_bytes high = query_reading(t.s, t.len);
 
     if (high == HIGH_UTF8) {
         rc = dmj_buf_addc(&q->storage, TAG_RAW);
         if (!rc)
-            rc = dmj_buf_add(&q->storage, &len, sizeof len);
+            rc = dmj_buf_add(&q->storage, &t.len, sizeof t.len);
         if (!rc)
-            rc = dmj_buf_add(&q->storage, s, len);
+            rc = dmj_buf_add(&q->storage, t.s, t.len);
     } else {
         rc = dmj_buf_addc(&q->storage, TAG_PLAIN);
     }
     if (!rc)
-        rc = parse_fields(q, s, len, high);
+        rc = parse_fields(q, t.s, t.len, high);
     if (rc) {
         q->n = 0;
         dmj_buf_reset(&q->storage);
     }
-    free(copy);
+    free(t.copy);
     return rc;
 }
 
@@ -331,22 +296,20 @@ static size_t raw_offset(const char *raw, size_t raw_len, bool tabs, size_t k)
 int dmj_query_find(const char *raw, size_t raw_len, const char *name, dmj_query_found_fn *fn,
                    void *ctx)
 {
-    const unsigned char *s;
-    size_t len;
-    char *copy;
-    int rc = split_target(raw, raw_len, &s, &len, &copy);
+    struct target t;
+    int rc = split_target(raw, raw_len, &t);
     if (rc)
         return rc;
-    enum high_bytes high = query_reading(s, len);
+    enum high_bytes high = query_reading(t.s, t.len);
     size_t name_len = strlen(name);
     /* a decoded name longer than `name` cannot be it: stop decoding there */
     struct dmj_buf dec;
     dmj_buf_init(&dec, name_len + 1);
     size_t pos = 0;
     struct field f;
-    while (rc == 0 && next_field(s, len, &pos, &f)) {
+    while (rc == 0 && next_field(t.s, t.len, &pos, &f)) {
         dmj_buf_reset(&dec);
-        int drc = add_part(&dec, s + f.at, f.name_len, high, true);
+        int drc = add_part(&dec, t.s + f.at, f.name_len, high, true);
         if (drc == DMJ_ETOOBIG || (drc == 0 && (dec.len != name_len ||
                                                 (name_len && memcmp(dec.data, name, name_len)))))
             continue;
@@ -355,14 +318,14 @@ int dmj_query_find(const char *raw, size_t raw_len, const char *name, dmj_query_
             break;
         }
         /* Offsets in raw: tabs inside or after the field belong to it (they are dropped). */
-        bool tabs = copy != NULL;
+        bool tabs = t.copy != NULL;
         size_t end = raw_offset(raw, raw_len, tabs, f.at + f.len);
         size_t value = f.name_len < f.len ? raw_offset(raw, raw_len, tabs, f.at + f.name_len) + 1
                                           : end;
         rc = fn(ctx, raw_offset(raw, raw_len, tabs, f.at), value, end);
     }
     dmj_buf_dispose(&dec);
-    free(copy);
+    free(t.copy);
     return rc;
 }
 
@@ -404,30 +367,20 @@ int dmj_query_redact(struct dmj_buf *out, const char *target, size_t len, const 
         rc = dmj_query_find(target + at, len - at, name, redact_value, &r);
     if (rc == 0)
         rc = dmj_buf_add(out, target + at + r.done, len - at - r.done);
-    if (rc && out->data) {
-        out->len = before;
-        out->data[before] = '\0';
-    }
-    return rc;
+    return dmj_buf_rollback(out, before, rc);
 }
 
 int dmj_query_decode_path(const char *raw, size_t raw_len, struct dmj_buf *out)
 {
     /* gunicorn reads the raw target as Latin-1 and percent-decodes the path to bytes,
      * Django reads those as UTF-8; unquote(), not unquote_plus(): '+' stays. */
-    const unsigned char *s;
-    size_t len;
-    char *copy;
-    int rc = split_target(raw, raw_len, &s, &len, &copy);
+    struct target t;
+    int rc = split_target(raw, raw_len, &t);
     if (rc)
         return rc;
     size_t before = out->len;
-    rc = add_part(out, s, len, HIGH_LATIN1, false);
-    if (rc && out->data) {
-        out->len = before;
-        out->data[before] = '\0';
-    }
-    free(copy);
+    rc = dmj_buf_rollback(out, before, add_part(out, t.s, t.len, HIGH_LATIN1, false));
+    free(t.copy);
     return rc;
 }
 
@@ -464,12 +417,7 @@ static int add_quoted(struct dmj_buf *out, const char *s, size_t n, const char *
 int dmj_query_add_quoted(struct dmj_buf *out, const char *s, size_t len)
 {
     size_t before = out->len;
-    int rc = add_quoted(out, s, len, "", true);
-    if (rc && out->data) {
-        out->len = before;
-        out->data[before] = '\0';
-    }
-    return rc;
+    return dmj_buf_rollback(out, before, add_quoted(out, s, len, "", true));
 }
 
 /* One key=value of the link, in the order urlencode(sorted(...)) writes them. */
@@ -594,11 +542,7 @@ int dmj_query_build_link_set(struct dmj_buf *out, bool https, const char *host, 
     } else {
         rc = add_link(out, https, host, host_len, path, path_len, query, set, n_set);
     }
-    if (rc && out->data) {
-        out->len = before;
-        out->data[before] = '\0';
-    }
-    return rc;
+    return dmj_buf_rollback(out, before, rc);
 }
 
 int dmj_query_build_link(struct dmj_buf *out, bool https, const char *host, size_t host_len,

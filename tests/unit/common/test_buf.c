@@ -15,6 +15,14 @@ int main(void)
     CHECK_EQ_INT(b.len, 8);
     dmj_buf_reset(&b);
     CHECK_EQ_INT(b.len, 0);
+    /* rollback: an error cuts back to the length given, success keeps everything */
+    CHECK_EQ_INT(dmj_buf_adds(&b, "ab"), 0);
+    CHECK_EQ_INT(dmj_buf_adds(&b, "cd"), 0);
+    CHECK_EQ_INT(dmj_buf_rollback(&b, 2, 0), 0);
+    CHECK_EQ_STR(b.data, "abcd");
+    CHECK_EQ_INT(dmj_buf_rollback(&b, 2, DMJ_ETOOBIG), DMJ_ETOOBIG);
+    CHECK_EQ_STR(b.data, "ab");
+    CHECK_EQ_INT(b.len, 2);
     dmj_buf_dispose(&b);
     return check_done();
 }
