@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hex.h"
 #include "import_impl.h"
 #include "utf8.h"
 
@@ -13,17 +14,6 @@ enum { OUT, IN, ESCAPE, HEX };
 void dmj__import_text_reset(struct dmj__import_text *t)
 {
     *t = (struct dmj__import_text){.where = OUT, .utf8 = DMJ_UTF8_ACCEPT};
-}
-
-static unsigned hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return 0; /* yajl refuses the text anyway */
 }
 
 /* The code unit of a \uXXXX just read. */
@@ -96,13 +86,15 @@ void dmj__import_text_scan(struct dmj__import_text *t, const unsigned char *p, s
             }
             t->where = IN;
             break;
-        case HEX:
-            t->unit = (uint16_t)(t->unit << 4 | hex_value(c));
+        case HEX: {
+            int digit = dmj_hex_value(c); /* not one: yajl refuses the text anyway */
+            t->unit = (uint16_t)(t->unit << 4 | (digit < 0 ? 0u : (unsigned)digit));
             if (--t->digits == 0) {
                 unit_done(t);
                 t->where = IN;
             }
             break;
+        }
         }
     }
 }
