@@ -164,39 +164,34 @@ static void check_json(const char *s, size_t n)
     dmj_buf_dispose(&b);
 }
 
+/* A timestamp parser against its grammar: accepted exactly when the grammar accepts, with the
+ * grammar's value; nothing written on a refusal. */
+static void check_time_parser(const char *what, int (*parse)(const char *, size_t, int64_t *),
+                              bool (*grammar)(const char *, size_t, int64_t *), const char *s,
+                              size_t size)
+{
+    int64_t want = 0, us = INT64_C(0x5A5A5A5A5A5A5A5A);
+    bool valid = grammar(s, size, &want);
+    if (parse(s, size, &us) == 0) {
+        if (!valid || us != want)
+            time_mismatch(what, s, size, true, us, valid, want);
+        check_time_value(us);
+    } else if (valid) {
+        time_mismatch(what, s, size, false, us, valid, want);
+    } else if (us != INT64_C(0x5A5A5A5A5A5A5A5A)) {
+        abort();
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *s = (const char *)data;
     int64_t us;
 
     check_uuid(s, size);
-    /* Each timestamp parser: accepted exactly when its grammar accepts, with the grammar's
-     * value; nothing written on a refusal. */
-    int64_t want;
-    const char *what = "dmj_time_parse";
-    bool valid = grammar_import_timestamp(s, size, &want);
-    us = INT64_C(0x5A5A5A5A5A5A5A5A);
-    if (dmj_time_parse(s, size, &us) == 0) {
-        if (!valid || us != want)
-            time_mismatch(what, s, size, true, us, valid, want);
-        check_time_value(us);
-    } else if (valid) {
-        time_mismatch(what, s, size, false, us, valid, want);
-    } else if (us != INT64_C(0x5A5A5A5A5A5A5A5A)) {
-        abort();
-    }
-    what = "dmj_time_parse_django";
-    valid = grammar_django_timestamp(s, size, &want);
-    us = INT64_C(0x5A5A5A5A5A5A5A5A);
-    if (dmj_time_parse_django(s, size, &us) == 0) {
-        if (!valid || us != want)
-            time_mismatch(what, s, size, true, us, valid, want);
-        check_time_value(us);
-    } else if (valid) {
-        time_mismatch(what, s, size, false, us, valid, want);
-    } else if (us != INT64_C(0x5A5A5A5A5A5A5A5A)) {
-        abort();
-    }
+    check_time_parser("dmj_time_parse", dmj_time_parse, grammar_import_timestamp, s, size);
+    check_time_parser("dmj_time_parse_django", dmj_time_parse_django, grammar_django_timestamp,
+                      s, size);
     /* The input read as a microsecond count, when it is eight bytes: any int64 prints. */
     if (size == 8) {
         char t[DMJ_TIME_TEXT_MAX];
