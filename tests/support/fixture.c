@@ -22,6 +22,19 @@ struct dmj_str fixture_str(const char *s)
     return r;
 }
 
+struct dmj_api_request fixture_request(const char *method, const char *path, const char *query,
+                                       const char *authorization, const char *host)
+{
+    struct dmj_api_request q;
+    memset(&q, 0, sizeof q);
+    q.method = fixture_str(method);
+    q.path = fixture_str(path);
+    q.query = fixture_str(query);
+    q.authorization = fixture_str(authorization);
+    q.host = fixture_str(host);
+    return q;
+}
+
 struct dmj_job fixture_job(const char *id, int32_t team, const char *sq, enum dmj_status status,
                            int seconds, const char *wf)
 {

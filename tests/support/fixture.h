@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "dmj/api.h"
 #include "dmj/identity.h"
 #include "dmj/store.h"
 #include "dmj/uuid.h"
@@ -61,6 +62,10 @@ void fixture_uuid(const char *text, uint8_t out[16]);
 
 /** A dmj_str over `s` (NULL gives the empty string); valid while `s` is. */
 struct dmj_str fixture_str(const char *s);
+/** A request as dmjd hands it to the API: `method` on `path`, with the query (the part after
+ * '?'), Authorization header and Host when not NULL; the other fields empty. */
+struct dmj_api_request fixture_request(const char *method, const char *path, const char *query,
+                                       const char *authorization, const char *host);
 
 /** One job with only the fields the tests look at, the rest null; its strings point to the
  * arguments. */

@@ -27,20 +27,9 @@ static const char *next_proto;
 
 static int do_request(const char *method, const char *path, const char *query, const char *auth)
 {
-    struct dmj_api_request q;
-    memset(&q, 0, sizeof q);
-    q.method = (struct dmj_str){method, strlen(method)};
-    q.path = (struct dmj_str){path, strlen(path)};
-    if (query)
-        q.query = (struct dmj_str){query, strlen(query)};
-    if (auth)
-        q.authorization = (struct dmj_str){auth, strlen(auth)};
-    if (next_host)
-        q.host = (struct dmj_str){next_host, strlen(next_host)};
-    if (next_inm)
-        q.if_none_match = (struct dmj_str){next_inm, strlen(next_inm)};
-    if (next_proto)
-        q.forwarded_proto = (struct dmj_str){next_proto, strlen(next_proto)};
+    struct dmj_api_request q = fixture_request(method, path, query, auth, next_host);
+    q.if_none_match = fixture_str(next_inm);
+    q.forwarded_proto = fixture_str(next_proto);
     dmj_api_handle(W, &q, &R);
     size_t n = R.body_len < sizeof body - 1 ? R.body_len : sizeof body - 1;
     memcpy(body, R.body, n);

@@ -62,18 +62,9 @@ static struct dmj_api_worker *W;
 static int request(const char *method, const char *path, const char *query, const char *auth,
                    const char *inm)
 {
-    struct dmj_api_request q;
+    struct dmj_api_request q = fixture_request(method, path, query, auth, "testserver:8000");
     struct dmj_api_response r;
-    memset(&q, 0, sizeof q);
-    q.method = (struct dmj_str){method, strlen(method)};
-    q.path = (struct dmj_str){path, strlen(path)};
-    if (query)
-        q.query = (struct dmj_str){query, strlen(query)};
-    if (auth)
-        q.authorization = (struct dmj_str){auth, strlen(auth)};
-    if (inm)
-        q.if_none_match = (struct dmj_str){inm, strlen(inm)};
-    q.host = (struct dmj_str){"testserver:8000", 15};
+    q.if_none_match = fixture_str(inm);
     dmj_api_handle(W, &q, &r);
     return r.status;
 }

@@ -25,21 +25,12 @@ struct answer {
 static void get(struct dmj_api_worker *w, const char *method, const char *path, const char *query,
                 const char *key, const char *host, const char *inm, struct answer *a)
 {
-    struct dmj_api_request q;
     struct dmj_api_response r;
     char auth[128];
-    memset(&q, 0, sizeof q);
-    q.method = (struct dmj_str){method, strlen(method)};
-    q.path = (struct dmj_str){path, strlen(path)};
-    if (query)
-        q.query = (struct dmj_str){query, strlen(query)};
-    if (key) {
+    if (key)
         snprintf(auth, sizeof auth, "Bearer %s", key);
-        q.authorization = (struct dmj_str){auth, strlen(auth)};
-    }
-    if (inm)
-        q.if_none_match = (struct dmj_str){inm, strlen(inm)};
-    q.host = (struct dmj_str){host, strlen(host)};
+    struct dmj_api_request q = fixture_request(method, path, query, key ? auth : NULL, host);
+    q.if_none_match = fixture_str(inm);
     dmj_api_handle(w, &q, &r);
     a->status = r.status;
     a->body = r.body;
@@ -78,13 +69,8 @@ static void held_body_survives(struct dmj_store *store, const struct dmj_api_con
     static struct answer other;
     char auth[128], want[8192];
     CHECK_EQ_INT(dmj_api_worker_new(store, cfg, &w), 0);
-    memset(&q, 0, sizeof q);
-    q.method = (struct dmj_str){"GET", 3};
-    q.path = (struct dmj_str){L, strlen(L)};
-    q.query = (struct dmj_str){"limit=2", 7};
     snprintf(auth, sizeof auth, "Bearer %s", K_STAR);
-    q.authorization = (struct dmj_str){auth, strlen(auth)};
-    q.host = (struct dmj_str){"h:1", 3};
+    q = fixture_request("GET", L, "limit=2", auth, "h:1");
     dmj_api_handle(w, &q, &r);
     CHECK_EQ_INT(r.status, 200);
     snprintf(want, sizeof want, "%.*s", (int)r.body_len, r.body);

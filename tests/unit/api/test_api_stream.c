@@ -20,14 +20,8 @@
 
 static struct dmj_api_request make_request(const char *auth, const char *last_event_id)
 {
-    struct dmj_api_request q;
-    memset(&q, 0, sizeof q);
-    q.method = fixture_str("GET");
-    q.path = fixture_str(EVENTS);
-    q.authorization = fixture_str(auth);
-    q.host = fixture_str("testserver");
-    if (last_event_id)
-        q.last_event_id = fixture_str(last_event_id);
+    struct dmj_api_request q = fixture_request("GET", EVENTS, NULL, auth, "testserver");
+    q.last_event_id = fixture_str(last_event_id);
     return q;
 }
 
