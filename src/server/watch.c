@@ -7,7 +7,7 @@
 
 #include "server.h"
 
-#define WATCH_MS 50
+#define WATCH_MS 20
 
 /* The txnid a read transaction begun now would see, or 0. LMDB's meta page (what
  * dmj_store_last_txnid reads) shows a commit a moment before the lock file's txnid that new

@@ -29,7 +29,7 @@
     "posthog_organization, posthog_team, posthog_user, posthog_organizationmembership, "      \
     "posthog_personalapikey"
 #define GROUP_CHANGES 10000
-#define GROUP_US 50000
+#define GROUP_US 20000
 #define STATUS_EVERY_US 10000000
 #define PG_EPOCH_UNIX_S 946684800 /* 2000-01-01, where PostgreSQL's clock starts */
 

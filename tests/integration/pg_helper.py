@@ -23,7 +23,8 @@ API:
   unix socket in that directory; with tcp=True also on 127.0.0.1 at a free port (`.port`).
   `timezone` is the server's TimeZone, so row_to_json writes that offset (e.g.
   "Asia/Kolkata" gives +05:30). wal_level="logical" allows logical replication (`dmj sync
-  --logical`). Also usable as a context manager.
+  --logical`); synchronous_commit="on" writes a commit's WAL before COMMIT returns (fsync
+  stays off), as production servers do. Also usable as a context manager.
 - .conninfo: a libpq connection string ("host=<socket dir> port=<port> user=postgres
   dbname=postgres"); .tcp_conninfo the same over TCP when tcp=True.
 - .psql(sql, *extra_args): runs `sql` with psql -At (unaligned, tuples only), ON_ERROR_STOP;
@@ -130,7 +131,8 @@ def _skip(why):
 
 
 class Postgres:
-    def __init__(self, tmp=None, tcp=False, timezone="UTC", wal_level="replica"):
+    def __init__(self, tmp=None, tcp=False, timezone="UTC", wal_level="replica",
+                 synchronous_commit="off"):
         if not os.access(os.path.join(PGBIN, "initdb"), os.X_OK):
             _skip("%s/initdb not found (Debian's postgresql-15 is not installed)" % PGBIN)
         self.psql_bin = os.path.join(PGBIN, "psql")
@@ -159,8 +161,8 @@ class Postgres:
             raise AssertionError("initdb failed: " + res.stdout[-2000:])
         listen = "127.0.0.1" if tcp else "''"
         opts = ("-c listen_addresses=%s -c port=%d -k %s -c fsync=off -c full_page_writes=off "
-                "-c synchronous_commit=off -c timezone=%s -c max_connections=40 -c wal_level=%s"
-                % (listen, self.port, self.sock, timezone, wal_level))
+                "-c synchronous_commit=%s -c timezone=%s -c max_connections=40 -c wal_level=%s"
+                % (listen, self.port, self.sock, synchronous_commit, timezone, wal_level))
         self.log = os.path.join(self.sock, "pg.log")
         res = subprocess.run(self._as + [os.path.join(PGBIN, "pg_ctl"), "-D", self.data, "-w",
                                          "-t", "60", "-l", self.log, "-o", opts, "start"],
