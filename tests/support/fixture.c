@@ -143,53 +143,47 @@ int fixture_build(const char *dir, struct dmj_store **out)
 
     /* alice (1): both orgs, current team 1; bob (2): org 1, nothing current; carol (3): no
      * organization; dave (4): inactive; erin (5): org 2, a current team that is gone. */
-    if (rc == 0)
-        rc = add_user(w, 1, true, 1, ORG1_TEXT);
-    if (rc == 0)
-        rc = add_user(w, 2, true, 0, NULL);
-    if (rc == 0)
-        rc = add_user(w, 3, true, 0, NULL);
-    if (rc == 0)
-        rc = add_user(w, 4, false, 1, ORG1_TEXT);
-    if (rc == 0)
-        rc = add_user(w, 5, true, 99, NULL);
-    if (rc == 0)
-        rc = add_member(w, 1, ORG1_TEXT);
-    if (rc == 0)
-        rc = add_member(w, 1, ORG2_TEXT);
-    if (rc == 0)
-        rc = add_member(w, 2, ORG1_TEXT);
-    if (rc == 0)
-        rc = add_member(w, 4, ORG1_TEXT);
-    if (rc == 0)
-        rc = add_member(w, 5, ORG2_TEXT);
+    static const struct {
+        int64_t id;
+        bool active;
+        int32_t team;
+        const char *org;
+    } users[] = {
+        {1, true, 1, ORG1_TEXT}, {2, true, 0, NULL}, {3, true, 0, NULL},
+        {4, false, 1, ORG1_TEXT}, {5, true, 99, NULL},
+    };
+    for (size_t i = 0; rc == 0 && i < sizeof users / sizeof users[0]; i++)
+        rc = add_user(w, users[i].id, users[i].active, users[i].team, users[i].org);
+    static const struct {
+        int64_t user;
+        const char *org;
+    } members[] = {{1, ORG1_TEXT}, {1, ORG2_TEXT}, {2, ORG1_TEXT}, {4, ORG1_TEXT}, {5, ORG2_TEXT}};
+    for (size_t i = 0; rc == 0 && i < sizeof members / sizeof members[0]; i++)
+        rc = add_member(w, members[i].user, members[i].org);
 
-    if (rc == 0)
-        rc = fixture_key(w, K_READ, 1, "warehouse_view:read", 0, NULL);
-    if (rc == 0)
-        rc = fixture_key(w, K_WRITE, 1, "warehouse_view:write", 0, NULL);
-    if (rc == 0)
-        rc = fixture_key(w, K_STAR, 1, "*", 0, NULL);
-    if (rc == 0)
-        rc = fixture_key(w, K_WRONG_SCOPE, 1, "insight:read", 0, NULL);
-    if (rc == 0)
-        rc = fixture_key(w, K_EMPTY_SCOPES, 1, NULL, 0, NULL);
-    if (rc == 0)
-        rc = fixture_key(w, K_TEAM3, 1, "warehouse_view:read", 3, NULL);
-    if (rc == 0)
-        rc = fixture_key(w, K_ORG2, 1, "warehouse_view:read", 0, ORG2_TEXT);
-    if (rc == 0)
-        rc = fixture_key(w, K_INACTIVE, 4, "warehouse_view:read", 0, NULL);
-    if (rc == 0)
-        rc = fixture_key(w, K_BOB, 2, "warehouse_view:read", 0, NULL);
-    if (rc == 0)
-        rc = fixture_key(w, K_CAROL, 3, "warehouse_view:read", 0, NULL);
-    if (rc == 0)
-        rc = fixture_key(w, K_ERIN, 5, "warehouse_view:read", 0, NULL);
-    if (rc == 0)
-        rc = fixture_key(w, K_TEAM3_WRONG_SCOPE, 1, "insight:read", 3, NULL);
-    if (rc == 0)
-        rc = fixture_key(w, K_BOB_WRONG_SCOPE, 2, "insight:read", 0, NULL);
+    static const struct {
+        const char *key;
+        int64_t user;
+        const char *scope;
+        int32_t team;
+        const char *org;
+    } keys[] = {
+        {K_READ, 1, "warehouse_view:read", 0, NULL},
+        {K_WRITE, 1, "warehouse_view:write", 0, NULL},
+        {K_STAR, 1, "*", 0, NULL},
+        {K_WRONG_SCOPE, 1, "insight:read", 0, NULL},
+        {K_EMPTY_SCOPES, 1, NULL, 0, NULL},
+        {K_TEAM3, 1, "warehouse_view:read", 3, NULL},
+        {K_ORG2, 1, "warehouse_view:read", 0, ORG2_TEXT},
+        {K_INACTIVE, 4, "warehouse_view:read", 0, NULL},
+        {K_BOB, 2, "warehouse_view:read", 0, NULL},
+        {K_CAROL, 3, "warehouse_view:read", 0, NULL},
+        {K_ERIN, 5, "warehouse_view:read", 0, NULL},
+        {K_TEAM3_WRONG_SCOPE, 1, "insight:read", 3, NULL},
+        {K_BOB_WRONG_SCOPE, 2, "insight:read", 0, NULL},
+    };
+    for (size_t i = 0; rc == 0 && i < sizeof keys / sizeof keys[0]; i++)
+        rc = fixture_key(w, keys[i].key, keys[i].user, keys[i].scope, keys[i].team, keys[i].org);
 
     for (size_t i = 0; rc == 0 && i < sizeof FIXTURE_JOBS / sizeof FIXTURE_JOBS[0]; i++) {
         const struct fixture_job_row *f = &FIXTURE_JOBS[i];
