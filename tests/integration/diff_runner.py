@@ -218,6 +218,17 @@ class Runner(object):
             target = dc.link_path(pj["previous"])
 
 
+def peer_dirs():
+    """(bin_dir, shared) of a differential test, which is skipped (exit 77) without the
+    reference peer or the Python that runs it."""
+    bin_dir, _source, shared = dc.env_dirs()
+    if shared is None or not os.path.isdir(os.path.join(shared, "peers", "drf_ref")):
+        dc.skip("DMJ_SHARED_DIR has no peers/drf_ref (the reference peer this test compares with)")
+    if not os.access(dc.DJANGO_PYTHON, os.X_OK):
+        dc.skip("%s (Debian's python3 with python3-django) is missing" % dc.DJANGO_PYTHON)
+    return bin_dir, shared
+
+
 def endpoint_requests(teams, job_id):
     """(endpoint, prefix, team, path, method) for every endpoint (list, retrieve of `job_id`,
     recent, running) under both prefixes and each of `teams`, with and without the slash, and

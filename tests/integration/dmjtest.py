@@ -388,6 +388,21 @@ def sanitized():
     return False
 
 
+def run_case(case, arg, tmp):
+    """Runs case(arg, a temp dir of its own under tmp) and prints "ok" or "FAIL" with the
+    traceback; True when it passed."""
+    sub = tempfile.mkdtemp(dir=tmp)
+    started = time.time()
+    try:
+        case(arg, sub)
+        print("ok   %s (%.1fs)" % (case.__name__, time.time() - started))
+        return True
+    except Exception:
+        print("FAIL %s" % case.__name__)
+        traceback.print_exc()
+        return False
+
+
 def run_cases(cases, prefix, **store_args):
     """Runs each case(store, its own temp dir) on one shared Store; returns the exit status."""
     binary("dmjd")
@@ -397,15 +412,7 @@ def run_cases(cases, prefix, **store_args):
     try:
         store = Store(tmp, **store_args)
         for case in cases:
-            sub = tempfile.mkdtemp(dir=tmp)
-            started = time.time()
-            try:
-                case(store, sub)
-                print("ok   %s (%.1fs)" % (case.__name__, time.time() - started))
-            except Exception:
-                failed += 1
-                print("FAIL %s" % case.__name__)
-                traceback.print_exc()
+            failed += not run_case(case, store, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("%d of %d cases failed" % (failed, len(cases)))

@@ -23,7 +23,7 @@ import urllib.parse
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import diff_cases as dc  # noqa: E402
 from diff_runner import (KNOWN_SPEC_DIFFERENCES, LABELS, PREFIXES, Case, Runner,  # noqa: E402
-                         check_dmjd_end, endpoint_requests, q, report, run_phase)
+                         check_dmjd_end, endpoint_requests, peer_dirs, q, report, run_phase)
 
 MIN_COMPARED = 3000  # requests sent to both servers, both phases (the README's "3,000+")
 
@@ -441,11 +441,7 @@ def build_unlimited_cases(world):
 
 
 def main():
-    bin_dir, _source, shared = dc.env_dirs()
-    if shared is None or not os.path.isdir(os.path.join(shared, "peers", "drf_ref")):
-        dc.skip("DMJ_SHARED_DIR has no peers/drf_ref (the reference peer this test compares with)")
-    if not os.access(dc.DJANGO_PYTHON, os.X_OK):
-        dc.skip("%s (Debian's python3 with python3-django) is missing" % dc.DJANGO_PYTHON)
+    bin_dir, shared = peer_dirs()
     peer_vs_peer = os.environ.get("DMJ_DIFF_PEER_VS_PEER") == "1"
     if not peer_vs_peer:
         dc.require_binaries(bin_dir)

@@ -27,7 +27,7 @@ import urllib.parse
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import diff_cases as dc  # noqa: E402
 from diff_runner import (LABELS, Case, Runner, check_dmjd_end, endpoint_requests,  # noqa: E402
-                         q, report, run_phase)
+                         peer_dirs, q, report, run_phase)
 
 MIN_COMPARED = 1500  # requests sent to both servers; a case list that shrank fails
 PEER_ENV = {"DRF_REF_API": "offset"}
@@ -269,11 +269,7 @@ def check_long_integers(world, port, auth):
 
 
 def main():
-    bin_dir, _source, shared = dc.env_dirs()
-    if shared is None or not os.path.isdir(os.path.join(shared, "peers", "drf_ref")):
-        dc.skip("DMJ_SHARED_DIR has no peers/drf_ref (the reference peer this test compares with)")
-    if not os.access(dc.DJANGO_PYTHON, os.X_OK):
-        dc.skip("%s (Debian's python3 with python3-django) is missing" % dc.DJANGO_PYTHON)
+    bin_dir, shared = peer_dirs()
     dc.require_binaries(bin_dir)
     started = time.time()
     work = dc.make_workdir("dmj_differential_offset_")

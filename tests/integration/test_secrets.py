@@ -16,11 +16,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pg_helper  # noqa: E402
-from dmjtest import Store, binary, generate, run, sanitized  # noqa: E402
+from dmjtest import Store, binary, generate, run, run_case, sanitized  # noqa: E402
 
 SLOW = 4 if sanitized() else 1
 USER = "dmj_reader"
@@ -240,15 +239,7 @@ def main():
         if only and case.__name__ != only:
             return
         total += 1
-        sub = tempfile.mkdtemp(dir=tmp)
-        started = time.time()
-        try:
-            case(arg, sub)
-            print("ok   %s (%.1fs)" % (case.__name__, time.time() - started))
-        except Exception:
-            failed += 1
-            print("FAIL %s" % case.__name__)
-            traceback.print_exc()
+        failed += not run_case(case, arg, tmp)
 
     pgp = None
     try:
