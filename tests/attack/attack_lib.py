@@ -57,6 +57,13 @@ def raise_nofile():
     return got
 
 
+def run_attack_cases(cases, name):
+    """Runs an attack test's cases (run_cases) on one store of 1,500 jobs in two teams, with
+    as many descriptors as the attacks need; returns the exit status."""
+    raise_nofile()
+    return run_cases(cases, "dmj-attack-%s-" % name, jobs=1500, teams=2)
+
+
 _HELP = {}
 
 

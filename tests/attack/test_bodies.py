@@ -9,10 +9,9 @@ import sys
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from attack_lib import (ATTACKERS, DATA, END_HEADERS, END_STREAM, HEADERS,  # noqa: E402
-                        LIST, SETTINGS, WINDOW_UPDATE, Dmjd, H2Attacker, Legit, RST_STREAM,
-                        Watch, connect_many, frame, literal, raise_nofile, run_cases,
-                        serves_normally)
+from attack_lib import (ATTACKERS, DATA, END_HEADERS, END_STREAM, HEADERS, LIST,  # noqa: E402
+                        SETTINGS, WINDOW_UPDATE, Dmjd, H2Attacker, Legit, RST_STREAM, Watch,
+                        connect_many, frame, literal, run_attack_cases, serves_normally)
 from hostile_h2 import hpack_str  # noqa: E402
 
 BODY = 1000000  # under h2o's former 1 MiB entity limit, so a buffering server takes it all
@@ -208,8 +207,7 @@ CASES = [case_h1_content_length, case_h1_chunked, case_h2_data]
 
 
 def main():
-    raise_nofile()
-    return run_cases(CASES, "dmj-attack-bodies-", jobs=1500, teams=2)
+    return run_attack_cases(CASES, "bodies")
 
 
 if __name__ == "__main__":

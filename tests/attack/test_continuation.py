@@ -9,9 +9,9 @@ import sys
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from attack_lib import (ATTACKERS, CONTINUATION, END_STREAM, HEADERS, LIST,  # noqa: E402
-                        Dmjd, H2Attacker, Legit, Watch, frame, literal, raise_nofile,
-                        request_block, run_cases, serves_normally)
+from attack_lib import (ATTACKERS, CONTINUATION, END_STREAM, HEADERS, LIST, Dmjd,  # noqa: E402
+                        H2Attacker, Legit, Watch, frame, literal, request_block, run_attack_cases,
+                        serves_normally)
 
 FRAMES = 4000  # of 16 KB each: 64 MB per connection
 
@@ -66,8 +66,7 @@ CASES = [case_large_headers, case_small_headers]
 
 
 def main():
-    raise_nofile()
-    return run_cases(CASES, "dmj-attack-continuation-", jobs=1500, teams=2)
+    return run_attack_cases(CASES, "continuation")
 
 
 if __name__ == "__main__":

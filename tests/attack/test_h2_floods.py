@@ -12,8 +12,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from attack_lib import (ATTACKERS, Dmjd, Legit, Watch, raise_nofile,  # noqa: E402
-                        run_cases, serves_normally, wait_all_closed)
+from attack_lib import (ATTACKERS, Dmjd, Legit, Watch, run_attack_cases,  # noqa: E402
+                        serves_normally, wait_all_closed)
 import hostile_h2 as hostile  # noqa: E402
 
 SEND_FOR = 10  # seconds each connection offers its flood for, at most
@@ -62,8 +62,7 @@ CASES = [make_case(f) for f in FLOODS]
 
 
 def main():
-    raise_nofile()
-    return run_cases(CASES, "dmj-attack-h2floods-", jobs=1500, teams=2)
+    return run_attack_cases(CASES, "h2floods")
 
 
 if __name__ == "__main__":

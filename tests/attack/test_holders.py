@@ -10,11 +10,10 @@ import ssl
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from attack_lib import (END_HEADERS, END_STREAM, HEADERS, HOLDERS,  # noqa: E402
-                        LIST, MAX_CONNECTIONS, PREFACE, SETTINGS, Dmjd, Legit, Watch,
-                        connect_many, frame, make_cert, raise_nofile, request_block, run_cases,
-                        serves_normally, settings_payload, wait_all_closed,
-                        wait_closed_count)
+from attack_lib import (END_HEADERS, END_STREAM, HEADERS, HOLDERS, LIST,  # noqa: E402
+                        MAX_CONNECTIONS, PREFACE, SETTINGS, Dmjd, Legit, Watch, connect_many, frame,
+                        make_cert, request_block, run_attack_cases, serves_normally,
+                        settings_payload, wait_all_closed, wait_closed_count)
 
 # Descriptors dmjd may hold beyond its baseline: the cap, and a margin for connections being
 # accepted and closed at once by each worker.
@@ -175,8 +174,7 @@ CASES = [case_displacement, case_zero_window, case_slowloris, case_unread_answer
 
 
 def main():
-    raise_nofile()
-    return run_cases(CASES, "dmj-attack-hold-", jobs=1500, teams=2)
+    return run_attack_cases(CASES, "hold")
 
 
 if __name__ == "__main__":

@@ -11,9 +11,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from attack_lib import (EVENTS, HUNG, RUNNING, Dmjd, Legit, Watch,  # noqa: E402
-                        connect_many, current_etag, raise_nofile, run_cases, serves_normally,
-                        throttled)
+from attack_lib import (EVENTS, HUNG, RUNNING, Dmjd, Legit, Watch, connect_many,  # noqa: E402
+                        current_etag, run_attack_cases, serves_normally, throttled)
 
 FLOOD = 200  # held-request attempts, one connection each
 PER_KEY = 8
@@ -158,8 +157,7 @@ CASES = [case_polls_one_key, case_polls_and_streams_one_key, case_global_bound]
 
 
 def main():
-    raise_nofile()
-    return run_cases(CASES, "dmj-attack-longpoll-", jobs=1500, teams=2)
+    return run_attack_cases(CASES, "longpoll")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from attack_lib import (ATTACKERS, HUNG, Dmjd, H2Client, Legit, get,  # noqa: E402
-                        raise_nofile, run_cases, supported)
+from attack_lib import (ATTACKERS, HUNG, Dmjd, H2Client, Legit, get, run_attack_cases,  # noqa: E402
+                        supported)
 
 
 def ask(port, n):
@@ -62,8 +62,7 @@ CASES = [case_not_on_api_by_default, case_on_api_when_asked]
 
 
 def main():
-    raise_nofile()
-    return run_cases(CASES, "dmj-attack-metrics-", jobs=1500, teams=2)
+    return run_attack_cases(CASES, "metrics")
 
 
 if __name__ == "__main__":

@@ -10,10 +10,10 @@ import sys
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from attack_lib import (ATTACKERS, END_HEADERS, END_STREAM, ENHANCE_YOUR_CALM,  # noqa: E402
-                        EVENTS, HEADERS, LIST, RST_STREAM, RUNNING, Dmjd, H2Attacker, Legit,
-                        Watch, current_etag, frame, literal, raise_nofile, request_block,
-                        run_cases, serves_normally)
+from attack_lib import (ATTACKERS, END_HEADERS, END_STREAM, ENHANCE_YOUR_CALM, EVENTS,  # noqa: E402
+                        HEADERS, LIST, RST_STREAM, RUNNING, Dmjd, H2Attacker, Legit, Watch,
+                        current_etag, frame, literal, request_block, run_attack_cases,
+                        serves_normally)
 from hostile_h2 import hpack_str  # noqa: E402
 
 PAIRS = 3000  # HEADERS + RST_STREAM pairs per connection, far past the budget (~128 in 10 s)
@@ -129,8 +129,7 @@ CASES = [case_get, case_head, case_not_modified, case_parked, case_events]
 
 
 def main():
-    raise_nofile()
-    return run_cases(CASES, "dmj-attack-reset-", jobs=1500, teams=2)
+    return run_attack_cases(CASES, "reset")
 
 
 if __name__ == "__main__":
