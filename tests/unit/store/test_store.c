@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "rawdb.h"
 #include "tmpdir.h"
 #include "dmj/store.h"
 #include "store_impl.h"
@@ -114,19 +115,14 @@ static void test_open(const char *root)
     dmj_store_close(s);
 
     /* a store of another format is refused */
-    MDB_env *env;
     MDB_txn *txn;
     MDB_dbi dbi;
-    CHECK_EQ_INT(mdb_env_create(&env), 0);
-    mdb_env_set_maxdbs(env, 16);
-    CHECK_EQ_INT(mdb_env_open(env, path, 0, 0644), 0);
-    CHECK_EQ_INT(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    CHECK_EQ_INT(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+    MDB_env *env = rawdb_begin(path, "meta", 0, &txn, &dbi);
+    CHECK(env != NULL);
     uint8_t fmt[4] = {0, 0, 0, 9};
     MDB_val k = {6, "format"}, v = {4, fmt};
     CHECK_EQ_INT(mdb_put(txn, dbi, &k, &v, 0), 0);
-    CHECK_EQ_INT(mdb_txn_commit(txn), 0);
-    mdb_env_close(env);
+    CHECK_EQ_INT(rawdb_commit(env, txn), 0);
     CHECK_EQ_INT(dmj_store_open(path, DMJ_STORE_RDONLY, 0, &s), DMJ_EVERSION);
     CHECK_EQ_INT(dmj_store_open(path, 0, 0, &s), DMJ_EVERSION);
 
@@ -1095,22 +1091,16 @@ static void test_identities(const char *root)
 static void tamper(const char *path, const char *db, const void *key, size_t klen, const void *val,
                    size_t vlen, bool delete)
 {
-    MDB_env *env;
     MDB_txn *txn;
     MDB_dbi dbi;
-    CHECK_EQ_INT(mdb_env_create(&env), 0);
-    mdb_env_set_maxdbs(env, 16);
-    mdb_env_set_mapsize(env, 1 << 24);
-    CHECK_EQ_INT(mdb_env_open(env, path, 0, 0644), 0);
-    CHECK_EQ_INT(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    CHECK_EQ_INT(mdb_dbi_open(txn, db, 0, &dbi), 0);
+    MDB_env *env = rawdb_begin(path, db, 1 << 24, &txn, &dbi);
+    CHECK(env != NULL);
     MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
     if (delete)
         CHECK_EQ_INT(mdb_del(txn, dbi, &k, NULL), 0);
     else
         CHECK_EQ_INT(mdb_put(txn, dbi, &k, &v, 0), 0);
-    CHECK_EQ_INT(mdb_txn_commit(txn), 0);
-    mdb_env_close(env);
+    CHECK_EQ_INT(rawdb_commit(env, txn), 0);
 }
 
 struct tolerant {

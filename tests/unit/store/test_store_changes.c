@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "rawdb.h"
 #include "tmpdir.h"
 #include "dmj/store.h"
 
@@ -532,20 +533,14 @@ static void test_prune(const char *root)
 /* A write transaction straight through LMDB, behind the store's back, on sub-database `db`. */
 static MDB_env *raw_begin(const char *dir, const char *db, MDB_txn **txn, MDB_dbi *dbi)
 {
-    MDB_env *env;
-    CHECK_EQ_INT(mdb_env_create(&env), 0);
-    mdb_env_set_maxdbs(env, 16);
-    mdb_env_set_mapsize(env, 1 << 26);
-    CHECK_EQ_INT(mdb_env_open(env, dir, 0, 0644), 0);
-    CHECK_EQ_INT(mdb_txn_begin(env, NULL, 0, txn), 0);
-    CHECK_EQ_INT(mdb_dbi_open(*txn, db, 0, dbi), 0);
+    MDB_env *env = rawdb_begin(dir, db, 1 << 26, txn, dbi);
+    CHECK(env != NULL);
     return env;
 }
 
 static void raw_commit(MDB_env *env, MDB_txn *txn)
 {
-    CHECK_EQ_INT(mdb_txn_commit(txn), 0);
-    mdb_env_close(env);
+    CHECK_EQ_INT(rawdb_commit(env, txn), 0);
 }
 
 /* The meta key of a team's change-log counter. */

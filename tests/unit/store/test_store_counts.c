@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "rawdb.h"
 #include "tmpdir.h"
 #include "dmj/store.h"
 
@@ -119,14 +120,10 @@ static void del(struct dmj_write *w, int i)
  * (`trusted`: marking the counters as this commit's, as only a writer keeping them does). */
 static void raw_write(const char *dir, bool trusted)
 {
-    MDB_env *env;
     MDB_txn *txn;
     MDB_dbi dbi;
-    CHECK_EQ_INT(mdb_env_create(&env), 0);
-    mdb_env_set_maxdbs(env, 16);
-    CHECK_EQ_INT(mdb_env_open(env, dir, 0, 0644), 0);
-    CHECK_EQ_INT(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    CHECK_EQ_INT(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+    MDB_env *env = rawdb_begin(dir, "meta", 0, &txn, &dbi);
+    CHECK(env != NULL);
     MDB_val k = {10, "sync.other"}, v = {1, "x"};
     CHECK_EQ_INT(mdb_put(txn, dbi, &k, &v, 0), 0);
     /* and a counter damaged on the way, which the recount replaces */
@@ -144,8 +141,7 @@ static void raw_write(const char *dir, bool trusted)
         v = (MDB_val){8, id};
         CHECK_EQ_INT(mdb_put(txn, dbi, &k, &v, 0), 0);
     }
-    CHECK_EQ_INT(mdb_txn_commit(txn), 0);
-    mdb_env_close(env);
+    CHECK_EQ_INT(rawdb_commit(env, txn), 0);
 }
 
 int main(void)
