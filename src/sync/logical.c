@@ -61,6 +61,7 @@ struct follower {
     size_t nrels;
     struct pgo_value *old_values, *new_values;
     struct dmj_buf json;
+    struct dmj_import *imp; /* one parse for the whole stream: rows are JSON lines */
     struct ids written;
     int32_t *teams; /* --teams, sorted */
     size_t nteams;
@@ -368,7 +369,10 @@ static int upsert_job(struct follower *f, const struct relation *rel, const stru
                                 : dmj__sync_fail(f->s, "stream", "a row's id was not sent");
     if (rc != 0)
         return rc == DMJ_EINVAL ? dmj__sync_fail(f->s, "stream", "a value does not convert") : rc;
-    return dmj__sync_feed_json(f->s, f->json.data, f->json.len);
+    rc = dmj_buf_addc(&f->json, '\n');
+    if (rc == 0 && !f->imp)
+        rc = dmj__sync_import_start(f->s, &f->imp);
+    return rc == 0 ? dmj_import_feed(f->imp, f->json.data, f->json.len) : rc;
 }
 
 static int each_store_id(void *ctx, const struct dmj_job *job)
@@ -564,6 +568,14 @@ static int wait_server(struct follower *f, int ms)
     return 0;
 }
 
+/* Group commit: what is complete goes to the store once the open batch is GROUP_US old (or
+ * holds GROUP_CHANGES changes), so that a burst of small commits costs one store commit. */
+static bool group_due(const struct follower *f)
+{
+    return !f->in_txn && f->s->w &&
+           (f->group_changes >= GROUP_CHANGES || now_us() - f->group_start_us >= GROUP_US);
+}
+
 static int stream(struct follower *f)
 {
     struct sync *s = f->s;
@@ -579,8 +591,7 @@ static int stream(struct follower *f)
         if (n > 0) {
             rc = on_copy(f, (const uint8_t *)buf, (size_t)n);
             PQfreemem(buf);
-            if (rc == 0 && !f->in_txn && s->w &&
-                (f->group_changes >= GROUP_CHANGES || now_us() - f->group_start_us >= GROUP_US))
+            if (rc == 0 && group_due(f))
                 rc = commit_group(f);
             continue;
         }
@@ -594,8 +605,8 @@ static int stream(struct follower *f)
             rc = dmj__sync_fail(s, "replication", PQerrorMessage(s->repl));
             break;
         }
-        /* nothing more for now: what is complete goes to the store */
-        if (!f->in_txn && (s->w || f->identities_dirty))
+        /* nothing buffered: commit a batch that is due, or wait for more until it is */
+        if (group_due(f) || (!f->in_txn && !s->w && f->identities_dirty))
             rc = commit_group(f);
         if (rc != 0 || (s->o.once && caught_up(f)))
             break;
@@ -603,8 +614,13 @@ static int stream(struct follower *f)
         if (s->o.once || now - f->told_us >= STATUS_EVERY_US ||
             (safe_position(f) > f->told && now - f->told_us >= 1000000))
             rc = send_status(f, s->o.once); /* --once asks where the server is */
+        int wait_ms = s->o.once ? 100 : 1000;
+        if (s->w && !f->in_txn) {
+            int64_t left = (f->group_start_us + GROUP_US - now_us()) / 1000;
+            wait_ms = left < 1 ? 1 : (int)left;
+        }
         if (rc == 0)
-            rc = wait_server(f, s->o.once ? 100 : 1000);
+            rc = wait_server(f, wait_ms);
     }
     if (rc == 0 && PQstatus(s->repl) == CONNECTION_OK)
         rc = send_status(f, false); /* what the store holds, so the server can let go */
@@ -727,6 +743,8 @@ int dmj__sync_logical(struct sync *s)
     free(f.written.v);
     free(f.teams);
     dmj_buf_dispose(&f.json);
+    if (f.imp)
+        rc = dmj__sync_import_end(s, f.imp, rc);
     return rc;
 }
 

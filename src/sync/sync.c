@@ -301,7 +301,7 @@ static void on_skipped(void *ctx, const struct dmj_import_error *e)
     dmj__sync_say("row skipped: %s: %s", e->field, e->reason);
 }
 
-static int import_start(struct sync *s, struct dmj_import **imp)
+int dmj__sync_import_start(struct sync *s, struct dmj_import **imp)
 {
     struct dmj_import_options opts = {
         .skip_invalid = true, .record = on_record, .skipped = on_skipped, .ctx = s};
@@ -310,7 +310,7 @@ static int import_start(struct sync *s, struct dmj_import **imp)
 }
 
 /* Finishes the parse that `rc` left, with the error the caller should see. */
-static int import_end(struct sync *s, struct dmj_import *imp, int rc)
+int dmj__sync_import_end(struct sync *s, struct dmj_import *imp, int rc)
 {
     if (rc == 0)
         rc = dmj_import_finish(imp);
@@ -329,7 +329,7 @@ static int import_end(struct sync *s, struct dmj_import *imp, int rc)
 int dmj__sync_feed_rows(struct sync *s, PGresult *r)
 {
     struct dmj_import *imp;
-    int rc = import_start(s, &imp);
+    int rc = dmj__sync_import_start(s, &imp);
     if (rc != 0)
         return rc;
     int rows = PQntuples(r);
@@ -338,18 +338,7 @@ int dmj__sync_feed_rows(struct sync *s, PGresult *r)
         if (rc == 0)
             rc = dmj_import_feed(imp, "\n", 1);
     }
-    return import_end(s, imp, rc);
-}
-
-/* The same for one row's JSON object. */
-int dmj__sync_feed_json(struct sync *s, const char *json, size_t len)
-{
-    struct dmj_import *imp;
-    int rc = import_start(s, &imp);
-    if (rc != 0)
-        return rc;
-    rc = dmj_import_feed(imp, json, len);
-    return import_end(s, imp, rc);
+    return dmj__sync_import_end(s, imp, rc);
 }
 
 /* Declares a cursor over `query` and feeds it batch by batch, each batch ending with its

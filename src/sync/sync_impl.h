@@ -94,7 +94,10 @@ int dmj__sync_write_start(struct sync *s);
 void dmj__sync_write_abort(struct sync *s);
 int dmj__sync_batch_end(struct sync *s);
 int dmj__sync_feed_rows(struct sync *s, PGresult *r);
-int dmj__sync_feed_json(struct sync *s, const char *json, size_t len);
+/* A parse whose records go to the store as the rows' do (each record is applied while the
+ * feed that completes it runs), and its end with the error the caller should see. */
+int dmj__sync_import_start(struct sync *s, struct dmj_import **imp);
+int dmj__sync_import_end(struct sync *s, struct dmj_import *imp, int rc);
 int dmj__sync_ids_add(struct ids *a, const uint8_t id[16]);
 int dmj__sync_connect(struct sync *s, PGconn **conn, bool replication);
 /* One cycle of the polling mode; with `snapshot` (an exported snapshot's name), the copy that
