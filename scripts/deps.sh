@@ -11,7 +11,8 @@ libyajl-dev libssl-dev zlib1g-dev libpq-dev curl python3"
 if [ "${1:-}" = "--test" ]; then
     PKGS="$PKGS lmdb-utils nghttp2-client openssl h2o wrk postgresql-15 clang libclang-rt-14-dev
 python3-django python3-djangorestframework python3-django-filters gunicorn
-systemd strace lintian groff-base dpkg-dev procps util-linux python3-jsonschema haproxy"
+systemd strace lintian groff-base dpkg-dev procps util-linux python3-jsonschema haproxy
+logrotate"
     # Node.js and npm (the OpenAPI validator): the machine's own when it has them (Debian's
     # npm conflicts with a Node.js installed from elsewhere), Debian's otherwise.
     command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
