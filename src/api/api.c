@@ -58,6 +58,11 @@ int dmj_api_worker_new(struct dmj_store *store, const struct dmj_api_config *cfg
     const char *env = getenv("DMJ_RESPONSE_CACHE");
     w->use_cache = w->cfg.rate_limit == NULL && !(env != NULL && strcmp(env, "0") == 0);
     dmj__api_cache_init(&w->cache);
+    w->lender = dmj__api_lender_new();
+    if (w->lender == NULL) {
+        dmj_api_worker_free(w);
+        return -ENOMEM;
+    }
     *out = w;
     return 0;
 }
@@ -67,6 +72,8 @@ void dmj_api_worker_free(struct dmj_api_worker *w)
     if (w == NULL)
         return;
     dmj__api_cache_dispose(&w->cache);
+    dmj__api_blob_release(w->lent);
+    dmj__api_lender_dispose(w->lender);
     dmj_buf_dispose(&w->cursor);
     dmj_buf_dispose(&w->scratch);
     dmj_buf_dispose(&w->head);
@@ -288,8 +295,7 @@ static void make_etag(struct dmj__api_ctx *c, bool https, char out[48])
     h = fnv_field(h, c->w->path.data ? c->w->path.data : "", c->w->path.len);
     h = fnv_field(h, q->query.ptr ? "?" : "", q->query.ptr ? 1 : 0);
     h = fnv_field(h, q->query.ptr ? q->query.ptr : "", q->query.ptr ? q->query.len : 0);
-    h = fnv_field(h, c->w->key.secure_value, strlen(c->w->key.secure_value));
-    h = key_permissions(h, &c->w->key);
+    h = fnv_field(h, &c->key_digest, sizeof c->key_digest);
     /* The store's own id: each store's validators are its own (README, replicas). */
     uint8_t store_id[16];
     if (dmj_read_store_id(c->w->read, store_id) == 0)
@@ -442,6 +448,27 @@ static void offer_wait(struct dmj__api_ctx *c, unsigned wait)
     res->wait_s = wait;
 }
 
+/* An answer at least this large is lent to the server (and the cache) rather than copied. */
+#define LEND_MIN 4096
+
+/* Lends the worker's body buffer holding a large answer: the server sends it, and the cache
+ * keeps it, without a copy; the worker renders the next answer into a spare buffer. */
+static void lend_body(struct dmj__api_ctx *c)
+{
+    struct dmj_api_worker *w = c->w;
+    struct dmj_api_response *res = c->res;
+    const char *lo = w->body.data;
+    if (res->body_len < LEND_MIN || lo == NULL || res->body_owner != NULL || res->body < lo ||
+        res->body + res->body_len > lo + w->body.len)
+        return;
+    struct dmj__api_blob *b = dmj__api_lend(w->lender, &w->body, res->body, res->body_len);
+    if (b == NULL)
+        return;
+    w->lent = b;
+    res->body = b->data;
+    res->body_owner = b;
+}
+
 /* Everything after the route is known and the read transaction has begun. */
 static void answer(struct dmj__api_ctx *c)
 {
@@ -449,17 +476,25 @@ static void answer(struct dmj__api_ctx *c)
     struct dmj_api_response *res = c->res;
     unsigned wait = 0;
 
-    if (dmj__api_authenticate(c) != 0) {
-        count_failure(c);
-        return;
-    }
-    if (c->method == DMJ__API_OTHER) {
-        dmj__api_method_not_allowed(c);
-        return;
-    }
-    if (authorize(c, !req->again) != 0) {
-        count_failure(c);
-        return;
+    /* A credential and team that passed both checks in this very committed state pass them
+     * again: the state they read is the same (a revoked key is a commit, a new state). */
+    if (!dmj__api_auth_recall(c)) {
+        if (dmj__api_authenticate(c) != 0) {
+            count_failure(c);
+            return;
+        }
+        if (c->method == DMJ__API_OTHER) {
+            dmj__api_method_not_allowed(c);
+            return;
+        }
+        if (authorize(c, !req->again) != 0) {
+            count_failure(c);
+            return;
+        }
+        c->key_digest = key_permissions(
+            fnv_field(FNV_OFFSET, c->w->key.secure_value, strlen(c->w->key.secure_value)),
+            &c->w->key);
+        dmj__api_auth_remember(c);
     }
     if (c->events) {
         dmj__api_events(c);
@@ -477,7 +512,10 @@ static void answer(struct dmj__api_ctx *c)
     if (res->status != 200)
         return;
     make_etag(c, dmj__api_https(req), res->etag);
-    if (c->cacheable) {
+    lend_body(c);
+    if (c->cacheable && res->body_owner != NULL) {
+        (void)dmj__api_cache_adopt(&c->w->cache, c->w->lent, res->etag);
+    } else if (c->cacheable) {
         /* served from the cache's copy, which the server may then send without another */
         const struct dmj__api_blob *kept =
             dmj__api_cache_store(&c->w->cache, res->body, res->body_len, res->etag);
@@ -551,6 +589,9 @@ static void handle(struct dmj_api_worker *w, const struct dmj_api_request *req,
     struct dmj__api_ctx c;
     int rc;
 
+    /* the last answer is the server's (or the cache's) now, if it holds it */
+    dmj__api_blob_release(w->lent);
+    w->lent = NULL;
     memset(&c, 0, sizeof c);
     c.w = w;
     c.req = req;

@@ -335,3 +335,89 @@ bool dmj__api_host_valid(const char *host, size_t len)
         dlen--;
     return dlen > 0;
 }
+
+/* The credential the request presents, as authenticate reads it: the Bearer token as sent, or
+ * the last personal_api_key of the query. False when there is none. */
+static bool credential(struct dmj__api_ctx *c, bool *bearer, const char **p, size_t *n)
+{
+    const struct dmj_str *auth = &c->req->authorization;
+    if (auth->ptr && bearer_token(auth->ptr, auth->len, p, n)) {
+        *bearer = true;
+        return true;
+    }
+    const struct dmj_query *query = dmj__api_query(c);
+    const struct dmj_query_param *qp = query ? dmj_query_last(query, "personal_api_key") : NULL;
+    if (qp == NULL)
+        return false;
+    *bearer = false;
+    *p = qp->value;
+    *n = qp->value_len;
+    return true;
+}
+
+/* Where the request's credential and team are remembered, in which state. */
+struct auth_probe {
+    struct dmj__api_auth_entry *slot;
+    bool bearer;
+    const char *cred;
+    size_t cred_len;
+    uint64_t hash, txnid;
+};
+
+/* False when the request is not one to remember (no credential, too long, a rate limiter
+ * that must count it, asked again, not a GET or HEAD, a stream). */
+static bool auth_probe(struct dmj__api_ctx *c, struct auth_probe *p)
+{
+    p->txnid = dmj_read_txnid(c->w->read);
+    if (c->w->cfg.rate_limit != NULL || c->req->again || c->events || p->txnid == 0 ||
+        (c->method != DMJ__API_GET && c->method != DMJ__API_HEAD) ||
+        !credential(c, &p->bearer, &p->cred, &p->cred_len) ||
+        p->cred_len + c->team_len > DMJ__API_AUTH_TEXT_MAX)
+        return false;
+    uint64_t h = p->bearer ? 0x100000001b3ULL : 0;
+    for (size_t i = 0; i < p->cred_len; i++)
+        h = (h ^ (unsigned char)p->cred[i]) * 0x100000001b3ULL;
+    for (size_t i = 0; i < c->team_len; i++)
+        h = (h ^ (unsigned char)c->team_seg[i]) * 0x100000001b3ULL;
+    p->hash = h;
+    p->slot = &c->w->auth[h % DMJ__API_AUTH_SLOTS];
+    return true;
+}
+
+bool dmj__api_auth_recall(struct dmj__api_ctx *c)
+{
+    struct auth_probe p;
+    if (!auth_probe(c, &p))
+        return false;
+    const struct dmj__api_auth_entry *e = p.slot;
+    if (e->txnid != p.txnid || e->hash != p.hash || e->bearer != p.bearer ||
+        e->cred_len != p.cred_len || e->team_len != c->team_len ||
+        memcmp(e->text, p.cred, p.cred_len) != 0 ||
+        memcmp(e->text + p.cred_len, c->team_seg, c->team_len) != 0)
+        return false;
+    c->user = e->user;
+    c->team = e->team;
+    c->key_digest = e->key_digest;
+    memcpy(c->w->key.secure_value, e->secure_value, sizeof e->secure_value);
+    return true;
+}
+
+void dmj__api_auth_remember(struct dmj__api_ctx *c)
+{
+    struct auth_probe p;
+    if (!auth_probe(c, &p))
+        return;
+    struct dmj__api_auth_entry *e = p.slot;
+    e->txnid = p.txnid;
+    e->hash = p.hash;
+    e->bearer = p.bearer;
+    e->cred_len = p.cred_len;
+    e->team_len = c->team_len;
+    memcpy(e->text, p.cred, p.cred_len);
+    memcpy(e->text + p.cred_len, c->team_seg, c->team_len);
+    memcpy(e->secure_value, c->w->key.secure_value, sizeof e->secure_value);
+    e->key_digest = c->key_digest;
+    e->user = c->user;
+    e->team = c->team;
+    e->team.name = (struct dmj_str){NULL, 0};
+}

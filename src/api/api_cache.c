@@ -44,11 +44,87 @@ static uint64_t hash_bytes(const char *p, size_t n)
     return h;
 }
 
-/* Drops one reference; the last frees the blob. */
+/* A lent buffer larger than this is freed when it comes back rather than kept spare. */
+#define LEND_KEEP_MAX ((size_t)1 << 20)
+
+static void lender_unref(struct dmj__api_lender *l)
+{
+    if (--l->refs > 0)
+        return;
+    for (unsigned i = 0; i < l->n; i++) {
+        free(l->spare[i]->base);
+        free(l->spare[i]);
+    }
+    free(l);
+}
+
+/* Drops one reference; the last frees the blob, or gives a lent one back to its lender. */
 static void blob_release(struct dmj__api_blob *b)
 {
-    if (b && --b->refs == 0)
+    if (!b || --b->refs > 0)
+        return;
+    struct dmj__api_lender *l = b->lender;
+    if (l == NULL) {
         free(b);
+        return;
+    }
+    if (!l->worker_gone && l->n < DMJ__API_LEND_SPARES && b->cap <= LEND_KEEP_MAX) {
+        l->spare[l->n++] = b;
+    } else {
+        free(b->base);
+        free(b);
+    }
+    lender_unref(l);
+}
+
+void dmj__api_blob_release(struct dmj__api_blob *b)
+{
+    blob_release(b);
+}
+
+struct dmj__api_lender *dmj__api_lender_new(void)
+{
+    struct dmj__api_lender *l = calloc(1, sizeof *l);
+    if (l)
+        l->refs = 1;
+    return l;
+}
+
+void dmj__api_lender_dispose(struct dmj__api_lender *l)
+{
+    if (l == NULL)
+        return;
+    l->worker_gone = true;
+    for (unsigned i = 0; i < l->n; i++) {
+        free(l->spare[i]->base);
+        free(l->spare[i]);
+    }
+    l->n = 0;
+    lender_unref(l);
+}
+
+struct dmj__api_blob *dmj__api_lend(struct dmj__api_lender *l, struct dmj_buf *body,
+                                    const char *data, size_t len)
+{
+    struct dmj__api_blob *b = l->n > 0 ? l->spare[--l->n] : calloc(1, sizeof *b);
+    if (b == NULL)
+        return NULL;
+    char *spare = b->base;
+    size_t spare_cap = b->cap, cap = body->cap;
+    b->base = body->data;
+    b->cap = cap;
+    b->data = (char *)data;
+    b->len = len;
+    b->refs = 1;
+    b->lender = l;
+    l->refs++;
+    /* the worker renders its next answer into the spare, or a new buffer as large */
+    body->data = spare;
+    body->cap = spare ? spare_cap : 0;
+    dmj_buf_reset(body);
+    if (dmj_buf_reserve(body, cap > 0 ? cap - 1 : 0) != 0)
+        dmj_buf_reset(body); /* it grows again as it is written */
+    return b;
 }
 
 /* Lets go of a slot's body: freed now unless a response is still being sent from it. */
@@ -178,8 +254,9 @@ const struct dmj__api_blob *dmj__api_cache_store(struct dmj__api_cache *cache, c
     size_t idx = cache->hash % DMJ__API_CACHE_SLOTS;
     struct dmj__api_cache_entry *e = &cache->slot[idx];
     e->used = false;
-    /* a body a response is still sending from is left to it; else it is reused in place */
-    if (e->body && e->body->refs > 1)
+    /* a body a response is still sending from is left to it, and a lent one goes back to its
+     * worker; else it is reused in place */
+    if (e->body && (e->body->refs > 1 || e->body->lender))
         drop_body(e);
     size_t cap = e->body ? e->body->cap : 0;
     make_room(cache, idx,
@@ -196,6 +273,9 @@ const struct dmj__api_blob *dmj__api_cache_store(struct dmj__api_cache *cache, c
             return NULL;
         e->body->refs = 1;
         e->body->cap = cap;
+        e->body->data = e->body->own;
+        e->body->base = NULL;
+        e->body->lender = NULL;
     }
     memcpy(e->body->data, body, len);
     e->body->len = len;
@@ -204,4 +284,26 @@ const struct dmj__api_blob *dmj__api_cache_store(struct dmj__api_cache *cache, c
     e->etag[sizeof e->etag - 1] = '\0';
     e->used = true;
     return e->body;
+}
+
+bool dmj__api_cache_adopt(struct dmj__api_cache *cache, struct dmj__api_blob *body,
+                          const char *etag)
+{
+    if (!cache->ready || body->len > CACHE_ENTRY_MAX)
+        return false;
+    size_t idx = cache->hash % DMJ__API_CACHE_SLOTS;
+    struct dmj__api_cache_entry *e = &cache->slot[idx];
+    e->used = false;
+    drop_body(e);
+    make_room(cache, idx, grown_cap(e->key.cap, cache->probe.len, e->key.max) + body->cap);
+    dmj_buf_reset(&e->key);
+    if (dmj_buf_add(&e->key, cache->probe.data, cache->probe.len) != 0)
+        return false;
+    body->refs++;
+    e->body = body;
+    e->hash = cache->hash;
+    memcpy(e->etag, etag, sizeof e->etag);
+    e->etag[sizeof e->etag - 1] = '\0';
+    e->used = true;
+    return true;
 }

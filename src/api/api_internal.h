@@ -29,13 +29,20 @@
 #define DMJ__API_CACHE_SLOTS 32
 #define DMJ__API_CACHE_KEY_MAX ((size_t)16 << 10)
 
-/** A cached body, counted: the cache holds one reference, and each response the server is
- * still sending from it another (dmj_api_body_hold); the last release frees it. A worker's
- * blobs are only touched on its thread. */
+struct dmj__api_lender;
+
+/** A body, counted: the cache holds one reference, the worker one for the answer it just
+ * made, and each response the server is still sending from it another (dmj_api_body_hold);
+ * the last release frees it, or gives a lent buffer back to its worker. A worker's blobs are
+ * only touched on its thread. */
 struct dmj__api_blob {
     unsigned refs;
-    size_t len, cap;
-    char data[];
+    size_t len;
+    size_t cap;  /* the memory it holds */
+    char *data;  /* the answer's bytes: in `own`, or inside a lent buffer */
+    char *base;  /* the lent buffer (a worker's body buffer, taken whole), or NULL */
+    struct dmj__api_lender *lender; /* where a lent buffer goes back; NULL: not lent */
+    char own[];
 };
 
 /** One rendered 200: the serialised request it answers (txnid first), its body and ETag. */
@@ -55,6 +62,32 @@ struct dmj__api_cache {
     bool ready; /* probe and hash describe the current request */
 };
 
+/** A worker's spare body buffers, each in its blob: lending the body that was rendered
+ * swaps the worker's buffer for a spare, so that a large answer is sent without a copy. */
+#define DMJ__API_LEND_SPARES 8
+struct dmj__api_lender {
+    unsigned refs;    /* the worker, and each blob lent out */
+    bool worker_gone; /* buffers coming back are freed */
+    unsigned n;
+    struct dmj__api_blob *spare[DMJ__API_LEND_SPARES];
+};
+
+/* Authentications remembered (api_auth.c): direct-mapped slots per worker, each the outcome
+ * of both checks for one credential and team in one committed state. */
+#define DMJ__API_AUTH_SLOTS 64
+#define DMJ__API_AUTH_TEXT_MAX 256
+struct dmj__api_auth_entry {
+    uint64_t txnid; /* the committed state the checks passed in; 0: empty */
+    uint64_t hash;
+    bool bearer; /* the credential was a Bearer token (else ?personal_api_key=) */
+    size_t cred_len, team_len;
+    char text[DMJ__API_AUTH_TEXT_MAX]; /* the credential as sent, then the team segment */
+    char secure_value[DMJ_KEY_HASH_LEN + 1];
+    uint64_t key_digest;
+    struct dmj_user user;
+    struct dmj_team team; /* no name: nothing after the checks reads it */
+};
+
 /** Per-thread state; everything is reused from one request to the next. */
 struct dmj_api_worker {
     struct dmj_api_config cfg; /* a copy: immutable for the worker's life */
@@ -69,6 +102,9 @@ struct dmj_api_worker {
     struct dmj_rows *rows;  /* each job's JSON, kept with its record's bytes */
     bool use_cache;         /* no rate limiter: answers may be served from `cache` */
     struct dmj__api_cache cache;
+    struct dmj__api_lender *lender;
+    struct dmj__api_blob *lent; /* the worker's reference to its last answer's body */
+    struct dmj__api_auth_entry auth[DMJ__API_AUTH_SLOTS];
 };
 
 enum dmj__api_endpoint {
@@ -106,6 +142,7 @@ struct dmj__api_ctx {
     bool has_page_digest; /* a list page: its body's digest is page_digest (api_endpoints.c) */
     uint64_t page_digest;
     struct dmj_user user; /* the key's owner, once authenticated */
+    uint64_t key_digest;  /* the key's hash and permissions, once authorized (ETags) */
     struct dmj_team team; /* the resolved team */
 };
 
@@ -186,6 +223,14 @@ int dmj__api_authenticate(struct dmj__api_ctx *c);
 /** Steps 3-8: team resolution, key restrictions, scope, membership, rate limit. Returns 0, or
  * 1 when `res` holds the answer. */
 int dmj__api_authorize(struct dmj__api_ctx *c);
+/** A request whose credential and team passed both checks in this committed state before:
+ * fills c->user, c->team, c->key_digest and w->key.secure_value (nothing else of w->key) and
+ * returns true. Only for GET and HEAD without a rate limiter, never for a request asked
+ * again. */
+bool dmj__api_auth_recall(struct dmj__api_ctx *c);
+/** Remembers that the request passed both checks (after dmj__api_authorize returned 0). */
+void dmj__api_auth_remember(struct dmj__api_ctx *c);
+
 /** Whether `host` passes Django's host validation (ALLOWED_HOSTS = "*"). */
 bool dmj__api_host_valid(const char *host, size_t len);
 
@@ -211,5 +256,21 @@ const struct dmj__api_cache_entry *dmj__api_cache_find(const struct dmj__api_cac
  * holding it, or NULL when it was not kept (no entry, nothing else lost). */
 const struct dmj__api_blob *dmj__api_cache_store(struct dmj__api_cache *cache, const char *body,
                                                  size_t len, const char *etag);
+/** Keeps a lent body as the answer to the prepared request, without a copy; false when it is
+ * not kept. */
+bool dmj__api_cache_adopt(struct dmj__api_cache *cache, struct dmj__api_blob *body,
+                          const char *etag);
+
+/** A worker's lender (NULL: no memory) / its end: spares freed, lent buffers freed when they
+ * come back. */
+struct dmj__api_lender *dmj__api_lender_new(void);
+void dmj__api_lender_dispose(struct dmj__api_lender *l);
+/** Lends `body`'s buffer, whose bytes at `data` (`len` of them) are an answer, as a blob the
+ * caller holds one reference to; the buffer is replaced by a spare (or a new one as large).
+ * NULL when there is no memory (the body is left as it was). */
+struct dmj__api_blob *dmj__api_lend(struct dmj__api_lender *l, struct dmj_buf *body,
+                                    const char *data, size_t len);
+/** Drops one reference to a blob. */
+void dmj__api_blob_release(struct dmj__api_blob *b);
 
 #endif
