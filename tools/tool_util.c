@@ -63,17 +63,19 @@ const char *dmj_tool_db(const char *opt)
     return "./dmj-data";
 }
 
-/* At most this many options of a command's own (dmj sync has the most: 12). */
+/* At most this many options of a command's own (dmj sync has the most: 15). */
 #define MAX_OPTIONS 24
 
 int dmj_tool_getopt(struct dmj_tool_args *a, int argc, char **argv, const struct option *longopts)
 {
+    /* --db first and --help last, where the commands had them: getopt names the options an
+     * ambiguous abbreviation could mean in this order (--d: --db, --dry-run) */
     struct option all[MAX_OPTIONS + 3];
     size_t n = 0;
-    for (; longopts && longopts[n].name && n < MAX_OPTIONS; n++)
-        all[n] = longopts[n];
     if (!a->no_db)
         all[n++] = (struct option){"db", required_argument, NULL, 'd'};
+    for (size_t i = 0; longopts && longopts[i].name && i < MAX_OPTIONS; i++)
+        all[n++] = longopts[i];
     all[n++] = (struct option){"help", no_argument, NULL, 'h'};
     all[n] = (struct option){NULL, 0, NULL, 0};
     int c;
