@@ -1,7 +1,6 @@
 /* dmj keys: creates a personal API key (printed once, only its hash stored) that can answer,
  * lists the stored keys, checks one, or revokes one by key, hash or id. */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -278,28 +277,23 @@ static int make_identity(struct dmj_read *r, struct dmj_write *w, const struct c
 static int create(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"db", required_argument, NULL, 'd'},
         {"user", required_argument, NULL, 'u'},
         {"team", required_argument, NULL, 'T'},
         {"scopes", required_argument, NULL, 's'},
         {"teams", required_argument, NULL, 't'},
         {"orgs", required_argument, NULL, 'o'},
-        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    struct dmj_tool_args opts = {.usage = usage_text, .help = help_text};
     struct dmj_key k = {0}; /* 7 KiB on the stack is fine for a one-shot command */
     struct create_args a = {0};
-    const char *db = NULL;
     bool has_user = false, has_scopes = false;
     char *items[DMJ_KEY_MAX_TEAMS];
     char scopes_text[1024];
     int n, c;
     int64_t v;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    while ((c = dmj_tool_getopt(&opts, argc, argv, longopts)) != -1) {
         switch (c) {
-        case 'd':
-            db = optarg;
-            break;
         case 'u':
             if (!dmj_tool_parse_int(optarg, INT64_MIN, INT64_MAX, &k.user_id))
                 return dmj_tool_fail("keys", "--user: not a user id: %s", optarg);
@@ -345,18 +339,15 @@ static int create(int argc, char **argv)
             }
             k.n_orgs = (unsigned)n;
             break;
-        case 'h':
-            printf("%s\n%s", usage_text, help_text);
-            return DMJ_TOOL_OK;
-        default:
-            return dmj_tool_usage(usage_text);
         }
     }
-    if (optind != argc || !has_user || !has_scopes)
+    if (opts.status >= 0)
+        return opts.status;
+    if (!has_user || !has_scopes)
         return dmj_tool_usage(usage_text);
     if (check_scopes(&k) != 0)
         return DMJ_TOOL_FAIL;
-    a.db = dmj_tool_db(db);
+    a.db = opts.db;
 
     char raw[64], id[64];
     int rc = dmj_key_generate(raw);

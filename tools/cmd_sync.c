@@ -1,7 +1,6 @@
 /* dmj sync: options for the sync engine (src/sync), which keeps the store a replica of
  * PostHog's PostgreSQL (jobs, deletions, identities). */
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,17 +194,16 @@ static const char help_text[] =
 int dmj_cmd_sync(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"postgres", required_argument, NULL, 'p'},   {"db", required_argument, NULL, 'd'},
-        {"interval", required_argument, NULL, 'i'},   {"once", no_argument, NULL, 'o'},
-        {"identities", no_argument, NULL, 'I'},       {"teams", required_argument, NULL, 't'},
-        {"lag", required_argument, NULL, 'l'},        {"full-every", required_argument, NULL, 'f'},
-        {"batch", required_argument, NULL, 'b'},      {"help", no_argument, NULL, 'h'},
+        {"postgres", required_argument, NULL, 'p'},   {"interval", required_argument, NULL, 'i'},
+        {"once", no_argument, NULL, 'o'},             {"identities", no_argument, NULL, 'I'},
+        {"teams", required_argument, NULL, 't'},      {"lag", required_argument, NULL, 'l'},
+        {"full-every", required_argument, NULL, 'f'}, {"batch", required_argument, NULL, 'b'},
         {"teams-mod", required_argument, NULL, 'm'}, {"postgres-file", required_argument, NULL, 'F'},
         {"logical", no_argument, NULL, 'L'},          {"poll", no_argument, NULL, 'P'},
         {"slot", required_argument, NULL, 's'},       {"drop-slot", no_argument, NULL, 'D'},
-        {"status", no_argument, NULL, 'S'},
-        {NULL, 0, NULL, 0},
+        {"status", no_argument, NULL, 'S'},           {NULL, 0, NULL, 0},
     };
+    struct dmj_tool_args a = {.usage = usage_text, .help = help_text};
     struct dmj_sync_options o = {.interval = 5, .lag_us = 5000000, .full_every = 60, .batch = 2000};
     double secs;
     int64_t v;
@@ -213,16 +211,13 @@ int dmj_cmd_sync(int argc, char **argv)
     const char *conninfo_file = NULL;
     char *conninfo_read = NULL;
     bool drop_slot = false, show_status = false;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    while ((c = dmj_tool_getopt(&a, argc, argv, longopts)) != -1) {
         switch (c) {
         case 'p':
             o.conninfo = optarg;
             break;
         case 'F':
             conninfo_file = optarg;
-            break;
-        case 'd':
-            o.db = optarg;
             break;
         case 'i':
             if (!parse_seconds(optarg, 86400, &o.interval))
@@ -286,23 +281,19 @@ int dmj_cmd_sync(int argc, char **argv)
             else
                 o.batch = (unsigned)v;
             break;
-        case 'h':
-            printf("%s\n%s", usage_text, help_text);
-            free(o.teams_array);
-            return DMJ_TOOL_OK;
-        default:
-            free(o.teams_array);
-            return dmj_tool_usage(usage_text);
         }
     }
-    if (optind != argc || (o.conninfo && conninfo_file) || (show_status && drop_slot)) {
+    if (a.status < 0 && ((o.conninfo && conninfo_file) || (show_status && drop_slot)))
+        a.status = dmj_tool_usage(usage_text);
+    if (a.status >= 0) {
         free(o.teams_array);
-        return dmj_tool_usage(usage_text);
+        return a.status;
     }
+    o.db = a.db;
     if (show_status) {
         struct dmj_store *store;
         free(o.teams_array);
-        if (dmj_tool_open(dmj_tool_db(o.db), DMJ_STORE_RDONLY, &store) != 0)
+        if (dmj_tool_open(o.db, DMJ_STORE_RDONLY, &store) != 0)
             return DMJ_TOOL_FAIL;
         int rc = dmj_sync_print_state(store, stdout);
         dmj_store_close(store);
@@ -335,7 +326,7 @@ int dmj_cmd_sync(int argc, char **argv)
 
     status = DMJ_TOOL_FAIL;
     struct dmj_store *store;
-    if (dmj_tool_open(dmj_tool_db(o.db), 0, &store) == 0) {
+    if (dmj_tool_open(o.db, 0, &store) == 0) {
         int rc = drop_slot ? dmj_sync_drop_slot(store, &o) : dmj_sync_run(store, &o, &stop_requested);
         if (rc == 0)
             status = DMJ_TOOL_OK;
