@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hex.h"
+#include "percent.h"
 #include "cursor.h"
 #include "dmj/query.h"
 #include "dmj/time.h"
@@ -85,18 +85,8 @@ done:
 static size_t unquote_in_place(unsigned char *s, size_t n)
 {
     size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = s[i];
-        if (c == '%' && i + 2 < n && dmj_hex_value((unsigned char)s[i + 1]) >= 0 &&
-            dmj_hex_value((unsigned char)s[i + 2]) >= 0) {
-            c = (unsigned char)(dmj_hex_value((unsigned char)s[i + 1]) * 16 +
-                                dmj_hex_value((unsigned char)s[i + 2]));
-            i += 2;
-        } else if (c == '+') {
-            c = ' ';
-        }
-        s[k++] = c;
-    }
+    for (size_t i = 0; i < n;)
+        s[k++] = dmj_percent_next(s, n, &i, true, NULL); /* k <= i: read before written */
     return k;
 }
 

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hex.h"
+#include "percent.h"
 #include "utf8.h"
 #include "dmj/query.h"
 
@@ -87,16 +87,10 @@ static int add_part(struct dmj_buf *out, const unsigned char *s, size_t n, enum 
 {
     struct u8dec d = {.state = DMJ_UTF8_ACCEPT};
     int rc = 0;
-    for (size_t i = 0; i < n && !rc; i++) {
-        unsigned char c = s[i];
-        if (c == '%' && i + 2 < n && dmj_hex_value((unsigned char)s[i + 1]) >= 0 &&
-            dmj_hex_value((unsigned char)s[i + 2]) >= 0) {
-            c = (unsigned char)(dmj_hex_value((unsigned char)s[i + 1]) * 16 +
-                                dmj_hex_value((unsigned char)s[i + 2]));
-            i += 2;
-        } else if (c == '+' && plus) {
-            c = ' ';
-        } else if (c >= 0x80 && high == HIGH_LATIN1) {
+    for (size_t i = 0; i < n && !rc;) {
+        bool escaped;
+        unsigned char c = dmj_percent_next(s, n, &i, plus, &escaped);
+        if (c >= 0x80 && !escaped && high == HIGH_LATIN1) {
             rc = u8_put(&d, (unsigned char)(0xc0 | (c >> 6)), out);
             c = (unsigned char)(0x80 | (c & 0x3f));
             if (rc)
