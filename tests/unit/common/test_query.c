@@ -1,4 +1,4 @@
-/* Unit tests of query.c: request.GET parsing, links, paths and quote_plus.
+/* Unit tests of query.c: request.GET parsing, links, paths and quote_plus; percent.h's decoder.
  *
  * The expected values in the tables were produced once by the real Python code on this
  * machine (Debian 12: Python 3.11 urllib.parse, Django 3.2 QueryDict/WSGIRequest/
@@ -13,6 +13,7 @@
 
 #include "check.h"
 #include "dmj/query.h"
+#include "percent.h"
 
 struct parse_case {
     const char *raw;
@@ -266,6 +267,47 @@ static void test_decode_path(void)
     dmj_buf_dispose(&out);
 }
 
+/* dmj_percent_next over `s`: the bytes out, '!' after each escaped one. */
+static void percent_decoded(const char *s, bool plus, char *out)
+{
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        bool escaped;
+        *out++ = (char)dmj_percent_next((const unsigned char *)s, n, &i, plus, &escaped);
+        if (escaped)
+            *out++ = '!';
+    }
+    *out = '\0';
+}
+
+static void test_percent_next(void)
+{
+    static const struct {
+        const char *in;
+        bool plus;
+        const char *out;
+    } cases[] = {
+        {"%41%62", false, "A!b!"}, {"%4", false, "%4"},     {"%4g1", false, "%4g1"},
+        {"%%41", false, "%A!"},    {"a+%2B", true, "a +!"}, {"a+%2b", false, "a++!"},
+        {"%", true, "%"},          {"%2", true, "%2"},      {"x%7e", true, "x~!"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char out[32];
+        percent_decoded(cases[c].in, cases[c].plus, out);
+        CHECK_EQ_STR(out, cases[c].out);
+    }
+    /* the escape's byte as it is, NUL and bytes >= 0x80 included */
+    size_t i = 0;
+    CHECK_EQ_INT(dmj_percent_next((const unsigned char *)"%00", 3, &i, true, NULL), 0);
+    CHECK_EQ_INT((int)i, 3);
+    i = 0;
+    CHECK_EQ_INT(dmj_percent_next((const unsigned char *)"%FF", 3, &i, true, NULL), 0xff);
+    /* an escape cut by the end of the string is not one */
+    i = 0;
+    CHECK_EQ_INT(dmj_percent_next((const unsigned char *)"%41", 2, &i, true, NULL), '%');
+    CHECK_EQ_INT((int)i, 1);
+}
+
 int main(void)
 {
     test_parse_table();
@@ -274,5 +316,6 @@ int main(void)
     test_links();
     test_quote();
     test_decode_path();
+    test_percent_next();
     return check_done();
 }
