@@ -5,8 +5,7 @@
  * that applies it (meta sync.logical), and the stream resumes from it after any stop. The
  * server is told only positions the store holds, or that no change of ours precedes, so it
  * keeps every change not yet stored. Commits that arrive together are applied in one store
- * transaction (at most GROUP_CHANGES changes or GROUP_US of waiting), since a store commit
- * costs an fsync. */
+ * transaction (group_due), since a store commit costs an fsync and rewrites B-tree pages. */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -28,8 +27,9 @@
 #define IDENTITY_TABLES                                                                        \
     "posthog_organization, posthog_team, posthog_user, posthog_organizationmembership, "      \
     "posthog_personalapikey"
-#define GROUP_CHANGES 10000
-#define GROUP_US 20000
+#define GROUP_CHANGES 20000
+#define GROUP_US 20000      /* a batch's age before its commit, while the stream keeps up */
+#define GROUP_US_MAX 1000000 /* ... and the most it grows to while the stream is behind */
 #define STATUS_EVERY_US 10000000
 #define PG_EPOCH_UNIX_S 946684800 /* 2000-01-01, where PostgreSQL's clock starts */
 
@@ -57,6 +57,7 @@ struct follower {
     bool in_txn, skip_txn, identities_dirty;
     unsigned group_changes; /* changes in the open store transaction */
     int64_t group_start_us, told_us;
+    int64_t group_us; /* the batch age that commits it: doubles while behind */
     struct relation *rels;
     size_t nrels;
     struct pgo_value *old_values, *new_values;
@@ -568,17 +569,21 @@ static int wait_server(struct follower *f, int ms)
     return 0;
 }
 
-/* Group commit: what is complete goes to the store once the open batch is GROUP_US old (or
- * holds GROUP_CHANGES changes), so that a burst of small commits costs one store commit. */
+/* Group commit: what is complete goes to the store once the open batch is group_us old (or
+ * holds GROUP_CHANGES changes), so that a burst of small commits costs one store commit.
+ * While the stream is behind (data still waiting when a batch is due), each batch may grow
+ * twice as old, up to GROUP_US_MAX: fewer, larger store commits catch up faster, since the
+ * B-tree pages a commit writes are shared by more changes. Caught up, it is GROUP_US again. */
 static bool group_due(const struct follower *f)
 {
     return !f->in_txn && f->s->w &&
-           (f->group_changes >= GROUP_CHANGES || now_us() - f->group_start_us >= GROUP_US);
+           (f->group_changes >= GROUP_CHANGES || now_us() - f->group_start_us >= f->group_us);
 }
 
 static int stream(struct follower *f)
 {
     struct sync *s = f->s;
+    bool looked = false; /* the socket was read since libpq's buffer emptied */
     int rc = 0;
     while (rc == 0) {
         if (*s->stop) {
@@ -589,10 +594,13 @@ static int stream(struct follower *f)
         char *buf;
         int n = PQgetCopyData(s->repl, &buf, 1);
         if (n > 0) {
+            looked = false;
             rc = on_copy(f, (const uint8_t *)buf, (size_t)n);
             PQfreemem(buf);
-            if (rc == 0 && group_due(f))
+            if (rc == 0 && group_due(f)) {
                 rc = commit_group(f);
+                f->group_us = f->group_us * 2 > GROUP_US_MAX ? GROUP_US_MAX : f->group_us * 2;
+            }
             continue;
         }
         if (n == -1) {
@@ -605,7 +613,18 @@ static int stream(struct follower *f)
             rc = dmj__sync_fail(s, "replication", PQerrorMessage(s->repl));
             break;
         }
-        /* nothing buffered: commit a batch that is due, or wait for more until it is */
+        /* libpq's buffer is empty: read what the socket holds before calling it idle */
+        if (!looked) {
+            looked = true;
+            if (!PQconsumeInput(s->repl)) {
+                rc = dmj__sync_fail(s, "replication", PQerrorMessage(s->repl));
+                break;
+            }
+            continue;
+        }
+        looked = false;
+        /* nothing more has come: commit a batch that is due, or wait for more until it is */
+        f->group_us = GROUP_US;
         if (group_due(f) || (!f->in_txn && !s->w && f->identities_dirty))
             rc = commit_group(f);
         if (rc != 0 || (s->o.once && caught_up(f)))
@@ -616,7 +635,7 @@ static int stream(struct follower *f)
             rc = send_status(f, s->o.once); /* --once asks where the server is */
         int wait_ms = s->o.once ? 100 : 1000;
         if (s->w && !f->in_txn) {
-            int64_t left = (f->group_start_us + GROUP_US - now_us()) / 1000;
+            int64_t left = (f->group_start_us + f->group_us - now_us()) / 1000;
             wait_ms = left < 1 ? 1 : (int)left;
         }
         if (rc == 0)
@@ -716,7 +735,7 @@ static int follow(struct follower *f)
 
 int dmj__sync_logical(struct sync *s)
 {
-    struct follower f = {.s = s};
+    struct follower f = {.s = s, .group_us = GROUP_US};
     dmj_buf_init(&f.json, (size_t)1 << 30);
     f.old_values = calloc(PGO_MAX_COLUMNS, sizeof *f.old_values);
     f.new_values = calloc(PGO_MAX_COLUMNS, sizeof *f.new_values);
