@@ -28,9 +28,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 from dmjtest import (LIST, Server, binary, cpu_seconds, first_lines, get,  # noqa: E402,F401
                      make_cert, run_cases)
 from dmjtest import metrics as parse_metrics  # noqa: E402
-from hostile_h2 import (CONTINUATION, DATA, END_HEADERS, END_STREAM,  # noqa: E402,F401
-                        GOAWAY, HEADERS, PING, PREFACE, RST_STREAM, SETTINGS,
-                        WINDOW_UPDATE, frame, literal, request_block, settings_payload)
+from hostile_h2 import (DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS,  # noqa: E402,F401
+                        PING, PREFACE, RST_STREAM, SETTINGS, WINDOW_UPDATE, frame, literal,
+                        request_block, settings_payload)
 
 RUNNING = "/api/environments/1/data_modeling_jobs/running/"
 EVENTS = "/api/environments/1/data_modeling_jobs/events/"
@@ -41,6 +41,9 @@ ATTACKERS = 10  # connections of every other attack
 # Only stops a hung test: every wait below ends on an event (a close, a counter) long before.
 HUNG = 60
 ENHANCE_YOUR_CALM, REFUSED_STREAM = 0xb, 0x7
+# Request bodies dmjd never reads: under h2o's former 1 MiB entity limit, so that a buffering
+# server would take them all; sent in chunks (DATA frames) of CHUNK bytes on STREAMS streams.
+BODY, CHUNK, STREAMS = 1000000, 16384, 100
 
 # Short timeouts so that the suite runs in minutes; the connection cap well below HOLDERS.
 SUITE_ARGS = ["--threads", "2", "--send-timeout", "2", "--header-timeout", "2",
@@ -490,6 +493,13 @@ def connect_many(port, n, first=b"", rcvbuf=None, tls_ctx=None):
     return socks
 
 
+def h1_head(path, key, framing):
+    """An HTTP/1.1 POST's head, with the key when there is one and the body's `framing`
+    header (Content-Length or Transfer-Encoding)."""
+    auth = b"Authorization: Bearer " + key.encode() + b"\r\n" if key else b""
+    return b"POST " + path.encode() + b" HTTP/1.1\r\nHost: t\r\n" + auth + framing + b"\r\n"
+
+
 def wait_closed_count(socks, n, what):
     """Waits until dmjd has closed at least n of the sockets (read and dropped meanwhile);
     returns those still open, left open."""
@@ -625,11 +635,85 @@ class H2Attacker:
             pass
 
 
+class BodySender(H2Attacker):
+    """Opens STREAMS POST streams and sends each a 1 MB body as fast as the flow-control
+    windows dmjd grants allow (a server that buffers bodies grants them)."""
+
+    def __init__(self, port, store):
+        super().__init__(port)
+        self.store = store
+
+    def attack(self, stop):
+        out = bytearray()
+        for i in range(STREAMS):
+            path, key = (LIST, self.store.read_key) if i % 2 else ("/_health", None)
+            block = request_block(path, key, [(b"content-length", str(BODY).encode())], "POST")
+            out += frame(HEADERS, END_HEADERS, 1 + 2 * i, block)
+        self.send(bytes(out), stop)
+        conn_window, stream_init = 65535, 65535
+        sent = {1 + 2 * i: 0 for i in range(STREAMS)}
+        granted = {sid: 0 for sid in sent}
+        seen = 0
+        idle_rounds = 0
+        while sent and not self.closed.is_set() and not stop.is_set() and idle_rounds < 40:
+            frames = self.frames()
+            for ftype, flags, stream, payload in frames[seen:]:
+                if ftype == SETTINGS and not flags & 1:
+                    for off in range(0, len(payload) - 5, 6):
+                        k, v = struct.unpack(">HI", payload[off:off + 6])
+                        if k == 4:
+                            stream_init = v
+                elif ftype == WINDOW_UPDATE:
+                    inc = int.from_bytes(payload, "big") & 0x7fffffff
+                    if stream == 0:
+                        conn_window += inc
+                    elif stream in granted:
+                        granted[stream] += inc
+                elif ftype in (RST_STREAM, HEADERS) and stream in sent:
+                    del sent[stream]  # answered or refused: nothing more to send on it
+            seen = len(frames)
+            progressed = False
+            for sid in list(sent):
+                window = stream_init + granted[sid] - sent[sid]
+                n = min(CHUNK, window, conn_window, BODY - sent[sid])
+                if n <= 0:
+                    continue
+                last = sent[sid] + n == BODY
+                if self.send(frame(DATA, END_STREAM if last else 0, sid, b"x" * n), stop) == 0:
+                    break
+                sent[sid] += n
+                conn_window -= n
+                progressed = True
+                if last:
+                    del sent[sid]
+            if progressed:
+                idle_rounds = 0
+            else:
+                idle_rounds += 1
+                self.closed.wait(0.05)
+
+
 def tls_client_context():
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+def client_hello_half():
+    """The first half of a real TLS ClientHello."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    hello = outgoing.read()
+    return hello[:len(hello) // 2]
 
 
 def current_etag(port, key, path=RUNNING):

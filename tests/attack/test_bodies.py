@@ -4,24 +4,13 @@ and HTTP/2 (DATA on 100 streams per connection) must be refused without being ke
 legitimate client is served."""
 
 import os
-import struct
 import sys
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from attack_lib import (ATTACKERS, DATA, END_HEADERS, END_STREAM, HEADERS, LIST,  # noqa: E402
-                        SETTINGS, WINDOW_UPDATE, Dmjd, H2Attacker, Legit, RST_STREAM, Watch,
-                        connect_many, frame, literal, run_attack_cases, serves_normally)
-from hostile_h2 import hpack_str  # noqa: E402
-
-BODY = 1000000  # under h2o's former 1 MiB entity limit, so a buffering server takes it all
-CHUNK = 16384
-STREAMS = 100
-
-
-def h1_head(path, key, framing):
-    auth = b"Authorization: Bearer " + key.encode() + b"\r\n" if key else b""
-    return b"POST " + path.encode() + b" HTTP/1.1\r\nHost: t\r\n" + auth + framing + b"\r\n"
+from attack_lib import (ATTACKERS, BODY, CHUNK, HEADERS, LIST, STREAMS, BodySender,  # noqa: E402
+                        Dmjd, Legit, RST_STREAM, Watch, connect_many, h1_head, run_attack_cases,
+                        serves_normally)
 
 
 def h1_bodies(srv, store, watch, legit, chunked):
@@ -97,71 +86,6 @@ def case_h1_content_length(store, tmp):
 
 def case_h1_chunked(store, tmp):
     run_h1(store, True, "chunked bodies")
-
-
-def post_block(path, key):
-    # :method POST (static 3), :scheme http (6), :path, :authority, then the key.
-    block = b"\x83\x86\x04" + hpack_str(path.encode()) + b"\x01" + hpack_str(b"t")
-    if key:
-        block += literal(b"authorization", b"Bearer " + key.encode())
-    return block + literal(b"content-length", str(BODY).encode())
-
-
-class BodySender(H2Attacker):
-    """Opens STREAMS POST streams and sends each a 1 MB body as fast as the flow-control
-    windows dmjd grants allow (a server that buffers bodies grants them)."""
-
-    def __init__(self, port, store):
-        super().__init__(port)
-        self.store = store
-
-    def attack(self, stop):
-        out = bytearray()
-        for i in range(STREAMS):
-            path, key = (LIST, self.store.read_key) if i % 2 else ("/_health", None)
-            out += frame(HEADERS, END_HEADERS, 1 + 2 * i, post_block(path, key))
-        self.send(bytes(out), stop)
-        conn_window, stream_init = 65535, 65535
-        sent = {1 + 2 * i: 0 for i in range(STREAMS)}
-        granted = {sid: 0 for sid in sent}
-        seen = 0
-        idle_rounds = 0
-        while sent and not self.closed.is_set() and not stop.is_set() and idle_rounds < 40:
-            frames = self.frames()
-            for ftype, flags, stream, payload in frames[seen:]:
-                if ftype == SETTINGS and not flags & 1:
-                    for off in range(0, len(payload) - 5, 6):
-                        k, v = struct.unpack(">HI", payload[off:off + 6])
-                        if k == 4:
-                            stream_init = v
-                elif ftype == WINDOW_UPDATE:
-                    inc = int.from_bytes(payload, "big") & 0x7fffffff
-                    if stream == 0:
-                        conn_window += inc
-                    elif stream in granted:
-                        granted[stream] += inc
-                elif ftype in (RST_STREAM, HEADERS) and stream in sent:
-                    del sent[stream]  # answered or refused: nothing more to send on it
-            seen = len(frames)
-            progressed = False
-            for sid in list(sent):
-                window = stream_init + granted[sid] - sent[sid]
-                n = min(CHUNK, window, conn_window, BODY - sent[sid])
-                if n <= 0:
-                    continue
-                last = sent[sid] + n == BODY
-                if self.send(frame(DATA, END_STREAM if last else 0, sid, b"x" * n), stop) == 0:
-                    break
-                sent[sid] += n
-                conn_window -= n
-                progressed = True
-                if last:
-                    del sent[sid]
-            if progressed:
-                idle_rounds = 0
-            else:
-                idle_rounds += 1
-                self.closed.wait(0.05)
 
 
 def case_h2_data(store, tmp):

@@ -9,23 +9,16 @@ import sys
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from attack_lib import (ATTACKERS, CONTINUATION, END_STREAM, HEADERS, LIST, Dmjd,  # noqa: E402
-                        H2Attacker, Legit, Watch, frame, literal, request_block, run_attack_cases,
-                        serves_normally)
-
-FRAMES = 4000  # of 16 KB each: 64 MB per connection
-
-
-def flood(key, fields):
-    head = frame(HEADERS, END_STREAM, 1, request_block(LIST, key))
-    return head + frame(CONTINUATION, 0, 1, fields) * FRAMES
+from attack_lib import (ATTACKERS, Dmjd, H2Attacker, Legit, Watch, literal,  # noqa: E402
+                        run_attack_cases, serves_normally)
+from hostile_h2 import CONTINUATION_FRAMES, continuation_flood  # noqa: E402
 
 
 def run(store, what, fields):
     with Dmjd(store.dir) as srv:
         legit = Legit(srv.port, store)
         watch = Watch(srv)
-        data = flood(store.read_key, fields)
+        data = continuation_flood(store.read_key, fields, CONTINUATION_FRAMES)
         attackers = [H2Attacker(srv.port) for _ in range(ATTACKERS)]
         sent = []
         threads = [threading.Thread(target=lambda a=a: sent.append(a.send(data, watch.over)))

@@ -6,14 +6,13 @@ connection must be closed by dmjd, its descriptors must stay within the cap, its
 within the bound, and a legitimate client must be served throughout."""
 
 import os
-import ssl
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from attack_lib import (END_HEADERS, END_STREAM, HEADERS, HOLDERS, LIST,  # noqa: E402
-                        MAX_CONNECTIONS, PREFACE, SETTINGS, Dmjd, Legit, Watch, connect_many, frame,
-                        make_cert, request_block, run_attack_cases, serves_normally,
-                        settings_payload, wait_all_closed, wait_closed_count)
+                        MAX_CONNECTIONS, PREFACE, SETTINGS, Dmjd, Legit, Watch, client_hello_half,
+                        connect_many, frame, make_cert, request_block, run_attack_cases,
+                        serves_normally, settings_payload, wait_all_closed, wait_closed_count)
 
 # Descriptors dmjd may hold beyond its baseline: the cap, and a margin for connections being
 # accepted and closed at once by each worker.
@@ -98,22 +97,6 @@ def case_idle_cleartext(store, tmp):
         return connect_many(srv.port, HOLDERS // 2) + \
             connect_many(srv.port, HOLDERS // 2, health)
     hold(store, "idle cleartext", attack)
-
-
-def client_hello_half():
-    """The first half of a real TLS ClientHello."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.set_alpn_protocols(["h2", "http/1.1"])
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
-    try:
-        obj.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    hello = outgoing.read()
-    return hello[:len(hello) // 2]
 
 
 def case_idle_tls(store, tmp):

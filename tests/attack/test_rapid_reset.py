@@ -5,40 +5,19 @@ connection must get GOAWAY (ENHANCE_YOUR_CALM) and be closed after a bounded amo
 while a legitimate client is served."""
 
 import os
-import struct
 import sys
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from attack_lib import (ATTACKERS, END_HEADERS, END_STREAM, ENHANCE_YOUR_CALM, EVENTS,  # noqa: E402
-                        HEADERS, LIST, RST_STREAM, RUNNING, Dmjd, H2Attacker, Legit, Watch,
-                        current_etag, frame, literal, request_block, run_attack_cases,
+from attack_lib import (ATTACKERS, ENHANCE_YOUR_CALM, EVENTS, LIST, RUNNING, Dmjd,  # noqa: E402
+                        H2Attacker, Legit, Watch, current_etag, request_block, run_attack_cases,
                         serves_normally)
-from hostile_h2 import hpack_str  # noqa: E402
+from hostile_h2 import reset_pairs  # noqa: E402
 
 PAIRS = 3000  # HEADERS + RST_STREAM pairs per connection, far past the budget (~128 in 10 s)
 # Streams dmjd may work on for one connection before it is cut: the budget, plus what it had
 # already read when the budget ran out (its read buffer holds a few hundred pairs).
 WORK_BOUND = 1000
-
-
-def head_block(path, key, extra=()):
-    # :method HEAD has no static entry with its value: a literal with the name :method (2).
-    block = b"\x02" + hpack_str(b"HEAD") + b"\x86\x04" + hpack_str(path.encode()) + \
-        b"\x01" + hpack_str(b"t")
-    block += literal(b"authorization", b"Bearer " + key.encode())
-    for name, value in extra:
-        block += literal(name, value)
-    return block
-
-
-def pairs(blocks):
-    out = bytearray()
-    for i, block in enumerate(blocks):
-        sid = 1 + 2 * i
-        out += frame(HEADERS, END_STREAM | END_HEADERS, sid, block)
-        out += frame(RST_STREAM, 0, sid, struct.pack(">I", 8))  # CANCEL
-    return bytes(out)
 
 
 def requests_answered(srv):
@@ -57,7 +36,7 @@ def requests_answered(srv):
 def rapid_reset(store, what, make_blocks):
     with Dmjd(store.dir) as srv:
         legit = Legit(srv.port, store)
-        data = pairs(make_blocks(srv))
+        data = reset_pairs(make_blocks(srv))
         before, cut_before = requests_answered(srv)
         legit_before = len(legit.latencies)
         watch = Watch(srv)
@@ -101,8 +80,9 @@ def case_get(store, tmp):
 
 
 def case_head(store, tmp):
-    rapid_reset(store, "HEAD", lambda srv: [head_block(LIST + "?limit=100&n=%d" % i,
-                                                       store.read_key) for i in range(PAIRS)])
+    rapid_reset(store, "HEAD", lambda srv: [request_block(LIST + "?limit=100&n=%d" % i,
+                                                          store.read_key, method="HEAD")
+                                            for i in range(PAIRS)])
 
 
 def case_not_modified(store, tmp):

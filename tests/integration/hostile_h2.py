@@ -1,6 +1,7 @@
 """HTTP/2 by hand for the tests that speak it raw (standard library only): frames, HPACK
-literals, a request's header block, one GET's status, an attacking connection that reads only
-when told, and the floods that test_hostile_http2.py and the attack suite send."""
+literals, a request's header block, requests cancelled as soon as sent, one GET's status, an
+attacking connection that reads only when told, and the floods that test_hostile_http2.py and
+the attack suite send."""
 
 import os
 import socket
@@ -47,13 +48,19 @@ def literal(name, value):
     return b"\x00" + hpack_str(name) + hpack_str(value)
 
 
-def request_block(path, key=None, extra=()):
-    """A GET's header block: `path` (str, or bytes sent byte for byte), the key as a Bearer
-    authorization, and any other (name, value) headers."""
+# The methods of HPACK's static table (RFC 7541 appendix A): :method GET (2) and POST (3).
+STATIC_METHODS = {"GET": b"\x82", "POST": b"\x83"}
+
+
+def request_block(path, key=None, extra=(), method="GET"):
+    """A request's header block: `method`, `path` (str, or bytes sent byte for byte), the key
+    as a Bearer authorization, and any other (name, value) headers."""
     if isinstance(path, str):
         path = path.encode()
-    # :method GET (static 2), :scheme http (6), then :path and :authority as literals.
-    block = b"\x82\x86" + b"\x04" + hpack_str(path) + b"\x01" + hpack_str(b"t")
+    # A method the static table lacks is a literal with the indexed name :method (2).
+    block = STATIC_METHODS.get(method) or b"\x02" + hpack_str(method.encode())
+    # :scheme http (static 6), then :path and :authority as literals.
+    block += b"\x86" + b"\x04" + hpack_str(path) + b"\x01" + hpack_str(b"t")
     if key is not None:
         block += literal(b"authorization", b"Bearer " + key.encode())
     for name, value in extra:
@@ -63,6 +70,17 @@ def request_block(path, key=None, extra=()):
 
 def settings_payload(pairs):
     return b"".join(struct.pack(">HI", k, v) for k, v in pairs)
+
+
+def reset_pairs(blocks):
+    """Each header block as a request on a stream of its own, cancelled at once: HEADERS
+    (END_STREAM, END_HEADERS), then RST_STREAM(CANCEL)."""
+    out = bytearray()
+    for i, block in enumerate(blocks):
+        sid = 1 + 2 * i
+        out += frame(HEADERS, END_STREAM | END_HEADERS, sid, block)
+        out += frame(RST_STREAM, 0, sid, struct.pack(">I", 8))
+    return bytes(out)
 
 
 def continued_headers(stream, flags, block):
@@ -161,15 +179,9 @@ class Attacker:
 
 def rapid_reset(key):
     """HEADERS then RST_STREAM(CANCEL), thousands of streams on one connection."""
-    n = 30000 // SCALE
-    out = bytearray()
-    for i in range(n):
-        sid = 1 + 2 * i
-        # A query of its own per stream: no answer comes from the response cache.
-        block = request_block(LIST + "?limit=100&n=%d" % i, key)
-        out += frame(HEADERS, END_STREAM | END_HEADERS, sid, block)
-        out += frame(RST_STREAM, 0, sid, struct.pack(">I", 8))
-    return bytes(out)
+    # A query of its own per stream: no answer comes from the response cache.
+    return reset_pairs(request_block(LIST + "?limit=100&n=%d" % i, key)
+                       for i in range(30000 // SCALE))
 
 
 def reset_flood(key):
@@ -206,12 +218,17 @@ def huge_hpack(key):
     return continued_headers(1, END_STREAM, block)
 
 
-def continuation_flood(key):
+CONTINUATION_FRAMES = 4000  # of 16 KB each: 64 MB offered
+
+
+def continuation_flood(key, fields=None, frames=CONTINUATION_FRAMES // SCALE):
     """HEADERS without END_HEADERS, then CONTINUATION frames that never end (CVE-2024-27316
-    class): a server that buffers them all grows without bound."""
+    class): a server that buffers them all grows without bound. Each frame carries `fields`
+    (one 16 KB header by default)."""
+    if fields is None:
+        fields = literal(b"x-pad", b"b" * 16000)
     head = frame(HEADERS, END_STREAM, 1, request_block(LIST, key))
-    one = frame(CONTINUATION, 0, 1, literal(b"x-pad", b"b" * 16000))
-    return head + one * (4000 // SCALE)  # 64 MB offered
+    return head + frame(CONTINUATION, 0, 1, fields) * frames
 
 
 def header_count_flood(key):
