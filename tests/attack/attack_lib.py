@@ -635,6 +635,29 @@ class H2Attacker:
             pass
 
 
+def tls_client_context():
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def client_hello_half():
+    """The first half of a real TLS ClientHello."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    hello = outgoing.read()
+    return hello[:len(hello) // 2]
+
+
 class BodySender(H2Attacker):
     """Opens STREAMS POST streams and sends each a 1 MB body as fast as the flow-control
     windows dmjd grants allow (a server that buffers bodies grants them)."""
@@ -691,29 +714,6 @@ class BodySender(H2Attacker):
             else:
                 idle_rounds += 1
                 self.closed.wait(0.05)
-
-
-def tls_client_context():
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
-def client_hello_half():
-    """The first half of a real TLS ClientHello."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.set_alpn_protocols(["h2", "http/1.1"])
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
-    try:
-        obj.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    hello = outgoing.read()
-    return hello[:len(hello) // 2]
 
 
 def current_etag(port, key, path=RUNNING):
