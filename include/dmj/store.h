@@ -1,4 +1,4 @@
-/** The LMDB store: jobs with their indexes, and the identity tables (../DESIGN.md).
+/** The LMDB store: jobs with their indexes, and the identity tables (docs/design.md, section 2).
  *
  * One environment per process (dmj_store_open); any number of readers and one writer at a
  * time, across processes. A reader holds a `struct dmj_read` per thread and begins/ends it
