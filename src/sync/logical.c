@@ -176,6 +176,8 @@ static int start_copy(struct follower *f)
     pgo_lsn_format(at, at_text);
     dmj__sync_say("slot %s created at %s: copying the tables", f->slot, at_text);
     rc = dmj__sync_cycle(s, 0, snapshot);
+    if (rc == 0 && *s->stop)
+        return 0; /* a copy cut short stores no position: the next run copies again */
     if (rc == 0)
         rc = dmj__sync_write_start(s);
     if (rc == 0)
@@ -453,6 +455,8 @@ static int follow(struct follower *f)
     else if (rc == 0 && s->o.identities)
         f->identities_dirty = true; /* a pass the last run may not have finished */
     f->received = f->stored;
+    if (rc == 0 && *s->stop)
+        return 0;
     if (rc == 0 && f->identities_dirty)
         rc = commit_group(f);
     if (rc == 0)

@@ -10,6 +10,7 @@
   slot was made (a trigger counts them), so none was missed or applied twice;
 - dmjd serving the replica while it follows: a retrieve, a held `running/?wait=` long-poll
   and an events/ stream wake on streamed changes; a key deleted in PostgreSQL stops working;
+- SIGTERM during the first copy: no position for a copy cut short, a new copy next time;
 - the choice of mode (a user without REPLICATION polls and says why; --logical then fails
   saying why), --status, --drop-slot (the slot leaves the server, the next run copies
   anew), --slot names, and the slot's position following what the store holds.
@@ -274,6 +275,32 @@ def case_dmjd_follows_the_stream(_store, tmp):
         pg.stop()
 
 
+def case_sigterm_during_the_copy(_store, tmp):
+    """SIGTERM while the first copy runs: no position is stored for a copy cut short, so the
+    next run copies again and the store ends equal to the table."""
+    pg, _ = setup_pg(tmp, jobs=200, wal_level="logical")
+    db = os.path.join(tmp, "db")
+    try:
+        pg.execute("insert into posthog_datamodelingjob (id, team_id, status, rows_materialized,"
+                   " created_at, updated_at) select md5('bulk' || g)::uuid, 1 + g % 2,"
+                   " 'Completed', g, now(), now() from generate_series(1, 60000) g")
+        s = Syncer(pg, db, mode="--logical")
+        poll("the slot made", lambda: pg.psql("select count(*) from pg_replication_slots") == "1",
+             60 * SLOW)
+        err = s.stop_cleanly()
+        stored = state(db).get("sync.logical")
+        print("stopped during the copy: %s" % ("position stored" if stored else "no position"))
+        if not stored:
+            assert "following" not in err, err
+        else:  # the copy won the race: it must then be whole
+            assert_store_equals_table(db, pg, "where team_id is not null")
+        err = catch_up(pg, db)
+        assert ("copying" in err) == (not stored), err
+        assert_store_equals_table(db, pg, "where team_id is not null")
+    finally:
+        pg.stop()
+
+
 def case_modes_status_and_slots(_store, tmp):
     pg, _ = setup_pg(tmp, jobs=200, wal_level="logical")
     db = os.path.join(tmp, "db")
@@ -348,7 +375,8 @@ def main():
         print("skipped: %s/initdb not found (Debian's postgresql-15 is not installed)"
               % pg_helper.PGBIN)
         return 77
-    cases = [case_stream_with_kills, case_dmjd_follows_the_stream, case_modes_status_and_slots]
+    cases = [case_stream_with_kills, case_dmjd_follows_the_stream, case_sigterm_during_the_copy,
+             case_modes_status_and_slots]
     only = os.environ.get("DMJ_TEST_CASE")
     if only:
         cases = [c for c in cases if c.__name__ == only]
