@@ -29,8 +29,17 @@ DMJ_MUST_CHECK int dmj_buf_reserve(struct dmj_buf *b, size_t n);
 DMJ_MUST_CHECK int dmj_buf_add(struct dmj_buf *b, const void *p, size_t n);
 /** Appends a NUL-terminated string. */
 DMJ_MUST_CHECK int dmj_buf_adds(struct dmj_buf *b, const char *s);
-/** Appends one byte. */
-DMJ_MUST_CHECK int dmj_buf_addc(struct dmj_buf *b, char c);
+/** Appends one byte: in line while there is room for it and the NUL, else through
+ * dmj_buf_add. */
+DMJ_MUST_CHECK static inline int dmj_buf_addc(struct dmj_buf *b, char c)
+{
+    if (b->len + 2 <= b->cap) {
+        b->data[b->len++] = c;
+        b->data[b->len] = '\0';
+        return 0;
+    }
+    return dmj_buf_add(b, &c, 1);
+}
 /** Appends printf-formatted text (not for hot paths). */
 DMJ_MUST_CHECK int dmj_buf_printf(struct dmj_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

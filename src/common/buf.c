@@ -77,11 +77,6 @@ int dmj_buf_adds(struct dmj_buf *b, const char *s)
     return dmj_buf_add(b, s, strlen(s));
 }
 
-int dmj_buf_addc(struct dmj_buf *b, char c)
-{
-    return dmj_buf_add(b, &c, 1);
-}
-
 int dmj_buf_printf(struct dmj_buf *b, const char *fmt, ...)
 {
     va_list ap;
