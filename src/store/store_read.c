@@ -556,27 +556,41 @@ static int walk_position(struct dmj_walk *w, MDB_cursor *c, MDB_val *k, MDB_val 
     return mdb_cursor_get(c, k, v, MDB_SET_RANGE);
 }
 
+/* Whether key `k` is one of the walk's: its index's length and the walk's prefix (team, then
+ * the index's own part), compared field by field rather than rebuilt for every row. */
+static bool in_walk(const struct dmj_walk_spec *sp, const MDB_val *k)
+{
+    const uint8_t *p = k->mv_data;
+    switch (sp->index) {
+    case DMJ_WALK_SAVED_QUERY:
+        return k->mv_size == KEY_SQ_LEN && dmj__get32(p) == sp->team_id &&
+               memcmp(p + 4, sp->saved_query_id, 16) == 0;
+    case DMJ_WALK_STATUS:
+        return k->mv_size == KEY_STATUS_LEN && dmj__get32(p) == sp->team_id &&
+               p[4] == (uint8_t)sp->status;
+    default:
+        return k->mv_size == KEY_JOB_LEN && dmj__get32(p) == sp->team_id;
+    }
+}
+
 int dmj_walk_next_entry(struct dmj_walk *w, struct dmj_job_rec *out)
 {
     struct slot *sl = w->cursor;
     struct dmj_read *r = w->read;
     MDB_val k, v;
-    uint8_t prefix[20];
-    size_t klen, plen;
     int rc;
 
     if ((w->state & 3) == PHASE_DONE)
         return DMJ_EEND;
     if (!r->active || (unsigned)(w->state >> 2) != (sl->gen & GEN_MASK))
         return DMJ_ESTORE; /* the read ended, or a newer walk took this cursor */
-    plen = walk_prefix(&w->spec, prefix, &klen);
     if ((w->state & 3) == PHASE_FRESH) {
         rc = walk_position(w, sl->cur, &k, &v);
         w->state = (w->state & ~3) | PHASE_MOVING;
     } else {
         rc = mdb_cursor_get(sl->cur, &k, &v, w->spec.descending ? MDB_PREV : MDB_NEXT);
     }
-    if (rc == 0 && (k.mv_size != klen || memcmp(k.mv_data, prefix, plen) != 0))
+    if (rc == 0 && !in_walk(&w->spec, &k))
         rc = MDB_NOTFOUND;
     if (rc) {
         w->state = (w->state & ~3) | PHASE_DONE;
@@ -586,12 +600,14 @@ int dmj_walk_next_entry(struct dmj_walk *w, struct dmj_job_rec *out)
         set_rec(r, out, k.mv_data, &v);
         return 0;
     }
-    /* an index entry carries team . (its own part) . created_at . id */
-    uint8_t jkey[KEY_JOB_LEN];
-    memcpy(jkey, k.mv_data, 4);
-    memcpy(jkey + 4, (const uint8_t *)k.mv_data + plen, 24);
-    MDB_val none = {0, NULL};
-    set_rec(r, out, jkey, &none);
+    /* an index entry carries team . (its own part) . created_at . id: no record yet */
+    const uint8_t *tail = (const uint8_t *)k.mv_data + k.mv_size - 24;
+    out->txnid = r->txnid;
+    out->data = NULL;
+    out->len = 0;
+    out->team_id = dmj__get32(k.mv_data);
+    out->created_at = dmj__get64(tail);
+    memcpy(out->id, tail + 8, 16);
     return 0;
 }
 
