@@ -73,8 +73,9 @@ struct dmj__api_lender {
 };
 
 /* Authentications remembered (api_auth.c): direct-mapped slots per worker, each the outcome
- * of both checks for one credential and team in one committed state. */
-#define DMJ__API_AUTH_SLOTS 64
+ * of both checks for one credential and team in one committed state (about 460 bytes a slot:
+ * 116 KiB a worker). A power of two. */
+#define DMJ__API_AUTH_SLOTS 256
 #define DMJ__API_AUTH_TEXT_MAX 256
 struct dmj__api_auth_entry {
     uint64_t txnid; /* the committed state the checks passed in; 0: empty */
