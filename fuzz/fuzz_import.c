@@ -208,7 +208,8 @@ static void oracle_record(const struct dmj_import_record *rec)
  * - personal API keys: id (a string), user_id, secure_value ("sha256$" and 64 lowercase
  *   hex digits), or a raw "value" (else "key": the first that is a string), not empty,
  *   hashed; one of the two required; scopes (strings, at most 128), scoped_teams (team ids,
- *   at most 1024), scoped_organizations (UUIDs, at most 64), each an array or null.
+ *   at most 1024), scoped_organizations (UUIDs, at most 64), each an array or null;
+ *   created_at (a timestamp, or absent or null).
  *
  * The comparison leaves out what a reading of one line cannot settle, and says so:
  * - lines that are not one JSON object by yajl's tree, or that come after a line that is
@@ -434,6 +435,9 @@ static const char *rule_key(yajl_val r, struct dmj_key *k)
         (why = r_str(r, "secure_value", false, true, &hash)) ||
         (why = r_str(r, "value", false, true, &value)) ||
         (why = r_str(r, "key", false, true, &raw)))
+        return why;
+    /* PostHog's personalapikey.created_at: absent or null in older exports */
+    if ((why = r_time(r, "created_at", false, &k->has_created_at, &k->created_at)))
         return why;
     if (value.ptr)
         raw = value;
@@ -838,6 +842,9 @@ static const char *differs(const struct dmj_import_record *w, const struct dmj_i
           "key scoped_teams")
         D(a->n_orgs == b->n_orgs && memcmp(a->scoped_orgs, b->scoped_orgs, a->n_orgs * 16) == 0,
           "key scoped_organizations")
+        D(a->has_created_at == b->has_created_at &&
+              (!a->has_created_at || a->created_at == b->created_at),
+          "key created_at")
         return NULL;
     }
 #undef D
